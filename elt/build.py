@@ -1,0 +1,331 @@
+"""Running the DAG: seeds, API sources, models and their tests, in dependency order.
+
+Independent nodes run concurrently on `target.threads` workers, each with its own DuckDB
+cursor. Heavy SELECTs run in parallel; everything that writes shared state (seed loads, the
+swap of a model, `_elt.nodes`) is serialised by one lock so transactions never conflict.
+A node is skipped when nothing it reads changed since its last success (see DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+
+from elt import db, materialize, nodestate
+from elt.config import Project
+from elt.console import Console
+from elt.errors import EltError, ModelError
+from elt.graph import Graph, Node
+from elt.modelfile import str_list
+from elt.nodestate import NodeState
+from elt.results import NodeResult, RunResults, write_manifest
+
+FAILED = ("error", "skipped")
+
+
+@dataclass
+class Outcome:
+    """What a worker reports back to the scheduler for one node."""
+
+    status: str                       # success | up_to_date | error
+    rows: int | None = None
+    message: str | None = None
+    display: str | None = None        # console status when it differs (tests: pass/fail/warn)
+    details: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def run_build(
+    con: duckdb.DuckDBPyConnection,
+    project: Project,
+    graph: Graph,
+    console: Console,
+    *,
+    select: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    full_refresh: bool = False,
+    command: str = "build",
+) -> RunResults:
+    """Build (or, for command="test", only test) the selected nodes; never raises per node."""
+    results = RunResults(command=command)
+    try:
+        names = plan(graph, select, exclude, command)
+        prepare(con, graph, console)
+        if not names:
+            console.info("nothing selected")
+        else:
+            _Runner(con, project, graph, console, results, full_refresh, command).run(names)
+    finally:
+        results.write(project.target_dir)
+        write_manifest(project.target_dir, graph.manifest())
+    _summary(console, results)
+    return results
+
+
+def plan(graph: Graph, select: Sequence[str], exclude: Sequence[str], command: str) -> list[str]:
+    """Selected nodes plus the tests of selected models (dbt's eager indirect selection),
+    minus exclusions, in DAG order; an excluded model takes its tests with it."""
+    chosen = set(graph.select(select, exclude))
+    excluded = set(graph.select(exclude)) if exclude else set()
+    kinds = {n: graph.nodes[n].kind for n in chosen}
+    if command == "test":
+        run = {n for n in chosen if kinds[n] == "test"}
+    else:
+        run = {n for n in chosen if kinds[n] != "published"}
+    run |= set(graph.tests_for(n for n in chosen if kinds[n] != "test"))
+    run -= excluded | set(graph.tests_for(excluded))
+    return [n for n in graph.order if n in run]
+
+
+def prepare(con: duckdb.DuckDBPyConnection, graph: Graph, console: Console) -> None:
+    """Schemas, state tables, the ledger views models may read; drop a crashed run's temps."""
+    from elt import load
+    from elt.ledger import ensure_ledger
+
+    load.ensure_state(con)
+    db.ensure_schemas(con)
+    nodestate.ensure(con)
+    publications = {node.identifier: str_list(node.config.get("key"), "key", str(node.path))
+                    for node in graph.nodes.values() if node.kind == "published"}
+    ensure_ledger(con, publications)
+    for name in materialize.drop_leftovers(con):
+        console.warn(f"dropped {name} left over by an interrupted run")
+
+
+def _summary(console: Console, results: RunResults) -> None:
+    counts = Counter(r.status for r in results.results)
+    if counts:
+        parts = ", ".join(f"{counts[s]} {s}" for s in ("success", "up_to_date", "error",
+                                                       "skipped") if counts[s])
+        console.info(f"Done: {parts} in {time.time() - results.started:.2f}s")
+    for result in results.results:
+        if result.status == "error":
+            console.error(result.message or f"{result.kind} {result.name} failed")
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+class _Runner:
+    """Schedules nodes on a thread pool as their dependencies finish."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, project: Project, graph: Graph,
+                 console: Console, results: RunResults, full_refresh: bool,
+                 command: str) -> None:
+        self.con, self.project, self.graph, self.console = con, project, graph, console
+        self.results, self.full_refresh, self.command = results, full_refresh, command
+        self.lock = threading.Lock()
+        self.workers = max(1, int(project.target.threads or 1))
+        self.test_status: dict[str, dict[str, str]] = {}
+
+    # -- scheduling ----------------------------------------------------------------------
+    def run(self, names: list[str]) -> None:
+        in_run = set(names)
+        deps = {n: [d for d in self.graph.run_after(n) if d in in_run] for n in names}
+        done: dict[str, str] = {}
+        blame: dict[str, str] = {}
+        pending = list(names)
+        running: dict[Future[Outcome], tuple[str, Any]] = {}
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="elt-build") as pool:
+            try:
+                while pending or running:
+                    progressed = True
+                    while progressed:
+                        progressed = False
+                        for name in [n for n in pending if all(d in done for d in deps[n])]:
+                            pending.remove(name)
+                            bad = next((d for d in deps[name] if done[d] in FAILED), None)
+                            if bad is not None:
+                                blame[name] = blame.get(bad, bad)
+                                done[name] = self._skip(name, blame[name])
+                                progressed = True
+                            else:
+                                cur = self.con.cursor()
+                                running[pool.submit(self._execute, name, cur)] = (name, cur)
+                    if not running:
+                        if pending:
+                            raise RuntimeError(f"scheduler stuck on {', '.join(pending)}")
+                        break
+                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        name, cur = running.pop(future)
+                        cur.close()
+                        done[name] = self._finish(name, future.result())
+            except BaseException:
+                for _, cur in running.values():
+                    cur.interrupt()
+                raise
+
+    def _skip(self, name: str, culprit: str) -> str:
+        node = self.graph.nodes[name]
+        up = self.graph.nodes[culprit]
+        message = f"upstream {up.kind} {culprit} failed"
+        with self.lock:
+            nodestate.record_status(self.con, name=name, kind=node.kind, status="skipped",
+                                    message=message)
+        self.console.node(node.kind, name, "skipped", message=message)
+        self.results.add(NodeResult(name, node.kind, "skipped", None, 0.0, message))
+        self._track_test(node, "skipped")
+        return "skipped"
+
+    def _finish(self, name: str, out: Outcome) -> str:
+        """Report a finished node (main thread only, so output lines never interleave)."""
+        node = self.graph.nodes[name]
+        if out.display == "warn" and out.message:
+            self.console.warn(out.message)
+        self.console.node(node.kind, name, out.display or out.status, rows=out.rows,
+                          seconds=out.seconds, message=out.message)
+        for line in out.details:
+            self.console.info(f"      {line}")
+        self.results.add(NodeResult(name, node.kind, out.status, out.rows,
+                                    round(out.seconds, 3), out.message))
+        self._track_test(node, out.status)
+        return out.status
+
+    def _track_test(self, node: Node, status: str) -> None:
+        """Set the owner's tests_ok once its tests have answered (false on any failure)."""
+        if node.kind != "test" or not node.owner:
+            return
+        seen = self.test_status.setdefault(node.owner, {})
+        seen[node.name] = status
+        expected = self.graph.tests_of.get(node.owner, [])
+        if status == "error":
+            ok: bool | None = False
+        elif len(seen) == len(expected) and all(s in ("success", "up_to_date")
+                                                for s in seen.values()):
+            ok = True if any(s == "success" for s in seen.values()) else None
+        else:
+            ok = None  # still waiting, or a test was skipped: leave it as it is
+        if ok is not None:
+            with self.lock:
+                nodestate.set_tests_ok(self.con, node.owner, ok)
+
+    # -- one node (worker thread) --------------------------------------------------------
+    def _execute(self, name: str, cur: duckdb.DuckDBPyConnection) -> Outcome:
+        node = self.graph.nodes[name]
+        started = time.monotonic()
+        label = f"{'api source' if node.kind == 'api' else node.kind} {name}"
+        try:
+            runner = {"seed": self._seed, "api": self._api, "model": self._model,
+                      "test": self._test}[node.kind]
+            out = runner(cur, node, started)
+        except EltError as exc:
+            text = str(exc)
+            named = re.search(rf"\b{re.escape(node.identifier)}\b", text) or name in text
+            out = Outcome("error", message=text if named else f"{label}: {text}")
+        except duckdb.Error as exc:
+            out = Outcome("error", message=f"{label}: {_first_line(exc)}")
+        out.seconds = time.monotonic() - started
+        if out.status == "error":
+            with self.lock:
+                nodestate.record_status(cur, name=name, kind=node.kind, status="error",
+                                        message=out.message, seconds=round(out.seconds, 3))
+        return out
+
+    def _seed(self, cur: duckdb.DuckDBPyConnection, node: Node, started: float) -> Outcome:
+        from elt import load
+
+        with self.lock:
+            loaded = load.load_seed(cur, self.project, node.spec, full_refresh=self.full_refresh,
+                                    console=self.console)
+            stored = nodestate.read(cur, node.name)
+            if loaded.status != "up_to_date" or stored is None or stored.status != "success":
+                nodestate.record_success(
+                    cur, name=node.name, kind="seed", checksum=node.checksum,
+                    version=load.seed_version(cur, node.spec.name), inputs={},
+                    rows=loaded.rows, seconds=round(time.monotonic() - started, 3),
+                    message=loaded.message)
+        return Outcome(loaded.status, rows=loaded.rows, message=loaded.message)
+
+    def _api(self, cur: duckdb.DuckDBPyConnection, node: Node, started: float) -> Outcome:
+        try:
+            from elt.sources import fetch_source
+        except ModuleNotFoundError as exc:
+            if exc.name != "elt.sources":
+                raise
+            raise ModelError(f"api source {node.identifier}: API sources are not available "
+                             "yet (module elt.sources is missing)") from exc
+        inputs = self._inputs(cur, node)
+        # Not under the lock: fetching is network-bound; sources write their own raw table.
+        fetched = fetch_source(cur, self.project, node, self.console,
+                               full_refresh=self.full_refresh)
+        with self.lock:
+            stored = nodestate.read(cur, node.name)
+            if fetched.status != "up_to_date" or stored is None or stored.status != "success":
+                nodestate.record_success(
+                    cur, name=node.name, kind="api", checksum=node.checksum,
+                    version=(stored.version or 0) + 1 if stored else 1, inputs=inputs,
+                    rows=fetched.rows, seconds=round(time.monotonic() - started, 3),
+                    message=fetched.message)
+        return Outcome(fetched.status, rows=fetched.rows, message=fetched.message)
+
+    def _model(self, cur: duckdb.DuckDBPyConnection, node: Node, started: float) -> Outcome:
+        stored = nodestate.read(cur, node.name)
+        inputs = self._inputs(cur, node)
+        if self._fresh(cur, node, stored, inputs):
+            return Outcome("up_to_date", rows=stored.rows if stored else None)
+        built = materialize.build_model(cur, self.graph, node, stored=stored, inputs=inputs,
+                                        full_refresh=self.full_refresh, lock=self.lock,
+                                        started=started)
+        return Outcome("success", rows=built.rows, message=built.message)
+
+    def _test(self, cur: duckdb.DuckDBPyConnection, node: Node, started: float) -> Outcome:
+        from elt import datatests
+
+        stored = nodestate.read(cur, node.name)
+        inputs = self._inputs(cur, node)
+        if self.command == "build" and self._fresh(cur, node, stored, inputs):
+            return Outcome("up_to_date", rows=stored.rows if stored else None, display=None)
+        tested = datatests.run_test(cur, node, self.graph)
+        seconds = round(time.monotonic() - started, 3)
+        with self.lock:
+            if tested.status == "fail":
+                nodestate.record_status(cur, name=node.name, kind="test", status="error",
+                                        message=tested.message, seconds=seconds)
+            else:
+                nodestate.record_success(
+                    cur, name=node.name, kind="test", checksum=node.checksum,
+                    version=(stored.version or 0) + 1 if stored else 1, inputs=inputs,
+                    rows=tested.failures, seconds=seconds, message=tested.message)
+        return Outcome("error" if tested.status == "fail" else "success", rows=tested.failures,
+                       message=tested.message, display=tested.status, details=tested.samples)
+
+    # -- up-to-date ------------------------------------------------------------------------
+    def _inputs(self, cur: duckdb.DuckDBPyConnection, node: Node) -> dict[str, int | None]:
+        """Current version of everything the node reads (DESIGN.md: versions)."""
+        from elt import load
+
+        versions: dict[str, int | None] = {}
+        for dep in node.depends_on:
+            up = self.graph.nodes[dep]
+            if up.kind == "seed":
+                versions[dep] = load.seed_version(cur, up.spec.name)
+            elif up.kind == "published":
+                exists = materialize.relation_type(cur, up.schema, up.identifier)
+                row = cur.execute(f"SELECT coalesce(max(seq), 0) FROM {up.qualified}"
+                                  ).fetchone() if exists else None
+                versions[dep] = int(row[0]) if row else None
+            else:
+                state = nodestate.read(cur, dep)
+                versions[dep] = state.version if state else None
+        return versions
+
+    def _fresh(self, cur: duckdb.DuckDBPyConnection, node: Node, stored: NodeState | None,
+               inputs: dict[str, int | None]) -> bool:
+        """Same checksum, same input versions as at the last success, relation still there."""
+        if self.full_refresh or stored is None or stored.status != "success":
+            return False
+        if stored.checksum != node.checksum or (stored.inputs or {}) != inputs:
+            return False
+        return node.kind == "test" or materialize.relation_type(
+            cur, node.schema, node.identifier) is not None

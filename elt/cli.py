@@ -1,0 +1,177 @@
+"""The `elt` command line: a thin Click layer; each command calls one Context method."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from elt import secrets
+from elt.console import Console
+from elt.context import Context
+from elt.errors import EltError
+
+_FORMATS = click.Choice(["table", "csv", "json"])
+
+
+def _project_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Options every command shares, defined once."""
+    f = click.option("--project-dir", type=click.Path(file_okay=False), default=None,
+                     help="Project root (default: current directory).")(f)
+    f = click.option("--profiles-dir", type=click.Path(file_okay=False), default=None,
+                     help="Folder holding profiles.yml (default: the project root).")(f)
+    f = click.option("--target", "-t", default=None, envvar="ELT_TARGET",
+                     help="Output of profiles.yml to use (env: ELT_TARGET).")(f)
+    f = click.option("--debug", is_flag=True, help="Show tracebacks.")(f)
+    f = click.option("--quiet", "-q", is_flag=True, help="Only errors and results.")(f)
+    return f
+
+
+def _selection(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("--select", "-s", multiple=True,
+                     help="name, name+, +name, tag:x, path:models/x, kind:api (repeatable).")(f)
+    f = click.option("--exclude", multiple=True, help="Same syntax as --select.")(f)
+    return f
+
+
+def _run(opts: dict[str, Any], action: Callable[[Context], Any]) -> None:
+    """Build the Context, run one method, turn errors into one line and an exit code."""
+    debug = opts.pop("debug", False)
+    console = Console(quiet=opts.pop("quiet", False))
+    ctx = Context(opts.pop("project_dir", None), opts.pop("profiles_dir", None),
+                  opts.pop("target", None), console)
+    try:
+        outcome = action(ctx)
+    except EltError as exc:
+        if debug:
+            raise
+        console.error(str(exc))
+        sys.exit(1)
+    except KeyboardInterrupt:
+        console.error("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # an elt bug, not a user error: still one line unless --debug
+        if debug:
+            raise
+        console.error(f"internal error: {type(exc).__name__}: {secrets.redact(str(exc))} "
+                      "(run with --debug for the traceback)")
+        sys.exit(2)
+    failed = getattr(outcome, "failed", outcome is False)
+    if failed:
+        sys.exit(1)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="elt")
+def cli() -> None:
+    """elt: raw exports -> DuckDB staging -> SQL models -> REST and GraphQL backends."""
+
+
+@cli.command()
+@_project_options
+@_selection
+@click.option("--full-refresh", is_flag=True, help="Reload every seed and rebuild every model.")
+def build(select: tuple[str, ...], exclude: tuple[str, ...], full_refresh: bool,
+          **opts: Any) -> None:
+    """Load changed seeds, build changed models, run their data tests."""
+    _run(opts, lambda c: c.build(select, exclude, full_refresh))
+
+
+@cli.command("test")
+@_project_options
+@_selection
+def test_cmd(select: tuple[str, ...], exclude: tuple[str, ...], **opts: Any) -> None:
+    """Run data tests only."""
+    _run(opts, lambda c: c.test(select, exclude))
+
+
+@cli.command()
+@_project_options
+@click.argument("query", required=False)
+@click.option("--format", "fmt", type=_FORMATS, default="table")
+@click.option("--limit", type=int, default=None, help="Print at most N rows.")
+def sql(query: str | None, fmt: str, limit: int | None, **opts: Any) -> None:
+    """Run SQL against the staging database (QUERY or stdin), read-only."""
+    text = query if query is not None else sys.stdin.read()
+    _run(opts, lambda c: c.sql(text, fmt, limit))
+
+
+@cli.command()
+@_project_options
+@click.argument("model")
+@click.option("--limit", type=int, default=10)
+@click.option("--format", "fmt", type=_FORMATS, default="table")
+def show(model: str, limit: int, fmt: str, **opts: Any) -> None:
+    """Print the first rows of a model, seed or source."""
+    _run(opts, lambda c: c.show(model, limit, fmt))
+
+
+@cli.command("ls")
+@_project_options
+@_selection
+@click.option("--format", "fmt", type=_FORMATS, default="table")
+def ls_cmd(select: tuple[str, ...], exclude: tuple[str, ...], fmt: str, **opts: Any) -> None:
+    """List nodes with kind, materialization, rows and last build."""
+    _run(opts, lambda c: c.ls(select, exclude, fmt))
+
+
+@cli.command()
+@_project_options
+@click.option("--format", "fmt", type=click.Choice(["text", "mermaid", "dot"]), default="text")
+def dag(fmt: str, **opts: Any) -> None:
+    """Print the dependency graph."""
+    _run(opts, lambda c: c.dag(fmt))
+
+
+@cli.command()
+@_project_options
+@_selection
+@click.option("--dry-run", is_flag=True, help="Count what would be sent; send nothing.")
+@click.option("--concurrency", type=int, default=None, help="Requests in flight per endpoint.")
+@click.option("--export-results", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write one JSON line per row sent (key, status, HTTP status, answer).")
+def publish(select: tuple[str, ...], exclude: tuple[str, ...], dry_run: bool,
+            concurrency: int | None, export_results: Path | None, **opts: Any) -> None:
+    """Send new, changed and failed rows to their endpoints; record what they acknowledged."""
+    _run(opts, lambda c: c.publish(select, exclude, dry_run, concurrency, export_results))
+
+
+@cli.command()
+@_project_options
+@click.option("--format", "fmt", type=_FORMATS, default="table")
+def status(fmt: str, **opts: Any) -> None:
+    """Per publication: rows, acknowledged, failed, pending."""
+    _run(opts, lambda c: c.status(fmt))
+
+
+@cli.command("debug")
+@_project_options
+def debug_cmd(**opts: Any) -> None:
+    """Check profile, database, endpoints and credentials without sending data."""
+    _run(opts, lambda c: c.debug())
+
+
+@cli.group()
+def sandbox() -> None:
+    """The local FlowKit-compatible REST and UOIS-compatible GraphQL receiver."""
+
+
+@sandbox.command("serve")
+@_project_options
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8765, show_default=True)
+@click.option("--fresh", is_flag=True, help="Forget everything received so far.")
+def sandbox_serve(host: str, port: int, fresh: bool, **opts: Any) -> None:
+    """Run the sandbox in the foreground until Ctrl-C."""
+    _run(opts, lambda c: c.sandbox_serve(host, port, fresh))
+
+
+def main() -> None:
+    cli(prog_name="elt")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""Project and profile configuration: where things are, and which target we run against.
+
+profiles.yml is dbt-shaped: `{profile: {target: NAME, outputs: {NAME: {...}}}}`. Values may
+use `{{ env_var('X') }}` or `{{ env_var('X', 'default') }}`; only the chosen output is rendered,
+so a production target's secrets are not needed to build against the sandbox.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from elt import secrets
+from elt.errors import ConfigError
+
+_ENV_VAR = re.compile(
+    r"\{\{\s*env_var\(\s*(['\"])(?P<name>[^'\"]+)\1\s*(?:,\s*(['\"])(?P<default>.*?)\3\s*)?\)\s*\}\}"
+)
+_LEFTOVER = re.compile(r"\{\{.*?\}\}")
+
+
+def load_yaml(path: Path) -> Any:
+    """Parse a YAML file; a syntax error names the file and line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError("file not found", where=str(path)) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read: {exc}", where=str(path)) from exc
+    return parse_yaml(text, str(path))
+
+
+def parse_yaml(text: str, where: str, line_offset: int = 0) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1 + line_offset}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"invalid YAML: {problem}", where=f"{where}{line}") from exc
+
+
+def render_env(value: Any, where: str) -> Any:
+    """Replace env_var() calls in every string of a nested structure."""
+    if isinstance(value, dict):
+        return {k: render_env(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [render_env(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group("name"), match.group("default")
+        if name in os.environ:
+            resolved = os.environ[name]
+            secrets.register(resolved)
+            return resolved
+        if default is not None:
+            return default
+        raise ConfigError(f"environment variable {name} is not set (and has no default)",
+                          where=where)
+
+    rendered = _ENV_VAR.sub(substitute, value)
+    if _LEFTOVER.search(rendered):
+        raise ConfigError(f"unsupported template {_LEFTOVER.search(rendered).group(0)!r}; "
+                          "only {{ env_var('NAME'[, 'default']) }} is supported", where=where)
+    return _coerce_scalar(rendered) if rendered != value else rendered
+
+
+def _coerce_scalar(text: str) -> Any:
+    """env vars are strings; `threads: "{{ env_var('T', '4') }}"` should still be an int."""
+    if re.fullmatch(r"-?\d+", text):
+        return int(text)
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    return text
+
+
+@dataclass
+class Target:
+    """The chosen output of profiles.yml."""
+
+    name: str
+    type: str
+    path: Path
+    threads: int = 1
+    memory_limit: str | None = None
+    endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class Project:
+    """Paths of one elt project plus its rendered target."""
+
+    root: Path
+    target: Target
+    profile_name: str
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def seeds_dir(self) -> Path:
+        return self.root / "seeds"
+
+    @property
+    def target_dir(self) -> Path:
+        return self.root / "target"
+
+    @property
+    def db_path(self) -> Path:
+        return self.target.path
+
+
+def load_project(
+    project_dir: str | Path | None = None,
+    profiles_dir: str | Path | None = None,
+    target_name: str | None = None,
+) -> Project:
+    """Read profiles.yml and pick the target (option > ELT_TARGET > profile's `target:`)."""
+    root = Path(project_dir or ".").resolve()
+    if not root.is_dir():
+        raise ConfigError("project directory does not exist", where=str(root))
+    profiles_path = Path(profiles_dir or root).resolve() / "profiles.yml"
+    raw = load_yaml(profiles_path)
+    where = str(profiles_path)
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError("expected a mapping `profile: {target: ..., outputs: {...}}`",
+                          where=where)
+    profile_name, profile = next(iter(raw.items()))
+    if not isinstance(profile, dict) or not isinstance(profile.get("outputs"), dict):
+        raise ConfigError(f"profile {profile_name!r} needs an `outputs:` mapping", where=where)
+    outputs: dict[str, Any] = profile["outputs"]
+    chosen = (
+        target_name
+        or os.environ.get("ELT_TARGET")
+        or render_env(profile.get("target"), f"{where}: {profile_name}.target")
+    )
+    if not chosen:
+        raise ConfigError(f"profile {profile_name!r} has no `target:`", where=where)
+    if chosen not in outputs:
+        names = ", ".join(sorted(outputs))
+        raise ConfigError(f"unknown target {chosen!r} (outputs: {names})", where=where)
+    output = render_env(outputs[chosen] or {}, f"{where}: outputs.{chosen}")
+    if not isinstance(output, dict):
+        raise ConfigError(f"output {chosen!r} must be a mapping", where=where)
+    db_type = output.get("type", "duckdb")
+    if db_type != "duckdb":
+        raise ConfigError(f"output {chosen!r}: type {db_type!r} is not supported (duckdb)",
+                          where=where)
+    path = Path(output.get("path", "target/elt.duckdb"))
+    if not path.is_absolute():
+        path = root / path
+    endpoints = output.get("endpoints") or {}
+    if not isinstance(endpoints, dict):
+        raise ConfigError(f"output {chosen!r}: `endpoints` must be a mapping", where=where)
+    target = Target(
+        name=chosen,
+        type=db_type,
+        path=path,
+        threads=int(output.get("threads", 1)),
+        memory_limit=output.get("memory_limit"),
+        endpoints=endpoints,
+    )
+    return Project(root=root, target=target, profile_name=profile_name)

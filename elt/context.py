@@ -1,0 +1,139 @@
+"""The project API: one method per CLI command (like SQLMesh's Context).
+
+The CLI only parses options and calls these; tests and notebooks can call them directly.
+Each method opens the staging database for as short a time as it needs it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+
+from elt import db
+from elt.config import Project, load_project
+from elt.console import Console
+from elt.results import RunResults
+
+
+class Context:
+    def __init__(
+        self,
+        project_dir: str | Path | None = None,
+        profiles_dir: str | Path | None = None,
+        target: str | None = None,
+        console: Console | None = None,
+    ) -> None:
+        self._project_dir = project_dir
+        self._profiles_dir = profiles_dir
+        self._target = target
+        self.console = console or Console()
+
+    @cached_property
+    def project(self) -> Project:
+        return load_project(self._project_dir, self._profiles_dir, self._target)
+
+    def connect(self, *, read_only: bool = False):  # noqa: ANN201 - duckdb connection
+        target = self.project.target
+        return db.connect(
+            target.path,
+            read_only=read_only,
+            memory_limit=target.memory_limit,
+            threads=None,
+        )
+
+    def graph(self):  # noqa: ANN201 - elt.graph.Graph
+        from elt.graph import load_graph
+
+        return load_graph(self.project)
+
+    # -- build half ----------------------------------------------------------------
+    def build(
+        self,
+        select: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+        full_refresh: bool = False,
+    ) -> RunResults:
+        """Load changed seeds, fetch API sources, build models and run their tests, in DAG order."""
+        from elt.build import run_build
+
+        graph = self.graph()
+        with self.connect() as con:
+            return run_build(con, self.project, graph, self.console, select=select,
+                             exclude=exclude, full_refresh=full_refresh, command="build")
+
+    def test(self, select: Sequence[str] = (), exclude: Sequence[str] = ()) -> RunResults:
+        """Run data tests only, against the tables as they are."""
+        from elt.build import run_build
+
+        graph = self.graph()
+        with self.connect() as con:
+            return run_build(con, self.project, graph, self.console, select=select,
+                             exclude=exclude, full_refresh=False, command="test")
+
+    def sql(self, query: str, fmt: str = "table", limit: int | None = None) -> None:
+        from elt.inspect import render, run_query
+
+        with self.connect(read_only=True) as con:
+            columns, rows = run_query(con, query, limit=limit)
+        render(self.console, columns, rows, fmt)
+
+    def show(self, model: str, limit: int = 10, fmt: str = "table") -> None:
+        from elt.inspect import render, show_relation
+
+        graph = self.graph()
+        with self.connect(read_only=True) as con:
+            columns, rows = show_relation(con, graph, model, limit)
+        render(self.console, columns, rows, fmt)
+
+    def ls(self, select: Sequence[str] = (), exclude: Sequence[str] = (),
+           fmt: str = "table") -> None:
+        from elt.inspect import list_nodes, render
+
+        graph = self.graph()
+        con = self.connect(read_only=True) if self.project.db_path.exists() else None
+        try:
+            columns, rows = list_nodes(con, graph, select, exclude)
+        finally:
+            if con is not None:
+                con.close()
+        render(self.console, columns, rows, fmt)
+
+    def dag(self, fmt: str = "text") -> None:
+        from elt.inspect import render_dag
+
+        self.console.result(render_dag(self.graph(), fmt))
+
+    # -- publish half --------------------------------------------------------------
+    def publish(
+        self,
+        select: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+        dry_run: bool = False,
+        concurrency: int | None = None,
+        export_results: Path | None = None,
+    ) -> RunResults:
+        """Send what is new, changed or failed to each publication's endpoint."""
+        from elt.publish.runner import run_publish
+
+        return run_publish(self, select=select, exclude=exclude, dry_run=dry_run,
+                           concurrency=concurrency, export_results=export_results)
+
+    def status(self, fmt: str = "table") -> None:
+        from elt.inspect import render
+        from elt.publish.runner import publication_status
+
+        columns, rows = publication_status(self)
+        render(self.console, columns, rows, fmt)
+
+    def debug(self) -> bool:
+        """Check the profile, the database and every endpoint and credential; send no data."""
+        from elt.publish.runner import check_endpoints
+
+        return check_endpoints(self)
+
+    def sandbox_serve(self, host: str, port: int, fresh: bool) -> None:
+        from elt.sandbox.server import serve
+
+        path = Path(self._project_dir or ".").resolve() / "target" / "sandbox.duckdb"
+        serve(host, port, path, fresh, self.console.info)

@@ -1,0 +1,210 @@
+"""Data tests: generic tests from model config and singular `*.test.sql` files.
+
+Every test compiles to a SELECT returning the failing rows. The rows are kept in
+`test_failures.<test>` (replaced each run) so a failure can be inspected with `elt sql`,
+and the message names the first rows by their key values so it is actionable on its own.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from sqlglot import exp
+
+from elt.db import FAILURES_SCHEMA, quote
+from elt.errors import ConfigError
+from elt.graph import Graph, Node
+from elt.modelfile import checksum, relative, str_list, strip_sql
+
+GENERIC = ("not_null", "unique", "accepted_values", "relationships", "expression")
+COMMON_ARGS = {"severity", "name", "where"}
+SAMPLE_ROWS = 5
+_MAX_NAME = 100
+
+
+@dataclass
+class TestOutcome:
+    """Result of running one test: failing row count and up to 5 described rows."""
+
+    status: str                      # pass | fail | warn
+    failures: int
+    message: str | None = None
+    samples: list[str] = field(default_factory=list)
+
+
+def generic_tests(model: Node, graph: Graph, root: Path) -> list[Node]:
+    """Test nodes for a model's `tests:` and `columns.<c>.tests:` entries."""
+    where = relative(model.path, root) if model.path else model.name
+    specs: list[tuple[Any, str | None]] = []
+    for column, spec in model.columns.items():
+        specs += [(entry, column) for entry in _as_list(spec.get("tests"), model, where)]
+    specs += [(entry, None) for entry in _as_list(model.config.get("tests"), model, where)]
+    nodes: list[Node] = []
+    for entry, column in specs:
+        node = _compile(entry, column, model, graph, where)
+        if any(n.name == node.name for n in nodes):
+            node.name = node.identifier = f"{node.name}_{node.checksum[:8]}"
+        nodes.append(node)
+    return nodes
+
+
+def _as_list(value: Any, model: Node, where: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ConfigError(f"model {model.name}: tests must be a list", where=where)
+    return value
+
+
+def _compile(entry: Any, column: str | None, model: Node, graph: Graph, where: str) -> Node:
+    """One test entry (`not_null` or `{unique: [a, b]}` ...) -> a test node."""
+    if isinstance(entry, str):
+        kind, args = entry, None
+    elif isinstance(entry, dict) and len(entry) == 1:
+        kind, args = next(iter(entry.items()))
+    else:
+        raise ConfigError(f"model {model.name}: a test is a name or a one-key mapping "
+                          f"{{test: args}}, got {entry!r}", where=where)
+    if kind not in GENERIC:
+        raise ConfigError(f"model {model.name}: unknown test {kind!r} "
+                          f"(one of {', '.join(GENERIC)})", where=where)
+    opts = args if isinstance(args, dict) else {}
+    what = f"model {model.name}: test {kind}"
+    severity = opts.get("severity", "error")
+    if severity not in ("error", "warn"):
+        raise ConfigError(f"{what}: severity must be error or warn", where=where)
+    rel = model.qualified
+    if opts.get("where"):
+        rel = f"(SELECT * FROM {rel} WHERE {opts['where']})"
+    deps = [model.name]
+    if kind in ("not_null", "unique"):
+        cols = [column] if column else _columns(args, what, where)
+        sql = _not_null(rel, cols) if kind == "not_null" else _unique(rel, cols)
+        parts = cols
+    elif kind == "accepted_values":
+        col = column or _one_column(opts, what, where)
+        values = args if isinstance(args, list) else opts.get("values")
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{what}: needs `values: [...]`", where=where)
+        literals = ", ".join(exp.convert(v).sql(dialect="duckdb") for v in values)
+        sql = (f"SELECT * FROM {rel} WHERE {quote(col)} IS NOT NULL "
+               f"AND {quote(col)} NOT IN ({literals})")
+        cols, parts = [col], [col]
+    elif kind == "relationships":
+        col = column or _one_column(opts, what, where)
+        target_name = str(opts.get("to") or "")
+        schema, _, table = target_name.lower().rpartition(".")
+        target = graph.resolve_table(schema, table) if table else None
+        if target is None:
+            raise ConfigError(f"{what}: unknown `to:` {target_name or '(missing)'}"
+                              f"{graph.suggest(target_name)}", where=where)
+        field_name = str(opts.get("field") or col)
+        parent = graph.nodes[target]
+        sql = (f"SELECT * FROM {rel} AS child WHERE child.{quote(col)} IS NOT NULL AND NOT EXISTS "
+               f"(SELECT 1 FROM {parent.qualified} AS parent "
+               f"WHERE parent.{quote(field_name)} = child.{quote(col)})")
+        deps.append(target)
+        cols, parts = [col], [col, parent.identifier, field_name]
+    else:  # expression
+        condition = args if isinstance(args, str) else (opts.get("sql") or opts.get("expression"))
+        if not isinstance(condition, str) or not condition.strip():
+            raise ConfigError(f"{what}: needs the SQL condition (`expression: \"x > 0\"` or "
+                              "`expression: {sql: ...}`)", where=where)
+        sql = f"SELECT * FROM {rel} WHERE ({strip_sql(condition)}) IS NOT TRUE"
+        cols = [column] if column else []
+        parts = [*cols, condition[:40]]
+    name = _sanitize(str(opts["name"])) if opts.get("name") else test_name(kind, model.name, parts)
+    config = {"test": kind, "model": model.name, "columns": cols, "severity": severity,
+              **{k: v for k, v in opts.items() if k not in ("severity",)}}
+    return Node(name=name, kind="test", schema=FAILURES_SCHEMA, identifier=name,
+                path=model.path, sql=sql, config=config, depends_on=deps,
+                checksum=checksum(sql, severity), tags=list(model.tags), owner=model.name,
+                severity=severity, columns={c: {} for c in cols})
+
+
+def _columns(args: Any, what: str, where: str) -> list[str]:
+    """Model-level not_null/unique: `[a, b]`, `a`, or `{columns: [...]}` / `{column: a}`."""
+    if isinstance(args, dict):
+        args = args.get("columns", args.get("column"))
+    cols = str_list(args, f"{what}: columns", where)
+    if not cols:
+        raise ConfigError(f"{what}: at model level it needs the column(s)", where=where)
+    return cols
+
+
+def _one_column(opts: dict[str, Any], what: str, where: str) -> str:
+    if not isinstance(opts.get("column"), str):
+        raise ConfigError(f"{what}: at model level it needs `column:`", where=where)
+    return opts["column"]
+
+
+def _not_null(rel: str, cols: list[str]) -> str:
+    return f"SELECT * FROM {rel} WHERE " + " OR ".join(f"{quote(c)} IS NULL" for c in cols)
+
+
+def _unique(rel: str, cols: list[str]) -> str:
+    keys = ", ".join(quote(c) for c in cols)
+    not_all_null = " OR ".join(f"{quote(c)} IS NOT NULL" for c in cols)
+    return (f"SELECT {keys}, count(*) AS n_records FROM {rel} WHERE {not_all_null} "
+            f"GROUP BY {keys} HAVING count(*) > 1")
+
+
+def _sanitize(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+def test_name(kind: str, model: str, parts: list[str]) -> str:
+    """`unique_flowkit_datasets_category_id__indicator_id`: deterministic and SQL-safe."""
+    tail = "__".join(_sanitize(p) for p in parts)
+    name = f"{kind}_{_sanitize(model)}" + (f"_{tail}" if tail else "")
+    if len(name) > _MAX_NAME:
+        name = f"{name[:_MAX_NAME - 9]}_{checksum(name)[:8]}"
+    return name
+
+
+test_name.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
+
+
+def run_test(cur: duckdb.DuckDBPyConnection, node: Node, graph: Graph) -> TestOutcome:
+    """Store the failing rows in test_failures.<name>; count and describe the first ones."""
+    cur.execute(f"CREATE OR REPLACE TABLE {node.qualified} AS\n{strip_sql(node.sql)}")
+    row = cur.execute(f"SELECT count(*) FROM {node.qualified}").fetchone()
+    failures = int(row[0]) if row else 0
+    if not failures:
+        return TestOutcome("pass", 0)
+    keys = _key_columns(cur, node, graph)
+    described = ", ".join(
+        f"'{c.replace(chr(39), chr(39) * 2)}=' || coalesce(CAST({quote(c)} AS VARCHAR), 'NULL')"
+        for c in keys)
+    order = ", ".join(quote(c) for c in keys)
+    samples = [r[0] for r in cur.execute(
+        f"SELECT concat_ws(', ', {described}) FROM {node.qualified} "
+        f"ORDER BY {order} NULLS FIRST LIMIT {SAMPLE_ROWS}").fetchall()]
+    status = "fail" if node.severity == "error" else "warn"
+    more = f" (+{failures - 1:,} more)" if failures > 1 else ""
+    message = (f"test {node.name}: {failures:,} failing row(s), e.g. {samples[0]}{more}; "
+               f"see {FAILURES_SCHEMA}.{node.identifier}")
+    return TestOutcome(status, failures, message, samples)
+
+
+run_test.__test__ = False  # type: ignore[attr-defined]
+
+
+def _key_columns(cur: duckdb.DuckDBPyConnection, node: Node, graph: Graph) -> list[str]:
+    """Columns that identify a failing row: the model's unique_key, else the tested ones."""
+    have = [r[0] for r in cur.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND "
+        "table_name = ? ORDER BY ordinal_position", [node.schema, node.identifier]).fetchall()]
+    lower = {c.lower(): c for c in have}
+    owner = graph.nodes.get(node.owner or "")
+    for candidates in ((owner.unique_key if owner else []), node.config.get("columns") or []):
+        picked = [lower[c.lower()] for c in candidates if c.lower() in lower]
+        if picked:
+            extra = [c for c in (node.config.get("columns") or []) if c.lower() in lower]
+            count = ["n_records"] if "n_records" in lower else []
+            return list(dict.fromkeys(picked + [lower[c.lower()] for c in extra] + count))
+    return have[:4]

@@ -1,0 +1,260 @@
+"""The project as a DAG: seeds, API sources, models, data tests and published answers.
+
+Dependencies come from the SQL itself (sqlglot), never from templating, so a model file is
+plain SQL that runs in any DuckDB shell. Node names are the relation a user would type:
+models by bare name, seeds and API sources as `raw.<name>`, publications as
+`published.<name>`, tests by their generated or file name.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import heapq
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from elt import db
+from elt.config import Project
+from elt.errors import ConfigError, ModelError
+from elt.modelfile import project_yaml, relative
+
+__all__ = ["KINDS", "Graph", "Node", "load_graph", "project_yaml"]
+
+KINDS = ("seed", "api", "model", "published", "test")
+
+
+@dataclass
+class Node:
+    """One buildable (or readable) relation and what it needs."""
+
+    name: str
+    kind: str
+    schema: str
+    identifier: str
+    path: Path | None = None
+    sql: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+    depends_on: list[str] = field(default_factory=list)
+    checksum: str = ""
+    tags: list[str] = field(default_factory=list)
+    materialized: str | None = None
+    unique_key: list[str] = field(default_factory=list)
+    description: str | None = None
+    columns: dict[str, dict[str, Any]] = field(default_factory=dict)
+    owner: str | None = None        # test: the model whose downstream it guards
+    severity: str = "error"         # test: error | warn
+    spec: Any = None                # seed: load.SeedSpec
+    paths: list[Path] = field(default_factory=list)  # every file the node comes from
+
+    @property
+    def relation(self) -> str:
+        return f"{self.schema}.{self.identifier}"
+
+    @property
+    def qualified(self) -> str:
+        return f"{db.quote(self.schema)}.{db.quote(self.identifier)}"
+
+    def manifest(self, root: Path) -> dict[str, Any]:
+        return {
+            "name": self.name, "kind": self.kind, "relation": self.relation,
+            "path": relative(self.path, root) if self.path else None,
+            "depends_on": self.depends_on, "config": self.config, "checksum": self.checksum,
+            "tags": self.tags, "materialized": self.materialized,
+            "unique_key": self.unique_key, "description": self.description,
+        }
+
+
+class Graph:
+    """Nodes plus topological order, lineage queries and dbt-style selection."""
+
+    def __init__(self, nodes: dict[str, Node], root: Path | None = None) -> None:
+        self.nodes = nodes
+        self.root = root or Path(".")
+        self.children: dict[str, list[str]] = {n: [] for n in nodes}
+        for node in nodes.values():
+            for dep in node.depends_on:
+                self.children[dep].append(node.name)
+        self.order = _toposort(nodes)
+        self._upstream: dict[str, set[str]] = {}
+        self.tests_of: dict[str, list[str]] = {}
+        for name in self.order:
+            owner = nodes[name].owner
+            if nodes[name].kind == "test" and owner:
+                self.tests_of.setdefault(owner, []).append(name)
+
+    # -- lineage ---------------------------------------------------------------------
+    def upstream(self, name: str) -> set[str]:
+        """Every ancestor of a node (cached: the graph does not change once built)."""
+        if name not in self._upstream:
+            self._upstream[name] = _walk([name], lambda n: self.nodes[n].depends_on)
+        return set(self._upstream[name])
+
+    def downstream(self, name: str) -> set[str]:
+        return _walk([name], lambda n: self.children[n])
+
+    def run_after(self, name: str) -> list[str]:
+        """Deps plus the tests guarding them: a failing test must block what reads its model."""
+        deps = list(self.nodes[name].depends_on)
+        if self.nodes[name].kind == "test":
+            return deps
+        for dep in self.nodes[name].depends_on:
+            for test in self.tests_of.get(dep, []):
+                if test != name and name not in self.upstream(test):
+                    deps.append(test)
+        return deps
+
+    # -- names -----------------------------------------------------------------------
+    def resolve(self, name: str) -> str | None:
+        """Node name for what a user typed: `x`, `main.x`, `raw.x`, `published.x`."""
+        key = name.strip().lower()
+        if key in self.nodes:
+            return key
+        if key.startswith("main.") and key[5:] in self.nodes:
+            return key[5:]
+        for prefix in ("raw.", "published."):
+            if prefix + key in self.nodes:
+                return prefix + key
+        return None
+
+    def resolve_table(self, schema: str, table: str) -> str | None:
+        """Node a SQL table reference points at (see DESIGN.md: Models)."""
+        if schema in ("", "main"):
+            node = self.nodes.get(table)
+            return table if node and node.kind == "model" else None
+        if schema in ("raw", "published"):
+            name = f"{schema}.{table}"
+            node = self.nodes.get(name)
+            wanted = ("seed", "api") if schema == "raw" else ("published",)
+            return name if node and node.kind in wanted else None
+        return None
+
+    def suggest(self, name: str, kinds: Iterable[str] = KINDS) -> str:
+        names = [n for n, node in self.nodes.items() if node.kind in set(kinds)]
+        close = difflib.get_close_matches(name.lower(), names, n=1, cutoff=0.6)
+        return f" (did you mean {close[0]}?)" if close else ""
+
+    # -- selection -------------------------------------------------------------------
+    def select(self, select: Sequence[str] = (), exclude: Sequence[str] = ()) -> list[str]:
+        """Node names matching --select minus --exclude, in topological order."""
+        chosen = set(self.nodes) if not select else self._union(select, "--select")
+        if exclude:
+            chosen -= self._union(exclude, "--exclude")
+        return [n for n in self.order if n in chosen]
+
+    def tests_for(self, names: Iterable[str]) -> list[str]:
+        """Tests reading any of these nodes (dbt's eager indirect selection)."""
+        wanted = set(names)
+        return [n for n in self.order
+                if self.nodes[n].kind == "test" and wanted & set(self.nodes[n].depends_on)]
+
+    def _union(self, selectors: Sequence[str], option: str) -> set[str]:
+        out: set[str] = set()
+        for selector in selectors:
+            for token in selector.split():
+                parts = [self._atom(a, option) for a in token.split(",") if a]
+                out |= set.intersection(*parts) if parts else set()
+        return out
+
+    def _atom(self, atom: str, option: str) -> set[str]:
+        up, down = atom.startswith("+"), atom.endswith("+") and len(atom) > 1
+        core = atom.strip("+")
+        method, _, value = core.partition(":") if ":" in core else ("name", "", core)
+        if method == "name":
+            found = self._by_name(value, option)
+        elif method == "tag":
+            found = {n for n, node in self.nodes.items() if value in node.tags}
+        elif method == "kind":
+            if value not in KINDS:
+                raise ConfigError(f"{option} {atom}: unknown kind {value!r} "
+                                  f"(one of {', '.join(KINDS)})")
+            found = {n for n, node in self.nodes.items() if node.kind == value}
+        elif method == "path":
+            found = {n for n, node in self.nodes.items() if self._path_matches(node, value)}
+        else:
+            raise ConfigError(f"{option} {atom}: unknown method {method!r} "
+                              "(use name, tag:, path:, kind:)")
+        result = set(found)
+        for name in found:
+            if up:
+                result |= self.upstream(name)
+            if down:
+                result |= self.downstream(name)
+        return result
+
+    def _by_name(self, value: str, option: str) -> set[str]:
+        if any(ch in value for ch in "*?["):
+            found = {n for n in self.nodes if fnmatch.fnmatch(n, value.lower())}
+        else:
+            resolved = self.resolve(value)
+            found = {resolved} if resolved else set()
+        if not found:
+            raise ConfigError(f"{option} {value}: no such node{self.suggest(value)}")
+        return found
+
+    def _path_matches(self, node: Node, value: str) -> bool:
+        value = value.rstrip("/")
+        for path in [node.path, *node.paths]:
+            if path is None:
+                continue
+            rel = relative(path, self.root)
+            if rel == value or rel.startswith(value + "/") or fnmatch.fnmatch(rel, value):
+                return True
+        return False
+
+    def manifest(self) -> list[dict[str, Any]]:
+        return [self.nodes[n].manifest(self.root) for n in self.order]
+
+
+def _walk(start: list[str], step: Any) -> set[str]:
+    seen: set[str] = set()
+    stack = list(start)
+    while stack:
+        for nxt in step(stack.pop()):
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append(nxt)
+    return seen
+
+
+def _toposort(nodes: dict[str, Node]) -> list[str]:
+    """Kahn's algorithm, alphabetical among ready nodes; a cycle is reported as a path."""
+    indegree = {n: len(set(node.depends_on)) for n, node in nodes.items()}
+    children: dict[str, set[str]] = {n: set() for n in nodes}
+    for node in nodes.values():
+        for dep in set(node.depends_on):
+            children[dep].add(node.name)
+    ready = [n for n, d in indegree.items() if d == 0]
+    heapq.heapify(ready)
+    order: list[str] = []
+    while ready:
+        name = heapq.heappop(ready)
+        order.append(name)
+        for child in children[name]:
+            indegree[child] -= 1
+            if indegree[child] == 0:
+                heapq.heappush(ready, child)
+    if len(order) < len(nodes):
+        raise ModelError(f"dependency cycle: {_find_cycle(nodes, set(nodes) - set(order))}")
+    return order
+
+
+def _find_cycle(nodes: dict[str, Node], remaining: set[str]) -> str:
+    start = min(remaining)
+    path = [start]
+    while True:
+        nxt = min(d for d in nodes[path[-1]].depends_on if d in remaining)
+        if nxt in path:
+            cycle = path[path.index(nxt):] + [nxt]
+            return " -> ".join(reversed(cycle))
+        path.append(nxt)
+
+
+# -- loading ---------------------------------------------------------------------------
+def load_graph(project: Project) -> Graph:
+    """Discover every node of the project and infer its dependencies (elt.discover)."""
+    from elt.discover import discover_graph
+
+    return discover_graph(project)

@@ -1,0 +1,285 @@
+"""The publish ledger: what each endpoint acknowledged, per publication and key, in SQL.
+
+The ledger lives in the staging database so models can read the answers (`published.<name>`)
+and so the pending set (new, changed, failed, unknown, deleted keys) is one set-based query
+over the model and the ledger instead of a Python loop over rows. Answers arrive first in an
+append-only NDJSON journal (cheap, crash-safe, needs no database lock) and are merged here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from elt.db import PUBLISHED_SCHEMA, STATE_SCHEMA, quote, table_exists
+from elt.errors import PublishError
+
+LEDGER = f"{STATE_SCHEMA}.ledger"
+RUNS = f"{STATE_SCHEMA}.publish_runs"
+SEQ = f"{STATE_SCHEMA}.ledger_seq"
+
+_LEDGER_DDL = f"""
+CREATE TABLE IF NOT EXISTS {LEDGER} (
+    publication VARCHAR NOT NULL, key VARCHAR NOT NULL, key_json JSON, hash VARCHAR,
+    status VARCHAR, op VARCHAR, http_status INTEGER, answer VARCHAR, attempts INTEGER,
+    first_sent TIMESTAMP, last_sent TIMESTAMP, run_id VARCHAR, seq BIGINT, deleted BOOLEAN,
+    PRIMARY KEY (publication, key))"""
+_RUNS_DDL = f"""
+CREATE TABLE IF NOT EXISTS {RUNS} (
+    run_id VARCHAR PRIMARY KEY, started TIMESTAMP, finished TIMESTAMP, publications VARCHAR[],
+    sent BIGINT, acknowledged BIGINT, failed BIGINT, status VARCHAR)"""
+# An empty relation shaped like the ledger, for read-only opens before any publish.
+_EMPTY_LEDGER = ("(SELECT NULL::VARCHAR AS publication, NULL::VARCHAR AS key, NULL::JSON AS "
+                 "key_json, NULL::VARCHAR AS hash, NULL::VARCHAR AS status, NULL::VARCHAR AS op, "
+                 "NULL::BOOLEAN AS deleted WHERE false)")
+
+# Journal line fields (see elt/publish/journal.py); explicit so an empty file still has a schema.
+JOURNAL_COLUMNS = (
+    "{run: 'VARCHAR', n: 'BIGINT', pub: 'VARCHAR', key: 'VARCHAR', key_json: 'JSON', "
+    "op: 'VARCHAR', hash: 'VARCHAR', status: 'VARCHAR', http: 'INTEGER', answer: 'VARCHAR', "
+    "attempts: 'INTEGER', ts: 'TIMESTAMP'}"
+)
+REASONS = ("new", "changed", "unchanged", "delete", "failed", "unknown")
+
+
+def ensure_ledger(con: duckdb.DuckDBPyConnection, publications: dict[str, Sequence[str]]) -> None:
+    """Create the ledger, the runs table and one `published.<name>` view per publication.
+
+    Called by the build before models run, so a model may read `published.<name>` (empty
+    until the first publish) and by publish before it records anything.
+    """
+    for schema in (STATE_SCHEMA, PUBLISHED_SCHEMA):
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    con.execute(_LEDGER_DDL)
+    con.execute(_RUNS_DDL)
+    con.execute(f"CREATE SEQUENCE IF NOT EXISTS {SEQ}")
+    for name, keys in publications.items():
+        cols = ", ".join(f"key_json->>{_lit(k)} AS {quote(k)}" for k in keys)
+        con.execute(
+            f"CREATE OR REPLACE VIEW {PUBLISHED_SCHEMA}.{quote(name)} AS "
+            f"SELECT {cols}, status, http_status, answer, seq, last_sent FROM {LEDGER} "
+            f"WHERE publication = {_lit(name)} AND NOT coalesce(deleted, false)"
+        )
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+# -- pending set --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PendingQuery:
+    """What the pending-set SQL needs to know about one publication."""
+
+    publication: str
+    relation: str            # quoted model relation, e.g. main."flowkit_datasets"
+    key: tuple[str, ...]
+    mode: str                # append | upsert | mirror
+    body: str | None = None  # JSON column sent as the body; None -> the row as an object
+
+
+def model_columns(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, str]:
+    """Column name -> DuckDB type of a relation."""
+    return {r[0]: r[1] for r in con.execute(f"DESCRIBE {relation}").fetchall()}
+
+
+def _body_expr(q: PendingQuery, columns: dict[str, str]) -> str:
+    if q.body is not None:
+        ctype = columns[q.body].upper()
+        raw = f"json({quote(q.body)})" if ctype in ("JSON", "VARCHAR") else \
+            f"to_json({quote(q.body)})"
+        return f"coalesce({raw}::VARCHAR, 'null')"
+    # The row as an object; elt's lineage columns (_elt_load_id ...) are not data.
+    fields = ", ".join(f"{quote(c)} := {quote(c)}" for c in columns if not c.startswith("_elt_"))
+    return f"to_json(struct_pack({fields}))::VARCHAR"
+
+
+def _model_cte(q: PendingQuery, columns: dict[str, str]) -> str:
+    keys = ", ".join(quote(k) for k in q.key)
+    obj = ", ".join(f"{_lit(k)}, {quote(k)}" for k in q.key)
+    return (f"SELECT json_array({keys})::VARCHAR AS key, json_object({obj})::VARCHAR AS key_json, "
+            f"{_body_expr(q, columns)} AS body FROM {q.relation}")
+
+
+def check_model(con: duckdb.DuckDBPyConnection, q: PendingQuery) -> dict[str, str]:
+    """Key and body columns exist, keys are unique and not NULL: else one clear error."""
+    columns = model_columns(con, q.relation)
+    where = f"publication {q.publication!r} (model {q.relation})"
+    for col in (*q.key, *([q.body] if q.body else [])):
+        if col not in columns:
+            raise PublishError(f"column {col!r} not in the model (columns: "
+                               f"{', '.join(columns)})", where=where)
+    nulls = " OR ".join(f"{quote(k)} IS NULL" for k in q.key)
+    (nnull,), = con.execute(f"SELECT count(*) FROM {q.relation} WHERE {nulls}").fetchall()
+    if nnull:
+        raise PublishError(f"{nnull} row(s) have a NULL key column {list(q.key)}", where=where)
+    keys = ", ".join(quote(k) for k in q.key)
+    dups = con.execute(f"SELECT json_array({keys})::VARCHAR, count(*) FROM {q.relation} "
+                       f"GROUP BY ALL HAVING count(*) > 1 LIMIT 1").fetchall()
+    if dups:
+        raise PublishError(f"key {dups[0][0]} appears {dups[0][1]} times; keys must be unique",
+                           where=where)
+    return columns
+
+
+def classified_sql(q: PendingQuery, columns: dict[str, str], ledger: str = LEDGER) -> str:
+    """Every key of the model or the ledger with its reason and the op to send (NULL: none).
+
+    reason: new | changed | unchanged | delete | failed | unknown | gone. Failed rows are sent
+    again with their op; `unknown` rows (a crashed run sent them, the answer was never recorded)
+    are resent flagged retry_of_unknown; acknowledged, unchanged rows never go out again.
+    Parameter $1 is the publication name.
+    """
+    append = "true" if q.mode == "append" else "false"
+    mirror = "true" if q.mode == "mirror" else "false"
+    return f"""
+WITH m AS ({_model_cte(q, columns)}),
+mh AS (SELECT key, key_json, body, md5(body) AS hash FROM m),
+l AS (SELECT key, key_json::VARCHAR AS key_json, hash, status, op,
+             coalesce(deleted, false) AS deleted FROM {ledger} WHERE publication = $1),
+c AS (
+  SELECT coalesce(mh.key, l.key) AS key, coalesce(mh.key_json, l.key_json) AS key_json,
+         mh.body, coalesce(mh.hash, l.hash) AS hash, l.op AS last_op, mh.key IS NULL AS absent,
+         CASE
+           WHEN mh.key IS NULL THEN CASE
+               WHEN NOT {mirror} OR l.deleted THEN 'gone'
+               WHEN l.status = 'acknowledged' THEN 'delete'
+               WHEN l.status = 'unknown' THEN 'unknown' ELSE 'failed' END
+           WHEN l.key IS NULL OR (l.deleted AND l.status = 'acknowledged') THEN 'new'
+           WHEN l.status = 'acknowledged' THEN
+               CASE WHEN {append} OR l.hash = mh.hash THEN 'unchanged' ELSE 'changed' END
+           WHEN l.status = 'unknown' THEN 'unknown'
+           ELSE 'failed' END AS reason
+  FROM mh FULL OUTER JOIN l ON mh.key = l.key)
+SELECT key, key_json, reason,
+       CASE WHEN reason = 'new' THEN 'insert'
+            WHEN reason = 'changed' THEN 'update'
+            WHEN reason = 'delete' THEN 'delete'
+            WHEN reason IN ('failed', 'unknown') THEN CASE
+                WHEN absent THEN 'delete'
+                WHEN last_op = 'delete' AND reason = 'failed' AND NOT {append} THEN 'update'
+                WHEN last_op = 'delete' THEN 'insert'
+                ELSE coalesce(last_op, 'insert') END
+       END AS op,
+       hash, CASE WHEN absent THEN key_json ELSE body END AS body,
+       reason = 'unknown' AS retry_of_unknown
+FROM c"""
+
+
+def pending_sql(q: PendingQuery, columns: dict[str, str], ledger: str = LEDGER) -> str:
+    """Only the rows to send: key, key_json, op, hash, body, retry_of_unknown, reason.
+
+    A delete's body is the key as an object (the row is gone from the model).
+    """
+    return (f"SELECT key, key_json, op, hash, body, retry_of_unknown, reason "
+            f"FROM ({classified_sql(q, columns, ledger)}) WHERE op IS NOT NULL ORDER BY key")
+
+
+def ledger_relation(con: duckdb.DuckDBPyConnection) -> str:
+    """The ledger, or an empty stand-in when a read-only open finds none yet."""
+    return LEDGER if table_exists(con, STATE_SCHEMA, "ledger") else _EMPTY_LEDGER
+
+
+def pending_counts(con: duckdb.DuckDBPyConnection, q: PendingQuery,
+                   columns: dict[str, str] | None = None) -> dict[str, int]:
+    """Keys per reason (new, changed, unchanged, delete, failed, unknown) and `pending`."""
+    columns = columns or model_columns(con, q.relation)
+    sql = (f"SELECT reason, count(*), count(op) FROM "
+           f"({classified_sql(q, columns, ledger_relation(con))}) GROUP BY reason")
+    counts = dict.fromkeys(REASONS, 0)
+    pending = 0
+    for reason, n, with_op in con.execute(sql, [q.publication]).fetchall():
+        if reason in counts:
+            counts[reason] = n
+        pending += with_op
+    counts["pending"] = pending
+    return counts
+
+
+def copy_pending(con: duckdb.DuckDBPyConnection, q: PendingQuery, path: Path,
+                 columns: dict[str, str] | None = None) -> int:
+    """Write the pending set to a parquet file (so the database can be closed while sending)."""
+    columns = columns or model_columns(con, q.relation)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con.execute(f"COPY ({pending_sql(q, columns)}) TO {_lit(str(path))} "
+                "(FORMAT parquet, ROW_GROUP_SIZE 20000)", [q.publication])
+    (count,), = con.execute("SELECT count(*) FROM read_parquet(?)", [str(path)]).fetchall()
+    return int(count)
+
+
+# -- journal merge ------------------------------------------------------------------------
+_MERGE = f"""
+INSERT INTO {LEDGER} (publication, key, key_json, hash, status, op, http_status, answer,
+                      attempts, first_sent, last_sent, run_id, seq, deleted)
+SELECT pub, key, key_json, hash, status, op, http, answer, total_attempts, first_ts, ts, run,
+       nextval('{SEQ}'), status = 'acknowledged' AND op = 'delete'
+FROM (SELECT *, row_number() OVER w AS rn,
+             sum(coalesce(attempts, 0)) OVER (PARTITION BY pub, key) AS total_attempts,
+             min(ts) OVER (PARTITION BY pub, key) AS first_ts
+      FROM _elt_journal WINDOW w AS (PARTITION BY pub, key ORDER BY n DESC)) j
+WHERE rn = 1 AND NOT EXISTS (
+    SELECT 1 FROM {LEDGER} x WHERE x.publication = j.pub AND x.key = j.key
+      AND x.run_id IS NOT DISTINCT FROM j.run AND x.last_sent IS NOT DISTINCT FROM j.ts
+      AND x.status = j.status)
+ON CONFLICT (publication, key) DO UPDATE SET
+    key_json = coalesce(excluded.key_json, key_json),
+    hash = coalesce(excluded.hash, hash),
+    status = excluded.status,
+    op = coalesce(excluded.op, op),
+    http_status = CASE WHEN excluded.status = 'unknown' THEN http_status
+                       ELSE excluded.http_status END,
+    answer = CASE WHEN excluded.status = 'unknown' THEN answer ELSE excluded.answer END,
+    attempts = coalesce(attempts, 0) + excluded.attempts,
+    first_sent = coalesce(first_sent, excluded.first_sent),
+    last_sent = excluded.last_sent,
+    run_id = excluded.run_id,
+    seq = excluded.seq,
+    deleted = CASE WHEN excluded.status = 'acknowledged' THEN excluded.op = 'delete'
+                   ELSE coalesce(deleted, false) END
+"""
+
+
+def merge_journal(con: duckdb.DuckDBPyConnection, path: Path) -> int:
+    """Fold one journal file into the ledger in one transaction; returns ledger rows changed.
+
+    Per key the last line wins (lines are numbered by the writer), attempts add up, and an
+    `unknown` (in-flight) line keeps the previous answer. A key whose last line is already the
+    ledger's state (same run, time and status) is skipped, so merging a file twice changes
+    nothing: a crash between merge and delete is harmless. A torn last line is ignored.
+    """
+    ensure_ledger(con, {})
+    con.execute("BEGIN")
+    try:
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _elt_journal AS SELECT * FROM read_json(?, "
+            f"format='newline_delimited', columns={JOURNAL_COLUMNS}, ignore_errors=true) "
+            "WHERE pub IS NOT NULL AND key IS NOT NULL AND status IS NOT NULL AND n IS NOT NULL",
+            [str(path)],
+        )
+        changed = con.execute(_MERGE).fetchall()
+        con.execute("DROP TABLE _elt_journal")
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    return int(changed[0][0]) if changed else 0
+
+
+# -- runs -----------------------------------------------------------------------------------
+def start_run(con: duckdb.DuckDBPyConnection, run_id: str, started: str,
+              publications: Sequence[str]) -> None:
+    """Record a run as running; runs left `running` by a crashed process become `crashed`."""
+    ensure_ledger(con, {})
+    con.execute(f"UPDATE {RUNS} SET status = 'crashed' WHERE status = 'running'")
+    con.execute(f"INSERT INTO {RUNS} VALUES (?, ?, NULL, ?, 0, 0, 0, 'running')",
+                [run_id, started, list(publications)])
+
+
+def finish_run(con: duckdb.DuckDBPyConnection, run_id: str, finished: str, sent: int,
+               acknowledged: int, failed: int, status: str) -> None:
+    con.execute(f"UPDATE {RUNS} SET finished = ?, sent = ?, acknowledged = ?, failed = ?, "
+                "status = ? WHERE run_id = ?",
+                [finished, sent, acknowledged, failed, status, run_id])

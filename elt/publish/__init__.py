@@ -1,0 +1,1 @@
+"""Publish: stream final tables to REST and GraphQL endpoints, recording every answer."""

@@ -1,0 +1,255 @@
+"""What publish tells the user and checks before sending: endpoints, dry run, status, debug.
+
+Kept apart from runner.py so the orchestration reads top to bottom; everything here either
+only reads the database (opened read-only) or only talks to endpoints without sending data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from elt import db, ledger
+from elt.errors import EltError, PublishError
+from elt.publish import journal as jr
+from elt.publish.spec import Publication, load_publications
+from elt.results import NodeResult, RunResults
+
+if TYPE_CHECKING:
+    from elt.console import Console
+    from elt.context import Context
+    from elt.publish.stream import Tally
+    from elt.sandbox import Sandbox
+
+STATUS_COLUMNS = ["publication", "model", "endpoint", "total", "acknowledged", "failed",
+                  "pending"]
+SAMPLE_CHARS = 400
+
+
+# -- the model graph ------------------------------------------------------------------------
+def model_name(pub: Publication) -> str:
+    name = pub.model.lower()
+    return name[5:] if name.startswith("main.") else name
+
+
+def relation(pub: Publication) -> tuple[str, str]:
+    """(schema, table) of a publication's model."""
+    schema, _, table = pub.model.rpartition(".")
+    return (schema or "main", table)
+
+
+def published_readers(ctx: Context, pubs: dict[str, Publication]) -> dict[str, set[str]]:
+    """Publication -> models that (transitively) read `published.<publication>`."""
+    try:
+        graph = ctx.graph()
+    except ImportError:  # the build engine is not installed: nothing reads answers
+        return {}
+    except EltError as exc:
+        ctx.console.warn(f"cannot load the model graph ({exc}); models reading published "
+                         "answers will not be rebuilt during this publish")
+        return {}
+    readers: dict[str, set[str]] = {}
+    for name in pubs:
+        node = f"published.{name}"
+        if node in graph.nodes:
+            found = {n for n in graph.downstream(node) if graph.nodes[n].kind == "model"}
+            if found:
+                readers[name] = found
+    return readers
+
+
+def effective_deps(pubs: dict[str, Publication],
+                   readers: dict[str, set[str]]) -> dict[str, set[str]]:
+    """depends_on, plus: a publication whose model reads `published.x` runs after x."""
+    deps = {n: set(p.depends_on) for n, p in pubs.items()}
+    for name, pub in pubs.items():
+        for upstream, models in readers.items():
+            if upstream != name and model_name(pub) in models:
+                deps[name].add(upstream)
+    return deps
+
+
+# -- per publication checks ------------------------------------------------------------------
+def pending_query(pub: Publication) -> ledger.PendingQuery:
+    schema, table = relation(pub)
+    return ledger.PendingQuery(pub.name, f"{db.quote(schema)}.{db.quote(table)}", pub.key,
+                               pub.mode, pub.body)
+
+
+def unpublishable(con: Any, pub: Publication) -> str | None:
+    """Why a publication must not be sent now (missing table, failed build or tests)."""
+    schema, table = relation(pub)
+    if not db.table_exists(con, schema, table):
+        return f"model {pub.model} does not exist yet (run `elt build`)"
+    if not db.table_exists(con, db.STATE_SCHEMA, "nodes"):
+        return None
+    rows = con.execute("SELECT status, tests_ok, message FROM _elt.nodes WHERE name = ?",
+                       [model_name(pub)]).fetchall()
+    if not rows:
+        return None
+    status, tests_ok, message = rows[0]
+    if status not in (None, "success", "up_to_date"):
+        return f"model {pub.model}: last build {status}" + (f" ({message})" if message else "")
+    if tests_ok is False:
+        return f"model {pub.model} failed data tests of severity error; fix them and rebuild"
+    return None
+
+
+def summary(tally: Tally, seconds: float) -> str:
+    pct = 100.0 * tally.acknowledged / tally.sent if tally.sent else 100.0
+    text = (f"{tally.acknowledged:,}/{tally.sent:,} acknowledged ({pct:.0f}%) in "
+            f"{seconds:.1f} s, {tally.failed:,} failed")
+    first = getattr(tally, "first_failure", None)
+    return f"{text} (first: {first})" if tally.failed and first else text
+
+
+# -- endpoints -------------------------------------------------------------------------------
+def resolve_endpoints(ctx: Context, names: set[str]
+                      ) -> tuple[dict[str, dict[str, Any]], Sandbox | None]:
+    """Endpoint configs by name; `sandbox: x` starts one embedded sandbox for all of them."""
+    configured = ctx.project.target.endpoints
+    resolved: dict[str, dict[str, Any]] = {}
+    sandbox = None
+    for name in sorted(names):
+        raw = configured.get(name)
+        if not isinstance(raw, dict):
+            raise PublishError("endpoint must be a mapping (url, auth, ...)",
+                               where=f"endpoint {name}")
+        if raw.get("sandbox"):
+            if sandbox is None:
+                from elt.sandbox import Sandbox
+
+                sandbox = Sandbox(ctx.project.target_dir / "sandbox.duckdb").start()
+                ctx.console.info(f"sandbox started at {sandbox.url}")
+            try:
+                base = sandbox.endpoint_config(str(raw["sandbox"]))
+            except ValueError as exc:
+                sandbox.stop()
+                raise PublishError(str(exc), where=f"endpoint {name}") from None
+            resolved[name] = {**base, **{k: v for k, v in raw.items() if k != "sandbox"}}
+        else:
+            resolved[name] = dict(raw)
+    return resolved, sandbox
+
+
+async def check_transports(console: Console, transports: dict[str, Any],
+                           endpoints: dict[str, dict[str, Any]], *, auth: bool) -> None:
+    """Heartbeat (and credentials) of every endpoint before the first row goes out."""
+    for name, transport in transports.items():
+        version = await transport.heartbeat()
+        if auth:
+            await transport.check_auth()
+        console.info(f"endpoint {name}: {endpoints[name].get('url')} up, version {version}")
+
+
+# -- dry run -----------------------------------------------------------------------------
+def dry_run(ctx: Context, pubs: dict[str, Publication], order: list[str]) -> RunResults:
+    """Counts per publication and one sample body; reads only, sends nothing."""
+    results = RunResults("publish")
+    console = ctx.console
+    _warn_unmerged(ctx)
+    con = ctx.connect(read_only=True)
+    try:
+        for name in order:
+            pub = pubs[name]
+            reason = unpublishable(con, pub)
+            if reason:
+                results.add(NodeResult(name, "publication", "skipped", 0, 0.0, reason))
+                console.node("publish", name, "skipped", message=reason)
+                continue
+            query = pending_query(pub)
+            columns = ledger.check_model(con, query)
+            c = ledger.pending_counts(con, query, columns)
+            message = (f"dry run: {c['new']:,} new, {c['changed']:,} changed, "
+                       f"{c['unchanged']:,} unchanged, {c['delete']:,} to delete, "
+                       f"{c['failed']:,} failed to retry, {c['unknown']:,} unknown to resend")
+            status = "success" if c["pending"] else "up_to_date"
+            results.add(NodeResult(name, "publication", status, c["pending"], 0.0, message))
+            console.node("publish", name, status, rows=c["pending"], message=message)
+            pending = ledger.pending_sql(query, columns, ledger.ledger_relation(con))
+            sample = con.execute(f"SELECT op, body FROM ({pending}) LIMIT 1",
+                                 [pub.name]).fetchall()
+            if sample:
+                body = sample[0][1] or ""
+                if len(body) > SAMPLE_CHARS:
+                    body = body[:SAMPLE_CHARS] + "…"
+                console.info(f"    sample {sample[0][0]} -> {pub.endpoint}: {body}")
+    finally:
+        con.close()
+    return results
+
+
+def _warn_unmerged(ctx: Context) -> None:
+    directory = ctx.project.target_dir / "publish"
+    if jr.rotated_files(directory) or (directory / jr.CURRENT).exists():
+        ctx.console.warn("a journal of answers is not merged yet (a publish is running or was "
+                         "interrupted); counts may include rows already acknowledged")
+
+
+# -- status and debug ----------------------------------------------------------------------
+def status(ctx: Context, pubs: dict[str, Publication]) -> tuple[list[str], list[tuple]]:
+    """One row per publication; opens the database read-only."""
+    _warn_unmerged(ctx)
+    rows: list[tuple] = []
+    con = ctx.connect(read_only=True)
+    try:
+        for name, pub in pubs.items():
+            schema, table = relation(pub)
+            if not db.table_exists(con, schema, table):
+                rows.append((name, pub.model, pub.endpoint, None, None, None, None))
+                continue
+            query = pending_query(pub)
+            c = ledger.pending_counts(con, query)
+            (total,), = con.execute(f"SELECT count(*) FROM {query.relation}").fetchall()
+            rows.append((name, pub.model, pub.endpoint, total, c["unchanged"], c["failed"],
+                         c["pending"]))
+    finally:
+        con.close()
+    return STATUS_COLUMNS, rows
+
+
+def debug(ctx: Context) -> bool:
+    """Profile, database and endpoints, one line each; False when anything failed."""
+    console = ctx.console
+    ok = True
+    project = ctx.project
+    console.info(f"profile {project.profile_name}, target {project.target.name}: ok")
+    path = project.db_path
+    console.info(f"database {path}: " + ("exists" if path.exists() else "not built yet"))
+    try:
+        pubs = load_publications(project)
+        console.info(f"publications: {len(pubs)} ok")
+    except EltError as exc:
+        console.error(f"publications: {exc}")
+        ok = False
+    names = set(project.target.endpoints)
+    if not names:
+        console.info("endpoints: none configured")
+        return ok
+    try:
+        endpoints, sandbox = resolve_endpoints(ctx, names)
+    except EltError as exc:
+        console.error(str(exc))
+        return False
+    try:
+        return asyncio.run(_debug_endpoints(console, endpoints)) and ok
+    finally:
+        if sandbox is not None:
+            sandbox.stop()
+
+
+async def _debug_endpoints(console: Console, endpoints: dict[str, dict[str, Any]]) -> bool:
+    from elt.publish.transport import Transport
+
+    ok = True
+    for name, cfg in endpoints.items():
+        try:
+            async with Transport(name, cfg) as transport:
+                version = await transport.heartbeat()
+                await transport.check_auth()
+            console.info(f"endpoint {name}: {cfg.get('url')} up, version {version}, "
+                         "credentials ok")
+        except EltError as exc:
+            console.error(str(exc))
+            ok = False
+    return ok

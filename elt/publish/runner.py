@@ -1,0 +1,369 @@
+"""`elt publish`: send what is new, changed or failed; record what each endpoint acknowledged.
+
+Order of a run (see DESIGN.md "Ledger"): take the project's publish lock (one publisher per
+project: two would put the same key in flight twice), merge a crashed run's journal, then
+per publication in dependency order: open the database briefly, write the pending set to
+parquet, close, stream it (stream.py) while answers go to the journal (journal.py), merged
+into the ledger every few seconds. Models reading `published.<name>` are rebuilt before the
+publications that need them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from elt import db, ledger
+from elt.errors import EltError, PublishError
+from elt.publish import journal as jr
+from elt.publish import report
+from elt.publish.spec import Publication, downstream, load_publications
+from elt.publish.spec import select as select_pubs
+from elt.results import NodeResult, RunResults
+
+if TYPE_CHECKING:
+    from elt.context import Context
+
+MERGE_EVERY = 5.0  # seconds between journal merges while sending
+__all__ = ["run_publish", "publication_status", "check_endpoints"]
+
+
+def run_publish(ctx: Context, select: Sequence[str] = (), exclude: Sequence[str] = (),
+                dry_run: bool = False, concurrency: int | None = None,
+                export_results: Path | None = None) -> RunResults:
+    """Publish the selected publications; one NodeResult (kind `publication`) each."""
+    pubs = load_publications(ctx.project)
+    readers = report.published_readers(ctx, pubs)
+    deps = report.effective_deps(pubs, readers)
+    order = select_pubs(pubs, select, exclude, deps)
+    if not order:
+        ctx.console.info("no publications selected" if pubs else
+                         "no publications declared (models/**/*.yml `publications:`)")
+        return RunResults("publish")
+    if dry_run:
+        return report.dry_run(ctx, pubs, order)
+    if concurrency is not None and concurrency < 1:
+        raise PublishError("--concurrency must be at least 1")
+    publish_dir = ctx.project.target_dir / "publish"
+    with _publish_lock(publish_dir):
+        run = _Run(ctx, pubs, order, deps, readers, concurrency, export_results)
+        results = run.execute()
+    results.write(ctx.project.target_dir)
+    for result in results.results:  # one error line per failed publication, like the build
+        if result.status == "error":
+            text = result.message or "failed"
+            named = f"publication {result.name}" in text or f"publication {result.name!r}" in text
+            ctx.console.error(text if named else f"publication {result.name} "
+                              f"(endpoint {pubs[result.name].endpoint}): {text}")
+    return results
+
+
+@contextlib.contextmanager
+def _publish_lock(directory: Path) -> Iterator[None]:
+    """One publisher per project at a time (an OS lock: released when the process dies)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "publish.lock"
+    handle = open(path, "a+", encoding="utf-8")
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no cross-process guard
+        fcntl = None
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = path.read_text(encoding="utf-8").strip() or "?"
+                raise PublishError(f"another `elt publish` (process {holder}) is running for "
+                                   "this project; wait for it to finish") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+    finally:
+        handle.close()
+
+
+class _Run:
+    """State of one publish run."""
+
+    def __init__(self, ctx: Context, pubs: dict[str, Publication], order: list[str],
+                 deps: dict[str, set[str]], readers: dict[str, set[str]],
+                 concurrency: int | None, export_results: Path | None) -> None:
+        self.ctx, self.pubs, self.order, self.deps = ctx, pubs, order, deps
+        self.readers = readers
+        self.concurrency = concurrency
+        self.export_path = export_results
+        self.console = ctx.console
+        self.project = ctx.project
+        self.publish_dir = self.project.target_dir / "publish"
+        self.run_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+        self.run_dir = self.publish_dir / self.run_id
+        self.results = RunResults("publish")
+        self.totals = {"sent": 0, "acknowledged": 0, "failed": 0}
+        self.journal: jr.Journal | None = None  # opened once a crashed run's journal is merged
+        self.merge_lock: asyncio.Lock | None = None
+        # A publication whose model reads `published.<x>` for an x of this run is prepared
+        # only after x has answered and its readers were rebuilt.
+        self.deferred = {n for n in order
+                         if any(x != n and report.model_name(pubs[n]) in readers.get(x, ())
+                                for x in order)}
+        self.prepared: dict[str, tuple[str, Any]] = {}  # name -> (count|skip|error, value)
+
+    # -- database phases --------------------------------------------------------------
+    def _connect(self, wait: float = 10.0) -> Any:
+        target = self.project.target
+        return db.connect(target.path, wait_seconds=wait, memory_limit=target.memory_limit)
+
+    def _begin(self) -> set[str]:
+        """Merge a crashed run's journal, record the run, write the pending sets to parquet.
+
+        Returns the endpoints that will be needed (none when nothing is pending: then no
+        endpoint is contacted at all).
+        """
+        for stale in self.publish_dir.iterdir():
+            if stale.is_dir():  # parquet of an earlier (maybe crashed) run: recomputed anyway
+                shutil.rmtree(stale, ignore_errors=True)
+        con = self._connect()
+        try:
+            recovered = jr.recover(con, self.publish_dir)
+            if recovered:
+                self.console.info(f"merged {recovered:,} answers left in the journal by an "
+                                  "interrupted run")
+            self.journal = jr.Journal(self.publish_dir, self.run_id)
+            ledger.ensure_ledger(con, {n: p.key for n, p in self.pubs.items()})
+            ledger.start_run(con, self.run_id, jr.utc_now(), self.order)
+            active: set[str] = set()
+            for name in self.order:
+                entry = self._prepare(con, self.pubs[name], count_only=name in self.deferred)
+                if name not in self.deferred:
+                    self.prepared[name] = entry
+                if (entry[0] == "count" and entry[1]) or (
+                        name in self.deferred and self.deps[name] & active):
+                    active.add(name)
+        finally:
+            con.close()
+        return {self.pubs[n].endpoint for n in active}
+
+    def _prepare(self, con: Any, pub: Publication, count_only: bool = False
+                 ) -> tuple[str, Any]:
+        """("count", rows pending) with the parquet written, ("skip"|"error", message)."""
+        try:
+            reason = report.unpublishable(con, pub)
+            if reason:
+                return ("skip", reason)
+            query = report.pending_query(pub)
+            columns = ledger.check_model(con, query)
+            if count_only:
+                return ("count", ledger.pending_counts(con, query, columns)["pending"])
+            parquet = self.run_dir / f"{pub.name}.parquet"
+            return ("count", ledger.copy_pending(con, query, parquet, columns))
+        except EltError as exc:
+            return ("error", str(exc))
+
+    def _prepare_now(self, pub: Publication) -> tuple[str, Any]:
+        con = self._connect()
+        try:
+            return self._prepare(con, pub)
+        finally:
+            con.close()
+
+    def _finish(self, status: str) -> None:
+        if self.journal is None:  # _begin failed before anything was sent
+            return
+        self.journal.close()
+        jr.rotate_file(self.publish_dir)
+        try:
+            con = self._connect(wait=30.0)
+        except EltError as exc:
+            self.console.warn(f"answers stay in the journal ({exc}); the next publish merges "
+                              "them")
+            return
+        try:
+            jr.merge_files(con, self.publish_dir)
+            ledger.finish_run(con, self.run_id, jr.utc_now(), self.totals["sent"],
+                              self.totals["acknowledged"], self.totals["failed"], status)
+        finally:
+            con.close()
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    # -- run --------------------------------------------------------------------------
+    def execute(self) -> RunResults:
+        status = "error"
+        sandbox = None
+        try:
+            needed = self._begin()
+            endpoints: dict[str, dict[str, Any]] = {}
+            if needed:
+                endpoints, sandbox = report.resolve_endpoints(self.ctx, needed)
+            asyncio.run(self._main(endpoints))
+            status = "error" if self.results.failed else "success"
+        finally:
+            try:
+                self._finish(status)
+            finally:
+                if sandbox is not None:
+                    url = sandbox.url
+                    sandbox.stop()
+                    self.console.info(f"sandbox at {url} stopped")
+        return self.results
+
+    async def _main(self, endpoints: dict[str, dict[str, Any]]) -> None:
+        from elt.publish.transport import Transport
+
+        self.merge_lock = asyncio.Lock()
+        async with contextlib.AsyncExitStack() as stack:
+            transports = {}
+            for name, cfg in endpoints.items():
+                transports[name] = await stack.enter_async_context(
+                    Transport(name, cfg, concurrency=self.concurrency))
+            await report.check_transports(self.console, transports, endpoints, auth=True)
+            export = stack.enter_context(_open_export(self.export_path))
+            encoder = stack.enter_context(ThreadPoolExecutor(max(2, os.cpu_count() or 2),
+                                                             thread_name_prefix="encode"))
+            merger = asyncio.create_task(self._merge_periodically())
+            try:
+                await self._publish_all(transports, encoder, export)
+            finally:
+                merger.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await merger
+
+    async def _publish_all(self, transports: dict[str, Any], encoder: ThreadPoolExecutor,
+                           export: TextIO | None) -> None:
+        blocked: dict[str, str] = {}
+        answered: set[str] = set()  # got new answers that models read: rebuild them first
+        for name in self.order:
+            if name in blocked:
+                self._add(NodeResult(name, "publication", "skipped", message=blocked[name]))
+                continue
+            stale = sorted(d for d in self.deps[name] if d in answered)
+            result = await self._publish_one(self.pubs[name], stale, transports, encoder,
+                                             export)
+            answered -= set(stale)
+            self._add(result)
+            if result.status in ("error", "skipped"):
+                for down in downstream(name, self.deps):
+                    blocked.setdefault(down, f"upstream publication {name} {result.status}")
+            elif result.rows and self.readers.get(name):
+                answered.add(name)
+
+    def _add(self, result: NodeResult) -> None:
+        self.results.add(result)
+        self.console.node("publish", result.name, result.status, rows=result.rows,
+                          seconds=result.seconds, message=result.message)
+
+    async def _publish_one(self, pub: Publication, stale: list[str], transports: dict[str, Any],
+                           encoder: ThreadPoolExecutor, export: TextIO | None) -> NodeResult:
+        started = time.monotonic()
+
+        def result(status: str, message: str | None, rows: int = 0) -> NodeResult:
+            return NodeResult(pub.name, "publication", status, rows,
+                              time.monotonic() - started, message)
+
+        if pub.name in self.deferred:
+            try:
+                if stale:
+                    await self._rebuild(stale)
+            except EltError as exc:
+                return result("error", str(exc))
+            assert self.merge_lock is not None
+            async with self.merge_lock:  # one in-process opener of the database at a time
+                loop = asyncio.get_running_loop()
+                self.prepared[pub.name] = await loop.run_in_executor(None, self._prepare_now,
+                                                                     pub)
+        kind, value = self.prepared[pub.name]
+        if kind == "skip":
+            return NodeResult(pub.name, "publication", "skipped", 0, 0.0, value)
+        if kind == "error":
+            return result("error", value)
+        if value == 0:
+            return result("up_to_date", "nothing new, changed or failed")
+        transport = transports.get(pub.endpoint)
+        if transport is None:  # cannot happen: _begin lists every endpoint that may send
+            return result("error", f"endpoint {pub.endpoint} was not checked before sending")
+        from elt.publish.sinks import make_sink
+        from elt.publish.stream import stream
+
+        assert self.journal is not None
+        progress = self.console.progress(f"publish {pub.name}", value)
+        try:
+            sink = make_sink(pub.name, pub.kind, pub.sink_config(), pub.base_dir)
+            workers = self.concurrency or getattr(transport, "concurrency", None) or 4
+            tally = await stream(publication=pub.name, parquet=self.run_dir / f"{pub.name}.parquet",
+                                 sink=sink, send=transport.send, journal=self.journal,
+                                 encoder=encoder, concurrency=int(workers), progress=progress,
+                                 export=export)
+        except EltError as exc:
+            return result("error", str(exc))
+        finally:
+            progress.close()
+        seconds = time.monotonic() - started
+        for k in self.totals:
+            self.totals[k] += getattr(tally, k)
+        return result("error" if tally.failed else "success", report.summary(tally, seconds),
+                      tally.acknowledged)
+
+    async def _rebuild(self, upstream: list[str]) -> None:
+        """Rebuild the models that read `published.<upstream>` (they need the new answers)."""
+        models = sorted(set().union(*(self.readers[u] for u in upstream)))
+        if not await self.merge(wait=30.0):
+            raise PublishError("cannot record answers before rebuilding "
+                               f"{', '.join(models)}: the database stays locked")
+        assert self.merge_lock is not None
+        async with self.merge_lock:
+            self.console.info(f"rebuilding {', '.join(models)} (they read published answers)")
+            loop = asyncio.get_running_loop()
+            built = await loop.run_in_executor(None, lambda: self.ctx.build(select=models))
+        if built.failed:
+            failed = ", ".join(r.name for r in built.results if r.failed)
+            raise PublishError(f"rebuilding models that read published answers failed: {failed}")
+
+    async def merge(self, wait: float) -> bool:
+        """Rotate the journal and fold it into the ledger; False when the database is busy."""
+        assert self.merge_lock is not None and self.journal is not None
+        async with self.merge_lock:
+            if self.journal.dirty:
+                self.journal.rotate()
+            loop = asyncio.get_running_loop()
+            target = self.project.target
+            return await loop.run_in_executor(
+                None, lambda: jr.try_merge(target.path, self.publish_dir, wait_seconds=wait,
+                                           memory_limit=target.memory_limit))
+
+    async def _merge_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(MERGE_EVERY)
+            try:
+                await self.merge(wait=0.2)  # a reader holds it: keep sending, retry later
+            except Exception as exc:  # the journal keeps every answer: merge at the end
+                self.console.warn(f"journal merge postponed: {exc}")
+
+
+@contextlib.contextmanager
+def _open_export(path: Path | None) -> Iterator[TextIO | None]:
+    if path is None:
+        yield None
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        yield handle
+
+
+def publication_status(ctx: Context) -> tuple[list[str], list[tuple]]:
+    """Per publication: rows in the model, acknowledged, failed, pending (read-only)."""
+    return report.status(ctx, load_publications(ctx.project))
+
+
+def check_endpoints(ctx: Context) -> bool:
+    """`elt debug`: profile, database, and each endpoint's heartbeat and credentials."""
+    return report.debug(ctx)

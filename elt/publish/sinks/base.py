@@ -1,0 +1,137 @@
+"""The interface between the HTTP layer and the runner: rows in, requests out, outcomes back.
+
+Sinks are pure (no I/O) so that encoding and the reading of answers can be tested without a
+server, and so that `encode` can run in a worker thread while the event loop keeps sending.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from elt.errors import PublishError
+
+ACKNOWLEDGED = "acknowledged"
+FAILED = "failed"
+ANSWER_LIMIT = 500
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of the pending set, as the runner hands it to a sink."""
+
+    key: str  # canonical key: JSON array text of the key values, e.g. '["residents",3]'
+    op: str  # "insert" | "update" | "delete"
+    body: Any  # JSON value to send (parsed body column, or the row as a dict)
+    hash: str  # content hash recorded in the ledger
+    retry_of_unknown: bool = False  # an earlier run sent it and crashed before recording
+
+
+@dataclass(frozen=True)
+class Request:
+    """One HTTP request carrying one or more rows; `path` "" means the GraphQL path."""
+
+    method: str
+    path: str
+    content: bytes
+    headers: dict[str, str]
+    rows: tuple[Row, ...]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the ledger records for one row."""
+
+    key: str
+    status: str  # "acknowledged" | "failed"
+    http_status: int | None
+    answer: str | None  # e.g. the mdid or the returned id; error text when failed
+    op: str
+
+
+class Sink(ABC):
+    """One per publication kind (rest, graphql); pure: no I/O, so it is easy to test."""
+
+    kind = ""
+
+    def __init__(self, name: str, config: dict, base_dir: Path) -> None:
+        self.name = name
+        self.config = dict(config or {})
+        self.base_dir = Path(base_dir)
+        self.mode = str(self.config.get("mode") or "append")
+        self.batch_size = self._batch_size(self.config.get("batch_size", 1))
+
+    @abstractmethod
+    def encode(self, rows: list[Row]) -> list[Request]:
+        """Turn rows into requests; each row lands in exactly one request."""
+
+    @abstractmethod
+    def interpret(self, request: Request, status: int, body: bytes) -> list[Outcome]:
+        """Read one HTTP answer into one outcome per row of the request, in order."""
+
+    def fail_all(
+        self, request: Request, answer: str | None, http_status: int | None = None
+    ) -> list[Outcome]:
+        """Every row of a request failed the same way (e.g. the transport gave up)."""
+        return [Outcome(r.key, FAILED, http_status, answer, r.op) for r in request.rows]
+
+    def error(self, message: str) -> PublishError:
+        return PublishError(message, where=f"publication {self.name}")
+
+    def chunks(self, rows: list[Row]) -> Iterator[list[Row]]:
+        for start in range(0, len(rows), self.batch_size):
+            yield rows[start : start + self.batch_size]
+
+    def _batch_size(self, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise self.error(f"batch_size must be a positive integer, not {value!r}")
+        return value
+
+
+def sub_config(config: dict, kind: str) -> dict:
+    """The `rest:`/`graphql:` settings: nested under the kind, or already flattened
+    (spec.Publication.sink_config() hands the sub-config itself plus batch_size)."""
+    nested = config.get(kind)
+    if nested is None:
+        return config
+    if not isinstance(nested, dict):
+        raise PublishError(f"`{kind}` must be a mapping")
+    return {**config, **nested}
+
+
+def encode_json(value: Any) -> bytes:
+    """Compact UTF-8 JSON; dates and decimals that slipped through become strings."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+
+def as_text(value: Any) -> str | None:
+    """A JSON value as the ledger's answer text: strings bare, everything else as JSON."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def answer_text(body: bytes) -> str | None:
+    """A response body as answer text: a JSON scalar or string decoded (`17`, `"ok"`)."""
+    text = body.decode("utf-8", "replace").strip()
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    if isinstance(value, dict | list):
+        return text
+    return as_text(value)
+
+
+def truncate(text: str | None, limit: int = ANSWER_LIMIT) -> str | None:
+    if text is None or len(text) <= limit:
+        return text
+    return text[: limit - 1] + "…"

@@ -1,0 +1,250 @@
+"""Publications: what to send where, declared under `publications:` in YAML beside the models.
+
+Everything a publish needs to know is checked here, before any database is opened or request
+sent, so a typo fails fast with the YAML file and publication named instead of half-way through
+a run. Selection (`name`, `name+`, `+name`) and ordering follow `depends_on`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from elt.config import Project, load_yaml
+from elt.errors import ConfigError
+
+KINDS = ("rest", "graphql")
+MODES = ("append", "upsert", "mirror")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ALLOWED = {"model", "endpoint", "kind", "key", "mode", "depends_on", "body", "batch_size",
+            "rest", "graphql", "description", "tags"}
+
+
+@dataclass(frozen=True)
+class Publication:
+    """One validated `publications:` entry."""
+
+    name: str
+    model: str
+    endpoint: str
+    kind: str
+    key: tuple[str, ...]
+    mode: str
+    path: Path
+    depends_on: tuple[str, ...] = ()
+    body: str | None = None
+    batch_size: int = 1
+    config: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def base_dir(self) -> Path:
+        """Relative paths in the sub-config (a GraphQL document) are relative to the YAML."""
+        return self.path.parent
+
+    def sink_config(self) -> dict[str, Any]:
+        """The rest/graphql sub-config handed to make_sink, plus batch size and mode."""
+        return {**self.config, "batch_size": self.batch_size, "mode": self.mode}
+
+
+def project_yaml_docs(project: Project) -> list[tuple[Path, Any]]:
+    """The non-sidecar YAML documents under models/ (the graph's list when it exists)."""
+    try:
+        from elt.graph import project_yaml
+    except ImportError:
+        project_yaml = None
+    if project_yaml is not None:
+        return list(project_yaml(project))
+    docs: list[tuple[Path, Any]] = []
+    models = project.models_dir
+    if not models.is_dir():
+        return docs
+    for path in sorted([*models.rglob("*.yml"), *models.rglob("*.yaml")]):
+        if path.with_suffix(".sql").exists():  # `<stem>.yml` beside a model: its config
+            continue
+        docs.append((path, load_yaml(path)))
+    return docs
+
+
+def load_publications(project: Project) -> dict[str, Publication]:
+    """Every publication of the project, validated, in declaration order."""
+    return parse_publications(project_yaml_docs(project), project.target.endpoints)
+
+
+def parse_publications(
+    docs: Iterable[tuple[Path, Any]], endpoints: dict[str, Any]
+) -> dict[str, Publication]:
+    """Validate the `publications:` sections of YAML documents against the target's endpoints."""
+    pubs: dict[str, Publication] = {}
+    for path, doc in docs:
+        if not isinstance(doc, dict) or "publications" not in doc:
+            continue
+        section = doc["publications"]
+        if section is None:
+            continue
+        if not isinstance(section, dict):
+            raise ConfigError("`publications:` must be a mapping of name -> settings",
+                              where=str(path))
+        for name, raw in section.items():
+            pub = _parse_one(path, str(name), raw, endpoints)
+            if pub.name in pubs:
+                raise ConfigError(f"publication {pub.name!r} is also defined in "
+                                  f"{pubs[pub.name].path}", where=str(path))
+            pubs[pub.name] = pub
+    _check_dependencies(pubs)
+    return pubs
+
+
+def _parse_one(path: Path, name: str, raw: Any, endpoints: dict[str, Any]) -> Publication:
+    def fail(message: str) -> ConfigError:
+        return ConfigError(f"publication {name!r}: {message}", where=str(path))
+
+    if not _NAME.match(name):
+        raise fail("name must be letters, digits and underscores (it becomes a view name)")
+    if not isinstance(raw, dict):
+        raise fail("expected a mapping of settings")
+    unknown = sorted(set(raw) - _ALLOWED)
+    if unknown:
+        allowed = ", ".join(sorted(_ALLOWED))
+        raise fail(f"unknown setting(s) {', '.join(unknown)} (allowed: {allowed})")
+    model = raw.get("model")
+    if not isinstance(model, str) or not model:
+        raise fail("`model:` (the table to send) is required")
+    endpoint = raw.get("endpoint")
+    if not isinstance(endpoint, str) or not endpoint:
+        raise fail("`endpoint:` is required")
+    if endpoint not in endpoints:
+        known = ", ".join(sorted(endpoints)) or "none"
+        raise fail(f"endpoint {endpoint!r} is not in the target's endpoints ({known})")
+    kind = raw.get("kind") or next((k for k in KINDS if k in raw), None)
+    if kind not in KINDS:
+        raise fail(f"`kind:` must be one of {', '.join(KINDS)}, not {kind!r}")
+    other = next(k for k in KINDS if k != kind)
+    if other in raw:
+        raise fail(f"has a `{other}:` section but kind is {kind}")
+    config = raw.get(kind) or {}
+    if not isinstance(config, dict):
+        raise fail(f"`{kind}:` must be a mapping")
+    key = raw.get("key")
+    if isinstance(key, str):
+        key = [key]
+    if not isinstance(key, list) or not key or not all(isinstance(k, str) and k for k in key):
+        raise fail("`key:` must be a column name or a non-empty list of column names")
+    if len(set(key)) != len(key):
+        raise fail("`key:` lists a column twice")
+    mode = raw.get("mode", "append")
+    if mode not in MODES:
+        raise fail(f"`mode:` must be one of {', '.join(MODES)}, not {mode!r}")
+    depends = raw.get("depends_on") or []
+    if isinstance(depends, str):
+        depends = [depends]
+    if not isinstance(depends, list) or not all(isinstance(d, str) for d in depends):
+        raise fail("`depends_on:` must be a list of publication names")
+    body = raw.get("body")
+    if body is not None and (not isinstance(body, str) or not body):
+        raise fail("`body:` must be a column name")
+    batch_size = raw.get("batch_size", 1)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise fail("`batch_size:` must be a positive integer")
+    return Publication(name=name, model=model, endpoint=endpoint, kind=kind, key=tuple(key),
+                       mode=mode, path=path, depends_on=tuple(depends), body=body,
+                       batch_size=batch_size, config=dict(config))
+
+
+def _check_dependencies(pubs: dict[str, Publication]) -> None:
+    for pub in pubs.values():
+        for dep in pub.depends_on:
+            if dep not in pubs:
+                raise ConfigError(f"publication {pub.name!r}: depends_on unknown publication "
+                                  f"{dep!r}", where=str(pub.path))
+            if dep == pub.name:
+                raise ConfigError(f"publication {pub.name!r}: depends on itself",
+                                  where=str(pub.path))
+    toposort(pubs, {n: set(p.depends_on) for n, p in pubs.items()})
+
+
+def toposort(pubs: dict[str, Publication], deps: dict[str, set[str]]) -> list[str]:
+    """Names in dependency order, ties in declaration order; a cycle is an error."""
+    order = {name: i for i, name in enumerate(pubs)}
+    remaining = {n: {d for d in deps.get(n, set()) if d in pubs} for n in pubs}
+    done: list[str] = []
+    while remaining:
+        ready = sorted((n for n, d in remaining.items() if not d), key=order.__getitem__)
+        if not ready:
+            cycle = _find_cycle(remaining)
+            first = pubs[cycle[0]]
+            raise ConfigError(f"publication {first.name!r}: depends_on cycle "
+                              f"{' -> '.join(cycle)}", where=str(first.path))
+        name = ready[0]
+        done.append(name)
+        del remaining[name]
+        for d in remaining.values():
+            d.discard(name)
+    return done
+
+
+def _find_cycle(remaining: dict[str, set[str]]) -> list[str]:
+    start = next(iter(remaining))
+    seen: list[str] = [start]
+    node = start
+    while True:
+        node = sorted(remaining[node])[0]
+        if node in seen:
+            return [*seen[seen.index(node):], node]
+        seen.append(node)
+
+
+def select(
+    pubs: dict[str, Publication],
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    deps: dict[str, set[str]] | None = None,
+) -> list[str]:
+    """Selected publication names in run order; `name+` adds dependents, `+name` dependencies."""
+    deps = deps if deps is not None else {n: set(p.depends_on) for n, p in pubs.items()}
+    chosen = set(pubs) if not include else set().union(*(_match(pubs, deps, s) for s in include))
+    for pattern in exclude:
+        chosen -= _match(pubs, deps, pattern)
+    return [n for n in toposort(pubs, deps) if n in chosen]
+
+
+def _match(pubs: dict[str, Publication], deps: dict[str, set[str]], pattern: str) -> set[str]:
+    up, down = pattern.startswith("+"), pattern.endswith("+")
+    core = pattern.strip("+")
+    names = {n for n in pubs if fnmatch.fnmatchcase(n, core)}
+    if not names:
+        known = ", ".join(pubs) or "none"
+        raise ConfigError(f"--select/--exclude {pattern!r} matches no publication ({known})")
+    result = set(names)
+    if down:
+        result |= _closure(names, _reverse(deps))
+    if up:
+        result |= _closure(names, deps)
+    return result
+
+
+def _reverse(deps: dict[str, set[str]]) -> dict[str, set[str]]:
+    rev: dict[str, set[str]] = {}
+    for name, ds in deps.items():
+        for d in ds:
+            rev.setdefault(d, set()).add(name)
+    return rev
+
+
+def _closure(start: set[str], edges: dict[str, set[str]]) -> set[str]:
+    seen: set[str] = set()
+    stack = list(start)
+    while stack:
+        for nxt in edges.get(stack.pop(), set()):
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append(nxt)
+    return seen
+
+
+def downstream(name: str, deps: dict[str, set[str]]) -> set[str]:
+    """Publications that (transitively) depend on `name`."""
+    return _closure({name}, _reverse(deps))

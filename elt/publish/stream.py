@@ -1,0 +1,215 @@
+"""Streaming one publication's pending set to its endpoint with flat memory.
+
+Pipeline: a reader thread pulls the pending parquet in chunks (its own in-memory DuckDB,
+fetchmany), worker threads encode rows into requests (JSON + gzip, the CPU-heavy part, so
+both cores work), and `concurrency` async senders push them through the endpoint's keep-alive
+Transport. Bounded queues between the stages keep memory flat whatever the table size. Keys
+are unique in the pending set and each row is in exactly one request, so no key is ever in
+flight twice (FlowKit corrupts a key posted twice at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import duckdb
+
+from elt import secrets
+from elt.console import Progress
+from elt.errors import EltError
+from elt.publish.journal import Journal
+from elt.publish.sinks.base import Request, Row, Sink
+
+# An "already there" error on a row that may have reached the server before (a crashed run's
+# in-flight row, or a request the transport had to resend) is proof the row exists: the first
+# copy created it. Recording it as failed would resend it forever. Only for such rows: a fresh
+# insert hitting a unique violation is a real conflict and stays failed.
+ALREADY_EXISTS = ("uniqueviolation", "already exists")
+READ_CHUNK = 2000
+
+
+@dataclass
+class Tally:
+    """Counts for one publication in one run."""
+
+    sent: int = 0
+    acknowledged: int = 0
+    failed: int = 0          # failed answers plus rows whose answer never came (unknown)
+    requests: int = 0
+    bytes: int = 0
+    first_failure: str | None = None  # why the first failed row failed (status and answer)
+
+
+def already_exists(answer: str | None) -> bool:
+    text = (answer or "").lower()
+    return any(marker in text for marker in ALREADY_EXISTS)
+
+
+def settle(sink: Sink, request: Request, status: int | None, body: bytes, error: str | None,
+           attempts: int) -> list[tuple[Row, str, int | None, str | None]]:
+    """(row, status, http_status, answer) for every row of a request, whatever the answer."""
+    if status is None:  # transport gave up: the request may or may not have arrived
+        return [(row, "unknown", None, error) for row in request.rows]
+    try:
+        outcomes = {o.key: o for o in sink.interpret(request, status, body)}
+    except Exception as exc:  # a sink bug or a garbled body must not lose the other rows
+        text = f"cannot read the answer: {type(exc).__name__}: {exc}"
+        return [(row, "failed", status, text) for row in request.rows]
+    settled = []
+    for row in request.rows:
+        out = outcomes.get(row.key)
+        if out is None:
+            settled.append((row, "failed", status, "the answer has no result for this row"))
+            continue
+        state, answer = out.status, out.answer
+        if state == "failed" and (row.retry_of_unknown or attempts > 1) \
+                and already_exists(answer):
+            state, answer = "acknowledged", None
+        settled.append((row, state, out.http_status, answer))
+    return settled
+
+
+class _Reader:
+    """Reads the pending parquet in chunks; runs in one dedicated thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.con: duckdb.DuckDBPyConnection | None = None
+
+    def chunk(self) -> list[tuple[Row, str]]:
+        if self.con is None:
+            self.con = duckdb.connect()
+            self.con.execute("SELECT key, key_json, op, hash, body, retry_of_unknown "
+                             "FROM read_parquet(?)", [str(self.path)])
+        rows = self.con.fetchmany(READ_CHUNK)
+        return [(Row(key, op, json.loads(body) if body is not None else None, hsh, bool(rou)),
+                 key_json) for key, key_json, op, hsh, body, rou in rows]
+
+    def close(self) -> None:
+        if self.con is not None:
+            self.con.close()
+            self.con = None
+
+
+async def stream(
+    *,
+    publication: str,
+    parquet: Path,
+    sink: Sink,
+    send: Callable[[Request], Any],
+    journal: Journal,
+    encoder: Executor,
+    concurrency: int,
+    progress: Progress | None = None,
+    export: TextIO | None = None,
+) -> Tally:
+    """Send every row of the parquet once; journal in-flight rows and every answer."""
+    loop = asyncio.get_running_loop()
+    tally = Tally()
+    key_json: dict[str, str] = {}
+    group = max(sink_batch(sink), (64 // sink_batch(sink)) * sink_batch(sink))
+    encoded: asyncio.Queue[asyncio.Future[list[Request]] | None] = asyncio.Queue(2)
+    requests: asyncio.Queue[Request | None] = asyncio.Queue(concurrency)
+    reader = _Reader(parquet)
+    read_thread = ThreadPoolExecutor(1, thread_name_prefix=f"read-{publication}")
+
+    async def produce() -> None:
+        while True:
+            chunk = await loop.run_in_executor(read_thread, reader.chunk)
+            if not chunk:
+                break
+            rows = []
+            for row, kj in chunk:
+                key_json[row.key] = kj
+                rows.append(row)
+            for start in range(0, len(rows), group):
+                await encoded.put(loop.run_in_executor(encoder, sink.encode,
+                                                       rows[start:start + group]))
+        await encoded.put(None)
+
+    async def distribute() -> None:
+        while (future := await encoded.get()) is not None:
+            for request in await future:
+                await requests.put(request)
+        for _ in range(concurrency):
+            await requests.put(None)
+
+    async def sender() -> None:
+        while (request := await requests.get()) is not None:
+            journal.write(({"pub": publication, "key": r.key, "op": r.op, "hash": r.hash,
+                            "status": "unknown"}, key_json.get(r.key)) for r in request.rows)
+            reply = await send(request)
+            settled = settle(sink, request, reply.status, reply.body, reply.error,
+                             reply.attempts)
+            _record(publication, settled, reply.attempts, journal, key_json, export)
+            failed = sum(1 for _, state, _, _ in settled if state != "acknowledged")
+            if failed and tally.first_failure is None:
+                tally.first_failure = _reason(settled)
+            tally.sent += len(settled)
+            tally.failed += failed
+            tally.acknowledged += len(settled) - failed
+            tally.requests += 1
+            tally.bytes += len(request.content)
+            if progress is not None:
+                progress.advance(len(settled), nbytes=len(request.content), errors=failed)
+
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(produce())
+            tasks.create_task(distribute())
+            for _ in range(concurrency):
+                tasks.create_task(sender())
+    except BaseExceptionGroup as group:  # report the cause, not the task group wrapper
+        raise _first(group) from None
+    finally:
+        await loop.run_in_executor(read_thread, reader.close)
+        read_thread.shutdown(wait=False)
+    return tally
+
+
+def _first(group: BaseExceptionGroup) -> BaseException:
+    """The first user-facing error of a task group (else its first error)."""
+    flat: list[BaseException] = []
+    stack: list[BaseException] = [group]
+    while stack:
+        exc = stack.pop(0)
+        if isinstance(exc, BaseExceptionGroup):
+            stack[:0] = list(exc.exceptions)
+        else:
+            flat.append(exc)
+    return next((e for e in flat if isinstance(e, EltError)), flat[0])
+
+
+def _reason(settled: list[tuple[Row, str, int | None, str | None]]) -> str:
+    """One line saying why the first failed row of a request failed (no secrets)."""
+    _, state, http, answer = next(s for s in settled if s[1] != "acknowledged")
+    text = " ".join(secrets.redact(answer or "").split())[:200]
+    if state == "unknown":
+        return f"no answer: {text}" if text else "no answer"
+    return f"HTTP {http}: {text}" if text and http is not None else text or f"HTTP {http}"
+
+
+def sink_batch(sink: Sink) -> int:
+    return max(1, int(getattr(sink, "batch_size", 1) or 1))
+
+
+def _record(publication: str, settled: list[tuple[Row, str, int | None, str | None]],
+            attempts: int, journal: Journal, key_json: dict[str, str],
+            export: TextIO | None) -> None:
+    """Journal the answers (flushed: they survive kill -9), then the export lines."""
+    clean = [(row, state, http, secrets.redact(answer) if answer else answer)
+             for row, state, http, answer in settled]
+    journal.write(({"pub": publication, "key": row.key, "op": row.op, "hash": row.hash,
+                    "status": state, "http": http, "answer": answer, "attempts": attempts},
+                   key_json.pop(row.key, None)) for row, state, http, answer in clean)
+    if export is not None:
+        export.write("".join(json.dumps({"publication": publication, "key": row.key,
+                                         "op": row.op, "status": state, "http_status": http,
+                                         "answer": answer}, ensure_ascii=False) + "\n"
+                             for row, state, http, answer in clean))

@@ -1,0 +1,254 @@
+"""HTTP transport for one endpoint: keep-alive client, bounded concurrency, retries, pacing.
+
+Retry policy: connection errors, timeouts, 429 and 5xx are retried up to `max_attempts`
+with exponential backoff and full jitter (429/503 honour Retry-After). After a timeout, or
+any error where the request may have reached the server, the next attempt waits at least
+1 s: the FlowKit backend corrupts a key posted twice at the same time ("Ambiguous dataset",
+fixed only by database surgery), so a request is never resent while the first copy might
+still be processing. A resent POST that the first copy did store answers 303 (acknowledged).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import random
+import time
+from dataclasses import dataclass
+from datetime import UTC
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+from typing import Any, Protocol
+
+import httpx
+
+from elt import secrets
+from elt.errors import PublishError
+from elt.publish.auth import make_auth
+from elt.publish.sinks.base import Request
+
+BACKOFF_BASE = 0.5  # seconds; ceilings 0.5, 1, 2, 4, ... before jitter
+BACKOFF_CAP = 30.0
+RESEND_PAUSE = 1.0  # minimum wait after a timeout before resending (see module docstring)
+RETRY_AFTER_CAP = 300.0
+
+
+class Clock(Protocol):
+    """Time source for backoff, Retry-After, rate limits and token expiry (fake in tests)."""
+
+    def now(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    """The real clock: monotonic seconds and asyncio.sleep."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The last answer to a request: a status and body, or an error text naming the endpoint."""
+
+    status: int | None
+    body: bytes
+    error: str | None
+    attempts: int
+
+
+def retry_after_seconds(value: str | None, wall_now: float | None = None) -> float | None:
+    """Retry-After as seconds: a number, or an HTTP-date relative to the wall clock."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - (time.time() if wall_now is None else wall_now))
+
+
+def _number(endpoint: dict, key: str, default: float, where: str) -> float:
+    value = endpoint.get(key)
+    if value is None or value == "":
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise PublishError(f"`{key}` must be a number, not {value!r}", where=where) from None
+    if number < 0:
+        raise PublishError(f"`{key}` must not be negative", where=where)
+    return number
+
+
+def _path(value: Any) -> str:
+    text = str(value or "")
+    return text if not text or text.startswith("/") else "/" + text
+
+
+def _stateless_cookies() -> CookieJar:
+    """A jar that keeps nothing: credentials are sent explicitly, never from stale cookies."""
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+
+
+class Transport:
+    """One per endpoint; keep-alive httpx.AsyncClient; bounded concurrency.
+
+    `requests` and `bytes_sent` count every attempt (progress); `retries` counts resends.
+    """
+
+    def __init__(self, name: str, endpoint: dict, *, concurrency: int | None = None,
+                 clock: Clock | None = None,
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 rng: random.Random | None = None) -> None:
+        self.name = name
+        self.url = str(endpoint.get("url") or "").rstrip("/")
+        if not self.url:
+            raise PublishError("no `url` configured", where=f"endpoint {name}")
+        self.where = f"endpoint {name} ({self.url})"
+        self.heartbeat_path = _path(endpoint.get("heartbeat"))
+        self.graphql_path = _path(endpoint.get("graphql_path"))
+        self.timeout = _number(endpoint, "timeout", 30.0, self.where) or 30.0
+        self.concurrency = int(concurrency or _number(endpoint, "concurrency", 8, self.where) or 8)
+        self.rate_limit = _number(endpoint, "rate_limit", 0.0, self.where)
+        self.max_attempts = max(1, int(_number(endpoint, "max_attempts", 5, self.where)))
+        self.clock: Clock = clock or SystemClock()
+        self.rng = rng or random.Random()
+        self.auth = make_auth(endpoint.get("auth"), endpoint=name, clock=self.clock)
+        limits = httpx.Limits(max_connections=self.concurrency,
+                              max_keepalive_connections=self.concurrency)
+        self.client = httpx.AsyncClient(
+            timeout=httpx.Timeout(self.timeout), limits=limits, transport=transport,
+            follow_redirects=False, cookies=_stateless_cookies(),
+            headers={"User-Agent": "elt-publish"})
+        self._slots = asyncio.Semaphore(self.concurrency)
+        self._next_start: float | None = None
+        self.requests = 0
+        self.bytes_sent = 0
+        self.retries = 0
+
+    async def __aenter__(self) -> Transport:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    # -- checks ------------------------------------------------------------------------
+    async def heartbeat(self) -> str:
+        """GET url + heartbeat: the server's `version`, or "ok" (also when none configured)."""
+        if not self.heartbeat_path:
+            return "ok"
+        try:
+            resp = await self.client.get(self.url + self.heartbeat_path)
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            what = self._describe(exc)
+            if not what.startswith("cannot connect"):
+                what = f"cannot connect: {what}"
+            raise PublishError(what, where=self.where) from None
+        if not 200 <= resp.status_code < 300:
+            raise PublishError(f"heartbeat {self.heartbeat_path} answered HTTP {resp.status_code}",
+                               where=self.where)
+        try:
+            data = resp.json()
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and data.get("version") not in (None, ""):
+            return str(data["version"])
+        return "ok"
+
+    async def check_auth(self) -> None:
+        """Fetch a token now; raises PublishError naming the endpoint and the status."""
+        await self.auth.check(self.client)
+
+    # -- sending -----------------------------------------------------------------------
+    async def send(self, request: Request) -> Reply:
+        """Send with retries; every outcome is a Reply except failing to get credentials,
+        which raises PublishError (the whole endpoint is unusable, not this request)."""
+        url = self.url + (request.path or self.graphql_path)
+        attempts = tries = 0
+        refreshed = False
+        while True:
+            attempts += 1
+            tries += 1
+            status, body, exc, retry_after, generation = await self._attempt(request, url)
+            if status == 401 and self.auth.refreshable and not refreshed:
+                self.auth.invalidate(generation)  # one new token, one resend, not a "try"
+                refreshed = True
+                tries -= 1
+                continue
+            retryable = exc is not None and self._retryable(exc) or (
+                status is not None and (status == 429 or status >= 500))
+            if not retryable or tries >= self.max_attempts:
+                error = f"{self.where}: {self._describe(exc)}" if exc is not None else None
+                return Reply(status, body, secrets.redact(error) if error else None, attempts)
+            delay = retry_after if retry_after is not None else self._backoff(tries)
+            if exc is not None and not isinstance(exc, httpx.ConnectError):
+                delay = max(delay, RESEND_PAUSE)  # it may have reached the server
+            self.retries += 1
+            await self.clock.sleep(delay)
+
+    async def _attempt(self, request: Request, url: str
+                       ) -> tuple[int | None, bytes, BaseException | None, float | None, int]:
+        async with self._slots:
+            await self._pace()
+            headers = dict(request.headers)
+            cookies: dict[str, str] = {}
+            await self.auth.apply(self.client, headers, cookies)
+            generation = self.auth.generation
+            if cookies:
+                jar = "; ".join(f"{k}={v}" for k, v in cookies.items())
+                headers["Cookie"] = f"{headers['Cookie']}; {jar}" if "Cookie" in headers else jar
+            self.requests += 1
+            self.bytes_sent += len(request.content)
+            try:
+                resp = await self.client.request(request.method, url, content=request.content,
+                                                 headers=headers)
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                return None, b"", exc, None, generation
+        retry_after = None
+        if resp.status_code in (429, 503):
+            retry_after = retry_after_seconds(resp.headers.get("Retry-After"))
+            if retry_after is not None:
+                retry_after = min(retry_after, RETRY_AFTER_CAP)
+        return resp.status_code, resp.content, None, retry_after, generation
+
+    async def _pace(self) -> None:
+        """Token bucket of depth 1 on the injectable clock: starts >= 1/rate_limit apart."""
+        if not self.rate_limit:
+            return
+        now = self.clock.now()
+        start = now if self._next_start is None else max(now, self._next_start)
+        self._next_start = start + 1.0 / self.rate_limit
+        if start > now:
+            await self.clock.sleep(start - now)
+
+    def _backoff(self, tries: int) -> float:
+        """Full jitter: uniform in [0, min(cap, base * 2**(tries-1)))."""
+        return self.rng.random() * min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (tries - 1))
+
+    @staticmethod
+    def _retryable(exc: BaseException) -> bool:
+        return isinstance(exc, httpx.TimeoutException | httpx.NetworkError
+                          | httpx.RemoteProtocolError)
+
+    def _describe(self, exc: BaseException | None) -> str:
+        if isinstance(exc, httpx.TooManyRedirects):
+            return "too many redirects"
+        if isinstance(exc, httpx.TimeoutException):
+            return f"timed out after {self.timeout:g}s ({type(exc).__name__})"
+        if isinstance(exc, httpx.ConnectError):
+            return f"cannot connect: {exc or type(exc).__name__}"
+        return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,72 @@
+"""Per-node results and the artifacts every run leaves in target/."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+STATUSES = ("success", "up_to_date", "error", "skipped")
+
+
+@dataclass
+class NodeResult:
+    """What happened to one node (seed, model, test, api source, publication) in a run."""
+
+    name: str
+    kind: str
+    status: str
+    rows: int | None = None
+    seconds: float = 0.0
+    message: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "error"
+
+
+@dataclass
+class RunResults:
+    command: str
+    started: float = field(default_factory=time.time)
+    results: list[NodeResult] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return any(r.failed for r in self.results)
+
+    def add(self, result: NodeResult) -> None:
+        self.results.append(result)
+
+    def write(self, target_dir: Path) -> Path:
+        target_dir.mkdir(parents=True, exist_ok=True)
+        path = target_dir / "run_results.json"
+        doc: dict[str, Any] = {
+            "command": self.command,
+            "started": datetime.fromtimestamp(self.started, UTC).isoformat(),
+            "elapsed": round(time.time() - self.started, 3),
+            "results": [asdict(r) for r in self.results],
+        }
+        _write_json_atomic(path, doc)
+        return path
+
+
+def write_manifest(target_dir: Path, nodes: list[dict[str, Any]]) -> Path:
+    """target/manifest.json: every node with kind, path, dependencies, config and checksum."""
+    target_dir.mkdir(parents=True, exist_ok=True)
+    path = target_dir / "manifest.json"
+    doc = {
+        "generated_at": datetime.now(UTC).isoformat(),
+        "nodes": {n["name"]: n for n in nodes},
+    }
+    _write_json_atomic(path, doc)
+    return path
+
+
+def _write_json_atomic(path: Path, doc: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
+    tmp.replace(path)

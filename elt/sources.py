@@ -1,0 +1,399 @@
+"""Fetching API sources into `raw.<name>` (YAML format and table columns: elt.sources_spec).
+
+The set to ask is computed in SQL: the distinct variable tuples of `for_each` that have no
+answer yet, or whose answer errored or is older than `max_age`, so a re-run with nothing
+new sends no request at all. Answers are collected in memory and written in batches with
+set-based SQL (one DELETE + INSERT from column arrays per batch), each batch committed on
+its own: when an endpoint fails half-way, what was answered stays and the next run asks
+only the rest. Requests go through the publisher's Transport (retries, backoff, auth).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+
+from elt.config import Project
+from elt.console import Console, Progress
+from elt.db import quote
+from elt.endpoints import open_endpoints, resolve_configs
+from elt.errors import EltError
+from elt.load import LoadOutcome
+from elt.modelfile import relative
+from elt.publish.sinks.base import Request, answer_text, truncate
+from elt.sources_spec import (
+    Answer,
+    Key,
+    SourceSpec,
+    Tally,
+    dump,
+    graphql_request,
+    parse_source,
+    pick,
+    rest_request,
+)
+
+if TYPE_CHECKING:  # httpx and graphql-core load only when there is something to ask
+    from elt.publish.transport import Transport
+
+__all__ = ["fetch_source", "load_spec"]
+
+FLUSH_EVERY = 2000  # answered tuples per write transaction
+MARK = "elt-api:"  # table comment prefix holding the checksum of the request settings
+
+
+def load_spec(project: Project, node: Any) -> SourceSpec:
+    """The validated spec of a build node (needs only `.name`, `.config`, `.path`)."""
+    name = getattr(node, "identifier", None) or str(node.name).removeprefix("raw.")
+    return parse_source(name, node.config, node.path, relative(node.path, project.root))
+
+
+def fetch_source(con: duckdb.DuckDBPyConnection, project: Project, node: Any,
+                 console: Console, *, full_refresh: bool = False) -> LoadOutcome:
+    """Ask what is not answered yet; EltError names source, endpoint, status on failures."""
+    spec = load_spec(project, node)
+    table = f"raw.{quote(spec.name)}"
+    with _labelled(spec):  # a bad endpoint name fails even when there is nothing to ask
+        resolve_configs(project, [spec.endpoint])
+    try:
+        created = _ensure_table(con, spec, table)
+        full = full_refresh or created
+        removed = _prune(con, spec, table)
+        todo = _pending(con, spec, table, full)
+    except duckdb.Error as exc:
+        raise EltError(f"api source {spec.label}: {str(exc).splitlines()[0]}",
+                       where=spec.where) from None
+    if not todo:
+        status = "success" if created or removed else "up_to_date"
+        return LoadOutcome(status, _count(con, table), 0, 0, removed, None)
+    load_id = int(con.execute("SELECT nextval('_elt.load_seq')").fetchone()[0])  # type: ignore
+    writer = _Writer(con, spec, table, load_id, {key for key, _, had in todo if had})
+    tally = Tally()
+    with _labelled(spec), open_endpoints(project, [spec.endpoint], console) as endpoints:
+        progress = console.progress(f"api source {spec.label}", None, "requests")
+        try:
+            asyncio.run(_fetch_all(spec, endpoints[spec.endpoint], todo, writer, tally,
+                                   progress))
+        finally:
+            progress.close()
+            writer.flush()
+    if tally.failed:
+        raise EltError(tally.summary(spec, writer.answered))
+    message = f"asked {len(todo)} in {tally.sent} requests"
+    if tally.field_errors:
+        message += f"; {tally.field_errors} answered with errors (see column error)"
+        console.warn(f"api source {spec.label}: {message}")
+    return LoadOutcome("success", _count(con, table), writer.answered, 0, removed, message)
+
+
+@contextmanager
+def _labelled(spec: SourceSpec) -> Iterator[None]:
+    """Errors of the endpoint layer name the source too: the build prints one line."""
+    try:
+        yield
+    except EltError as exc:
+        if str(exc).startswith(f"api source {spec.label}"):
+            raise
+        raise EltError(f"api source {spec.label}: {exc}") from None
+
+
+# -- SQL -----------------------------------------------------------------------------------
+def _ensure_table(con: duckdb.DuckDBPyConnection, spec: SourceSpec, table: str) -> bool:
+    """Create raw.<name>; recreate it when the request settings changed. True if created."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS raw; CREATE SCHEMA IF NOT EXISTS _elt; "
+                "CREATE SEQUENCE IF NOT EXISTS _elt.load_seq START 1")
+    row = con.execute("SELECT comment FROM duckdb_tables() WHERE schema_name = 'raw' "
+                      "AND table_name = ?", [spec.name]).fetchone()
+    mark = MARK + spec.checksum
+    if row is not None and row[0] == mark:
+        return False
+    con.execute("BEGIN")
+    try:
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+        cols = ", ".join(f"{quote(c)} {t}" for c, t in spec.columns)
+        con.execute(f"CREATE TABLE {table} ({cols})")
+        con.execute(f"COMMENT ON TABLE {table} IS '{mark}'")
+        con.execute("COMMIT")
+    except duckdb.Error:
+        con.execute("ROLLBACK")
+        raise
+    return True
+
+
+def _source_sql(spec: SourceSpec) -> str:
+    """The for_each tuples: variable columns as VARCHAR, plus their native values as JSON."""
+    schema, _, name = str(spec.model).rpartition(".")
+    relation = f"{quote(schema)}.{quote(name)}" if schema else quote(name)
+    keys = ", ".join(f"CAST({quote(c)} AS VARCHAR) AS {quote(v)}" for v, c in spec.variables)
+    struct = ", ".join(f"{quote(v)} := {quote(c)}" for v, c in spec.variables)
+    return f"SELECT {keys}, to_json(struct_pack({struct})) AS _vars FROM {relation}"
+
+
+def _match(a: str, b: str, names: list[str]) -> str:
+    return " AND ".join(f"{a}.{quote(n)} IS NOT DISTINCT FROM {b}.{quote(n)}" for n in names)
+
+
+def _prune(con: duckdb.DuckDBPyConnection, spec: SourceSpec, table: str) -> int:
+    """Drop answers whose tuple left the for_each relation: raw.<name> mirrors the current set."""
+    if not spec.variables:
+        return 0
+    row = con.execute(f"DELETE FROM {table} t WHERE NOT EXISTS (SELECT 1 FROM "
+                      f"({_source_sql(spec)}) s WHERE {_match('s', 't', spec.var_names)})"
+                      ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _pending(con: duckdb.DuckDBPyConnection, spec: SourceSpec, table: str,
+             full: bool) -> list[tuple[Key, dict[str, Any], bool]]:
+    """Distinct tuples without a good, fresh answer (all on a full refresh), and whether
+    the table has rows for them already (only those need a DELETE when answered)."""
+    fresh = "error IS NULL"
+    params: list[Any] = []
+    if spec.max_age is not None:
+        fresh += " AND fetched_at >= ?"
+        params.append(_now() - timedelta(seconds=spec.max_age))
+    if not spec.variables:
+        done = not full and _count(con, f"{table} WHERE {fresh}", params)
+        return [] if done else [((), {}, _count(con, table) > 0)]
+    names = ", ".join(f"s.{quote(v)}" for v in spec.var_names)
+    cols = ", ".join(map(quote, spec.var_names))
+    sql = f"SELECT {names}, any_value(s._vars), bool_or(e._had) FROM ({_source_sql(spec)}) s"
+    if not full:
+        sql += (f" ANTI JOIN (SELECT DISTINCT {cols} FROM {table} WHERE {fresh}) d "
+                f"ON {_match('s', 'd', spec.var_names)}")
+    sql += (f" LEFT JOIN (SELECT DISTINCT {cols}, TRUE AS _had FROM {table}) e "
+            f"ON {_match('s', 'e', spec.var_names)}")
+    order = ", ".join(str(i + 1) for i in range(len(spec.variables)))
+    rows = con.execute(f"{sql} GROUP BY {names} ORDER BY {order}", [] if full else params
+                       ).fetchall()
+    return [(tuple(r[:-2]), json.loads(r[-2]), bool(r[-1])) for r in rows]
+
+
+def _count(con: duckdb.DuckDBPyConnection, relation: str, params: list[Any] | None = None) -> int:
+    row = con.execute(f"SELECT count(*) FROM {relation}", params or []).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class _Writer:
+    """Buffers answers; each flush replaces the answered tuples' rows in one transaction."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, spec: SourceSpec, table: str,
+                 load_id: int, had_rows: set[Key]) -> None:
+        self.con, self.spec, self.table, self.load_id = con, spec, table, load_id
+        self.had_rows = had_rows  # tuples with rows in the table before this run
+        self.buffer: list[Answer] = []
+        self.answered = 0
+
+    def add(self, answers: list[Answer]) -> None:
+        self.buffer.extend(answers)
+        if len(self.buffer) >= FLUSH_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.buffer:
+            return
+        good = [a for a in self.buffer if a.error is None]
+        bad = [a for a in self.buffer if a.error is not None]
+        con, self.buffer = self.con, []
+        con.execute("BEGIN")
+        try:
+            self._delete([a for a in good if a.key in self.had_rows], "TRUE")
+            new = good + [a for a in bad if a.key not in self.had_rows]
+            if new:  # a new answer replaces whatever the tuple had
+                con.execute(f"INSERT INTO {self.table} {self._values()}", self._arrays(new))
+            bad = [a for a in bad if a.key in self.had_rows]
+            if bad:  # an error replaces only an earlier error, never a good (stale) answer
+                self._delete(bad, "t.error IS NOT NULL")
+                cond = _match("x", "n", self.spec.var_names) or "TRUE"
+                con.execute(f"INSERT INTO {self.table} SELECT * FROM ({self._values()}) n "
+                            f"WHERE NOT EXISTS (SELECT 1 FROM {self.table} x WHERE {cond})",
+                            self._arrays(bad))
+            con.execute("COMMIT")
+        except duckdb.Error:
+            con.execute("ROLLBACK")
+            raise
+        self.answered += len(good)
+
+    def _delete(self, answers: list[Answer], extra: str) -> None:
+        names = self.spec.var_names
+        if not answers:
+            return
+        if not names:
+            self.con.execute(f"DELETE FROM {self.table} t WHERE {extra}")
+            return
+        keys = ", ".join(f"unnest(?::VARCHAR[]) AS {quote(n)}" for n in names)
+        self.con.execute(f"DELETE FROM {self.table} t USING (SELECT {keys}) b "
+                         f"WHERE {_match('t', 'b', names)} AND {extra}",
+                         [[a.key[i] for a in answers] for i in range(len(names))])
+
+    def _values(self) -> str:
+        return "SELECT " + ", ".join(f"unnest(?::{t}[]) AS {quote(c)}"
+                                     for c, t in self.spec.columns)
+
+    def _arrays(self, answers: list[Answer]) -> list[list[Any]]:
+        out: list[list[Any]] = [[] for _ in self.spec.columns]
+        now = _now()
+        for a in answers:
+            for page, item, result in a.rows or [(None, None, None)]:
+                values: list[Any] = list(a.key)
+                if self.spec.paging:
+                    values += [page, item]
+                values += [result, a.http_status, a.error, now, self.load_id]
+                for column, value in zip(out, values, strict=True):
+                    column.append(value)
+        return out
+
+
+# -- HTTP ----------------------------------------------------------------------------------
+async def _fetch_all(spec: SourceSpec, endpoint: dict[str, Any],
+                     todo: list[tuple[Key, dict[str, Any], bool]], writer: _Writer, tally: Tally,
+                     progress: Progress) -> None:
+    """Bounded concurrency: as many workers as the transport has slots, sharing one queue."""
+    size = spec.batch_size if spec.kind == "graphql" and not spec.paging else 1
+    asks = [(key, values) for key, values, _ in todo]
+    units = iter([asks[i:i + size] for i in range(0, len(asks), size)])
+    from elt.publish.transport import Transport
+
+    async with Transport(spec.endpoint, endpoint, concurrency=spec.concurrency) as transport:
+        await transport.check_auth()
+        client = _Client(spec, transport, tally, progress)
+
+        async def worker() -> None:
+            for unit in units:
+                writer.add(await client.fetch(unit))
+
+        await asyncio.gather(*(worker() for _ in range(transport.concurrency)))
+
+
+class _Client:
+    """Builds each request from a spec and reads each answer into Answers."""
+
+    def __init__(self, spec: SourceSpec, transport: Transport, tally: Tally,
+                 progress: Progress) -> None:
+        self.spec, self.transport, self.tally, self.progress = spec, transport, tally, progress
+        self.documents: dict[int, tuple[str, Any]] = {}
+
+    async def send(self, request: Request) -> tuple[int | None, Any, str | None]:
+        """(status, parsed JSON body, failure text or None)."""
+        reply = await self.transport.send(request)  # raises when credentials fail: stop all
+        self.tally.sent += 1
+        failed = reply.status is None or not 200 <= reply.status < 300
+        self.progress.advance(errors=int(failed))
+        if failed:
+            text = reply.error or answer_text(reply.body) or f"HTTP {reply.status}"
+            return reply.status, None, self.tally.fail(reply.status, text)
+        try:
+            return reply.status, json.loads(reply.body) if reply.body.strip() else None, None
+        except ValueError:
+            return reply.status, reply.body.decode("utf-8", "replace"), None
+
+    async def fetch(self, unit: list[tuple[Key, dict[str, Any]]]) -> list[Answer]:
+        if self.spec.paging:
+            return [await self.fetch_pages(*unit[0])]
+        if self.spec.kind == "rest":
+            key, values = unit[0]
+            status, body, failure = await self.send(rest_request(self.spec, values, {}))
+            if failure:
+                return [Answer(key, http_status=status, error=failure)]
+            return [Answer(key, [(None, None, dump(pick(body, self.spec.result)))], status)]
+        return await self.fetch_graphql(unit)
+
+    async def fetch_graphql(self, unit: list[tuple[Key, dict[str, Any]]]) -> list[Answer]:
+        from elt.publish.sinks.graphql import batch_alias, build_batched_document
+
+        spec = self.spec
+        rows = [{**spec.fixed_variables, **values} for _, values in unit]
+        if spec.batch_size == 1:
+            request, aliases = graphql_request(spec, spec.document_text, rows[0]), None
+        else:
+            if len(unit) not in self.documents:
+                self.documents[len(unit)] = build_batched_document(
+                    spec.document_text, len(unit), source=str(spec.document_path))
+            query, mapper = self.documents[len(unit)]
+            request, aliases = graphql_request(spec, query, mapper(rows)), True
+        status, body, failure = await self.send(request)
+        keys = [spec.response_key] if not aliases else [batch_alias(i) for i in range(len(unit))]
+        if failure is None:
+            values, errors, failure = self.read_graphql(status, body, keys)
+        if failure:
+            return [Answer(key, http_status=status, error=failure) for key, _ in unit]
+        out = []
+        for (key, _), alias in zip(unit, keys, strict=True):
+            if alias in errors:
+                self.tally.field_errors += 1
+                out.append(Answer(key, http_status=status, error=truncate(errors[alias], 500)))
+            else:
+                result = pick(values.get(alias), spec.result, spec.response_key)
+                out.append(Answer(key, [(None, None, dump(result))], status))
+        return out
+
+    def read_graphql(self, status: int | None, body: Any, keys: list[str]
+                     ) -> tuple[dict[str, Any], dict[str, str], str | None]:
+        """(data per alias, error per alias, failure of the whole request or None)."""
+        if not isinstance(body, dict):
+            return {}, {}, self.tally.fail(status, f"not a GraphQL answer: {body!r}"[:200])
+        data = body.get("data") if isinstance(body.get("data"), dict) else {}
+        by_alias: dict[str, str] = {}
+        general: list[str] = []
+        for err in body.get("errors") or []:
+            path = err.get("path") if isinstance(err, dict) else None
+            msg = err.get("message") or err.get("msg") if isinstance(err, dict) else None
+            text = str(msg or err)
+            if isinstance(path, list) and path and path[0] in keys:
+                by_alias[path[0]] = "; ".join(filter(None, [by_alias.get(path[0]), text]))
+            else:
+                general.append(text)
+        if general and not any(data.get(k) is not None for k in keys):
+            return {}, {}, self.tally.fail(status, "GraphQL errors: " + "; ".join(general))
+        return data, by_alias, None
+
+    async def fetch_pages(self, key: Key, values: dict[str, Any]) -> Answer:
+        """Walk the pages of one tuple; any failing page makes the whole tuple an error."""
+        spec, paging = self.spec, self.spec.paging
+        assert paging is not None
+        rows: list[tuple[int | None, int | None, str | None]] = []
+        offset, cursor, status = 0, None, None
+        for page in range(1, spec.max_pages + 1):
+            extra: dict[str, Any] = {paging.limit_param: paging.size} if paging.limit_param else {}
+            if paging.style != "cursor":
+                extra[paging.offset_param] = offset
+            elif cursor is not None:
+                extra[paging.cursor_param] = cursor
+            if spec.kind == "rest":
+                status, answer, failure = await self.send(rest_request(spec, values, extra))
+            else:
+                variables = {**spec.fixed_variables, **values, **extra}
+                request = graphql_request(spec, spec.document_text, variables)
+                status, answer, failure = await self.send(request)
+                if failure is None:
+                    data, errors, failure = self.read_graphql(status, answer, [spec.response_key])
+                    answer = data.get(spec.response_key)
+                    if failure is None and spec.response_key in errors:
+                        self.tally.field_errors += 1
+                        failure = truncate(errors[spec.response_key], 500)
+            if failure:
+                return Answer(key, http_status=status, error=failure)
+            items = pick(answer, spec.result, spec.response_key)
+            if not isinstance(items, list | None):
+                text = f"page {page}: {spec.result or 'the answer'} is not a list"
+                return Answer(key, http_status=status, error=self.tally.fail(status, text))
+            items = items or []
+            rows += [(page, i + 1, dump(item)) for i, item in enumerate(items)]
+            offset += len(items)
+            if paging.style == "cursor":
+                cursor = pick(answer, paging.next, spec.response_key)
+                if not items or cursor in (None, ""):
+                    break
+            elif len(items) < paging.size:
+                break
+        return Answer(key, rows or [(None, None, None)], status)

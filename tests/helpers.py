@@ -1,0 +1,377 @@
+"""Helpers shared by the end-to-end test files (publish e2e, faults, kill, bad inputs, secrets).
+
+- write_files / E2E: temp projects (a FlowKit + UOIS project whose `local` target points at a
+  sandbox started by the test, with optional endpoint overrides such as a small `timeout`);
+- elt / elt_process / elt_argv: the CLI in-process (click's CliRunner) or as a subprocess,
+  returning exit code and output;
+- Peer: a tiny loopback HTTP server with canned answers, for what the sandbox cannot produce
+  (401/403 on data routes, 4xx with a body, redirect loops, echoes);
+- stats / snapshot / check_published: the sandbox counters, table contents, and the
+  publish invariants (nothing accepted twice, ledger answers = what the receiver stored).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import httpx
+from click.testing import CliRunner
+
+from elt.cli import cli
+from elt.console import Console
+from elt.context import Context
+from elt.results import RunResults
+from elt.sandbox import Sandbox
+
+REPO = Path(__file__).resolve().parents[1]
+
+# -- the FlowKit + UOIS test project ---------------------------------------------------------
+CONFIG = {"languages": [{"code": "en", "name": "English", "flag": "gb", "default": True}],
+          "data_providers": [], "categories": [{"category_id": "residents"}],
+          "indicators": [{"category_id": "residents", "indicator_id": "residents.residents"}],
+          "temporal_resolutions": [{"trid": 2, "label": "Month"}],
+          "spatial_resolutions": [{"srid": 3, "label": "Communal section"}]}
+DATASETS = """SELECT 'residents' AS category_id, 'residents.residents' AS indicator_id,
+  3 AS srid, 2 AS trid,
+  strftime(TIMESTAMP '{start}' + to_days(i::INTEGER), '%Y-%m-%d %H:%M:%S') AS dt,
+  json_object('metadata', json_object('revision', 'v1', 'category_id', category_id,
+    'indicator_id', indicator_id, 'srid', srid, 'trid', trid, 'dt', dt),
+    'data_type', 'single_location',
+    'data_input', json_array(json_object('spatial_unit_ids', json_array('HT0111-01'),
+                                         'data', {value}))) AS payload
+FROM range({n}) t(i)"""
+SCOPES = """SELECT 'public' AS scope, answer::BIGINT AS mdid,
+  json_object('scope', 'public', 'mdid', answer::BIGINT) AS body
+FROM published.flowkit_data WHERE status = 'acknowledged'"""
+USERS = """SELECT md5('user' || i)::UUID::VARCHAR AS id, 'Name' || i AS name,
+  'Sur' || i AS surname, 'u' || i || '@uni.test' AS email FROM range({n}) t(i)"""
+GROUPS = """SELECT md5('group' || i)::UUID::VARCHAR AS id, 'Group ' || i AS name,
+  md5('grouptype')::UUID::VARCHAR AS grouptype_id FROM range(3) t(i)"""
+MEMBERSHIPS = """SELECT md5('m' || i)::UUID::VARCHAR AS id, md5('user' || i)::UUID::VARCHAR
+  AS user_id, md5('group' || (i % 3))::UUID::VARCHAR AS group_id, true AS valid
+FROM range({n}) t(i)"""
+GQL = {
+    "user": "mutation ($id: UUID!, $name: String!, $surname: String!, $email: String!) {\n"
+            "  result: userInsert(user: {id: $id, name: $name, surname: $surname, email: $email})"
+            " { id msg result: user { id lastchange } } }\n",
+    "group": "mutation ($id: UUID!, $name: String!, $grouptype_id: UUID!) {\n"
+             "  result: groupInsert(group: {id: $id, name: $name, grouptypeId: $grouptype_id})"
+             " { id msg result: group { id lastchange } } }\n",
+    "membership": "mutation ($id: UUID!, $user_id: UUID!, $group_id: UUID!, $valid: Boolean) {"
+                  "\n  result: membershipInsert(membership: {id: $id, userId: $user_id, groupId:"
+                  " $group_id, valid: $valid}) { id msg result: membership { id lastchange } } }\n",
+}
+FLOWKIT_REST = ("{insert: {method: POST, path: /data}, update: {method: PATCH, path: /data}, "
+                "delete: {method: DELETE, path: /data}, success: [201, 204], "
+                "already_there: [303], compression: gzip}")
+GRAPHQL = "{{document: uois/{doc}.gql, result: result.msg, success: ok, already_there: [fail], " \
+          "answer: result.id}}"
+PUBLICATIONS = f"""
+publications:
+  flowkit_setup:
+    {{model: flowkit_config, endpoint: flowkit_admin, kind: rest, key: [id], mode: upsert,
+     body: body, rest: {{insert: {{method: POST, path: /setup}},
+                        update: {{method: POST, path: /setup}}, success: [204],
+                        compression: gzip}}}}
+  flowkit_data:
+    {{model: flowkit_datasets, endpoint: flowkit, kind: rest, mode: upsert, body: payload,
+     key: [category_id, indicator_id, srid, trid, dt], depends_on: [flowkit_setup],
+     rest: {FLOWKIT_REST}}}
+  flowkit_scopes:
+    {{model: flowkit_scope_mappings, endpoint: flowkit, kind: rest, key: [scope, mdid],
+     body: body, rest: {{insert: {{method: POST, path: /scope_mapping}}, success: [201],
+                        already_there: [303]}}}}
+  uois_users:
+    {{model: uois_users, endpoint: uois, kind: graphql, key: [id], batch_size: 4,
+     graphql: {GRAPHQL.format(doc="user")}}}
+  uois_groups:
+    {{model: uois_groups, endpoint: uois, kind: graphql, key: [id],
+     graphql: {GRAPHQL.format(doc="group")}}}
+  uois_memberships:
+    {{model: uois_memberships, endpoint: uois, kind: graphql, key: [id], batch_size: 5,
+     depends_on: [uois_users, uois_groups], graphql: {GRAPHQL.format(doc="membership")}}}
+"""
+FLOWKIT_LABEL = "residents|residents.residents|3|2|2020-01-{:02d} 00:00:00"
+ENDPOINTS = ("flowkit", "flowkit_admin", "uois")
+
+
+def write_files(root: Path, files: dict[str, str | bytes | None]) -> None:
+    """Write files below root (text is dedented; bytes are written as they are; None deletes)."""
+    for rel, content in files.items():
+        path = root / rel
+        if content is None:
+            path.unlink(missing_ok=True)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(textwrap.dedent(content).lstrip("\n"), encoding="utf-8")
+
+
+def sandbox_endpoints(sandbox: Sandbox, names: tuple[str, ...] = ENDPOINTS,
+                      **overrides: Any) -> dict[str, dict[str, Any]]:
+    """Endpoint mappings for a running sandbox, each with `overrides` (timeout, ...) applied."""
+    return {name: {**sandbox.endpoint_config(name), **overrides} for name in names}
+
+
+def write_profile(root: Path, endpoints: dict[str, Any], *, target: str = "local",
+                  **outputs: dict[str, Any]) -> None:
+    """profiles.yml (JSON is YAML) with a `local` output using `endpoints`, plus `outputs`."""
+    local = {"type": "duckdb", "path": "target/elt.duckdb", "threads": 2,
+             "endpoints": endpoints}
+    doc = {"elt": {"target": target, "outputs": {"local": local, **outputs}}}
+    (root / "profiles.yml").write_text(json.dumps(doc, indent=1), encoding="utf-8")
+
+
+class E2E:
+    """A FlowKit + UOIS project whose `local` target points at a running sandbox.
+
+    `n` datasets (one per day from `start`), `users` UOIS users; `overrides` go into every
+    endpoint mapping (timeout, max_attempts, concurrency ...).
+    """
+
+    def __init__(self, root: Path, sandbox: Sandbox | None, n: int = 12, users: int = 6,
+                 start: str = "2020-01-01", **overrides: Any) -> None:
+        self.root, self.n, self.users, self.start = root, n, users, start
+        models = root / "models"
+        (models / "uois").mkdir(parents=True, exist_ok=True)
+        local = sandbox_endpoints(sandbox, **overrides) if sandbox else {}
+        write_profile(root, local, embedded={
+            "type": "duckdb", "path": "target/elt.duckdb",
+            "endpoints": {k: {"sandbox": k} for k in ENDPOINTS}})
+        (models / "publications.yml").write_text(PUBLICATIONS)
+        for doc, text in GQL.items():
+            (models / "uois" / f"{doc}.gql").write_text(text)
+        sql = {"flowkit_config": f"SELECT 1 AS id, '{json.dumps(CONFIG)}'::JSON AS body",
+               "flowkit_scope_mappings": SCOPES, "uois_groups": GROUPS,
+               "uois_memberships": MEMBERSHIPS.format(n=users)}
+        for name, text in sql.items():
+            (models / f"{name}.sql").write_text(text)
+        self.set_datasets()
+        self.set_users(users)
+        self.out = io.StringIO()
+
+    def set_datasets(self, value: str = "i + 1", n: int | None = None) -> None:
+        self.n = self.n if n is None else n
+        (self.root / "models" / "flowkit_datasets.sql").write_text(
+            DATASETS.format(n=self.n, value=value, start=self.start))
+
+    def set_users(self, n: int) -> None:
+        self.users = n
+        (self.root / "models" / "uois_users.sql").write_text(USERS.format(n=n))
+
+    def ctx(self, target: str = "local") -> Context:
+        return Context(self.root, target=target, console=Console(self.out, self.out))
+
+    def build(self) -> None:
+        assert not self.ctx().build().failed, self.out.getvalue()
+
+    def publish(self, target: str = "local", **kw: Any) -> RunResults:
+        return self.ctx(target).publish(**kw)
+
+    def cli(self, *args: str) -> list[str]:
+        return elt_argv(self.root, *args)
+
+    @property
+    def db(self) -> Path:
+        return self.root / "target" / "elt.duckdb"
+
+    def sql(self, query: str) -> list[tuple]:
+        return db_query(self.db, query)
+
+
+# -- running the CLI ---------------------------------------------------------------------------
+@dataclass
+class CliRun:
+    """Exit code and output of one CLI run."""
+
+    code: int
+    stdout: str
+    stderr: str
+    exception: BaseException | None = None  # in-process only: an exception click caught
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+    def error_lines(self) -> list[str]:
+        return [line for line in self.stderr.splitlines() if line.startswith("error:")]
+
+
+def elt(root: Path, *args: str, env: dict[str, str | None] | None = None,
+        stdin: str | None = None) -> CliRun:
+    """`elt ARGS --project-dir root` in this process (click's CliRunner)."""
+    result = CliRunner().invoke(cli, [*args, "--project-dir", str(root)], input=stdin, env=env)
+    exc = result.exception
+    if isinstance(exc, SystemExit):
+        exc = None
+    return CliRun(result.exit_code, result.stdout, result.stderr, exc)
+
+
+def elt_argv(root: Path, *args: str) -> list[str]:
+    """argv for `python -m elt.cli ARGS --project-dir root` (for subprocesses)."""
+    return [sys.executable, "-m", "elt.cli", *args, "--project-dir", str(root)]
+
+
+def elt_process(root: Path, *args: str, env: dict[str, str] | None = None,
+                timeout: float = 120) -> CliRun:
+    """`elt ARGS` as a subprocess (fresh process: real env vars, real exit code)."""
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run(elt_argv(root, *args), capture_output=True, text=True,
+                          timeout=timeout, env=full_env, cwd=root)
+    return CliRun(proc.returncode, proc.stdout, proc.stderr)
+
+
+# -- a loopback peer with canned answers -----------------------------------------------------
+Answer = tuple[int, dict[str, str], bytes]
+Route = Answer | Callable[[str, str, dict[str, str], bytes], Answer]
+
+
+class Peer:
+    """A tiny HTTP/1.1 server on a free loopback port; `routes` maps (method, path) -> answer.
+
+    An answer is (status, headers, body) or a function of (method, path, headers, body). GET of
+    any path ending in /heartbeat answers 200 unless routed. Every request is kept in `seen`.
+    """
+
+    def __init__(self, routes: dict[tuple[str, str], Route] | None = None) -> None:
+        self.routes: dict[tuple[str, str], Route] = dict(routes or {})
+        self.seen: list[tuple[str, str, dict[str, str], bytes]] = []
+        peer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _any(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                path = self.path.split("?")[0]
+                headers = dict(self.headers.items())
+                peer.seen.append((self.command, path, headers, body))
+                route = peer.routes.get((self.command, path))
+                if route is None and self.command == "GET" and path.endswith("/heartbeat"):
+                    route = (200, {"Content-Type": "application/json"}, b'{"version": "peer"}')
+                if route is None:
+                    route = (404, {"Content-Type": "application/json"}, b'{"detail":"Not Found"}')
+                status, extra, content = route(self.command, path, headers, body) \
+                    if callable(route) else route
+                self.send_response(status)
+                for name, value in extra.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
+            do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _any
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> Peer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# -- state and invariants ----------------------------------------------------------------------
+def stats(sandbox: Sandbox) -> dict[str, Any]:
+    """The sandbox counters (GET /_sandbox/stats; control routes are not counted)."""
+    return httpx.get(f"{sandbox.url}/_sandbox/stats", timeout=10).json()
+
+
+def statuses(results: RunResults) -> dict[str, str]:
+    return {r.name: r.status for r in results.results}
+
+
+def db_query(path: Path, sql: str, params: list[Any] | None = None) -> list[tuple]:
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.execute(sql, params or []).fetchall()
+
+
+def _sortable(row: tuple) -> tuple:
+    return tuple("\x00NULL" if v is None else repr(v) for v in row)
+
+
+def snapshot(path: Path, schemas: tuple[str, ...] = ("main", "raw"),
+             extra: tuple[str, ...] = ("_elt.ledger",)) -> dict[str, list[tuple]]:
+    """Sorted rows of every base table in `schemas` plus the `extra` relations."""
+    with duckdb.connect(str(path), read_only=True) as con:
+        names = [f'"{s}"."{t}"' for s, t in con.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables WHERE table_type = "
+            "'BASE TABLE' AND table_schema IN (SELECT unnest(?::VARCHAR[])) ORDER BY ALL",
+            [list(schemas)]).fetchall()]
+        names += [n for n in extra if con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema || '.' || "
+            "table_name = ?", [n]).fetchone()[0]]
+        return {n: sorted(con.execute(f"SELECT * FROM {n}").fetchall(), key=_sortable)
+                for n in names}
+
+
+def check_published(p: E2E, sandbox: Sandbox, *, complete: bool, users: bool = True) -> None:
+    """The publish invariants for flowkit_data (and uois_users).
+
+    Always: no two writes of one key were ever in flight together (races == 0), no key was
+    accepted twice, and every acknowledged ledger row names what the receiver stored (FlowKit:
+    the mdid of that key; UOIS: the user's id). With complete=True also: every model row is
+    acknowledged, stored once, and each key was accepted exactly once.
+    """
+    counters = stats(sandbox)
+    assert counters["races"] == 0, counters["races"]
+    twice = {k: v for section in ("flowkit", "uois") for k, v in counters[section].items()
+             if v["accepted"] > 1}
+    assert not twice, f"accepted more than once: {twice}"
+    store = sandbox.store
+    assert store is not None
+    stored = {r["dt"]: str(r["mdid"]) for r in store.query(
+        "SELECT strftime(dt, '%Y-%m-%d %H:%M:%S') AS dt, mdid FROM flowkit_datasets")}
+    assert store.scalar("SELECT count(*) FROM flowkit_datasets") == len(stored)  # one per key
+    rows = p.sql("SELECT dt, status, answer FROM published.flowkit_data")
+    acked = {dt: answer for dt, status, answer in rows if status == "acknowledged"}
+    wrong = {dt: (answer, stored.get(dt)) for dt, answer in acked.items()
+             if stored.get(dt) != answer}
+    assert not wrong, f"ledger answer != stored mdid: {wrong}"
+    if users:
+        user_ids = {r["id"] for r in store.query("SELECT id FROM uois_users")}
+        urows = p.sql("SELECT id, status, answer FROM published.uois_users")
+        assert all(i in user_ids and answer in (i, None) for i, status, answer in urows
+                   if status == "acknowledged"), urows
+    if not complete:
+        return
+    expected = {r[0] for r in p.sql("SELECT dt FROM flowkit_datasets")}
+    assert len(expected) == p.n
+    pending = {dt for dt, status, _ in rows if status != "acknowledged"}
+    assert set(acked) == expected, f"not acknowledged: {sorted(expected - set(acked))[:5]} " \
+                                   f"{sorted(pending)[:5]}"
+    assert set(stored) == expected
+    labels = {f"residents|residents.residents|3|2|{dt}" for dt in expected}
+    assert {counters["flowkit"][k]["accepted"] for k in labels} == {1}
+    if users:
+        ids = {r[0] for r in p.sql("SELECT id FROM uois_users")}
+        assert len(ids) == p.users
+        assert {i for i, status, _ in urows if status == "acknowledged"} == ids
+        assert user_ids == ids
+        assert {counters["uois"][i]["accepted"] for i in ids} == {1}

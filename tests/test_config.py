@@ -1,0 +1,103 @@
+"""profiles.yml: targets, env_var rendering, errors that name the file and line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from elt import secrets
+from elt.config import load_project
+from elt.errors import ConfigError
+
+PROFILE = """\
+p:
+  target: "{{ env_var('T_TARGET', 'dev') }}"
+  outputs:
+    dev:
+      type: duckdb
+      path: target/dev.duckdb
+      threads: "{{ env_var('T_THREADS', '3') }}"
+      endpoints:
+        api:
+          url: "{{ env_var('T_URL', 'http://localhost/v1') }}"
+          auth: {type: bearer, token: "{{ env_var('T_TOKEN', 'none') }}"}
+    prod:
+      type: duckdb
+      path: "{{ env_var('T_DB') }}"
+      memory_limit: 1GB
+"""
+
+
+@pytest.fixture
+def project_dir(tmp_path: Path) -> Path:
+    (tmp_path / "profiles.yml").write_text(PROFILE)
+    return tmp_path
+
+
+def test_defaults_render_and_coerce(project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ELT_TARGET", raising=False)
+    project = load_project(project_dir)
+    assert project.target.name == "dev"
+    assert project.target.threads == 3
+    assert project.db_path == project_dir / "target" / "dev.duckdb"
+    assert project.target.endpoints["api"]["url"] == "http://localhost/v1"
+
+
+def test_env_var_overrides_and_is_registered_secret(project_dir: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ELT_TARGET", raising=False)
+    monkeypatch.setenv("T_TOKEN", "tok-canary-123")
+    project = load_project(project_dir)
+    assert project.target.endpoints["api"]["auth"]["token"] == "tok-canary-123"
+    assert secrets.redact("Bearer tok-canary-123") == "Bearer ***"
+
+
+def test_target_precedence(project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("T_DB", str(project_dir / "prod.duckdb"))
+    monkeypatch.setenv("ELT_TARGET", "prod")
+    assert load_project(project_dir).target.name == "prod"
+    assert load_project(project_dir).target.memory_limit == "1GB"
+    # an explicit option wins over ELT_TARGET
+    assert load_project(project_dir, target_name="dev").target.name == "dev"
+
+
+def test_missing_env_var_names_it(project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("T_DB", raising=False)
+    with pytest.raises(ConfigError, match="T_DB is not set"):
+        load_project(project_dir, target_name="prod")
+
+
+def test_unselected_target_is_not_rendered(project_dir: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("T_DB", raising=False)
+    monkeypatch.delenv("ELT_TARGET", raising=False)
+    assert load_project(project_dir).target.name == "dev"  # prod's T_DB not needed
+
+
+def test_unknown_target_lists_outputs(project_dir: Path) -> None:
+    with pytest.raises(ConfigError, match=r"unknown target 'nope' \(outputs: dev, prod\)"):
+        load_project(project_dir, target_name="nope")
+
+
+def test_bad_yaml_names_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "profiles.yml").write_text("p:\n  target: dev\n  outputs: [\n")
+    with pytest.raises(ConfigError) as info:
+        load_project(tmp_path)
+    assert f"{tmp_path / 'profiles.yml'}:" in str(info.value)
+    assert "invalid YAML" in str(info.value)
+
+
+def test_missing_profiles_and_profiles_dir(tmp_path: Path, project_dir: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ConfigError, match="file not found"):
+        load_project(empty)
+    assert load_project(empty, profiles_dir=project_dir, target_name="dev").root == empty
+
+
+def test_unsupported_template(tmp_path: Path) -> None:
+    (tmp_path / "profiles.yml").write_text(
+        "p:\n  target: dev\n  outputs:\n    dev: {path: \"{{ var('x') }}\"}\n")
+    with pytest.raises(ConfigError, match="unsupported template"):
+        load_project(tmp_path)

@@ -1,0 +1,175 @@
+"""Data tests: each generic kind passing and failing, singular tests, severities, tests_ok."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_build import Proj, by_name, make_ctx, output, query, statuses, write
+
+from elt.build import plan
+from elt.errors import ConfigError
+from elt.graph import load_graph
+
+CLEAN = ("id,customer_id,day,status,amount\n"
+         "1,1,2024-01-01,new,10\n2,2,2024-01-01,paid,5\n3,1,2024-01-02,paid,0\n")
+# one row per broken rule: duplicate id, NULL id + bad status + negative amount,
+# unknown customer, duplicate (customer_id, day)
+DIRTY = ("id,customer_id,day,status,amount\n"
+         "1,1,2024-01-01,new,10\n1,2,2024-01-01,paid,5\n,1,2024-01-02,lost,-1\n"
+         "4,9,2024-01-03,paid,3\n5,1,2024-01-01,new,1\n")
+FILES = {
+    "seeds/customers.csv": "id\n1\n2\n",
+    "seeds/orders.csv": CLEAN,
+    "models/customers.sql": "SELECT id FROM raw.customers",
+    "models/orders.sql": """
+        /* elt
+        unique_key: [id]
+        columns:
+          id: {tests: [not_null, unique]}
+          status: {tests: [{accepted_values: {values: [new, paid]}}]}
+          customer_id: {tests: [{relationships: {to: customers, field: id}}]}
+        tests:
+          - unique: [customer_id, day]
+          - expression: "amount >= 0"
+        */
+        SELECT id, customer_id, day, status, amount FROM raw.orders
+        """,
+    "models/summary.sql": "SELECT count(*) AS n FROM orders",
+    "models/checks/big_orders.test.sql": "SELECT * FROM orders WHERE amount > 100",
+}
+TESTS = {
+    "not_null_orders_id": (1, "id=NULL"),
+    "unique_orders_id": (1, "id=1, n_records=2"),
+    "accepted_values_orders_status": (1, "id=NULL, status=lost"),
+    "relationships_orders_customer_id__customers__id": (1, "id=4, customer_id=9"),
+    "unique_orders_customer_id__day": (1, "customer_id=1, day=2024-01-01, n_records=2"),
+    "expression_orders_amount_0": (1, "id=NULL"),
+    "big_orders": (0, None),
+}
+
+
+@pytest.fixture
+def shop(tmp_path: Path) -> Proj:
+    ctx, console = make_ctx(tmp_path, FILES)
+    return ctx, console, tmp_path
+
+
+def test_all_kinds_pass(shop: Proj) -> None:
+    ctx, console, root = shop
+    run = ctx.build()
+    assert not run.failed, output(console)
+    tests = {r.name: r for r in run.results if r.kind == "test"}
+    assert set(tests) == set(TESTS)
+    assert {r.status for r in tests.values()} == {"success"}
+    assert {r.rows for r in tests.values()} == {0}
+    assert statuses(run)["summary"] == "success"
+    assert query(root, "SELECT tests_ok FROM _elt.nodes WHERE name = 'orders'") == [(True,)]
+    assert query(root, "SELECT count(*) FROM test_failures.unique_orders_id") == [(0,)]
+    # nothing changed: the tests do not run again either
+    assert {r.status for r in ctx.build().results} == {"up_to_date"}
+
+
+def test_all_kinds_fail_with_rows_named(shop: Proj) -> None:
+    ctx, console, root = shop
+    ctx.build()
+    write(root, {"seeds/orders.csv": DIRTY,
+                 "models/checks/big_orders.test.sql": "SELECT * FROM orders WHERE amount < 0"})
+    run = ctx.build()
+    assert run.failed
+    for name, (count, row) in TESTS.items():
+        result = by_name(run, name)
+        expected = 1 if name == "big_orders" else count
+        assert result.kind == "test" and result.status == "error", name
+        assert result.rows == expected, name
+        if row:
+            assert f"e.g. {row}" in result.message, result.message
+        assert query(root, f"SELECT count(*) FROM test_failures.{name}") == [(expected,)]
+    assert by_name(run, "not_null_orders_id").message == (
+        "test not_null_orders_id: 1 failing row(s), e.g. id=NULL; "
+        "see test_failures.not_null_orders_id")
+    text = output(console)
+    assert "      id=4, customer_id=9" in text        # failing rows are printed
+    assert "fail" in text
+    # an error-severity failure blocks what reads the model, and publish can see it
+    assert by_name(run, "summary").status == "skipped"
+    assert "upstream test" in by_name(run, "summary").message
+    assert query(root, "SELECT tests_ok FROM _elt.nodes WHERE name = 'orders'") == [(False,)]
+    # failing tests are not 'up to date': they run (and fail) again
+    again = ctx.build()
+    assert by_name(again, "unique_orders_id").status == "error"
+    assert by_name(again, "orders").status == "up_to_date"
+    # fixed data: tables of failing rows are replaced, tests_ok comes back
+    write(root, {"seeds/orders.csv": CLEAN})
+    fixed = ctx.build()
+    assert not fixed.failed, output(console)
+    assert query(root, "SELECT count(*) FROM test_failures.unique_orders_id") == [(0,)]
+    assert query(root, "SELECT tests_ok FROM _elt.nodes WHERE name = 'orders'") == [(True,)]
+
+
+def test_warn_severity_only_warns(shop: Proj) -> None:
+    ctx, console, root = shop
+    write(root, {
+        "seeds/orders.csv": CLEAN + "6,2,2024-01-05,paid,-7\n",
+        "models/orders.sql": """
+            /* elt
+            tests:
+              - expression: {sql: "amount >= 0", severity: warn, name: no_negative_amounts}
+            */
+            SELECT * FROM raw.orders
+            """,
+        "models/checks/big_orders.test.sql": "/* elt\nseverity: warn\n*/\n"
+                                             "SELECT * FROM orders WHERE amount < 0",
+    })
+    run = ctx.build()
+    assert not run.failed, output(console)
+    warned = by_name(run, "no_negative_amounts")
+    assert warned.status == "success" and warned.rows == 1
+    # no unique_key: the first columns of the failing row name it
+    assert "e.g. id=6, customer_id=2, day=2024-01-05, status=paid;" in warned.message
+    assert by_name(run, "big_orders").status == "success"
+    assert "warning: test no_negative_amounts: 1 failing row(s)" in console.err.getvalue()
+    assert by_name(run, "summary").status == "success"
+    assert query(root, "SELECT tests_ok FROM _elt.nodes WHERE name = 'orders'") == [(True,)]
+
+
+def test_tests_follow_their_model_in_selection(shop: Proj) -> None:
+    graph = shop[0].graph()
+    assert "unique_orders_id" in plan(graph, ["orders"], [], "build")
+    assert "big_orders" in plan(graph, ["orders"], [], "build")
+    # excluding a model excludes its tests too
+    assert set(plan(graph, [], ["orders"], "build")) == \
+        {"raw.customers", "customers", "raw.orders", "summary"}
+    assert plan(graph, ["customers"], [], "test") == \
+        ["relationships_orders_customer_id__customers__id"]
+    assert set(plan(graph, [], [], "test")) == set(TESTS)
+
+
+def test_test_command_runs_tests_without_building(shop: Proj) -> None:
+    ctx, console, root = shop
+    ctx.build()
+    built = query(root, "SELECT built_at FROM _elt.nodes WHERE name = 'orders'")
+    write(root, {"seeds/orders.csv": DIRTY})  # not loaded: `elt test` builds nothing
+    run = ctx.test()
+    assert {r.kind for r in run.results} == {"test"}
+    assert not run.failed
+    assert query(root, "SELECT built_at FROM _elt.nodes WHERE name = 'orders'") == built
+    one = ctx.test(select=["customers"])
+    assert [r.name for r in one.results] == ["relationships_orders_customer_id__customers__id"]
+    with pytest.raises(ConfigError):
+        ctx.test(select=["orderz"])
+
+
+def test_config_errors(tmp_path: Path) -> None:
+    ctx, _ = make_ctx(tmp_path, {**FILES, "models/orders.sql":
+                                 "/* elt\ncolumns:\n  id: {tests: [uniq]}\n*/\nSELECT 1 AS id"})
+    with pytest.raises(ConfigError, match="model orders: unknown test 'uniq'"):
+        load_graph(ctx.project)
+    write(tmp_path, {"models/orders.sql": "/* elt\ncolumns:\n  id: {tests: [{relationships: "
+                                          "{to: custmers}}]}\n*/\nSELECT 1 AS id"})
+    with pytest.raises(ConfigError, match=r"unknown `to:` custmers \(did you mean customers\?\)"):
+        load_graph(ctx.project)
+    write(tmp_path, {"models/orders.sql": "/* elt\ntests: [{accepted_values: {column: x}}]\n*/\n"
+                                          "SELECT 1 AS id"})
+    with pytest.raises(ConfigError, match=r"needs `values: \[...\]`"):
+        load_graph(ctx.project)

@@ -1,0 +1,126 @@
+"""Fault matrix over real sockets: 500s, 429 + Retry-After, connection resets before and after
+the server processed the request, stalls beyond the client timeout and a short outage, alone
+and together. Each scenario publishes FlowKit datasets + UOIS users and re-runs publish until
+everything is acknowledged (a bounded number of runs); after every run nothing was accepted
+twice, no two copies of a key were ever in flight together, and every acknowledged ledger row
+carries what the receiver stored (the mdid of that dataset, the id of that user)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from helpers import E2E, check_published, elt, stats
+
+from elt.sandbox import Sandbox
+
+DATASETS, USERS = 60, 16
+MAX_RUNS = 6
+SELECT = ("publish", "-s", "flowkit_data", "-s", "uois_users")
+# Small timeout (stalls go beyond it), few attempts (so some rows fail and a re-run must
+# finish them), enough concurrency to keep many requests in flight at once.
+ENDPOINT = {"timeout": 0.4, "max_attempts": 3, "concurrency": 16}
+STALL = {"slow_rate": 0.1, "slow_seconds": 1.0}
+OUTAGE = 1.5  # seconds of 503s, started mid-run
+
+SCENARIOS: dict[str, tuple[dict[str, Any], bool]] = {  # fault settings, outage mid-run
+    "500": ({"error_rate": 0.3}, False),
+    "429": ({"throttle_rate": 0.2, "retry_after": 1}, False),
+    "reset_before": ({"reset_rate": 0.2}, False),
+    "reset_after": ({"reset_after_rate": 0.2}, False),
+    "stall": (STALL, False),
+    "outage": ({}, True),
+    "all": ({"error_rate": 0.08, "throttle_rate": 0.08, "retry_after": 1, "reset_rate": 0.08,
+             "reset_after_rate": 0.08, **STALL, "slow_rate": 0.06}, True),
+}
+FAULT_NAMES = {"error_rate": "500", "throttle_rate": "429", "reset_rate": "reset",
+               "reset_after_rate": "reset_after", "slow_rate": "slow"}
+
+
+@pytest.fixture
+def sb() -> Iterator[Sandbox]:
+    with Sandbox(None) as sandbox:
+        yield sandbox
+
+
+def _outage_when_busy(sb: Sandbox, settings: dict[str, Any], seed: int,
+                      after_requests: int) -> threading.Thread:
+    """Start an outage once the sandbox has seen `after_requests` requests (mid-run)."""
+
+    def watch() -> None:
+        deadline = time.monotonic() + 60
+        while sb.stats.requests < after_requests and time.monotonic() < deadline:
+            time.sleep(0.005)
+        sb.set_faults(**settings, outage_seconds=OUTAGE, seed=seed + 1)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_fault_matrix(tmp_path: Path, sb: Sandbox, scenario: str) -> None:
+    settings, outage = SCENARIOS[scenario]
+    seed = 1000 + list(SCENARIOS).index(scenario)
+    p = E2E(tmp_path, sb, n=DATASETS, users=USERS, **ENDPOINT)
+    p.build()
+    sb.set_faults(**settings, seed=seed)
+    watcher = _outage_when_busy(sb, settings, seed, after_requests=30) if outage else None
+    codes = []
+    for _ in range(MAX_RUNS):
+        run = elt(p.root, *SELECT)
+        assert run.exception is None and "Traceback" not in run.output, run.output
+        assert run.code in (0, 1), run.output
+        codes.append(run.code)
+        check_published(p, sb, complete=False)  # safety holds after every run, done or not
+        if run.code == 0:
+            break
+        # a failed run says which publication failed and why, on stderr, once per publication
+        assert run.error_lines(), run.output
+    else:
+        pytest.fail(f"{scenario}: not done after {MAX_RUNS} runs (exit codes {codes})")
+    if watcher is not None:
+        watcher.join(5)
+    check_published(p, sb, complete=True)
+
+    counters = stats(sb)
+    fired = counters["faults"]
+    for name, label in FAULT_NAMES.items():
+        if settings.get(name):
+            assert fired.get(label, 0) > 0, f"{label} never injected: {fired}"
+    if outage:
+        assert fired.get("503", 0) > 0, fired
+    # faults off: a re-run sends nothing at all
+    sb.set_faults()
+    before = stats(sb)
+    again = elt(p.root, *SELECT)
+    assert again.code == 0 and "up_to_date" in again.stdout, again.output
+    assert stats(sb)["requests"] == before["requests"]
+    failed = p.sql("SELECT count(*) FROM _elt.ledger WHERE status <> 'acknowledged'")
+    assert failed == [(0,)]
+
+
+def test_outage_at_start_fails_fast_then_rerun_publishes(tmp_path: Path, sb: Sandbox) -> None:
+    """An endpoint that is down when publish starts: one clear error, nothing sent, and the
+    next run (after the outage) publishes everything."""
+    p = E2E(tmp_path, sb, n=20, users=4, **ENDPOINT)
+    p.build()
+    sb.set_faults(outage_seconds=1.0)
+    run = elt(p.root, *SELECT)
+    assert run.code == 1 and run.exception is None, run.output
+    (line,) = run.error_lines()
+    assert "endpoint flowkit" in line and "503" in line, line
+    assert "Traceback" not in run.output
+    counters = stats(sb)
+    assert counters["flowkit"] == {} and counters["uois"] == {}
+    assert p.sql("SELECT count(*) FROM _elt.ledger") == [(0,)]
+    while httpx.get(f"{sb.url}/_sandbox/faults").json()["outage_remaining"] > 0:
+        time.sleep(0.05)
+    run = elt(p.root, *SELECT)
+    assert run.code == 0, run.output
+    check_published(p, sb, complete=True)

@@ -1,0 +1,226 @@
+"""Graph: dependency inference with sqlglot, config parsing, errors and selection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_build import make_ctx
+
+from elt.config import Project
+from elt.errors import ConfigError, EltError, ModelError
+from elt.graph import Graph, load_graph, project_yaml
+
+SEEDS = {
+    "seeds/people.csv": "id,name,city_id\n1,ann,10\n",
+    "seeds/cities.csv": "id,city\n10,Oslo\n",
+}
+
+
+def graph_of(root: Path, files: dict[str, str | None]) -> Graph:
+    ctx, _ = make_ctx(root, {**SEEDS, **files})
+    return load_graph(ctx.project)
+
+
+def error_of(root: Path, files: dict[str, str | None]) -> str:
+    with pytest.raises(EltError) as info:
+        graph_of(root, files)
+    return str(info.value)
+
+
+def test_dependencies_from_sql(tmp_path: Path) -> None:
+    graph = graph_of(tmp_path, {
+        "models/stg/stg_people.sql": "SELECT * FROM raw.people",
+        "models/stg/stg_cities.sql": "SELECT * FROM main.people_x",  # unknown for now
+        "models/stg/people_x.sql": "SELECT id FROM raw.people UNION ALL SELECT 2",
+        "models/mart.sql": """
+            -- CTEs shadow nothing and are not dependencies; subqueries and joins are
+            WITH stg_cities AS (SELECT * FROM raw.cities), x AS (SELECT * FROM stg_cities)
+            SELECT p.*, (SELECT max(id) FROM stg_people) AS m, r.y
+            FROM x JOIN people_x AS p ON p.id = x.id
+            LEFT JOIN (SELECT 1 AS y FROM published.sent) AS r ON true, range(3) AS t(z)
+            WHERE p.id IN (SELECT id FROM raw.people)
+            """,
+        "models/pubs.yml": "publications:\n  sent: {model: stg_people, key: [id]}\n",
+    })
+    assert graph.nodes["mart"].depends_on == ["people_x", "published.sent", "raw.cities",
+                                              "raw.people", "stg_people"]
+    assert graph.nodes["stg_cities"].depends_on == ["people_x"]
+    assert graph.nodes["published.sent"].kind == "published"
+    assert graph.nodes["published.sent"].depends_on == []
+    assert graph.nodes["raw.people"].kind == "seed"
+    assert graph.nodes["raw.people"].relation == "raw.people"
+    order = graph.order
+    assert order.index("people_x") < order.index("stg_cities")
+    assert order.index("stg_people") < order.index("mart")
+    assert graph.downstream("raw.people") == {"stg_people", "people_x", "stg_cities", "mart"}
+    assert graph.upstream("stg_cities") == {"people_x", "raw.people"}
+
+
+def test_unknown_table_with_hint(tmp_path: Path) -> None:
+    message = error_of(tmp_path, {"models/a.sql": "SELECT * FROM raw.peple"})
+    assert "model a: unknown table raw.peple (did you mean raw.people?)" in message
+    assert message.startswith("models/a.sql:")
+    message = error_of(tmp_path, {"models/a.sql": "SELECT * FROM people",
+                                  "models/peoples.sql": "SELECT 1 AS x"})
+    assert "unknown table people (did you mean peoples?)" in message
+
+
+def test_cycle_is_listed(tmp_path: Path) -> None:
+    message = error_of(tmp_path, {"models/a.sql": "SELECT * FROM b",
+                                  "models/b.sql": "SELECT * FROM c",
+                                  "models/c.sql": "SELECT * FROM a",
+                                  "models/d.sql": "SELECT * FROM a"})
+    assert "dependency cycle: a -> b -> c -> a" in message or \
+        "dependency cycle: a -> c -> b -> a" in message
+
+
+def test_duplicate_names_name_both_paths(tmp_path: Path) -> None:
+    message = error_of(tmp_path, {"models/x/m.sql": "SELECT 1 AS a",
+                                  "models/y/m.sql": "SELECT 2 AS a"})
+    assert "duplicate name 'm'" in message
+    assert "models/x/m.sql" in message and "models/y/m.sql" in message
+
+
+def test_syntax_error_names_model_and_line(tmp_path: Path) -> None:
+    message = error_of(tmp_path, {"models/bad.sql": "/* elt\ntags: [x]\n*/\nSELECT a\nFROM\n"})
+    assert message == ("models/bad.sql:5: model bad: SQL syntax error: Expected table name "
+                       "but got end of input")
+    message = error_of(tmp_path, {"models/bad.sql": None, "models/two.sql": "SELECT 1; SELECT 2"})
+    assert "model two: expected exactly one SELECT statement, found 2" in message
+    message = error_of(tmp_path, {"models/two.sql": None,
+                                  "models/ddl.sql": "DELETE FROM raw.people"})
+    assert "model ddl: must be a SELECT" in message
+
+
+def test_header_and_sidecar_config(tmp_path: Path) -> None:
+    graph = graph_of(tmp_path, {
+        "models/h.sql": "/* elt\nmaterialized: view\ntags: [core]\n*/\nSELECT 1 AS a",
+        "models/s.sql": "SELECT 1 AS a",
+        "models/s.yml": "materialized: incremental\nunique_key: a\ndescription: side\n",
+    })
+    assert graph.nodes["h"].materialized == "view" and graph.nodes["h"].tags == ["core"]
+    assert graph.nodes["s"].materialized == "incremental"
+    assert graph.nodes["s"].unique_key == ["a"] and graph.nodes["s"].description == "side"
+    assert graph.nodes["h"].sql.count("\n") == 4  # header lines kept blank: lines still match
+    assert [p for p, _ in project_yaml(load_ctx(tmp_path))] == []  # s.yml is a sidecar
+
+
+def load_ctx(root: Path) -> Project:
+    ctx, _ = make_ctx(root)
+    return ctx.project
+
+
+def test_config_errors(tmp_path: Path) -> None:
+    both = error_of(tmp_path, {"models/m.sql": "/* elt\ntags: [a]\n*/\nSELECT 1 AS a",
+                               "models/m.yml": "tags: [b]\n"})
+    assert "config given twice" in both and "models/m.yml" in both
+    write_none = {"models/m.yml": None}
+    bad_yaml = error_of(tmp_path, {**write_none,
+                                   "models/m.sql": "/* elt\ntags: [a]\nmaterialized: [x\n*/\n"
+                                                   "SELECT 1 AS a"})
+    assert bad_yaml.startswith("models/m.sql:4: invalid YAML")
+    unknown = error_of(tmp_path, {"models/m.sql": "/* elt\nmaterialised: view\n*/\nSELECT 1"})
+    assert "model m: unknown config key(s) materialised" in unknown
+    inc = error_of(tmp_path, {"models/m.sql": "/* elt\nmaterialized: incremental\n*/\nSELECT 1"})
+    assert "model m: materialized: incremental needs a unique_key" in inc
+    side = error_of(tmp_path, {"models/m.sql": "SELECT 1 AS a",
+                               "models/m.yml": "tags: [a\n"})
+    assert side.startswith("models/m.yml:") and "invalid YAML" in side
+
+
+def test_project_yaml_sections(tmp_path: Path) -> None:
+    graph = graph_of(tmp_path, {
+        "models/ids.sql": "SELECT id FROM raw.people",
+        "models/lookups.sql": "SELECT * FROM raw.geo",
+        "models/sources.yml": """
+            api_sources:
+              geo: {endpoint: x, for_each: {model: ids, columns: [id]}}
+            publications:
+              people_out: {model: main.ids, key: [id]}
+            """,
+    })
+    api = graph.nodes["raw.geo"]
+    assert api.kind == "api" and api.depends_on == ["ids"] and api.relation == "raw.geo"
+    assert graph.nodes["lookups"].depends_on == ["raw.geo"]
+    assert len(api.checksum) == 16
+    docs = project_yaml(load_ctx(tmp_path))
+    assert [p.name for p, _ in docs] == ["sources.yml"]
+    assert "people_out" in docs[0][1]["publications"]
+    bad = error_of(tmp_path, {"models/sources.yml": "publications:\n  p: {model: idz, key: id}\n",
+                              "models/lookups.sql": None})
+    assert "publication p: unknown model idz (did you mean ids?)" in bad
+    keyless = error_of(tmp_path, {"models/sources.yml": "publications:\n  p: {model: ids}\n"})
+    assert "publication p: `key:` is required" in keyless
+    typo = error_of(tmp_path, {"models/sources.yml": "publication:\n  p: {model: ids}\n"})
+    assert "unknown top-level key(s) publication" in typo
+
+
+def test_tests_are_nodes(tmp_path: Path) -> None:
+    graph = graph_of(tmp_path, {
+        "models/flowkit_datasets.sql": """
+            /* elt
+            columns:
+              category_id: {tests: [not_null]}
+            tests:
+              - unique: [category_id, indicator_id]
+            */
+            SELECT 1 AS category_id, 2 AS indicator_id
+            """,
+        "models/after.sql": "SELECT * FROM flowkit_datasets",
+        "models/checks/no_neg.test.sql": "SELECT * FROM flowkit_datasets WHERE category_id < 0",
+    })
+    names = {n for n, node in graph.nodes.items() if node.kind == "test"}
+    assert names == {"unique_flowkit_datasets_category_id__indicator_id",
+                     "not_null_flowkit_datasets_category_id", "no_neg"}
+    assert graph.nodes["no_neg"].owner == "flowkit_datasets"
+    assert set(graph.tests_of["flowkit_datasets"]) == names
+    # a model reading a tested model waits for (and is blocked by) those tests
+    assert set(graph.run_after("after")) == {"flowkit_datasets", *names}
+
+
+@pytest.fixture
+def sel(tmp_path: Path) -> Graph:
+    return graph_of(tmp_path, {
+        "models/stg/stg_people.sql": "/* elt\ntags: [core]\n*/\nSELECT * FROM raw.people",
+        "models/stg/stg_cities.sql": "SELECT * FROM raw.cities",
+        "models/mart/joined.sql": "SELECT * FROM stg_people, stg_cities",
+        "models/mart/top.sql": "SELECT * FROM joined",
+    })
+
+
+@pytest.mark.parametrize(("select", "exclude", "expected"), [
+    (["joined"], [], ["joined"]),
+    (["joined+"], [], ["joined", "top"]),
+    (["+joined"], [], ["raw.cities", "raw.people", "stg_cities", "stg_people", "joined"]),
+    (["+stg_people+"], [], ["raw.people", "stg_people", "joined", "top"]),
+    (["tag:core"], [], ["stg_people"]),
+    (["path:models/stg"], [], ["stg_cities", "stg_people"]),
+    (["path:seeds/people.csv"], [], ["raw.people"]),
+    (["kind:seed"], [], ["raw.cities", "raw.people"]),
+    (["people"], [], ["raw.people"]),                      # seed by its short name
+    (["stg_*"], ["stg_cities"], ["stg_people"]),
+    (["stg_people+,path:models/mart"], [], ["joined", "top"]),  # comma: intersection
+    (["stg_people joined"], [], ["stg_people", "joined"]),      # space: union
+    ([], ["kind:seed", "path:models/stg"], ["joined", "top"]),
+])
+def test_selection(sel: Graph, select: list[str], exclude: list[str],
+                   expected: list[str]) -> None:
+    got = sel.select(select, exclude)
+    assert sorted(got) == sorted(expected)
+    assert got == [n for n in sel.order if n in set(expected)]
+
+
+def test_selection_errors(sel: Graph) -> None:
+    with pytest.raises(ConfigError, match=r"--select stg_peeple: no such node "
+                                          r"\(did you mean stg_people\?\)"):
+        sel.select(["stg_peeple"])
+    with pytest.raises(ConfigError, match="unknown kind 'modle'"):
+        sel.select(["kind:modle"])
+    with pytest.raises(ConfigError, match="unknown method 'tags'"):
+        sel.select(["tags:x"])
+
+
+def test_model_error_type(tmp_path: Path) -> None:
+    with pytest.raises(ModelError):
+        graph_of(tmp_path, {"models/a.sql": "SELECT * FROM nowhere"})

@@ -1,0 +1,110 @@
+"""sql/show/ls/dag: queries, rendering formats and helpful errors."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pytest
+from test_build import BASE, make_ctx, write
+
+from elt.console import Console
+from elt.context import Context
+from elt.errors import EltError
+from elt.inspect import list_nodes, render, render_dag, run_query, show_relation
+
+Built = tuple[Context, duckdb.DuckDBPyConnection]
+
+
+@pytest.fixture
+def built(tmp_path: Path) -> Iterator[Built]:
+    ctx, console = make_ctx(tmp_path, BASE)
+    assert not ctx.build().failed
+    con = duckdb.connect(str(tmp_path / "target" / "elt.duckdb"), read_only=True)
+    yield ctx, con
+    con.close()
+
+
+def _printed(fmt: str, columns: list[str], rows: list[tuple]) -> str:
+    console = Console(out=io.StringIO(), err=io.StringIO())
+    render(console, columns, rows, fmt)
+    return console.out.getvalue()  # type: ignore[attr-defined]
+
+
+def test_run_query_and_errors(built: Built) -> None:
+    _, con = built
+    columns, rows = run_query(con, "SELECT id, name FROM stg_people ORDER BY id", limit=2)
+    assert columns == ["id", "name"] and rows == [(1, "ANN"), (2, "BOB")]
+    with pytest.raises(EltError) as info:
+        run_query(con, "SELECT * FROM nope")
+    assert str(info.value).startswith("Catalog Error: Table with name nope does not exist")
+    assert "\n" not in str(info.value)
+    with pytest.raises(EltError, match="no SQL given"):
+        run_query(con, "  ")
+
+
+def test_render_formats() -> None:
+    columns, rows = ["id", "name"], [(1, "a,b"), (2, None)]
+    table = _printed("table", columns, rows).splitlines()
+    assert table[0].split() == ["id", "name"] and table[3].split() == ["2", "NULL"]
+    assert list(csv.reader(io.StringIO(_printed("csv", columns, rows)))) == \
+        [["id", "name"], ["1", "a,b"], ["2", ""]]
+    assert json.loads(_printed("json", columns, rows)) == \
+        [{"id": 1, "name": "a,b"}, {"id": 2, "name": None}]
+
+
+def test_show_relation(built: Built) -> None:
+    ctx, con = built
+    graph = ctx.graph()
+    columns, rows = show_relation(con, graph, "people_cities", 2)
+    assert columns == ["id", "name", "city"] and len(rows) == 2
+    columns, rows = show_relation(con, graph, "cities", 10)  # a seed by its short name
+    assert columns[:2] == ["id", "city"] and len(rows) == 3
+    assert show_relation(con, graph, "_elt.nodes", 1)[0][0] == "name"
+    with pytest.raises(EltError, match=r"no model, seed or source named 'people_citys' "
+                                       r"\(did you mean people_cities\?\)"):
+        show_relation(con, graph, "people_citys", 5)
+
+
+def test_show_not_built_yet(built: Built, tmp_path: Path) -> None:
+    ctx, con = built
+    write(tmp_path, {"models/later.sql": "SELECT 1 AS x"})
+    with pytest.raises(EltError, match=r"model later has not been built yet; "
+                                       r"run `elt build -s later`"):
+        show_relation(con, ctx.graph(), "later", 5)
+
+
+def test_list_nodes(built: Built) -> None:
+    ctx, con = built
+    columns, rows = list_nodes(con, ctx.graph(), ["kind:model"], ["people_inc"])
+    assert columns == ["name", "kind", "materialized", "rows", "last_build", "status"]
+    by_name = {r[0]: r for r in rows}
+    assert set(by_name) == {"stg_people", "stg_cities", "people_cities"}
+    assert by_name["stg_people"][2:4] == ("table", 5) and by_name["stg_people"][5] == "success"
+    assert by_name["stg_cities"][2:4] == ("view", None)
+    assert by_name["people_cities"][4][:2] == "20"
+    _, cold = list_nodes(None, ctx.graph(), [], [])
+    assert {r[5] for r in cold} == {"not built"}
+    assert {r[0] for r in cold} >= {"raw.people", "people_inc"}
+
+
+def test_render_dag(built: Built) -> None:
+    ctx, _ = built
+    graph = ctx.graph()
+    text = render_dag(graph, "text").splitlines()
+    assert "model     people_cities  <- stg_cities, stg_people" in text
+    assert text[0].startswith("seed")
+    mermaid = render_dag(graph, "mermaid")
+    assert mermaid.startswith("flowchart LR")
+    assert "  model_stg_people --> model_people_cities" in mermaid
+    assert '  seed_raw_people["raw.people"]:::seed' in mermaid
+    dot = render_dag(graph, "dot")
+    assert dot.startswith("digraph elt {") and dot.endswith("}")
+    assert '  "raw.people" -> "stg_people";' in dot
+    assert '  "raw.people" [shape=cylinder];' in dot
+    with pytest.raises(EltError):
+        render_dag(graph, "png")

@@ -1,0 +1,210 @@
+"""The ledger in real DuckDB: pending-set SQL per mode, journal merge, published views."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from elt import ledger
+from elt.errors import PublishError
+
+KEYS = ("cat", "srid")
+
+
+@pytest.fixture
+def con() -> duckdb.DuckDBPyConnection:
+    c = duckdb.connect()
+    c.execute("CREATE TABLE m (cat VARCHAR, srid INTEGER, payload JSON, v INTEGER)")
+    c.execute("""INSERT INTO m VALUES ('a', 1, '{"x": 1}', 1), ('b', 2, '{"x": 2}', 2),
+                                      ('c', 3, '{"x": 3}', 3)""")
+    ledger.ensure_ledger(c, {"p": list(KEYS)})
+    yield c
+    c.close()
+
+
+def query(mode: str, body: str | None = "payload") -> ledger.PendingQuery:
+    return ledger.PendingQuery("p", 'main."m"', KEYS, mode, body)
+
+
+def pending(con: duckdb.DuckDBPyConnection, mode: str, body: str | None = "payload"
+            ) -> dict[str, tuple]:
+    """key -> (op, reason, retry_of_unknown, body)."""
+    q = query(mode, body)
+    cols = ledger.check_model(con, q)
+    rows = con.execute(ledger.pending_sql(q, cols), ["p"]).fetchall()
+    return {key: (op, reason, rou, b) for key, _kj, op, _h, b, rou, reason in rows}
+
+
+class Journal:
+    """Writes journal lines the way elt/publish/journal.py does."""
+
+    def __init__(self, path: Path, run: str = "r1") -> None:
+        self.path, self.run, self.n, self.lines = path, run, 0, []
+
+    def line(self, key: str, status: str, op: str = "insert", answer: str | None = None,
+             http: int | None = 201, attempts: int = 1, h: str = "h") -> Journal:
+        self.n += 1
+        cat, srid = json.loads(key)
+        fields = {"run": self.run, "n": self.n, "pub": "p", "key": key, "op": op, "hash": h,
+                  "status": status, "ts": f"2024-01-01T00:00:{self.n:02d}.000001",
+                  "key_json": {"cat": cat, "srid": srid}}
+        if status != "unknown":
+            fields.update(http=http, answer=answer, attempts=attempts)
+        self.lines.append(json.dumps(fields))
+        return self
+
+    def write(self) -> Path:
+        self.path.write_text("".join(line + "\n" for line in self.lines))
+        return self.path
+
+
+def ack_all(con: duckdb.DuckDBPyConnection, tmp_path: Path, mode: str = "upsert",
+            name: str = "j.ndjson") -> None:
+    """Acknowledge the current pending set with its real hashes (answer = key's v)."""
+    q = query(mode)
+    rows = con.execute(ledger.pending_sql(q, ledger.check_model(con, q)), ["p"]).fetchall()
+    j = Journal(tmp_path / name, run=name)
+    for key, _kj, op, h, *_ in rows:
+        j.line(key, "unknown", op=op, h=h).line(key, "acknowledged", op=op, h=h,
+                                                 answer=f"id{key}")
+    ledger.merge_journal(con, j.write())
+
+
+def test_views_empty_and_varchar_before_any_publish(con: duckdb.DuckDBPyConnection) -> None:
+    rows = con.execute("DESCRIBE published.p").fetchall()
+    assert [(r[0], r[1]) for r in rows] == [
+        ("cat", "VARCHAR"), ("srid", "VARCHAR"), ("status", "VARCHAR"),
+        ("http_status", "INTEGER"), ("answer", "VARCHAR"), ("seq", "BIGINT"),
+        ("last_sent", "TIMESTAMP")]
+    assert con.execute("SELECT count(*) FROM published.p").fetchall() == [(0,)]
+    ledger.ensure_ledger(con, {"p": list(KEYS)})  # idempotent (the build calls it every run)
+
+
+def test_new_rows_key_text_and_hash(con: duckdb.DuckDBPyConnection) -> None:
+    q = query("append")
+    rows = con.execute(ledger.pending_sql(q, ledger.check_model(con, q)), ["p"]).fetchall()
+    assert [r[0] for r in rows] == ['["a",1]', '["b",2]', '["c",3]']
+    key, key_json, op, h, body, rou, reason = rows[0]
+    assert (key_json, op, body, rou, reason) == ('{"cat":"a","srid":1}', "insert", '{"x":1}',
+                                                 False, "new")
+    # md5 of the canonical (minified) JSON: whitespace in the stored JSON does not matter
+    (expected,), = con.execute("SELECT md5('{\"x\":1}')").fetchall()
+    assert h == expected
+
+
+def test_row_as_object_when_no_body_column(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("ALTER TABLE m ADD COLUMN _elt_load_id BIGINT")
+    body = pending(con, "append", body=None)['["a",1]'][3]
+    assert json.loads(body) == {"cat": "a", "srid": 1, "payload": {"x": 1}, "v": 1}
+
+
+def test_append_never_updates_and_retries_failed(con: duckdb.DuckDBPyConnection,
+                                                 tmp_path: Path) -> None:
+    ack_all(con, tmp_path, "append")
+    assert pending(con, "append") == {}
+    con.execute("""UPDATE m SET payload = '{"x": 20}' WHERE cat = 'b'""")
+    con.execute("DELETE FROM m WHERE cat = 'c'")
+    assert pending(con, "append") == {}  # append: changed and removed rows are not sent
+    con.execute("""INSERT INTO m VALUES ('d', 4, '{"x": 4}', 4)""")
+    Journal(tmp_path / "f.ndjson", "r2").line('["d",4]', "failed", http=400,
+                                              answer="bad").write()
+    ledger.merge_journal(con, tmp_path / "f.ndjson")
+    assert pending(con, "append") == {'["d",4]': ("insert", "failed", False, '{"x":4}')}
+
+
+def test_upsert_changed_unchanged_failed(con: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    ack_all(con, tmp_path)
+    con.execute("""UPDATE m SET payload = '{"x": 20}' WHERE cat = 'b'""")
+    con.execute("""UPDATE m SET payload = '{ "x" :  3 }' WHERE cat = 'c'""")  # same JSON
+    con.execute("DELETE FROM m WHERE cat = 'a'")
+    assert pending(con, "upsert") == {'["b",2]': ("update", "changed", False, '{"x":20}')}
+    j = Journal(tmp_path / "u.ndjson", "r2").line('["b",2]', "failed", op="update", http=500,
+                                                  answer="Something went wrong")
+    ledger.merge_journal(con, j.write())
+    assert pending(con, "upsert")['["b",2]'][:2] == ("update", "failed")
+    counts = ledger.pending_counts(con, query("upsert"))
+    assert (counts["failed"], counts["unchanged"], counts["pending"]) == (1, 1, 1)
+
+
+def test_mirror_deletes_and_reinserts(con: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    ack_all(con, tmp_path, "mirror")
+    con.execute("DELETE FROM m WHERE cat = 'a'")
+    assert pending(con, "mirror") == {
+        '["a",1]': ("delete", "delete", False, '{"cat":"a","srid":1}')}
+    assert pending(con, "upsert") == {}  # upsert never deletes
+    Journal(tmp_path / "d.ndjson", "r2").line('["a",1]', "acknowledged", op="delete",
+                                              http=204).write()
+    ledger.merge_journal(con, tmp_path / "d.ndjson")
+    assert con.execute("SELECT deleted FROM _elt.ledger WHERE key = '[\"a\",1]'"
+                       ).fetchall() == [(True,)]
+    assert con.execute("SELECT cat FROM published.p ORDER BY cat").fetchall() == [("b",), ("c",)]
+    assert pending(con, "mirror") == {}
+    con.execute("""INSERT INTO m VALUES ('a', 1, '{"x": 1}', 1)""")
+    assert pending(con, "mirror")['["a",1]'][:2] == ("insert", "new")
+
+
+def test_unknown_rows_are_resent_flagged(con: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    ack_all(con, tmp_path)
+    con.execute("""UPDATE m SET payload = '{"x": 20}' WHERE cat = 'b'""")
+    con.execute("""INSERT INTO m VALUES ('d', 4, '{"x": 4}', 4)""")
+    # a crashed run: both rows went out, no answer recorded
+    j = Journal(tmp_path / "crash.ndjson", "r2")
+    j.line('["b",2]', "unknown", op="update").line('["d",4]', "unknown", op="insert")
+    ledger.merge_journal(con, j.write())
+    got = pending(con, "upsert")
+    assert got['["b",2]'][:3] == ("update", "unknown", True)
+    assert got['["d",4]'][:3] == ("insert", "unknown", True)
+    # in flight keeps the answer acknowledged before (models keep reading the old mdid)
+    assert con.execute("SELECT status, answer FROM published.p WHERE cat = 'b'").fetchall() == [
+        ("unknown", 'id["b",2]')]
+
+
+def test_merge_is_idempotent_and_attempts_accumulate(con: duckdb.DuckDBPyConnection,
+                                                     tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j1.ndjson", "r1")
+    j.line('["a",1]', "unknown").line('["a",1]', "failed", http=500, attempts=3, answer="x")
+    path = j.write()
+    assert ledger.merge_journal(con, path) == 1
+    before = con.execute("SELECT * FROM _elt.ledger").fetchall()
+    assert ledger.merge_journal(con, path) == 0
+    assert con.execute("SELECT * FROM _elt.ledger").fetchall() == before
+    j2 = Journal(tmp_path / "j2.ndjson", "r2")
+    j2.line('["a",1]', "unknown").line('["a",1]', "acknowledged", attempts=2, answer="17")
+    ledger.merge_journal(con, j2.write())
+    status, attempts, answer, first, last, seq = con.execute(
+        "SELECT status, attempts, answer, first_sent, last_sent, seq FROM _elt.ledger"
+    ).fetchall()[0]
+    assert (status, attempts, answer) == ("acknowledged", 5, "17")
+    assert first < last and seq > before[0][12]
+
+
+def test_merge_ignores_a_torn_last_line(con: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    path = Journal(tmp_path / "t.ndjson").line('["a",1]', "acknowledged", answer="1").write()
+    with open(path, "a") as f:
+        f.write('{"run":"r1","n":2,"pub":"p","key":"[\\"b\\",2]","st')
+    assert ledger.merge_journal(con, path) == 1
+    assert con.execute("SELECT key FROM _elt.ledger").fetchall() == [('["a",1]',)]
+
+
+def test_check_model_rejects_bad_keys(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("""INSERT INTO m VALUES ('a', 1, '{}', 9)""")
+    with pytest.raises(PublishError, match=r'key \["a",1\] appears 2 times'):
+        ledger.check_model(con, query("append"))
+    con.execute("DELETE FROM m WHERE v = 9")
+    con.execute("""INSERT INTO m VALUES (NULL, 1, '{}', 9)""")
+    with pytest.raises(PublishError, match="NULL key"):
+        ledger.check_model(con, query("append"))
+    with pytest.raises(PublishError, match="column 'nope' not in the model"):
+        ledger.check_model(con, ledger.PendingQuery("p", 'main."m"', ("nope",), "append"))
+
+
+def test_runs_table(con: duckdb.DuckDBPyConnection) -> None:
+    ledger.start_run(con, "r1", "2024-01-01T00:00:00", ["p"])
+    ledger.start_run(con, "r2", "2024-01-02T00:00:00", ["p"])  # r1 never finished: crashed
+    ledger.finish_run(con, "r2", "2024-01-02T00:01:00", 3, 2, 1, "error")
+    assert con.execute("SELECT run_id, status, sent, acknowledged, failed FROM "
+                       "_elt.publish_runs ORDER BY run_id").fetchall() == [
+        ("r1", "crashed", 0, 0, 0), ("r2", "error", 3, 2, 1)]

@@ -1,0 +1,280 @@
+"""Sinks are pure: pin the exact bytes they encode and how they read answers."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from elt.errors import PublishError
+from elt.publish.sinks import Row, make_sink
+from elt.publish.sinks.base import Request
+from elt.publish.sinks.graphql import GraphQLSink, build_batched_document
+from elt.publish.sinks.rest import RestSink
+
+DATASET = {"metadata": {"category_id": "residents", "indicator_id": "residents.residents",
+                        "srid": 3, "trid": 2, "dt": "2020-02-01 00:00:00", "revision": "v1"},
+           "data_type": "single_location",
+           "data_input": [{"spatial_unit_ids": ["HT0111-01"], "data": 544650}]}
+
+FLOWKIT = {
+    "mode": "upsert",
+    "batch_size": 1,
+    "rest": {
+        "insert": {"method": "POST", "path": "/data"},
+        "update": {"method": "PATCH", "path": "/data"},
+        "delete": {"method": "DELETE", "path": "/data"},
+        "success": [201, 204],
+        "already_there": [303],
+        "compression": "gzip",
+        "headers": {"X-Source": "elt"},
+    },
+}
+
+USER_GQL = """mutation ($id: UUID!, $name: String!) {
+  result: userInsert(user: {id: $id, name: $name}) { id msg result: user { id } }
+}
+"""
+
+
+def row(key: str, body: object, op: str = "insert") -> Row:
+    return Row(key=key, op=op, body=body, hash="h" + key)
+
+
+def rest(config: dict | None = None, **extra: object) -> RestSink:
+    return RestSink("flowkit_data", {**(config or FLOWKIT), **extra}, Path("."))
+
+
+# -- REST ------------------------------------------------------------------------------
+def test_rest_single_row_gzip_body_and_headers() -> None:
+    [req] = rest().encode([row('["a"]', DATASET)])
+    assert (req.method, req.path) == ("POST", "/data")
+    assert req.headers == {"Content-Type": "application/json", "Content-Encoding": "gzip",
+                           "X-Source": "elt"}
+    assert json.loads(gzip.decompress(req.content)) == DATASET
+    assert req.rows == (row('["a"]', DATASET),)
+
+
+def test_rest_ops_map_to_method_and_path() -> None:
+    reqs = rest().encode([row("1", {"a": 1}), row("2", {"a": 2}, "update"),
+                          row("3", {"a": 3}, "delete")])
+    assert [(r.method, r.path) for r in reqs] == [("POST", "/data"), ("PATCH", "/data"),
+                                                  ("DELETE", "/data")]
+    assert [json.loads(gzip.decompress(r.content)) for r in reqs] == [{"a": 1}, {"a": 2},
+                                                                       {"a": 3}]
+
+
+def test_rest_plain_json_without_compression() -> None:
+    config = {"rest": {**FLOWKIT["rest"], "compression": "none", "headers": {}}}
+    [req] = rest(config).encode([row("1", {"x": "é"})])
+    assert req.content == '{"x":"é"}'.encode()
+    assert req.headers == {"Content-Type": "application/json"}
+
+
+def test_rest_batches_are_json_arrays_grouped_by_op() -> None:
+    config = {"batch_size": 2, "rest": {"insert": {"method": "POST", "path": "/items"},
+                                        "update": {"method": "PUT", "path": "items"}}}
+    rows = [row("1", {"i": 1}), row("2", {"i": 2}, "update"), row("3", {"i": 3}),
+            row("4", {"i": 4})]
+    reqs = rest(config).encode(rows)
+    assert [(r.method, r.path, json.loads(r.content)) for r in reqs] == [
+        ("POST", "/items", [{"i": 1}, {"i": 3}]),
+        ("POST", "/items", [{"i": 4}]),
+        ("PUT", "/items", [{"i": 2}]),
+    ]
+    assert [k.key for k in reqs[0].rows] == ["1", "3"]
+
+
+def test_rest_ndjson_batch() -> None:
+    config = {"batch_size": 5, "rest": {"insert": {"path": "/bulk"}, "format": "ndjson"}}
+    [req] = rest(config).encode([row("1", {"i": 1}), row("2", {"i": 2})])
+    assert req.content == b'{"i":1}\n{"i":2}\n'
+    assert req.headers["Content-Type"] == "application/x-ndjson"
+
+
+def test_rest_accepts_flattened_sub_config() -> None:
+    """spec.Publication.sink_config() hands the `rest:` mapping itself plus batch_size."""
+    sink = make_sink("p", "rest", {**FLOWKIT["rest"], "batch_size": 1}, Path("."))
+    [req] = sink.encode([row("1", {"a": 1}, "delete")])
+    assert (req.method, req.path, req.headers["X-Source"]) == ("DELETE", "/data", "elt")
+
+
+def test_rest_missing_delete_config_fails_at_construction() -> None:
+    config = {"mode": "mirror", "rest": {"update": {"method": "PATCH", "path": "/data"}}}
+    with pytest.raises(PublishError, match="publication flowkit_data: .*rest.delete"):
+        rest(config)
+    with pytest.raises(PublishError, match="rest.update"):
+        rest({"mode": "upsert", "rest": {}})
+    with pytest.raises(PublishError, match="op 'delete' has no `rest.delete`"):
+        rest({"rest": {}}).encode([row("1", {}, "delete")])
+
+
+def test_rest_interpret_success_already_there_and_failure() -> None:
+    sink = rest()
+    [req] = sink.encode([row('["k"]', DATASET)])
+    [ok] = sink.interpret(req, 201, b"17")
+    assert (ok.key, ok.status, ok.http_status, ok.answer, ok.op) == (
+        '["k"]', "acknowledged", 201, "17", "insert")
+    [there] = sink.interpret(req, 303, b"8\n")
+    assert (there.status, there.answer) == ("acknowledged", "8")
+    [bad] = sink.interpret(req, 400, b'"No data to ingest"')
+    assert (bad.status, bad.http_status, bad.answer) == ("failed", 400, "No data to ingest")
+    [redirect] = sink.interpret(req, 302, b"")
+    assert (redirect.status, redirect.answer) == ("failed", "HTTP 302")
+    [long] = sink.interpret(req, 500, b"x" * 5000)
+    assert long.status == "failed" and len(long.answer) <= 500
+
+
+def test_rest_batch_outcomes_apply_to_every_row() -> None:
+    sink = rest({"batch_size": 3, "rest": {"insert": {"path": "/b"}, "success": [200]}})
+    [req] = sink.encode([row("1", {}), row("2", {}), row("3", {})])
+    failed = sink.interpret(req, 500, b"Internal Server Error")
+    assert [(o.key, o.status, o.answer) for o in failed] == [
+        (k, "failed", "Internal Server Error") for k in ("1", "2", "3")]
+    ids = sink.interpret(req, 200, b"[10, 11, 12]")
+    assert [o.answer for o in ids] == ["10", "11", "12"]
+    same = sink.interpret(req, 200, b'{"ok":true}')
+    assert [o.answer for o in same] == ['{"ok":true}'] * 3
+
+
+def test_make_sink_unknown_kind() -> None:
+    with pytest.raises(PublishError, match="publication p: unknown kind 'soap'.*graphql, rest"):
+        make_sink("p", "soap", {}, Path("."))
+
+
+# -- GraphQL -----------------------------------------------------------------------------
+GQL_CONFIG = {"graphql": {"document": "user_insert.gql", "result": "msg", "success": "ok",
+                          "already_there": ["fail"], "answer": "id"}}
+
+
+@pytest.fixture
+def gql_dir(tmp_path: Path) -> Path:
+    (tmp_path / "user_insert.gql").write_text(USER_GQL)
+    return tmp_path
+
+
+def gql(base: Path, batch_size: int = 1, **graphql: object) -> GraphQLSink:
+    config = {"batch_size": batch_size, "graphql": {**GQL_CONFIG["graphql"], **graphql}}
+    return GraphQLSink("uois_users", config, base)
+
+
+def answer(payload: object) -> bytes:
+    return json.dumps(payload).encode()
+
+
+def test_build_batched_document_text_and_variables() -> None:
+    text, mapper = build_batched_document(USER_GQL, 2)
+    assert text == (
+        "mutation ($id_0: UUID!, $name_0: String!, $id_1: UUID!, $name_1: String!) {\n"
+        "  r0: userInsert(user: { id: $id_0, name: $name_0 }) {\n"
+        "    id\n    msg\n    result: user {\n      id\n    }\n  }\n"
+        "  r1: userInsert(user: { id: $id_1, name: $name_1 }) {\n"
+        "    id\n    msg\n    result: user {\n      id\n    }\n  }\n"
+        "}")
+    assert mapper([{"id": "u1", "name": "A", "extra": 1}, {"id": "u2"}]) == {
+        "id_0": "u1", "name_0": "A", "id_1": "u2"}
+
+
+def test_graphql_single_row_sends_the_document_as_is(gql_dir: Path) -> None:
+    [req] = gql(gql_dir).encode([row('["u1"]', {"id": "u1", "name": "A", "email": "x"})])
+    assert (req.method, req.path, req.headers) == ("POST", "", {"Content-Type":
+                                                                 "application/json"})
+    assert json.loads(req.content) == {"query": USER_GQL, "variables": {"id": "u1", "name": "A"}}
+
+
+def test_graphql_batch_encodes_one_document_never_gzip(gql_dir: Path) -> None:
+    rows = [row(str(i), {"id": f"u{i}", "name": f"N{i}"}) for i in range(5)]
+    reqs = gql(gql_dir, batch_size=2).encode(rows)
+    assert [len(r.rows) for r in reqs] == [2, 2, 1]
+    for r in reqs:
+        assert "Content-Encoding" not in r.headers
+        assert r.content.startswith(b'{"query":')  # plain JSON, not gzip magic
+    body = json.loads(reqs[1].content)
+    assert body["variables"] == {"id_0": "u2", "name_0": "N2", "id_1": "u3", "name_1": "N3"}
+    assert "r1: userInsert" in body["query"]
+    last = json.loads(reqs[2].content)
+    assert "r1:" not in last["query"] and last["variables"] == {"id_0": "u4", "name_0": "N4"}
+    with pytest.raises(PublishError, match="never compressed"):
+        gql(gql_dir, compression="gzip")
+
+
+def test_graphql_errors_map_to_rows_by_path(gql_dir: Path) -> None:
+    sink = gql(gql_dir, batch_size=3)
+    [req] = sink.encode([row(k, {"id": k, "name": k}) for k in ("a", "b", "c")])
+    payload = {"data": {"r0": {"id": "a", "msg": "ok"}, "r1": None,
+                        "r2": {"id": "c-old", "msg": "fail"}},
+               "errors": [{"msg": "UniqueViolation: key (id)=(b)", "path": ["r1"]}]}
+    out = sink.interpret(req, 200, answer(payload))
+    assert [(o.key, o.status, o.answer) for o in out] == [
+        ("a", "acknowledged", "a"),
+        ("b", "failed", "UniqueViolation: key (id)=(b)"),
+        ("c", "acknowledged", "c-old"),  # msg "fail" = already there -> acknowledged
+    ]
+    assert {o.http_status for o in out} == {200}
+    two = {"data": {"r0": None, "r1": None, "r2": {"id": "c", "msg": "ok"}},
+           "errors": [{"message": "A", "path": ["r0", "id"]}, {"message": "B", "path": ["r1"]}]}
+    out = sink.interpret(req, 200, answer(two))
+    assert [(o.status, o.answer) for o in out] == [("failed", "A"), ("failed", "B"),
+                                                    ("acknowledged", "c")]
+
+
+def test_graphql_errors_without_path_fail_rows_without_data(gql_dir: Path) -> None:
+    sink = gql(gql_dir, batch_size=2)
+    [req] = sink.encode([row("a", {"id": "a"}), row("b", {"id": "b"})])
+    payload = {"data": {"r0": {"id": "a", "msg": "ok"}, "r1": None},
+               "errors": [{"message": "ForeignKeyViolation"}]}
+    out = sink.interpret(req, 200, answer(payload))
+    assert [(o.status, o.answer) for o in out] == [("acknowledged", "a"),
+                                                    ("failed", "ForeignKeyViolation")]
+    single = gql(gql_dir)
+    [req1] = single.encode([row("a", {"id": "a"})])
+    [o] = single.interpret(req1, 200, answer({"data": None,
+                                              "errors": [{"message": "UniqueViolation"}]}))
+    assert (o.status, o.answer) == ("failed", "UniqueViolation")
+
+
+def test_graphql_result_values_and_design_style_paths(gql_dir: Path) -> None:
+    sink = gql(gql_dir, result="result.msg", answer="result.id")  # DESIGN.md spelling
+    [req] = sink.encode([row("a", {"id": "a"})])
+    ok = {"data": {"result": {"id": "a", "msg": "ok", "result": {"id": "a"}}}}
+    assert sink.interpret(req, 200, answer(ok))[0].answer == "a"
+    there = {"data": {"result": {"id": "old", "msg": "fail", "result": None}}}
+    [o] = sink.interpret(req, 200, answer(there))
+    assert (o.status, o.answer) == ("acknowledged", "old")
+    [o] = sink.interpret(req, 200, answer({"data": {"result": {"id": "a", "msg": "denied"}}}))
+    assert (o.status, o.answer) == ("failed", "denied")
+
+
+def test_graphql_http_errors_fail_every_row(gql_dir: Path) -> None:
+    sink = gql(gql_dir, batch_size=2)
+    [req] = sink.encode([row("a", {"id": "a"}), row("b", {"id": "b"})])
+    body = b'{"data": null, "errors": ["Unauthenticated"]}'
+    out = sink.interpret(req, 401, body)
+    assert [(o.status, o.http_status) for o in out] == [("failed", 401)] * 2
+    assert "Unauthenticated" in out[0].answer
+    out = sink.interpret(req, 200, b"<html>proxy</html>")
+    assert [o.status for o in out] == ["failed", "failed"]
+
+
+def test_graphql_broken_document_names_file_line_col(tmp_path: Path) -> None:
+    (tmp_path / "bad.gql").write_text("mutation ($id: UUID!) {\n  result: userInsert(id: $id\n")
+    with pytest.raises(PublishError) as err:
+        GraphQLSink("p", {"graphql": {"document": "bad.gql"}}, tmp_path)
+    assert str(err.value).startswith(f"{tmp_path / 'bad.gql'}:3:1: GraphQL syntax error:")
+    with pytest.raises(PublishError, match="missing.gql: cannot read GraphQL document"):
+        GraphQLSink("p", {"graphql": {"document": "missing.gql"}}, tmp_path)
+    (tmp_path / "two.gql").write_text("query { a } query { b }")
+    with pytest.raises(PublishError, match="exactly one operation"):
+        GraphQLSink("p", {"graphql": {"document": "two.gql"}}, tmp_path)
+
+
+def test_graphql_row_body_must_be_an_object(gql_dir: Path) -> None:
+    with pytest.raises(PublishError, match=r"row \[1\]: the body must be a JSON object"):
+        gql(gql_dir).encode([row("[1]", [1, 2])])
+
+
+def test_request_is_the_runner_interface() -> None:
+    req = Request("POST", "/x", b"{}", {}, ())
+    assert (req.method, req.path, req.content, req.rows) == ("POST", "/x", b"{}", ())

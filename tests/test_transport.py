@@ -1,0 +1,242 @@
+"""Transport behaviour pinned with pytest-httpx and a fake clock (no real waiting)."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+from pytest_httpx import HTTPXMock
+
+from elt.errors import PublishError
+from elt.publish.sinks.base import Request
+from elt.publish.transport import Reply, Transport, retry_after_seconds
+
+URL = "http://flowkit.test/v1"
+
+
+class FakeClock:
+    """Virtual time: records every sleep; concurrent sleepers wake in order of their deadline."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+        self.sleeps: list[float] = []
+        self._deadlines: list[float] = []
+
+    def now(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        deadline = self.t + seconds
+        self._deadlines.append(deadline)
+        await asyncio.sleep(0)  # let the other runnable tasks reach their own sleep first
+        while deadline > min(self._deadlines):
+            await asyncio.sleep(0)
+        self._deadlines.remove(deadline)
+        self.t = max(self.t, deadline)
+
+
+class MaxRandom(random.Random):
+    """Jitter at its ceiling, so backoff growth is exact."""
+
+    def random(self) -> float:
+        return 1.0
+
+
+def make(clock: FakeClock | None = None, **endpoint: Any) -> Transport:
+    return Transport("flowkit", {"url": URL, **endpoint}, clock=clock or FakeClock(),
+                     rng=endpoint.pop("rng", None))
+
+
+def post(path: str = "/data", content: bytes = b'{"a":1}') -> Request:
+    return Request("POST", path, content, {"Content-Type": "application/json"}, ())
+
+
+def run(factory: Callable[[], Awaitable[Any]]) -> Any:
+    return asyncio.run(factory())
+
+
+def send(transport: Transport, request: Request | None = None) -> Reply:
+    async def go() -> Reply:
+        async with transport:
+            return await transport.send(request or post())
+    return run(go)
+
+
+def test_send_builds_url_and_counts(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(method="POST", url=f"{URL}/data", status_code=201, text="17",
+                            match_headers={"Content-Type": "application/json"},
+                            match_content=b'{"a":1}')
+    t = make()
+    reply = send(t)
+    assert reply == Reply(201, b"17", None, 1)
+    assert (t.requests, t.bytes_sent, t.retries) == (1, 7, 0)
+
+
+def test_graphql_request_goes_to_graphql_path(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(method="POST", url="http://uois.test/api/gql", json={"data": {}})
+    t = Transport("uois", {"url": "http://uois.test/", "graphql_path": "/api/gql"},
+                  clock=FakeClock())
+    assert send(t, post(path="")).status == 200
+
+
+def test_retry_on_500_then_success(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(status_code=500, text="Something went wrong: x")
+    httpx_mock.add_response(status_code=201, text="17")
+    clock = FakeClock()
+    t = make(clock)
+    reply = send(t)
+    assert (reply.status, reply.body, reply.attempts) == (201, b"17", 2)
+    assert len(clock.sleeps) == 1 and t.retries == 1 and t.requests == 2
+
+
+def test_429_honours_retry_after_seconds(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(status_code=429, headers={"Retry-After": "7"})
+    httpx_mock.add_response(status_code=201, text="1")
+    clock = FakeClock()
+    assert send(make(clock, rng=random.Random(0))).status == 201
+    assert clock.sleeps == [7.0]
+
+
+def test_retry_after_http_date() -> None:
+    now = time.time()
+    when = email.utils.formatdate(now + 30, usegmt=True)
+    assert 28 <= retry_after_seconds(when, wall_now=now) <= 30
+    assert retry_after_seconds(email.utils.formatdate(now - 30, usegmt=True), now) == 0
+    assert retry_after_seconds("soon") is None and retry_after_seconds(None) is None
+
+
+def test_exponential_backoff_then_last_status(httpx_mock: HTTPXMock) -> None:
+    for i in range(5):
+        httpx_mock.add_response(status_code=503, text=f"busy {i}")
+    clock = FakeClock()
+    reply = send(make(clock, rng=MaxRandom()))
+    assert (reply.status, reply.body, reply.error, reply.attempts) == (503, b"busy 4", None, 5)
+    assert clock.sleeps == [0.5, 1.0, 2.0, 4.0]
+
+
+def test_backoff_jitter_is_bounded(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(status_code=502, is_reusable=True)
+    clock = FakeClock()
+    reply = send(make(clock, max_attempts=8, rng=random.Random(42)))
+    assert reply.attempts == 8 and reply.status == 502
+    ceilings = [min(30.0, 0.5 * 2**i) for i in range(7)]
+    assert all(0 <= s <= c for s, c in zip(clock.sleeps, ceilings, strict=True))
+    assert len(set(clock.sleeps)) == 7  # jittered, not a fixed schedule
+
+
+def test_400_is_not_retried(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(status_code=400, json="No data to ingest")
+    clock = FakeClock()
+    reply = send(make(clock))
+    assert (reply.status, reply.attempts, clock.sleeps) == (400, 1, [])
+    assert len(httpx_mock.get_requests()) == 1
+
+
+def test_redirect_is_not_followed(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(status_code=302, headers={"Location": f"{URL}/data"})
+    reply = send(make())
+    assert (reply.status, reply.attempts) == (302, 1)
+
+
+def test_connection_error_is_retried(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_exception(httpx.ConnectError("Connection refused"))
+    httpx_mock.add_response(status_code=201, text="5")
+    clock = FakeClock()
+    reply = send(make(clock, rng=MaxRandom()))
+    assert (reply.status, reply.attempts) == (201, 2)
+    assert clock.sleeps == [0.5]  # never reached the server: no resend pause needed
+
+
+def test_timeout_waits_at_least_one_second_before_resending(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_exception(httpx.ReadTimeout("slow"))
+    httpx_mock.add_response(status_code=303, text="8")
+    clock = FakeClock()
+    reply = send(make(clock, rng=random.Random(1)))
+    assert (reply.status, reply.attempts) == (303, 2)
+    assert clock.sleeps[0] >= 1.0
+
+
+def test_errors_after_last_attempt_name_the_endpoint(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_exception(httpx.ConnectError("Connection refused"), is_reusable=True)
+    reply = send(make(max_attempts=3))
+    assert (reply.status, reply.body, reply.attempts) == (None, b"", 3)
+    assert reply.error == f"endpoint flowkit ({URL}): cannot connect: Connection refused"
+
+
+def test_rate_limit_spaces_requests_on_the_clock(httpx_mock: HTTPXMock) -> None:
+    clock = FakeClock()
+    starts: list[float] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        starts.append(clock.now())
+        return httpx.Response(201, text="1")
+
+    httpx_mock.add_callback(record, is_reusable=True)
+    t = make(clock, rate_limit=4)
+
+    async def go() -> None:
+        async with t:
+            await asyncio.gather(*(t.send(post()) for _ in range(5)))
+    run(go)
+    assert [s - 1000.0 for s in starts] == [0.0, 0.25, 0.5, 0.75, 1.0]
+
+
+def test_concurrency_is_bounded(httpx_mock: HTTPXMock) -> None:
+    state = {"now": 0, "max": 0}
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        state["now"] += 1
+        state["max"] = max(state["max"], state["now"])
+        await asyncio.sleep(0.01)
+        state["now"] -= 1
+        return httpx.Response(201)
+
+    httpx_mock.add_callback(slow, is_reusable=True)
+    t = make(concurrency=3)
+    assert t.concurrency == 3
+
+    async def go() -> list[Reply]:
+        async with t:
+            return await asyncio.gather(*(t.send(post()) for _ in range(10)))
+    assert [r.status for r in run(go)] == [201] * 10
+    assert state["max"] == 3
+    assert Transport("x", {"url": URL, "concurrency": 5}, concurrency=2).concurrency == 2
+    assert Transport("x", {"url": URL, "concurrency": 5}).concurrency == 5
+
+
+def test_heartbeat_returns_version(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(method="GET", url=f"{URL}/heartbeat",
+                            json={"datetime": "2024-01-01", "version": "1.4.2"})
+    t = make(heartbeat="/heartbeat")
+
+    async def go() -> str:
+        async with t:
+            return await t.heartbeat()
+    assert run(go) == "1.4.2"
+
+
+def test_heartbeat_unreachable_names_the_endpoint(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_exception(httpx.ConnectError("[Errno 111] Connection refused"))
+    t = make(heartbeat="/heartbeat")
+
+    async def go() -> str:
+        async with t:
+            return await t.heartbeat()
+    with pytest.raises(PublishError) as err:
+        run(go)
+    assert str(err.value) == (f"endpoint flowkit ({URL}): cannot connect: "
+                              "[Errno 111] Connection refused")
+
+
+def test_bad_endpoint_config() -> None:
+    with pytest.raises(PublishError, match="endpoint e: no `url` configured"):
+        Transport("e", {})
+    with pytest.raises(PublishError, match="`timeout` must be a number"):
+        Transport("e", {"url": URL, "timeout": "soon"})
