@@ -127,10 +127,11 @@ class _Runner:
         self.lock = threading.Lock()
         self.workers = max(1, int(project.target.threads or 1))
         self.test_status: dict[str, dict[str, str]] = {}
+        self.in_run: set[str] = set()
 
     # -- scheduling ----------------------------------------------------------------------
     def run(self, names: list[str]) -> None:
-        in_run = set(names)
+        in_run = self.in_run = set(names)
         deps = {n: [d for d in self.graph.run_after(n) if d in in_run] for n in names}
         done: dict[str, str] = {}
         blame: dict[str, str] = {}
@@ -147,7 +148,7 @@ class _Runner:
                             bad = next((d for d in deps[name] if done[d] in FAILED), None)
                             if bad is not None:
                                 blame[name] = blame.get(bad, bad)
-                                done[name] = self._skip(name, blame[name])
+                                done[name] = self._skip(name, blame[name], done[blame[name]])
                                 progressed = True
                             else:
                                 cur = self.con.cursor()
@@ -166,10 +167,11 @@ class _Runner:
                     cur.interrupt()
                 raise
 
-    def _skip(self, name: str, culprit: str) -> str:
+    def _skip(self, name: str, culprit: str, culprit_status: str) -> str:
         node = self.graph.nodes[name]
         up = self.graph.nodes[culprit]
-        message = f"upstream {up.kind} {culprit} failed"
+        verb = "failed" if culprit_status == "error" else "was skipped"
+        message = f"upstream {up.kind} {culprit} {verb}"
         with self.lock:
             nodestate.record_status(self.con, name=name, kind=node.kind, status="skipped",
                                     message=message)
@@ -216,9 +218,14 @@ class _Runner:
         started = time.monotonic()
         label = f"{'api source' if node.kind == 'api' else node.kind} {name}"
         try:
-            runner = {"seed": self._seed, "api": self._api, "model": self._model,
-                      "test": self._test}[node.kind]
-            out = runner(cur, node, started)
+            missing = self._missing_inputs(cur, node)
+            if missing:
+                out = Outcome("skipped", message=f"needs {missing}, which is not selected "
+                              "and has not been built yet")
+            else:
+                runner = {"seed": self._seed, "api": self._api, "model": self._model,
+                          "test": self._test}[node.kind]
+                out = runner(cur, node, started)
         except EltError as exc:
             text = str(exc)
             named = re.search(rf"\b{re.escape(node.identifier)}\b", text) or name in text
@@ -226,9 +233,9 @@ class _Runner:
         except duckdb.Error as exc:
             out = Outcome("error", message=f"{label}: {_first_line(exc)}")
         out.seconds = time.monotonic() - started
-        if out.status == "error":
+        if out.status in FAILED:
             with self.lock:
-                nodestate.record_status(cur, name=name, kind=node.kind, status="error",
+                nodestate.record_status(cur, name=name, kind=node.kind, status=out.status,
                                         message=out.message, seconds=round(out.seconds, 3))
         return out
 
@@ -299,6 +306,17 @@ class _Runner:
                     rows=tested.failures, seconds=seconds, message=tested.message)
         return Outcome("error" if tested.status == "fail" else "success", rows=tested.failures,
                        message=tested.message, display=tested.status, details=tested.samples)
+
+    def _missing_inputs(self, cur: duckdb.DuckDBPyConnection, node: Node) -> str | None:
+        """An input left out of this run (e.g. `--exclude kind:api` offline) that was never
+        built: the node is skipped, not failed, so a partial build stays a clean run."""
+        for dep in node.depends_on:
+            up = self.graph.nodes[dep]
+            if dep in self.in_run or up.kind == "published":
+                continue
+            if materialize.relation_type(cur, up.schema, up.identifier) is None:
+                return f"{up.kind} {dep}"
+        return None
 
     # -- up-to-date ------------------------------------------------------------------------
     def _inputs(self, cur: duckdb.DuckDBPyConnection, node: Node) -> dict[str, int | None]:

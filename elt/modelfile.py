@@ -26,6 +26,7 @@ MATERIALIZATIONS = ("view", "table", "incremental")
 EXTERNAL_SCHEMAS = {"_elt", "information_schema", "pg_catalog"}
 
 _HEADER = re.compile(r"\A\s*/\*\s*elt(?=\s)")
+_MISSING = re.compile(r"Required keyword: '\w+' missing for <class '(?:[\w.]+\.)?(\w+)'>")
 _TOKEN = re.compile(r"<Token token_type: [^,]+, text: (.*?), line: \d+, col: \d+.*?>")
 
 
@@ -153,6 +154,11 @@ def parse_select(sql: str, name: str, where: str, kind: str = "model") -> exp.Ex
         line = first.get("line")
         text = _TOKEN.sub(r"'\1'", str(first.get("description") or exc).splitlines()[0])
         text = text.replace("'SENTINEL'", "end of input")
+        missing = _MISSING.match(text)
+        if missing:  # sqlglot's AST wording, e.g. "Required keyword: 'this' missing for <class..>"
+            near = first.get("highlight")
+            text = f"incomplete {missing.group(1)} expression" + (
+                f" near {near!r} (column {first.get('col')})" if near else "")
         at = f"{where}:{line}" if line else where
         raise ModelError(f"{kind} {name}: SQL syntax error: {text}", where=at) from exc
     except sqlglot.errors.SqlglotError as exc:

@@ -24,11 +24,11 @@ from elt.errors import ConfigError
 SEEDS_FILE = "seeds.yml"
 FORMATS = ("csv", "tsv", "json", "ndjson", "parquet", "document")
 OPTIONS = ("format", "delimiter", "header", "null_strings", "columns", "date_format",
-           "all_varchar", "json_key")
+           "all_varchar", "null_padding", "json_key")
 ENTRY_KEYS = ("path", "description", *OPTIONS)
 _EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".ndjson": "ndjson",
                ".jsonl": "ndjson", ".parquet": "parquet"}
-_CSV_ONLY = ("delimiter", "header", "null_strings", "all_varchar")
+_CSV_ONLY = ("delimiter", "header", "null_strings", "all_varchar", "null_padding")
 _NEVER_DATA = (".yml", ".yaml", ".md")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _LOADER_VERSION = 1  # bump when the way files are read changes: every seed reloads fully
@@ -217,6 +217,7 @@ def _spec(name: str, pattern: str, paths: list[Path], given: dict[str, Any],
         "columns": {str(k): str(v) for k, v in (given.get("columns") or {}).items()},
         "date_format": given.get("date_format"),
         "all_varchar": bool(given.get("all_varchar", False)),
+        "null_padding": bool(given.get("null_padding", False)),
         "json_key": given.get("json_key"),
     }
     canonical = json.dumps({"v": _LOADER_VERSION, "options": options}, sort_keys=True)
@@ -244,7 +245,7 @@ def _check(fmt: Any, given: dict[str, Any]) -> str | None:
     for column, sql_type in columns.items():
         if not isinstance(sql_type, str) or re.search(r"[;'\n]|--", sql_type):
             return f"column {column!r}: type {sql_type!r} is not a DuckDB type"
-    for key in ("header", "all_varchar"):
+    for key in ("header", "all_varchar", "null_padding"):
         if key in given and not isinstance(given[key], bool):
             return f"{key} must be true or false"
     nulls = given.get("null_strings", [])
@@ -285,6 +286,8 @@ def reader_sql(spec: SeedSpec, files: list[Path], *, types: dict[str, str] | Non
             args.append(f"dateformat = {lit(o['date_format'])}")
         if o["all_varchar"]:
             args.append("all_varchar = true")
+        if o.get("null_padding"):  # exports with short rows: missing trailing cells are NULL
+            args.append("null_padding = true")
         if exhaustive:
             args.append("sample_size = -1")
         merged = {**(types or {}), **(forced if cast else {})}

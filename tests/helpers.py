@@ -19,6 +19,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -303,6 +304,18 @@ def stats(sandbox: Sandbox) -> dict[str, Any]:
     return httpx.get(f"{sandbox.url}/_sandbox/stats", timeout=10).json()
 
 
+def quiet_stats(sandbox: Sandbox, timeout: float = 30) -> dict[str, Any]:
+    """The counters once every request the sandbox started has been answered (a killed client
+    leaves requests in flight that the server still completes)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        counters = stats(sandbox)
+        if sum(counters["by_status"].values()) == counters["requests"]:
+            return counters
+        assert time.monotonic() < deadline, "the sandbox never went quiet"
+        time.sleep(0.01)
+
+
 def statuses(results: RunResults) -> dict[str, str]:
     return {r.name: r.status for r in results.results}
 
@@ -339,16 +352,17 @@ def check_published(p: E2E, sandbox: Sandbox, *, complete: bool, users: bool = T
     the mdid of that key; UOIS: the user's id). With complete=True also: every model row is
     acknowledged, stored once, and each key was accepted exactly once.
     """
-    counters = stats(sandbox)
+    counters = quiet_stats(sandbox)
     assert counters["races"] == 0, counters["races"]
     twice = {k: v for section in ("flowkit", "uois") for k, v in counters[section].items()
              if v["accepted"] > 1}
     assert not twice, f"accepted more than once: {twice}"
     store = sandbox.store
     assert store is not None
-    stored = {r["dt"]: str(r["mdid"]) for r in store.query(
-        "SELECT strftime(dt, '%Y-%m-%d %H:%M:%S') AS dt, mdid FROM flowkit_datasets")}
-    assert store.scalar("SELECT count(*) FROM flowkit_datasets") == len(stored)  # one per key
+    found = store.query("SELECT strftime(dt, '%Y-%m-%d %H:%M:%S') AS dt, mdid "
+                        "FROM flowkit_datasets")
+    stored = {r["dt"]: str(r["mdid"]) for r in found}
+    assert len(found) == len(stored), "a dataset key is stored twice"
     rows = p.sql("SELECT dt, status, answer FROM published.flowkit_data")
     acked = {dt: answer for dt, status, answer in rows if status == "acknowledged"}
     wrong = {dt: (answer, stored.get(dt)) for dt, answer in acked.items()

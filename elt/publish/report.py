@@ -10,7 +10,8 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from elt import db, ledger
-from elt.errors import EltError, PublishError
+from elt.endpoints import open_endpoints
+from elt.errors import EltError
 from elt.publish import journal as jr
 from elt.publish.spec import Publication, load_publications
 from elt.results import NodeResult, RunResults
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
     from elt.console import Console
     from elt.context import Context
     from elt.publish.stream import Tally
-    from elt.sandbox import Sandbox
 
 STATUS_COLUMNS = ["publication", "model", "endpoint", "total", "acknowledged", "failed",
                   "pending"]
@@ -101,35 +101,6 @@ def summary(tally: Tally, seconds: float) -> str:
             f"{seconds:.1f} s, {tally.failed:,} failed")
     first = getattr(tally, "first_failure", None)
     return f"{text} (first: {first})" if tally.failed and first else text
-
-
-# -- endpoints -------------------------------------------------------------------------------
-def resolve_endpoints(ctx: Context, names: set[str]
-                      ) -> tuple[dict[str, dict[str, Any]], Sandbox | None]:
-    """Endpoint configs by name; `sandbox: x` starts one embedded sandbox for all of them."""
-    configured = ctx.project.target.endpoints
-    resolved: dict[str, dict[str, Any]] = {}
-    sandbox = None
-    for name in sorted(names):
-        raw = configured.get(name)
-        if not isinstance(raw, dict):
-            raise PublishError("endpoint must be a mapping (url, auth, ...)",
-                               where=f"endpoint {name}")
-        if raw.get("sandbox"):
-            if sandbox is None:
-                from elt.sandbox import Sandbox
-
-                sandbox = Sandbox(ctx.project.target_dir / "sandbox.duckdb").start()
-                ctx.console.info(f"sandbox started at {sandbox.url}")
-            try:
-                base = sandbox.endpoint_config(str(raw["sandbox"]))
-            except ValueError as exc:
-                sandbox.stop()
-                raise PublishError(str(exc), where=f"endpoint {name}") from None
-            resolved[name] = {**base, **{k: v for k, v in raw.items() if k != "sandbox"}}
-        else:
-            resolved[name] = dict(raw)
-    return resolved, sandbox
 
 
 async def check_transports(console: Console, transports: dict[str, Any],
@@ -227,15 +198,11 @@ def debug(ctx: Context) -> bool:
         console.info("endpoints: none configured")
         return ok
     try:
-        endpoints, sandbox = resolve_endpoints(ctx, names)
+        with open_endpoints(project, names, console) as endpoints:
+            return asyncio.run(_debug_endpoints(console, endpoints)) and ok
     except EltError as exc:
         console.error(str(exc))
         return False
-    try:
-        return asyncio.run(_debug_endpoints(console, endpoints)) and ok
-    finally:
-        if sandbox is not None:
-            sandbox.stop()
 
 
 async def _debug_endpoints(console: Console, endpoints: dict[str, dict[str, Any]]) -> bool:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from elt import db, ledger
+from elt.endpoints import open_endpoints
 from elt.errors import EltError, PublishError
 from elt.publish import journal as jr
 from elt.publish import report
@@ -199,22 +200,13 @@ class _Run:
     # -- run --------------------------------------------------------------------------
     def execute(self) -> RunResults:
         status = "error"
-        sandbox = None
         try:
             needed = self._begin()
-            endpoints: dict[str, dict[str, Any]] = {}
-            if needed:
-                endpoints, sandbox = report.resolve_endpoints(self.ctx, needed)
-            asyncio.run(self._main(endpoints))
+            with open_endpoints(self.ctx.project, needed, self.console) as endpoints:
+                asyncio.run(self._main(endpoints))
             status = "error" if self.results.failed else "success"
         finally:
-            try:
-                self._finish(status)
-            finally:
-                if sandbox is not None:
-                    url = sandbox.url
-                    sandbox.stop()
-                    self.console.info(f"sandbox at {url} stopped")
+            self._finish(status)
         return self.results
 
     async def _main(self, endpoints: dict[str, dict[str, Any]]) -> None:

@@ -52,10 +52,16 @@ def already_exists(answer: str | None) -> bool:
 
 
 def settle(sink: Sink, request: Request, status: int | None, body: bytes, error: str | None,
-           attempts: int) -> list[tuple[Row, str, int | None, str | None]]:
+           attempts: int, location: str | None = None
+           ) -> list[tuple[Row, str, int | None, str | None]]:
     """(row, status, http_status, answer) for every row of a request, whatever the answer."""
     if status is None:  # transport gave up: the request may or may not have arrived
         return [(row, "unknown", None, error) for row in request.rows]
+    if location:  # a redirect the sink does not accept: say where it pointed
+        return [(row, state, http, f"{answer} (a redirect to {location}, not followed: fix "
+                                   "the endpoint url or path)" if state == "failed" else answer)
+                for row, state, http, answer in settle(sink, request, status, body, None,
+                                                       attempts)]
     try:
         outcomes = {o.key: o for o in sink.interpret(request, status, body)}
     except Exception as exc:  # a sink bug or a garbled body must not lose the other rows
@@ -146,7 +152,7 @@ async def stream(
                             "status": "unknown"}, key_json.get(r.key)) for r in request.rows)
             reply = await send(request)
             settled = settle(sink, request, reply.status, reply.body, reply.error,
-                             reply.attempts)
+                             reply.attempts, getattr(reply, "location", None))
             _record(publication, settled, reply.attempts, journal, key_json, export)
             failed = sum(1 for _, state, _, _ in settled if state != "acknowledged")
             if failed and tally.first_failure is None:
@@ -192,7 +198,9 @@ def _reason(settled: list[tuple[Row, str, int | None, str | None]]) -> str:
     text = " ".join(secrets.redact(answer or "").split())[:200]
     if state == "unknown":
         return f"no answer: {text}" if text else "no answer"
-    return f"HTTP {http}: {text}" if text and http is not None else text or f"HTTP {http}"
+    if http is None or text.startswith(f"HTTP {http}"):
+        return text or f"HTTP {http}"
+    return f"HTTP {http}: {text}" if text else f"HTTP {http}"
 
 
 def sink_batch(sink: Sink) -> int:

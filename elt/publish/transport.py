@@ -58,6 +58,7 @@ class Reply:
     body: bytes
     error: str | None
     attempts: int
+    location: str | None = None  # where a 3xx answer pointed (redirects are never followed)
 
 
 def retry_after_seconds(value: str | None, wall_now: float | None = None) -> float | None:
@@ -159,8 +160,10 @@ class Transport:
                 what = f"cannot connect: {what}"
             raise PublishError(what, where=self.where) from None
         if not 200 <= resp.status_code < 300:
-            raise PublishError(f"heartbeat {self.heartbeat_path} answered HTTP {resp.status_code}",
-                               where=self.where)
+            moved = resp.headers.get("Location") if resp.is_redirect else None
+            hint = f" (a redirect to {moved}, not followed: fix the url)" if moved else ""
+            raise PublishError(f"heartbeat {self.heartbeat_path} answered HTTP "
+                               f"{resp.status_code}{hint}", where=self.where)
         try:
             data = resp.json()
         except ValueError:
@@ -183,7 +186,8 @@ class Transport:
         while True:
             attempts += 1
             tries += 1
-            status, body, exc, retry_after, generation = await self._attempt(request, url)
+            status, body, exc, retry_after, generation, location = await self._attempt(
+                request, url)
             if status == 401 and self.auth.refreshable and not refreshed:
                 self.auth.invalidate(generation)  # one new token, one resend, not a "try"
                 refreshed = True
@@ -193,15 +197,16 @@ class Transport:
                 status is not None and (status == 429 or status >= 500))
             if not retryable or tries >= self.max_attempts:
                 error = f"{self.where}: {self._describe(exc)}" if exc is not None else None
-                return Reply(status, body, secrets.redact(error) if error else None, attempts)
+                return Reply(status, body, secrets.redact(error) if error else None, attempts,
+                             location)
             delay = retry_after if retry_after is not None else self._backoff(tries)
             if exc is not None and not isinstance(exc, httpx.ConnectError):
                 delay = max(delay, RESEND_PAUSE)  # it may have reached the server
             self.retries += 1
             await self.clock.sleep(delay)
 
-    async def _attempt(self, request: Request, url: str
-                       ) -> tuple[int | None, bytes, BaseException | None, float | None, int]:
+    async def _attempt(self, request: Request, url: str) -> tuple[
+            int | None, bytes, BaseException | None, float | None, int, str | None]:
         async with self._slots:
             await self._pace()
             headers = dict(request.headers)
@@ -217,13 +222,14 @@ class Transport:
                 resp = await self.client.request(request.method, url, content=request.content,
                                                  headers=headers)
             except (httpx.HTTPError, httpx.InvalidURL) as exc:
-                return None, b"", exc, None, generation
+                return None, b"", exc, None, generation, None
         retry_after = None
         if resp.status_code in (429, 503):
             retry_after = retry_after_seconds(resp.headers.get("Retry-After"))
             if retry_after is not None:
                 retry_after = min(retry_after, RETRY_AFTER_CAP)
-        return resp.status_code, resp.content, None, retry_after, generation
+        location = resp.headers.get("Location") if resp.is_redirect else None
+        return resp.status_code, resp.content, None, retry_after, generation, location
 
     async def _pace(self) -> None:
         """Token bucket of depth 1 on the injectable clock: starts >= 1/rate_limit apart."""

@@ -3,7 +3,7 @@ materialized: table
 tags: [flowkit]
 description: >
   The indicators config.json declares (model flowkit_indicators) against those the backend
-  lists per category (API source raw.flowkit_indicators). A configured indicator the backend
+  lists per category (API source raw.flowkit_backend_lists). A configured indicator the backend
   does not list has no visible data yet: expected on a fresh backend, hence a warning.
 columns:
   indicator_id: {tests: [not_null]}
@@ -14,7 +14,7 @@ tests:
 */
 WITH backend AS (
     SELECT category_id, unnest(json_extract(result, '$[*]')) ->> 'indicator_id' AS indicator_id
-    FROM raw.flowkit_indicators
+    FROM raw.flowkit_backend_lists
     WHERE error IS NULL
 )
 SELECT

@@ -6,7 +6,6 @@ description: >
   payload is the request body exactly as the contract shows it. Only columns config.json
   declares as indicators of the category are published; data_type is the category's type.
   data_input is sorted by unit, so an unchanged dataset has an unchanged payload.
-unique_key: [category_id, indicator_id, srid, trid, dt]
 columns:
   category_id: {tests: [not_null]}
   indicator_id: {tests: [not_null]}

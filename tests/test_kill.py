@@ -1,0 +1,283 @@
+"""kill -9 at random moments (seeded), then a re-run: nothing lost, nothing twice.
+
+Publish: one project and one sandbox, a chain of kill/resume cycles; each cycle adds rows,
+kills `python -m elt.cli publish` once or twice (at startup, after k journal lines, after a
+random delay: while the pending set is written, while rows are in flight, while answers are
+merged ...), then resumes it; after every kill and every resume the sandbox counters show
+no key accepted twice and no two copies of a key in flight together, and the ledger answers
+are what the sandbox stored; after every resume everything is acknowledged.
+
+Build: kill -9 while a big seed loads and while a slow model builds; the re-run leaves no
+half table: no `__elt_tmp_*`/`__elt_new_*` relation, and every table equals the one of a
+clean build in another directory (EXCEPT ALL both ways).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import duckdb
+import pytest
+from helpers import E2E, check_published, db_query, elt, elt_argv, write_files
+
+from elt.sandbox import Sandbox
+
+SEED = 20240611
+SELECT = ("publish", "-s", "flowkit_data", "-s", "uois_users")
+CYCLES, KILLS, MIN_KILLS = 8, 12, 10  # 12 kill attempts over 8 cycles (some kill the resume)
+GROW_DATASETS, GROW_USERS = 40, 6
+
+
+class Watched:
+    """A subprocess whose output lines are collected as they come (for kill decisions)."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True)
+        self.lines: list[str] = []
+        self.started = time.monotonic()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, condition: Callable[[], bool], timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition() and self.proc.poll() is None:
+            assert time.monotonic() < deadline, "\n".join(self.lines)
+            time.sleep(0.002)
+
+    def kill(self) -> bool:
+        """SIGKILL; True when the process was still running (a real kill -9)."""
+        try:
+            os.kill(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(timeout=30)
+        self._reader.join(timeout=10)
+        return self.proc.returncode == -signal.SIGKILL
+
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+
+@pytest.fixture
+def sb() -> Iterator[Sandbox]:
+    with Sandbox(None) as sandbox:
+        yield sandbox
+
+
+# -- publish -----------------------------------------------------------------------------------
+def _journal(directory: Path) -> list[dict]:
+    """Every complete line of every journal file now (a torn last line is skipped)."""
+    lines = []
+    for path in directory.glob("journal*.ndjson"):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            continue
+        for line in text.splitlines():
+            try:
+                lines.append(json.loads(line))
+            except ValueError:
+                pass
+    return lines
+
+
+def _kill_publish(p: E2E, rng: random.Random, pending: int) -> tuple[str, bool]:
+    """Start a publish, kill it at a random moment; (what moment, whether it was killed)."""
+    journal = p.root / "target" / "publish"
+    old_runs = {line["run"] for line in _journal(journal)}  # a killed run's unmerged lines
+    moment = rng.choice(["startup", "in_flight", "acknowledged", "delay"])
+    proc = Watched(p.cli(*SELECT))
+    try:
+        if moment == "startup":  # imports, lock, journal recovery, pending set to parquet
+            time.sleep(rng.uniform(0.05, 0.9))
+        elif moment == "delay":
+            time.sleep(rng.uniform(0.6, 1.4))
+        else:
+            k = rng.randrange(1, max(2, pending))
+            status = "unknown" if moment == "in_flight" else "acknowledged"
+            proc.wait_for(lambda: sum(1 for line in _journal(journal) if line["status"] == status
+                                      and line["run"] not in old_runs) >= k)
+            moment = f"{moment} #{k}"
+        moment = f"{moment} after {time.monotonic() - proc.started:.2f}s"
+    finally:
+        killed = proc.kill()
+    assert killed or proc.proc.returncode == 0, proc.output()
+    assert "Traceback" not in proc.output()
+    return moment, killed
+
+
+def test_kill_9_publish_chain_then_resume(tmp_path: Path, sb: Sandbox) -> None:
+    rng = random.Random(SEED)
+    p = E2E(tmp_path, sb, n=GROW_DATASETS, users=GROW_USERS, concurrency=4)
+    kills: list[str] = []
+    completed = 0  # runs that finished before their kill
+    per_cycle = [1] * CYCLES
+    for i in rng.sample(range(CYCLES), KILLS - CYCLES):
+        per_cycle[i] = 2
+    for cycle in range(CYCLES):
+        if cycle:
+            p.set_datasets(n=p.n + GROW_DATASETS)
+            p.set_users(p.users + GROW_USERS)
+        p.build()
+        sb.set_faults(slow_rate=1.0, slow_seconds=0.03)  # each request ~30 ms in flight
+        for _ in range(per_cycle[cycle]):  # twice: the resume is killed too
+            moment, killed = _kill_publish(p, rng, GROW_DATASETS)
+            if killed:
+                kills.append(f"cycle {cycle}: {moment}")
+            else:
+                completed += 1
+            check_published(p, sb, complete=False)
+        leftover = any(line["status"] == "acknowledged"
+                       for line in _journal(tmp_path / "target" / "publish"))
+        sb.set_faults()
+        run = elt(p.root, *SELECT, "--concurrency", "8")
+        assert run.code == 0 and run.exception is None, f"{kills}\n{run.output}"
+        if leftover:
+            assert "left in the journal by an interrupted run" in run.stdout, run.output
+        check_published(p, sb, complete=True)
+    assert len(kills) >= MIN_KILLS, kills
+    runs = dict(p.sql("SELECT status, count(*) FROM _elt.publish_runs GROUP BY ALL"))
+    assert runs.get("success") == CYCLES + completed and set(runs) <= {"success", "crashed"}, runs
+    assert p.sql("SELECT count(*) FROM _elt.ledger WHERE status <> 'acknowledged'") == [(0,)]
+
+
+# -- build -------------------------------------------------------------------------------------
+BIG_ROWS = 1_500_000
+SLOW = 11_000  # the slow model cross joins range(SLOW) with itself
+
+
+def _big_csv(path: Path, rows: int, salt: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect() as con:
+        con.execute(
+            f"COPY (SELECT i AS id, i % 50 AS grp, (i * 7919 + {salt}) % 10007 AS val, "
+            f"'row ' || i || ', \"quoted\"' AS txt FROM range({rows}) t(i)) "
+            f"TO '{path}' (HEADER)")
+
+
+BUILD_FILES = {
+    "profiles.yml": "p: {target: dev, outputs: {dev: {type: duckdb, path: target/elt.duckdb, "
+                    "threads: 2}}}\n",
+    "seeds/seeds.yml": "seeds:\n  big: {path: big.csv, columns: {val: INTEGER}}\n",
+    "models/big_groups.sql": "SELECT grp, count(*) AS n, sum(val) AS total, max(txt) AS last "
+                             "FROM raw.big GROUP BY grp",
+    "models/big_recent.sql": """
+        /* elt
+        materialized: incremental
+        unique_key: [id]
+        */
+        SELECT id, val, txt, _elt_load_id FROM raw.big WHERE id % 1000 = 7
+        """,
+    "models/slow.sql": f"SELECT a.range % 97 AS k, count(*) AS n, "
+                       f"sum((a.range * b.range) % 7) AS s FROM range({SLOW}) a, range({SLOW}) b "
+                       "GROUP BY 1",
+    "models/final.sql": "SELECT g.grp, g.n, g.total, s.s FROM big_groups g JOIN slow s "
+                        "ON g.grp = s.k",
+}
+
+
+def _tables(path: Path) -> list[tuple[str, str]]:
+    return db_query(path, "SELECT table_schema, table_name FROM information_schema.tables "
+                          "WHERE table_schema IN ('main', 'raw') ORDER BY ALL")
+
+
+def _equal(con: duckdb.DuckDBPyConnection, schema: str, name: str, a: str, b: str) -> bool:
+    """Relation schema.name of attached database a equals b's (EXCEPT ALL both ways, counts);
+    `_elt_load_id` (a load sequence number, not data) is left out."""
+    cols = [r[0] for r in con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE database_name = ? AND schema_name = ? "
+        "AND table_name = ? ORDER BY column_index", [b, schema, name]).fetchall()
+        if r[0] != "_elt_load_id"]
+    select = ", ".join(f'"{c}"' for c in cols)
+    left, right = (f'{db}."{schema}"."{name}"' for db in (a, b))
+    try:
+        for x, y in ((left, right), (right, left)):
+            if con.execute(f"SELECT count(*) FROM (SELECT {select} FROM {x} EXCEPT ALL "
+                           f"SELECT {select} FROM {y})").fetchone()[0]:
+                return False
+    except duckdb.BinderException:  # different columns
+        return False
+    return con.execute(f"SELECT (SELECT count(*) FROM {left}) = (SELECT count(*) FROM {right})"
+                       ).fetchone()[0]
+
+
+def _check_tables(built: Path, references: list[Path], *, all_there: bool) -> None:
+    """Every table of `built` equals its version in one of the reference builds: nobody ever
+    sees a half table. all_there: every table of the references exists in `built` too."""
+    mine = [t for t in _tables(built) if not t[1].startswith(("__elt_tmp_", "__elt_new_"))]
+    wanted = _tables(references[-1])
+    if all_there:
+        assert mine == wanted, (mine, wanted)
+    assert set(mine) <= set(wanted), (mine, wanted)
+    with duckdb.connect() as con:
+        con.execute(f"ATTACH '{built}' AS built (READ_ONLY)")
+        for i, ref in enumerate(references):
+            con.execute(f"ATTACH '{ref}' AS ref{i} (READ_ONLY)")
+        for schema, name in mine:
+            assert any(_equal(con, schema, name, "built", f"ref{i}")
+                       for i in range(len(references))), f"{schema}.{name} is a half table"
+
+
+def test_kill_9_build_then_rerun_leaves_no_half_table(tmp_path: Path) -> None:
+    rng = random.Random(SEED)
+    work, clean = tmp_path / "work", tmp_path / "clean"
+    for root in (work, clean):
+        write_files(root, BUILD_FILES)
+    _big_csv(work / "seeds" / "big.csv", BIG_ROWS, 0)
+    (clean / "seeds").mkdir(exist_ok=True)
+    os.link(work / "seeds" / "big.csv", clean / "seeds" / "big.csv")
+    assert elt(clean, "build").code == 0
+    v1 = tmp_path / "clean_v1.duckdb"
+    shutil.copy(clean / "target" / "elt.duckdb", v1)
+    db = work / "target" / "elt.duckdb"
+    phases: list[str] = []
+
+    def kill_build(*args: str, wait: Callable[[Watched], object], before: list[Path],
+                   after: Path, all_there: bool) -> None:
+        proc = Watched(elt_argv(work, "build", *args))
+        try:
+            wait(proc)
+        finally:
+            killed = proc.kill()
+        assert killed, f"build finished before the kill:\n{proc.output()}"
+        seed_done = any("raw.big" in line for line in proc.lines)
+        phases.append("model build" if seed_done else "seed load")
+        if db.exists():  # what anyone sees right after the crash: old or new, never half
+            _check_tables(db, before, all_there=all_there)
+        again = elt(work, "build")
+        assert again.code == 0 and "Traceback" not in again.output, again.output
+        assert not [t for t in _tables(db) if t[1].startswith("__elt_")], _tables(db)
+        _check_tables(db, [after], all_there=True)
+
+    # 1. the first build, killed while the big CSV loads (and the slow model runs beside it)
+    kill_build(wait=lambda proc: (proc.wait_for(db.exists), time.sleep(rng.uniform(0.1, 0.4))),
+               before=[v1], after=v1, all_there=False)
+    # 2. a full refresh, killed while the slow model runs (its temp table is being written)
+    kill_build("--full-refresh", wait=lambda proc: (
+        proc.wait_for(lambda: any("model    big_groups" in x for x in proc.lines)),
+        time.sleep(rng.uniform(0.05, 0.4))), before=[v1], after=v1, all_there=True)
+    # 3. a changed seed (reload + incremental merge + rebuilds), killed at a random moment
+    for root in (work, clean):
+        (root / "seeds" / "big.csv").unlink()
+    _big_csv(work / "seeds" / "big.csv", BIG_ROWS + 1000, 1)
+    os.link(work / "seeds" / "big.csv", clean / "seeds" / "big.csv")
+    assert elt(clean, "build").code == 0
+    v2 = clean / "target" / "elt.duckdb"
+    kill_build(wait=lambda proc: time.sleep(rng.uniform(0.3, 1.2)), before=[v1, v2], after=v2,
+               all_there=True)
+    assert "seed load" in phases and "model build" in phases, phases
