@@ -87,21 +87,27 @@ def model_columns(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, st
 
 
 def _body_expr(q: PendingQuery, columns: dict[str, str]) -> str:
+    """The body text exactly as it will be sent; its md5 is the content hash. Not re-parsed:
+    the bytes a model produces are what the endpoint gets, and parsing every body again
+    costs several times their size in memory."""
     if q.body is not None:
         ctype = columns[q.body].upper()
-        raw = f"json({quote(q.body)})" if ctype in ("JSON", "VARCHAR") else \
-            f"to_json({quote(q.body)})"
+        raw = quote(q.body) if ctype in ("JSON", "VARCHAR") else f"to_json({quote(q.body)})"
         return f"coalesce({raw}::VARCHAR, 'null')"
     # The row as an object; elt's lineage columns (_elt_load_id ...) are not data.
     fields = ", ".join(f"{quote(c)} := {quote(c)}" for c in columns if not c.startswith("_elt_"))
     return f"to_json(struct_pack({fields}))::VARCHAR"
 
 
-def _model_cte(q: PendingQuery, columns: dict[str, str]) -> str:
+def _model_cte(q: PendingQuery, columns: dict[str, str], *, with_body: bool) -> str:
+    """Key, key object and content hash of every model row (and the body when asked: the
+    classification carries only hashes, so memory stays flat however big the bodies are)."""
     keys = ", ".join(quote(k) for k in q.key)
     obj = ", ".join(f"{_lit(k)}, {quote(k)}" for k in q.key)
+    body = _body_expr(q, columns)
+    last = f"{body} AS body" if with_body else f"md5({body}) AS hash"
     return (f"SELECT json_array({keys})::VARCHAR AS key, json_object({obj})::VARCHAR AS key_json, "
-            f"{_body_expr(q, columns)} AS body FROM {q.relation}")
+            f"{last} FROM {q.relation}")
 
 
 def check_model(con: duckdb.DuckDBPyConnection, q: PendingQuery) -> dict[str, str]:
@@ -136,13 +142,12 @@ def classified_sql(q: PendingQuery, columns: dict[str, str], ledger: str = LEDGE
     append = "true" if q.mode == "append" else "false"
     mirror = "true" if q.mode == "mirror" else "false"
     return f"""
-WITH m AS ({_model_cte(q, columns)}),
-mh AS (SELECT key, key_json, body, md5(body) AS hash FROM m),
+WITH mh AS ({_model_cte(q, columns, with_body=False)}),
 l AS (SELECT key, key_json::VARCHAR AS key_json, hash, status, op,
              coalesce(deleted, false) AS deleted FROM {ledger} WHERE publication = $1),
 c AS (
   SELECT coalesce(mh.key, l.key) AS key, coalesce(mh.key_json, l.key_json) AS key_json,
-         mh.body, coalesce(mh.hash, l.hash) AS hash, l.op AS last_op, mh.key IS NULL AS absent,
+         coalesce(mh.hash, l.hash) AS hash, l.op AS last_op, mh.key IS NULL AS absent,
          CASE
            WHEN mh.key IS NULL THEN CASE
                WHEN NOT {mirror} OR l.deleted THEN 'gone'
@@ -164,18 +169,23 @@ SELECT key, key_json, reason,
                 WHEN last_op = 'delete' THEN 'insert'
                 ELSE coalesce(last_op, 'insert') END
        END AS op,
-       hash, CASE WHEN absent THEN key_json ELSE body END AS body,
-       reason = 'unknown' AS retry_of_unknown
+       hash, absent, reason = 'unknown' AS retry_of_unknown
 FROM c"""
 
 
-def pending_sql(q: PendingQuery, columns: dict[str, str], ledger: str = LEDGER) -> str:
+def pending_sql(q: PendingQuery, columns: dict[str, str], ledger: str = LEDGER, *,
+                ordered: bool = True) -> str:
     """Only the rows to send: key, key_json, op, hash, body, retry_of_unknown, reason.
 
     A delete's body is the key as an object (the row is gone from the model).
     """
-    return (f"SELECT key, key_json, op, hash, body, retry_of_unknown, reason "
-            f"FROM ({classified_sql(q, columns, ledger)}) WHERE op IS NOT NULL ORDER BY key")
+    return f"""
+WITH p AS (SELECT * FROM ({classified_sql(q, columns, ledger)}) WHERE op IS NOT NULL),
+b AS ({_model_cte(q, columns, with_body=True)} WHERE json_array({
+        ", ".join(quote(k) for k in q.key)})::VARCHAR IN (SELECT key FROM p WHERE NOT absent))
+SELECT p.key, p.key_json, p.op, p.hash, CASE WHEN p.absent THEN p.key_json ELSE b.body END
+       AS body, p.retry_of_unknown, p.reason
+FROM p LEFT JOIN b ON p.key = b.key{" ORDER BY p.key" if ordered else ""}"""
 
 
 def ledger_relation(con: duckdb.DuckDBPyConnection) -> str:
@@ -204,8 +214,11 @@ def copy_pending(con: duckdb.DuckDBPyConnection, q: PendingQuery, path: Path,
     """Write the pending set to a parquet file (so the database can be closed while sending)."""
     columns = columns or model_columns(con, q.relation)
     path.parent.mkdir(parents=True, exist_ok=True)
-    con.execute(f"COPY ({pending_sql(q, columns)}) TO {_lit(str(path))} "
-                "(FORMAT parquet, ROW_GROUP_SIZE 20000)", [q.publication])
+    # unordered: sorting would hold every body in memory at once; send order is free
+    con.execute(f"COPY ({pending_sql(q, columns, ordered=False)}) TO {_lit(str(path))} "
+                # small row groups: the sender reads one at a time, bodies can be large
+                "(FORMAT parquet, ROW_GROUP_SIZE 2048, ROW_GROUP_SIZE_BYTES 8000000)",
+                [q.publication])
     (count,), = con.execute("SELECT count(*) FROM read_parquet(?)", [str(path)]).fetchall()
     return int(count)
 

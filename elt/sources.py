@@ -26,7 +26,7 @@ from elt.endpoints import open_endpoints, resolve_configs
 from elt.errors import EltError
 from elt.load import LoadOutcome
 from elt.modelfile import relative
-from elt.publish.sinks.base import Request, answer_text, truncate
+from elt.publish.sinks.base import Request, answer_text, pick, truncate
 from elt.sources_spec import (
     Answer,
     Key,
@@ -35,7 +35,6 @@ from elt.sources_spec import (
     dump,
     graphql_request,
     parse_source,
-    pick,
     rest_request,
 )
 

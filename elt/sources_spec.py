@@ -303,23 +303,6 @@ def _graphql(spec: SourceSpec, raw: dict, yaml_path: Path) -> None:
                          f"(declared: {', '.join(sorted(declared)) or 'none'})")
 
 
-def pick(value: Any, path: str | None, skip_first: str | None = None) -> Any:
-    """Follow a dotted path (`a.b.0.c`); a leading `skip_first` segment names the field itself."""
-    if not path:
-        return value
-    parts = str(path).split(".")
-    if skip_first and parts[0] == skip_first:
-        parts = parts[1:]
-    for part in parts:
-        if isinstance(value, dict):
-            value = value.get(part)
-        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
-            value = value[int(part)]
-        else:
-            return None
-    return value
-
-
 Key = tuple[str | None, ...]  # the VARCHAR values of the variable columns
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -234,6 +235,42 @@ def elt_process(root: Path, *args: str, env: dict[str, str] | None = None,
     proc = subprocess.run(elt_argv(root, *args), capture_output=True, text=True,
                           timeout=timeout, env=full_env, cwd=root)
     return CliRun(proc.returncode, proc.stdout, proc.stderr)
+
+
+class Watched:
+    """A subprocess whose output lines are collected as they come (for kill decisions)."""
+
+    def __init__(self, argv: list[str], env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, env=env)
+        self.lines: list[str] = []
+        self.started = time.monotonic()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, condition: Callable[[], bool], timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition() and self.proc.poll() is None:
+            assert time.monotonic() < deadline, "\n".join(self.lines)
+            time.sleep(0.002)
+
+    def kill(self) -> bool:
+        """SIGKILL; True when the process was still running (a real kill -9)."""
+        try:
+            os.kill(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(timeout=30)
+        self._reader.join(timeout=10)
+        return self.proc.returncode == -signal.SIGKILL
+
+    def output(self) -> str:
+        return "\n".join(self.lines)
 
 
 # -- a loopback peer with canned answers -----------------------------------------------------

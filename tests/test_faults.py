@@ -25,6 +25,10 @@ SELECT = ("publish", "-s", "flowkit_data", "-s", "uois_users")
 # Small timeout (stalls go beyond it), few attempts (so some rows fail and a re-run must
 # finish them), enough concurrency to keep many requests in flight at once.
 ENDPOINT = {"timeout": 0.4, "max_attempts": 3, "concurrency": 16}
+# Stalls of 1 s against a 0.4 s timeout: the client gives up, waits >= 1 s (RESEND_PAUSE) and
+# resends, finding the first copy stored (303). A stall longer than timeout + RESEND_PAUSE
+# would put a second copy in flight while the first is still processing: a race no client
+# can rule out against a server without idempotency keys (the sandbox counts it in `races`).
 STALL = {"slow_rate": 0.1, "slow_seconds": 1.0}
 OUTAGE = 1.5  # seconds of 503s, started mid-run
 

@@ -140,7 +140,7 @@ class _TokenAuth(Auth):
                 continue
             break
         if resp.status_code != 200:
-            body = resp.text.strip()[:200]
+            body = secrets.redact(resp.text.strip())[:200]  # redact before cutting
             raise self._error(f"{what} {url} answered HTTP {resp.status_code}"
                               + (f": {body}" if body else ""))
         try:

@@ -24,14 +24,17 @@ from elt import secrets
 from elt.console import Progress
 from elt.errors import EltError
 from elt.publish.journal import Journal
-from elt.publish.sinks.base import Request, Row, Sink
+from elt.publish.sinks.base import RawJSON, Request, Row, Sink
 
 # An "already there" error on a row that may have reached the server before (a crashed run's
 # in-flight row, or a request the transport had to resend) is proof the row exists: the first
 # copy created it. Recording it as failed would resend it forever. Only for such rows: a fresh
 # insert hitting a unique violation is a real conflict and stays failed.
 ALREADY_EXISTS = ("uniqueviolation", "already exists")
-READ_CHUNK = 2000
+# Rows per fetch from the pending parquet: bodies can be hundreds of KB, so a small chunk
+# (and a small DuckDB memory limit for the reader) keeps the process's memory flat.
+READ_CHUNK = 256
+READER_MEMORY = "128MB"
 
 
 @dataclass
@@ -84,16 +87,20 @@ def settle(sink: Sink, request: Request, status: int | None, body: bytes, error:
 class _Reader:
     """Reads the pending parquet in chunks; runs in one dedicated thread."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, raw: bool = False) -> None:
         self.path = path
+        self.raw = raw  # hand bodies over as RawJSON text (the sink does not look inside)
         self.con: duckdb.DuckDBPyConnection | None = None
 
     def chunk(self) -> list[tuple[Row, str]]:
         if self.con is None:
-            self.con = duckdb.connect()
+            self.con = duckdb.connect(config={"memory_limit": READER_MEMORY, "threads": "1"})
             self.con.execute("SELECT key, key_json, op, hash, body, retry_of_unknown "
                              "FROM read_parquet(?)", [str(self.path)])
         rows = self.con.fetchmany(READ_CHUNK)
+        if self.raw:
+            return [(Row(key, op, RawJSON(body if body is not None else "null"), hsh,
+                         bool(rou)), key_json) for key, key_json, op, hsh, body, rou in rows]
         return [(Row(key, op, json.loads(body) if body is not None else None, hsh, bool(rou)),
                  key_json) for key, key_json, op, hsh, body, rou in rows]
 
@@ -122,7 +129,7 @@ async def stream(
     group = max(sink_batch(sink), (64 // sink_batch(sink)) * sink_batch(sink))
     encoded: asyncio.Queue[asyncio.Future[list[Request]] | None] = asyncio.Queue(2)
     requests: asyncio.Queue[Request | None] = asyncio.Queue(concurrency)
-    reader = _Reader(parquet)
+    reader = _Reader(parquet, raw=bool(getattr(sink, "raw_bodies", False)))
     read_thread = ThreadPoolExecutor(1, thread_name_prefix=f"read-{publication}")
 
     async def produce() -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from elt import secrets
 from elt.errors import PublishError
 
 ACKNOWLEDGED = "acknowledged"
@@ -57,6 +58,7 @@ class Sink(ABC):
     """One per publication kind (rest, graphql); pure: no I/O, so it is easy to test."""
 
     kind = ""
+    raw_bodies = False  # True: Row.body may be RawJSON text (the sink only re-emits it)
 
     def __init__(self, name: str, config: dict, base_dir: Path) -> None:
         self.name = name
@@ -103,8 +105,19 @@ def sub_config(config: dict, kind: str) -> dict:
     return {**config, **nested}
 
 
+class RawJSON(str):
+    """A body that is already JSON text (the pending set's body column): sent as it is,
+    with no decode + encode round trip per row."""
+
+    __slots__ = ()
+
+
 def encode_json(value: Any) -> bytes:
     """Compact UTF-8 JSON; dates and decimals that slipped through become strings."""
+    if isinstance(value, RawJSON):
+        return value.encode()
+    if isinstance(value, list) and any(isinstance(v, RawJSON) for v in value):
+        return b"[" + b",".join(encode_json(v) for v in value) + b"]"
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode()
 
 
@@ -132,6 +145,32 @@ def answer_text(body: bytes) -> str | None:
 
 
 def truncate(text: str | None, limit: int = ANSWER_LIMIT) -> str | None:
-    if text is None or len(text) <= limit:
+    """Shorten an answer for the ledger; secrets are redacted first, so a cut can never
+    leave part of a secret behind where redaction would no longer find it."""
+    if text is None:
+        return text
+    text = secrets.redact(text)
+    if len(text) <= limit:
         return text
     return text[: limit - 1] + "…"
+
+
+def pick(value: Any, path: str | None, skip_first: str | None = None) -> Any:
+    """Follow a dotted path (`a.b.0.c`) into a decoded answer; None where it leads nowhere.
+
+    A leading `skip_first` segment names the GraphQL field itself (`result.msg` as written
+    in YAML examples) and is skipped.
+    """
+    if not path:
+        return value
+    parts = str(path).split(".")
+    if skip_first and parts[0] == skip_first:
+        parts = parts[1:]
+    for part in parts:
+        if isinstance(value, dict):
+            value = value.get(part)
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return None
+    return value

@@ -35,6 +35,7 @@ from elt.publish.sinks.base import (
     answer_text,
     as_text,
     encode_json,
+    pick,
     sub_config,
     truncate,
 )
@@ -250,34 +251,15 @@ class GraphQLSink(Sink):
         return outcomes
 
     def _judge(self, row: Row, value: Any) -> Outcome:
+        answer = as_text(pick(value, self.answer_path, self.response_key))
         if self.success is None:
-            return self._outcome(row, ACKNOWLEDGED, as_text(self._pick(value, self.answer_path)))
-        result = self._pick(value, self.result_path)
+            return self._outcome(row, ACKNOWLEDGED, answer)
+        result = pick(value, self.result_path, self.response_key)
         if _same(result, self.success) or any(_same(result, v) for v in self.already_there):
-            return self._outcome(row, ACKNOWLEDGED, as_text(self._pick(value, self.answer_path)))
+            return self._outcome(row, ACKNOWLEDGED, answer)
         if result is None:
             return self._outcome(row, FAILED, f"no {self.result_path} in {as_text(value)}")
         return self._outcome(row, FAILED, as_text(result))
-
-    def _pick(self, value: Any, path: str | None) -> Any:
-        """Follow a dotted path inside the field's value.
-
-        A path may also start with the field's own alias (`result.msg` as in publications.yml
-        examples): that first segment names the field and is skipped.
-        """
-        if not path:
-            return value
-        parts = str(path).split(".")
-        if parts[0] == self.response_key:
-            parts = parts[1:]
-        for part in parts:
-            if isinstance(value, dict):
-                value = value.get(part)
-            elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
-                value = value[int(part)]
-            else:
-                return None
-        return value
 
     def _outcome(self, row: Row, status: str, answer: str | None) -> Outcome:
         return Outcome(row.key, status, 200, truncate(answer), row.op)

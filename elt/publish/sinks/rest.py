@@ -31,6 +31,7 @@ class RestSink(Sink):
     """Maps each op to its configured method and path; reads status codes into outcomes."""
 
     kind = "rest"
+    raw_bodies = True  # bodies are only re-emitted as JSON: no decode per row
 
     def __init__(self, name: str, config: dict, base_dir: Path) -> None:
         super().__init__(name, config, base_dir)
