@@ -2,8 +2,8 @@
 
 - write_files / E2E: temp projects (a FlowKit + UOIS project whose `local` target points at a
   sandbox started by the test, with optional endpoint overrides such as a small `timeout`);
-- elt / elt_process / elt_argv: the CLI in-process (click's CliRunner) or as a subprocess,
-  returning exit code and output;
+- elt / elt_process / elt_argv / Watched: the CLI in-process (click's CliRunner) or as a
+  subprocess, returning exit code and output (Watched: collect output while it runs, kill -9);
 - Peer: a tiny loopback HTTP server with canned answers, for what the sandbox cannot produce
   (401/403 on data routes, 4xx with a body, redirect loops, echoes);
 - stats / snapshot / check_published: the sandbox counters, table contents, and the

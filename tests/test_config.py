@@ -101,3 +101,21 @@ def test_unsupported_template(tmp_path: Path) -> None:
         "p:\n  target: dev\n  outputs:\n    dev: {path: \"{{ var('x') }}\"}\n")
     with pytest.raises(ConfigError, match="unsupported template"):
         load_project(tmp_path)
+
+
+def test_repo_profiles_local_target_matches_the_sandbox(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`elt sandbox serve` + `-t local` must work with no env vars set."""
+    from elt.sandbox import Sandbox
+
+    for name in ("FLOWKIT_URL", "FLOWKIT_TOKEN_URL", "FLOWKIT_AUDIENCE", "FLOWKIT_CLIENT_ID",
+                 "FLOWKIT_CLIENT_SECRET", "FLOWKIT_ADMIN_CLIENT_ID",
+                 "FLOWKIT_ADMIN_CLIENT_SECRET", "UOIS_URL", "UOIS_USERNAME", "UOIS_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    repo = Path(__file__).resolve().parents[1]
+    local = load_project(repo, target_name="local").target.endpoints
+    with Sandbox(None) as sandbox:
+        for name in ("flowkit", "flowkit_admin", "uois"):
+            expected = sandbox.endpoint_config(name)["auth"]
+            got = local[name]["auth"]
+            for field in ("client_id", "client_secret", "audience", "username", "password"):
+                assert got.get(field) == expected.get(field), (name, field)

@@ -25,10 +25,10 @@ SELECT = ("publish", "-s", "flowkit_data", "-s", "uois_users")
 # Small timeout (stalls go beyond it), few attempts (so some rows fail and a re-run must
 # finish them), enough concurrency to keep many requests in flight at once.
 ENDPOINT = {"timeout": 0.4, "max_attempts": 3, "concurrency": 16}
-# Stalls of 1 s against a 0.4 s timeout: the client gives up, waits >= 1 s (RESEND_PAUSE) and
-# resends, finding the first copy stored (303). A stall longer than timeout + RESEND_PAUSE
-# would put a second copy in flight while the first is still processing: a race no client
-# can rule out against a server without idempotency keys (the sandbox counts it in `races`).
+# Stalls of 1 s against a 0.4 s timeout: the client gives up and does NOT resend in that run
+# (the first copy may still be processing: a second one in flight would make FlowKit store
+# the key twice, which the sandbox counts in `races`); the row's outcome stays unknown and
+# the next run resends it, finding the first copy stored (303 / UniqueViolation).
 STALL = {"slow_rate": 0.1, "slow_seconds": 1.0}
 OUTAGE = 1.5  # seconds of 503s, started mid-run
 
@@ -128,3 +128,20 @@ def test_outage_at_start_fails_fast_then_rerun_publishes(tmp_path: Path, sb: San
     run = elt(p.root, *SELECT)
     assert run.code == 0, run.output
     check_published(p, sb, complete=True)
+
+
+def test_long_stall_is_never_resent_while_the_first_copy_processes(tmp_path: Path,
+                                                                   sb: Sandbox) -> None:
+    """A stall far beyond the timeout (+ the 1 s resend pause): no second copy in flight."""
+    p = E2E(tmp_path, sb, n=20, users=4, timeout=0.4, max_attempts=3, concurrency=8)
+    p.build()
+    sb.set_faults(slow_rate=0.3, slow_seconds=2.5, seed=1)
+    run = elt(p.root, "publish", "-s", "flowkit_data")
+    assert run.code == 1 and "timed out" in run.output  # the stalled rows' outcome is unknown
+    assert stats(sb)["races"] == 0
+    time.sleep(2.6)  # the stalled copies finish; the next run resends them: 303 -> acknowledged
+    sb.set_faults()
+    run = elt(p.root, "publish", "-s", "flowkit_data")
+    assert run.code == 0, run.output
+    assert stats(sb)["races"] == 0
+    assert all(v["accepted"] == 1 for v in stats(sb)["flowkit"].values())

@@ -154,11 +154,22 @@ def test_connection_error_is_retried(httpx_mock: HTTPXMock) -> None:
     assert clock.sleeps == [0.5]  # never reached the server: no resend pause needed
 
 
-def test_timeout_waits_at_least_one_second_before_resending(httpx_mock: HTTPXMock) -> None:
+def test_read_timeout_is_not_resent_in_the_same_run(httpx_mock: HTTPXMock) -> None:
+    """The first copy may still be processing: resending could store the key twice."""
+    httpx_mock.add_exception(httpx.ReadTimeout("slow"))
+    clock = FakeClock()
+    reply = send(make(clock))
+    assert (reply.status, reply.attempts) == (None, 1)
+    assert "timed out" in (reply.error or "")
+    assert clock.sleeps == []
+
+
+def test_retry_timeouts_waits_at_least_one_second_before_resending(
+        httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_exception(httpx.ReadTimeout("slow"))
     httpx_mock.add_response(status_code=303, text="8")
     clock = FakeClock()
-    reply = send(make(clock, rng=random.Random(1)))
+    reply = send(make(clock, rng=random.Random(1), retry_timeouts=True))
     assert (reply.status, reply.attempts) == (303, 2)
     assert clock.sleeps[0] >= 1.0
 

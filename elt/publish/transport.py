@@ -1,11 +1,13 @@
 """HTTP transport for one endpoint: keep-alive client, bounded concurrency, retries, pacing.
 
-Retry policy: connection errors, timeouts, 429 and 5xx are retried up to `max_attempts`
-with exponential backoff and full jitter (429/503 honour Retry-After). After a timeout, or
-any error where the request may have reached the server, the next attempt waits at least
-1 s: the FlowKit backend corrupts a key posted twice at the same time ("Ambiguous dataset",
-fixed only by database surgery), so a request is never resent while the first copy might
-still be processing. A resent POST that the first copy did store answers 303 (acknowledged).
+Retry policy: connection errors, 429 and 5xx are retried up to `max_attempts` with
+exponential backoff and full jitter (429/503 honour Retry-After). After any error where the
+request may have reached the server, the next attempt waits at least 1 s. A request that
+timed out waiting for its answer is NOT resent in the same run (unless the endpoint sets
+`retry_timeouts: true`): the server may still be processing it, and the FlowKit backend
+corrupts a key posted twice at the same time ("Ambiguous dataset", fixed only by database
+surgery). Its outcome stays unknown; the next publish resends it, and a POST the first copy
+did store then answers 303 (acknowledged).
 """
 
 from __future__ import annotations
@@ -123,6 +125,7 @@ class Transport:
         self.concurrency = int(concurrency or _number(endpoint, "concurrency", 8, self.where) or 8)
         self.rate_limit = _number(endpoint, "rate_limit", 0.0, self.where)
         self.max_attempts = max(1, int(_number(endpoint, "max_attempts", 5, self.where)))
+        self.retry_timeouts = bool(endpoint.get("retry_timeouts", False))
         self.clock: Clock = clock or SystemClock()
         self.rng = rng or random.Random()
         self.auth = make_auth(endpoint.get("auth"), endpoint=name, clock=self.clock)
@@ -245,8 +248,9 @@ class Transport:
         """Full jitter: uniform in [0, min(cap, base * 2**(tries-1)))."""
         return self.rng.random() * min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (tries - 1))
 
-    @staticmethod
-    def _retryable(exc: BaseException) -> bool:
+    def _retryable(self, exc: BaseException) -> bool:
+        if isinstance(exc, httpx.ReadTimeout | httpx.WriteTimeout):
+            return self.retry_timeouts  # the first copy may still be processing: see above
         return isinstance(exc, httpx.TimeoutException | httpx.NetworkError
                           | httpx.RemoteProtocolError)
 
