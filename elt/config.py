@@ -35,9 +35,12 @@ def load_yaml(path: Path) -> Any:
     return parse_yaml(text, str(path))
 
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: ~10x faster
+
+
 def parse_yaml(text: str, where: str, line_offset: int = 0) -> Any:
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1 + line_offset}" if mark is not None else ""

@@ -66,15 +66,16 @@ WITH declared AS (
     JOIN flowkit_exports AS e ON e.category_id = v.category_id
 ),
 datasets AS (
-    -- data_input as a LIST of STRUCTs, turned into JSON once per dataset (a json_object per
-    -- value costs far more time and memory)
+    -- data_input is built as text, one JSON fragment per value joined by string_agg: a
+    -- json_object per value, a LIST of STRUCTs, or re-parsing the result as JSON each cost
+    -- several times the time and memory (bench/README.md)
     SELECT
         category_id, indicator_id, srid, trid, dt, data_type,
-        list({'spatial_unit_ids': spatial_unit_ids,
+        '[' || string_agg('{"spatial_unit_ids":' || to_json(spatial_unit_ids) || ',"data":' ||
               -- whole numbers as JSON integers (544650, not 544650.0)
-              'data': CASE WHEN value = trunc(value) AND abs(value) < 1e15
-                           THEN to_json(CAST(value AS BIGINT)) ELSE to_json(value) END}
-             ORDER BY spatial_unit_ids) AS data_input,
+              CASE WHEN value = trunc(value) AND abs(value) < 1e15
+                   THEN CAST(CAST(value AS BIGINT) AS VARCHAR) ELSE to_json(value)::VARCHAR END
+              || '}', ',' ORDER BY spatial_unit_ids) || ']' AS data_input,
         count(*) AS n_values,
         min(value) AS min_value,
         max(value) AS max_value,
@@ -85,14 +86,12 @@ datasets AS (
 )
 SELECT
     category_id, indicator_id, srid, trid, dt, data_type,
-    json_object(
-        'metadata', json_object(
+    '{"metadata":' || json_object(
             'revision', 'v1',  -- the data's revision label, the same for every dataset
             'category_id', category_id, 'indicator_id', indicator_id,
-            'srid', srid, 'trid', trid, 'dt', strftime(dt, '%Y-%m-%d %H:%M:%S')),
-        'data_type', data_type,
-        'data_input', to_json(data_input)
-    ) AS payload,
+            'srid', srid, 'trid', trid, 'dt', strftime(dt, '%Y-%m-%d %H:%M:%S'))::VARCHAR
+        || ',"data_type":' || to_json(data_type)::VARCHAR
+        || ',"data_input":' || data_input || '}' AS payload,
     n_values, min_value, max_value, units_per_value
 FROM datasets
 ORDER BY category_id, indicator_id, srid, trid, dt
