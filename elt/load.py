@@ -24,6 +24,7 @@ from elt.config import Project
 from elt.console import Console, Progress
 from elt.db import quote
 from elt.errors import LoadError
+from elt.loadcheck import SeedFile, check_items, check_keyed
 from elt.seedspec import SeedSpec, discover_seeds
 
 __all__ = ["LoadOutcome", "SeedSpec", "discover_seeds", "ensure_state", "load_seed",
@@ -68,15 +69,6 @@ class LoadOutcome:
     message: str | None
 
 
-@dataclass
-class _File:
-    rel: str  # relative to seeds/, as in _elt_source_file
-    path: Path
-    size: int
-    mtime: float
-    sha256: str
-
-
 class _Retry(Exception):
     """This attempt cannot work (the increment does not fit the table); try the next one."""
 
@@ -109,7 +101,7 @@ def load_seed(con: duckdb.DuckDBPyConnection, project: Project, spec: SeedSpec, 
     raise AssertionError("unreachable: the last attempt never retries")
 
 
-def _fingerprint(spec: SeedSpec, seeds_dir: Path, path: Path, stored: dict[str, Any]) -> _File:
+def _fingerprint(spec: SeedSpec, seeds_dir: Path, path: Path, stored: dict[str, Any]) -> SeedFile:
     """size + mtime + sha256; the hash is reused while size and mtime are unchanged."""
     rel = spec.rel(path, seeds_dir)
     try:
@@ -126,10 +118,10 @@ def _fingerprint(spec: SeedSpec, seeds_dir: Path, path: Path, stored: dict[str, 
         raise LoadError(f"cannot read file: {exc.strerror or exc}", where=f"seeds/{rel}") from exc
     if st.st_size == 0:
         raise LoadError("empty file (0 bytes)", where=f"seeds/{rel}")
-    return _File(rel, path, st.st_size, st.st_mtime, sha)
+    return SeedFile(rel, path, st.st_size, st.st_mtime, sha)
 
 
-def _touch(con: duckdb.DuckDBPyConnection, seed: str, files: list[_File]) -> None:
+def _touch(con: duckdb.DuckDBPyConnection, seed: str, files: list[SeedFile]) -> None:
     """Same content, new size/mtime: remember them so the next run skips hashing."""
     if files:
         con.executemany("UPDATE _elt.files SET size = ?, mtime = ? WHERE seed = ? AND path = ?",
@@ -151,7 +143,7 @@ class _Job:
     """One seed's load: the steps that share the connection, spec and file state."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, spec: SeedSpec, seeds_dir: Path,
-                 console: Console | None, stored: dict[str, Any], files: list[_File],
+                 console: Console | None, stored: dict[str, Any], files: list[SeedFile],
                  removed: list[str]) -> None:
         self.con, self.spec, self.seeds_dir, self.console = con, spec, seeds_dir, console
         self.stored, self.files, self.removed = stored, files, removed
@@ -160,7 +152,7 @@ class _Job:
         self.exhaustive = False
         self.progress: Progress | None = None
 
-    def run(self, to_load: list[_File], full: bool, exhaustive: bool, last: bool) -> LoadOutcome:
+    def run(self, to_load: list[SeedFile], full: bool, exhaustive: bool, last: bool) -> LoadOutcome:
         """One attempt in one transaction; any failure leaves table and state untouched."""
         self.exhaustive, con, warnings = exhaustive, self.con, []
         if self.console and sum(f.size for f in to_load) > PROGRESS_BYTES:
@@ -206,14 +198,15 @@ class _Job:
         return LoadOutcome("success", _count(con, self.spec.name), added, len(to_load) - added,
                            removed, "; ".join([message, *warnings]))
 
-    def _select(self, files: list[_File], load_id: int, types: dict[str, str] | None = None) -> str:
+    def _select(self, files: list[SeedFile], load_id: int,
+                types: dict[str, str] | None = None) -> str:
         inner = ss.reader_sql(self.spec, [f.path for f in files], types=types,
                               exhaustive=self.exhaustive)
         start = len(self.seeds_dir.as_posix()) + 2
         return (f"SELECT * EXCLUDE (_elt_source_file), substr(_elt_source_file, {start}) AS "
                 f"_elt_source_file, {load_id}::BIGINT AS _elt_load_id FROM ({inner})")
 
-    def _build_full(self, files: list[_File], load_id: int) -> None:
+    def _build_full(self, files: list[SeedFile], load_id: int) -> None:
         """Build beside the old table, then swap: nobody ever sees a half table."""
         spec, con = self.spec, self.con
         tmp = f"raw.{quote('__elt_new_' + spec.name)}"
@@ -231,7 +224,7 @@ class _Job:
         con.execute(f"DROP TABLE IF EXISTS {self.table}")
         con.execute(f"ALTER TABLE {tmp} RENAME TO {quote(spec.name)}")
 
-    def _increment(self, to_load: list[_File], files: list[_File], load_id: int) -> None:
+    def _increment(self, to_load: list[SeedFile], files: list[SeedFile], load_id: int) -> None:
         """Delete changed and removed files' rows; append the new rows typed like the table."""
         gone = self.removed + [f.rel for f in to_load if f.rel in self.stored]
         if gone:
@@ -257,7 +250,7 @@ class _Job:
         self._execute(f"INSERT INTO {self.table} BY NAME "
                       f"{self._select(files, load_id, types if self.csv else None)}", files)
 
-    def _execute(self, sql: str, files: list[_File]) -> None:
+    def _execute(self, sql: str, files: list[SeedFile]) -> None:
         """Run one load statement; meanwhile turn DuckDB's query progress into files done."""
         progress, con = self.progress, self.con
         if progress is None:
@@ -287,7 +280,7 @@ class _Job:
                 con.execute(f"SET {name} = {str(value).lower()}")
         step(len(files))
 
-    def _record(self, to_load: list[_File], full: bool, load_id: int) -> None:
+    def _record(self, to_load: list[SeedFile], full: bool, load_id: int) -> None:
         """Events into _elt.loads and fingerprints into _elt.files, in the same transaction."""
         con, seed = self.con, self.spec.name
         rows = dict(con.execute(f"SELECT _elt_source_file, count(*) FROM {self.table} WHERE "
@@ -317,7 +310,7 @@ class _Job:
              [f.mtime for f in to_load], [f.sha256 for f in to_load], load_id,
              [rows.get(f.rel, 0) for f in to_load], now])
 
-    def _prepare(self, files: list[_File], warnings: list[str]) -> list[_File]:
+    def _prepare(self, files: list[SeedFile], warnings: list[str]) -> list[SeedFile]:
         """Check what DuckDB's readers would accept silently; return the files with rows."""
         spec, con = self.spec, self.con
         try:
@@ -328,9 +321,9 @@ class _Job:
             raise LoadError(f"seed {spec.name!r}: bad type in `columns:`: {problem}",
                             where=str(spec.config_path or "seeds")) from exc
         if files and spec.options["json_key"]:
-            files = self._check_keyed(files, warnings)
+            files = check_keyed(con, spec, files, warnings)
         elif files and spec.options["format"] in ("json", "ndjson"):
-            files = self._check_items(files, warnings)
+            files = check_items(con, spec, files, warnings)
         for f in files if spec.options["columns"] else []:
             names = [r[0] for r in con.execute(
                 f"DESCRIBE {ss.reader_sql(spec, [f.path], cast=False)}").fetchall()
@@ -343,57 +336,7 @@ class _Job:
                                     where=f"seeds/{f.rel}")
         return files
 
-    def _check_keyed(self, files: list[_File], warnings: list[str]) -> list[_File]:
-        """A json_key file: one object whose key is a list of objects (or missing/empty)."""
-        key = self.spec.options["json_key"]
-        found = {r[0]: r[1:] for r in self.con.execute(
-            ss.keyed_check_sql([f.path for f in files], key)).fetchall()}
-        keep: list[_File] = []
-        for f in files:
-            where = f"seeds/{f.rel}"
-            nv, top, kt, n, bi, bt = found.get(f.path.as_posix(), (0, None, None, 0, None, None))
-            if nv != 1 or top != "OBJECT":
-                what = f"{nv} JSON values" if nv != 1 else ss.JSON_KIND.get(top, top)
-                raise LoadError(f"expected one JSON object with key {key!r}, found {what}",
-                                where=where)
-            if kt not in (None, "ARRAY"):
-                raise LoadError(f"key {key!r} is {ss.JSON_KIND.get(kt, kt)}, expected a list of "
-                                "objects", where=where)
-            if kt is None or n == 0:
-                state = "is missing" if kt is None else "is an empty list"
-                warnings.append(f"{where}: key {key!r} {state}; no rows for raw.{self.spec.name}")
-            elif bi is not None:
-                raise LoadError(f"key {key!r} item {bi} is {ss.JSON_KIND.get(bt, bt)}, expected "
-                                "an object", where=where)
-            else:
-                keep.append(f)
-        return keep
-
-    def _check_items(self, files: list[_File], warnings: list[str]) -> list[_File]:
-        """A JSON array or NDJSON file: every item an object; an empty one gives no rows."""
-        ndjson = self.spec.options["format"] == "ndjson"
-        found = {r[0]: r[1:] for r in self.con.execute(
-            ss.items_check_sql([f.path for f in files], ndjson)).fetchall()}
-        keep: list[_File] = []
-        for f in files:
-            n, bad = found.get(f.path.as_posix(), (0, 0))
-            if bad:  # exact index: json_each in one array, else the value's position
-                count, top = self.con.execute(f"SELECT count(*), any_value(json_type(json)) "
-                                              f"FROM {ss.json_objects([f.path])}").fetchone()
-                if count == 1 and top != "ARRAY":
-                    raise LoadError(f"expected a list of objects, found {ss.JSON_KIND.get(top)}",
-                                    where=f"seeds/{f.rel}")
-                i, kind = self.con.execute(ss.first_bad_sql(f.path, count == 1)).fetchone()
-                raise LoadError(f"item {i} is {ss.JSON_KIND.get(kind, kind)}, expected an "
-                                "object", where=f"seeds/{f.rel}")
-            if n == 0:
-                warnings.append(f"seeds/{f.rel}: no objects (empty list); no rows for "
-                                f"raw.{self.spec.name}")
-            else:
-                keep.append(f)
-        return keep
-
-    def _explain(self, exc: duckdb.Error, files: list[_File]) -> LoadError:
+    def _explain(self, exc: duckdb.Error, files: list[SeedFile]) -> LoadError:
         """DuckDB's multi-line message -> one line naming the file (and line) at fault."""
         text = str(exc)
         hits = [f for f in files if f.path.as_posix() in text]

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
+from sandbox_client import HTTP
 
 from elt.sandbox import Sandbox
+
+pytest_plugins = ["seed_helpers"]  # the seed-loading tests' `root` and `con` fixtures
 
 
 @pytest.fixture
@@ -17,3 +21,9 @@ def sandbox() -> Iterator[Sandbox]:
         yield sb
     finally:
         sb.stop()
+
+
+@pytest.fixture
+def client(sandbox: Sandbox) -> Iterator[httpx.Client]:
+    HTTP.base_url = httpx.URL(sandbox.url)
+    yield HTTP

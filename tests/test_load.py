@@ -1,95 +1,37 @@
-"""Seeds into raw.*: discovery, options, incremental state, atomicity and error messages.
+"""Seeds into raw.*: discovery, options, incremental state and atomicity.
 
 Every test writes real files into a temporary project and loads them into a real DuckDB file.
 """
 
 from __future__ import annotations
 
-import gzip
 import io
 import os
 import time
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
+from seed_helpers import (
+    Con,
+    config,
+    ids_by_file,
+    load,
+    load_error,
+    rows,
+    spec,
+    state,
+    types,
+    write,
+)
 
 import elt.load
 from elt.config import load_project
 from elt.console import Console, Progress
-from elt.errors import ConfigError, LoadError
-from elt.load import LoadOutcome, SeedSpec, discover_seeds, load_seed, seed_version
-
-Con = duckdb.DuckDBPyConnection
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    (tmp_path / "profiles.yml").write_text(
-        "p: {target: dev, outputs: {dev: {type: duckdb, path: target/elt.duckdb}}}\n")
-    (tmp_path / "seeds").mkdir()
-    return tmp_path
-
-
-@pytest.fixture
-def con(root: Path) -> Iterator[Con]:
-    (root / "target").mkdir()
-    connection = duckdb.connect(str(root / "target" / "elt.duckdb"))
-    yield connection
-    connection.close()
-
-
-def write(root: Path, rel: str, content: str | bytes) -> None:
-    path = root / "seeds" / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = content.encode() if isinstance(content, str) else content
-    path.write_bytes(gzip.compress(data) if rel.endswith(".gz") else data)
-
-
-def config(root: Path, text: str) -> None:
-    (root / "seeds" / "seeds.yml").write_text(text, encoding="utf-8")
-
-
-def spec(root: Path, name: str) -> SeedSpec:
-    return {s.name: s for s in discover_seeds(load_project(root))}[name]
-
-
-def load(con: Con, root: Path, name: str, **kw: Any) -> LoadOutcome:
-    return load_seed(con, load_project(root), spec(root, name), **kw)
-
-
-def rows(con: Con, sql: str, params: list[Any] | None = None) -> list[tuple]:
-    return con.execute(sql, params or []).fetchall()
-
-
-def types(con: Con, table: str) -> dict[str, str]:
-    return dict(rows(con, "SELECT column_name, data_type FROM duckdb_columns() WHERE "
-                          "schema_name = 'raw' AND table_name = ?", [table]))
-
-
-def ids_by_file(con: Con, table: str) -> dict[str, set[int]]:
-    """Which load ids each source file's rows carry: shows what was (not) reloaded."""
-    out: dict[str, set[int]] = {}
-    for f, i in rows(con, f"SELECT DISTINCT _elt_source_file, _elt_load_id FROM raw.{table}"):
-        out.setdefault(f, set()).add(i)
-    return out
-
-
-def state(con: Con, seed: str) -> tuple[list[tuple], list[tuple]]:
-    """Fingerprints and events of a seed, to prove a failed load changed neither."""
-    return (rows(con, "SELECT * FROM _elt.files WHERE seed = ? ORDER BY path", [seed]),
-            rows(con, "SELECT * FROM _elt.loads WHERE seed = ? ORDER BY load_id, path", [seed]))
-
-
-def load_error(con: Con, root: Path, name: str) -> str:
-    """The LoadError's text, which the CLI prints as one line."""
-    with pytest.raises(LoadError) as info:
-        load(con, root, name)
-    assert "\n" not in str(info.value), str(info.value)
-    return str(info.value)
+from elt.errors import LoadError
+from elt.load import discover_seeds, load_seed, seed_version
 
 
 # -- discovery, naming, formats and options --------------------------------------------------
@@ -385,116 +327,3 @@ def test_progress_for_big_loads(root: Path, con: Con) -> None:
     assert [(b.label, b.total, b.unit, b.done) for b in bars] == [("raw.big", 3, "files", 3)]
     assert bars[0].bytes > 1_000_000
     assert rows(con, "SELECT current_setting('enable_progress_bar')") == [(False,)]
-
-
-def test_million_row_csv_loads_at_duckdb_speed(root: Path, con: Con) -> None:
-    path = root / "seeds" / "m.csv"
-    con.execute(f"COPY (SELECT range AS id, range * 1.5 AS amount, DATE '2024-01-01' + "
-                f"(range % 365)::INT AS day FROM range(1000000)) TO '{path}'")
-    started = time.perf_counter()
-    con.execute(f"CREATE TABLE plain AS SELECT * FROM read_csv('{path}')")
-    plain = time.perf_counter() - started
-    started = time.perf_counter()
-    assert load(con, root, "m").rows == 1_000_000
-    assert time.perf_counter() - started < 3 * plain + 1.0  # + sha256 and bookkeeping
-
-
-# -- errors ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("rel, content, expected", [
-    ("bad.csv", "id,name\n1,a\n2,b,c\n",
-     "seeds/bad.csv:3: Expected Number of Columns: 2 Found: 3 (row: '2,b,c')"),
-    ("quote.csv", 'id,name\n1,"abc\n2,b\n', "seeds/quote.csv:2: Value with unterminated quote"),
-    ("latin.csv", b"id,name\n1,caf\xe9\n", "seeds/latin.csv:2: invalid UTF-8 byte sequence"),
-    ("empty.csv", "", "seeds/empty.csv: empty file (0 bytes)"),
-    ("broken.csv.gz", None, "seeds/broken.csv.gz: Input is not a GZIP stream"),
-    ("bad.parquet", "not parquet", "seeds/bad.parquet: File too small to be a Parquet file"),
-    ("arr.json", '[{"a": 1}, {"a": 2}, 3]', "seeds/arr.json: item 2 is a number, expected an "
-                                           "object"),
-    ("nd.ndjson", '{"a": 1}\n"x"\n', "seeds/nd.ndjson: item 1 is a string, expected an object"),
-    ("scalar.json", '"hello"', "seeds/scalar.json: expected a list of objects, found a string"),
-    ("syntax.json", '[{"a": 1}, {"a": }]', "seeds/syntax.json: Malformed JSON"),
-])
-def test_file_errors_are_one_line(root: Path, con: Con, rel: str, content: str | bytes | None,
-                                  expected: str) -> None:
-    if content is None:
-        (root / "seeds" / rel).write_bytes(b"not gzip at all")
-    else:
-        write(root, rel, content)
-    message = load_error(con, root, rel.split(".")[0])
-    assert message.startswith(expected), message
-    assert "Possible" not in message and "file =" not in message and str(root) not in message
-
-
-def test_cast_and_column_errors_name_file_line_and_column(root: Path, con: Con) -> None:
-    config(root, "seeds:\n  c: {path: c.csv, columns: {amount: DOUBLE}}\n"
-                 "  j: {path: j.ndjson, columns: {a: INTEGER}}\n"
-                 "  s: {path: s.csv, columns: {b: INTEGER}}\n"
-                 "  t: {path: t.csv, columns: {a: INTT}}\n")
-    write(root, "c.csv", "id,amount\n1,1.5\n2,oops\n")
-    write(root, "j.ndjson", '{"a": "1"}\n{"a": "x"}\n')
-    write(root, "s.csv", "a;b;c\n1;2;3\n")  # the default delimiter is ","
-    write(root, "t.csv", "a\n1\n")
-    assert load_error(con, root, "c") == ("seeds/c.csv:3: column 'amount': cannot convert "
-                                          "'oops' to DOUBLE")
-    assert load_error(con, root, "j") == "seeds/j.ndjson: column 'a': cannot convert 'x' to INTEGER"
-    assert load_error(con, root, "s") == ("seeds/s.csv: column 'b' from seeds.yml `columns:` is "
-                                          "not in the file (it has: a;b;c); wrong delimiter?")
-    message = load_error(con, root, "t")
-    assert message.startswith(f"{root}/seeds/seeds.yml: seed 't': bad type in `columns:`")
-    assert "INTT" in message
-
-
-def test_json_key_and_document_errors(root: Path, con: Con) -> None:
-    config(root, "seeds:\n  users: {path: uois/systemdata.json, json_key: users}\n"
-                 "  cfg: {path: uois/cfg.json, json_key: users}\n"
-                 "  lst: {path: uois/list.json, json_key: users}\n"
-                 "  many: {path: many.json, format: document}\n")
-    write(root, "uois/systemdata.json",
-          '{"users": [{"id": 1}, {"id": 2}, {"id": 3}, "dave", {"id": 5}]}')
-    write(root, "uois/cfg.json", '{"users": {"id": 1}}')
-    write(root, "uois/list.json", '[{"users": []}]')
-    write(root, "many.json", '{"a": 1}\n{"a": 2}\n')
-    assert load_error(con, root, "users") == (
-        "seeds/uois/systemdata.json: key 'users' item 3 is a string, expected an object")
-    assert load_error(con, root, "cfg") == (
-        "seeds/uois/cfg.json: key 'users' is an object, expected a list of objects")
-    assert load_error(con, root, "lst") == (
-        "seeds/uois/list.json: expected one JSON object with key 'users', found a list")
-    assert load_error(con, root, "many").startswith(
-        "seeds/many.json: expected one JSON document, found 2 values")
-
-
-def test_file_gone_after_discovery(root: Path, con: Con) -> None:
-    write(root, "gone.csv", "a\n1\n")
-    gone = spec(root, "gone")
-    (root / "seeds/gone.csv").unlink()
-    with pytest.raises(LoadError, match=r"^seeds/gone.csv: file not found$"):
-        load_seed(con, load_project(root), gone)
-
-
-@pytest.mark.parametrize("text, files, expected", [
-    ("seeds:\n  a: [unclosed\n", {}, r"seeds\.yml:\d+: invalid YAML"),
-    ("seeds:\n  ok: {path: a.csv}\n  bad:\n    path: a.csv\n    delimeter: ';'\n", {"a.csv": "x\n"},
-     r"seeds\.yml:3: seed 'bad': unknown option 'delimeter'"),
-    ("seeds:\n  residents: {path: 'flowkit/res_*.csv'}\n", {"a.csv": "x\n"},
-     r"seeds\.yml:2: seed 'residents': path 'flowkit/res_\*\.csv' matches no file"),
-    ("seeds:\n  a: {path: one.csv}\n", {"one.csv": "x\n", "a.csv": "x\n"},
-     r"two seeds load into raw\.a"),
-    ("", {"a.csv": "x\n", "a.json": "[]"}, r"two seeds load into raw\.a"),
-    ("seeds:\n  x: {path: a.csv}\n  x: {path: a.csv}\n", {"a.csv": "x\n"},
-     r"seeds\.yml:3: seed 'x' is defined twice"),
-    ("seeds:\n  j: {path: a.json, delimiter: ';'}\n", {"a.json": "[]"},
-     r"seed 'j': option 'delimiter' applies to csv/tsv only"),
-    ("seeds:\n  j: {path: a.csv, format: excel}\n", {"a.csv": "x\n"}, r"format 'excel'"),
-    ("seeds:\n  j: {path: a.csv, json_key: k}\n", {"a.csv": "x\n"}, r"json_key needs format json"),
-    ("seeds:\n  bad-name: {path: a.csv}\n", {"a.csv": "x\n"}, r"not a valid table name"),
-    ("seeds:\n  j: {path: ../a.csv}\n", {}, r"relative to seeds/"),
-    ("tables: {}\n", {}, r"seeds\.yml:1: expected a top-level `seeds:`"),
-])
-def test_bad_seeds_yml(root: Path, text: str, files: dict[str, str], expected: str) -> None:
-    config(root, text)
-    for rel, content in files.items():
-        write(root, rel, content)
-    with pytest.raises(ConfigError, match=expected) as info:
-        discover_seeds(load_project(root))
-    assert "\n" not in str(info.value)

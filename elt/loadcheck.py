@@ -1,0 +1,77 @@
+"""Checks of what DuckDB's JSON readers would accept silently, with errors naming the file,
+the key and the index of the first bad item (set-based: one query per file set)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from elt import seedspec as ss
+from elt.errors import LoadError
+from elt.seedspec import SeedSpec
+
+
+@dataclass
+class SeedFile:
+    """One file of a seed with its fingerprint."""
+
+    rel: str  # relative to seeds/, as in _elt_source_file
+    path: Path
+    size: int
+    mtime: float
+    sha256: str
+
+
+def check_keyed(con: duckdb.DuckDBPyConnection, spec: SeedSpec, files: list[SeedFile],
+                warnings: list[str]) -> list[SeedFile]:
+    """A json_key file: one object whose key is a list of objects (or missing/empty)."""
+    key = spec.options["json_key"]
+    found = {r[0]: r[1:] for r in con.execute(
+        ss.keyed_check_sql([f.path for f in files], key)).fetchall()}
+    keep: list[SeedFile] = []
+    for f in files:
+        where = f"seeds/{f.rel}"
+        nv, top, kt, n, bi, bt = found.get(f.path.as_posix(), (0, None, None, 0, None, None))
+        if nv != 1 or top != "OBJECT":
+            what = f"{nv} JSON values" if nv != 1 else ss.JSON_KIND.get(top, top)
+            raise LoadError(f"expected one JSON object with key {key!r}, found {what}",
+                            where=where)
+        if kt not in (None, "ARRAY"):
+            raise LoadError(f"key {key!r} is {ss.JSON_KIND.get(kt, kt)}, expected a list of "
+                            "objects", where=where)
+        if kt is None or n == 0:
+            state = "is missing" if kt is None else "is an empty list"
+            warnings.append(f"{where}: key {key!r} {state}; no rows for raw.{spec.name}")
+        elif bi is not None:
+            raise LoadError(f"key {key!r} item {bi} is {ss.JSON_KIND.get(bt, bt)}, expected "
+                            "an object", where=where)
+        else:
+            keep.append(f)
+    return keep
+
+def check_items(con: duckdb.DuckDBPyConnection, spec: SeedSpec, files: list[SeedFile],
+                warnings: list[str]) -> list[SeedFile]:
+    """A JSON array or NDJSON file: every item an object; an empty one gives no rows."""
+    ndjson = spec.options["format"] == "ndjson"
+    found = {r[0]: r[1:] for r in con.execute(
+        ss.items_check_sql([f.path for f in files], ndjson)).fetchall()}
+    keep: list[SeedFile] = []
+    for f in files:
+        n, bad = found.get(f.path.as_posix(), (0, 0))
+        if bad:  # exact index: json_each in one array, else the value's position
+            count, top = con.execute(f"SELECT count(*), any_value(json_type(json)) "
+                                          f"FROM {ss.json_objects([f.path])}").fetchone()
+            if count == 1 and top != "ARRAY":
+                raise LoadError(f"expected a list of objects, found {ss.JSON_KIND.get(top)}",
+                                where=f"seeds/{f.rel}")
+            i, kind = con.execute(ss.first_bad_sql(f.path, count == 1)).fetchone()
+            raise LoadError(f"item {i} is {ss.JSON_KIND.get(kind, kind)}, expected an "
+                            "object", where=f"seeds/{f.rel}")
+        if n == 0:
+            warnings.append(f"seeds/{f.rel}: no objects (empty list); no rows for "
+                            f"raw.{spec.name}")
+        else:
+            keep.append(f)
+    return keep

@@ -1,0 +1,119 @@
+"""Seeds into raw.*: every bad input is one clear line naming the file (and line, key, item)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from seed_helpers import (
+    Con,
+    config,
+    load_error,
+    spec,
+    write,
+)
+
+from elt.config import load_project
+from elt.errors import ConfigError, LoadError
+from elt.load import discover_seeds, load_seed
+
+
+# -- errors ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("rel, content, expected", [
+    ("bad.csv", "id,name\n1,a\n2,b,c\n",
+     "seeds/bad.csv:3: Expected Number of Columns: 2 Found: 3 (row: '2,b,c')"),
+    ("quote.csv", 'id,name\n1,"abc\n2,b\n', "seeds/quote.csv:2: Value with unterminated quote"),
+    ("latin.csv", b"id,name\n1,caf\xe9\n", "seeds/latin.csv:2: invalid UTF-8 byte sequence"),
+    ("empty.csv", "", "seeds/empty.csv: empty file (0 bytes)"),
+    ("broken.csv.gz", None, "seeds/broken.csv.gz: Input is not a GZIP stream"),
+    ("bad.parquet", "not parquet", "seeds/bad.parquet: File too small to be a Parquet file"),
+    ("arr.json", '[{"a": 1}, {"a": 2}, 3]', "seeds/arr.json: item 2 is a number, expected an "
+                                           "object"),
+    ("nd.ndjson", '{"a": 1}\n"x"\n', "seeds/nd.ndjson: item 1 is a string, expected an object"),
+    ("scalar.json", '"hello"', "seeds/scalar.json: expected a list of objects, found a string"),
+    ("syntax.json", '[{"a": 1}, {"a": }]', "seeds/syntax.json: Malformed JSON"),
+])
+def test_file_errors_are_one_line(root: Path, con: Con, rel: str, content: str | bytes | None,
+                                  expected: str) -> None:
+    if content is None:
+        (root / "seeds" / rel).write_bytes(b"not gzip at all")
+    else:
+        write(root, rel, content)
+    message = load_error(con, root, rel.split(".")[0])
+    assert message.startswith(expected), message
+    assert "Possible" not in message and "file =" not in message and str(root) not in message
+
+
+def test_cast_and_column_errors_name_file_line_and_column(root: Path, con: Con) -> None:
+    config(root, "seeds:\n  c: {path: c.csv, columns: {amount: DOUBLE}}\n"
+                 "  j: {path: j.ndjson, columns: {a: INTEGER}}\n"
+                 "  s: {path: s.csv, columns: {b: INTEGER}}\n"
+                 "  t: {path: t.csv, columns: {a: INTT}}\n")
+    write(root, "c.csv", "id,amount\n1,1.5\n2,oops\n")
+    write(root, "j.ndjson", '{"a": "1"}\n{"a": "x"}\n')
+    write(root, "s.csv", "a;b;c\n1;2;3\n")  # the default delimiter is ","
+    write(root, "t.csv", "a\n1\n")
+    assert load_error(con, root, "c") == ("seeds/c.csv:3: column 'amount': cannot convert "
+                                          "'oops' to DOUBLE")
+    assert load_error(con, root, "j") == "seeds/j.ndjson: column 'a': cannot convert 'x' to INTEGER"
+    assert load_error(con, root, "s") == ("seeds/s.csv: column 'b' from seeds.yml `columns:` is "
+                                          "not in the file (it has: a;b;c); wrong delimiter?")
+    message = load_error(con, root, "t")
+    assert message.startswith(f"{root}/seeds/seeds.yml: seed 't': bad type in `columns:`")
+    assert "INTT" in message
+
+
+def test_json_key_and_document_errors(root: Path, con: Con) -> None:
+    config(root, "seeds:\n  users: {path: uois/systemdata.json, json_key: users}\n"
+                 "  cfg: {path: uois/cfg.json, json_key: users}\n"
+                 "  lst: {path: uois/list.json, json_key: users}\n"
+                 "  many: {path: many.json, format: document}\n")
+    write(root, "uois/systemdata.json",
+          '{"users": [{"id": 1}, {"id": 2}, {"id": 3}, "dave", {"id": 5}]}')
+    write(root, "uois/cfg.json", '{"users": {"id": 1}}')
+    write(root, "uois/list.json", '[{"users": []}]')
+    write(root, "many.json", '{"a": 1}\n{"a": 2}\n')
+    assert load_error(con, root, "users") == (
+        "seeds/uois/systemdata.json: key 'users' item 3 is a string, expected an object")
+    assert load_error(con, root, "cfg") == (
+        "seeds/uois/cfg.json: key 'users' is an object, expected a list of objects")
+    assert load_error(con, root, "lst") == (
+        "seeds/uois/list.json: expected one JSON object with key 'users', found a list")
+    assert load_error(con, root, "many").startswith(
+        "seeds/many.json: expected one JSON document, found 2 values")
+
+
+def test_file_gone_after_discovery(root: Path, con: Con) -> None:
+    write(root, "gone.csv", "a\n1\n")
+    gone = spec(root, "gone")
+    (root / "seeds/gone.csv").unlink()
+    with pytest.raises(LoadError, match=r"^seeds/gone.csv: file not found$"):
+        load_seed(con, load_project(root), gone)
+
+
+@pytest.mark.parametrize("text, files, expected", [
+    ("seeds:\n  a: [unclosed\n", {}, r"seeds\.yml:\d+: invalid YAML"),
+    ("seeds:\n  ok: {path: a.csv}\n  bad:\n    path: a.csv\n    delimeter: ';'\n", {"a.csv": "x\n"},
+     r"seeds\.yml:3: seed 'bad': unknown option 'delimeter'"),
+    ("seeds:\n  residents: {path: 'flowkit/res_*.csv'}\n", {"a.csv": "x\n"},
+     r"seeds\.yml:2: seed 'residents': path 'flowkit/res_\*\.csv' matches no file"),
+    ("seeds:\n  a: {path: one.csv}\n", {"one.csv": "x\n", "a.csv": "x\n"},
+     r"two seeds load into raw\.a"),
+    ("", {"a.csv": "x\n", "a.json": "[]"}, r"two seeds load into raw\.a"),
+    ("seeds:\n  x: {path: a.csv}\n  x: {path: a.csv}\n", {"a.csv": "x\n"},
+     r"seeds\.yml:3: seed 'x' is defined twice"),
+    ("seeds:\n  j: {path: a.json, delimiter: ';'}\n", {"a.json": "[]"},
+     r"seed 'j': option 'delimiter' applies to csv/tsv only"),
+    ("seeds:\n  j: {path: a.csv, format: excel}\n", {"a.csv": "x\n"}, r"format 'excel'"),
+    ("seeds:\n  j: {path: a.csv, json_key: k}\n", {"a.csv": "x\n"}, r"json_key needs format json"),
+    ("seeds:\n  bad-name: {path: a.csv}\n", {"a.csv": "x\n"}, r"not a valid table name"),
+    ("seeds:\n  j: {path: ../a.csv}\n", {}, r"relative to seeds/"),
+    ("tables: {}\n", {}, r"seeds\.yml:1: expected a top-level `seeds:`"),
+])
+def test_bad_seeds_yml(root: Path, text: str, files: dict[str, str], expected: str) -> None:
+    config(root, text)
+    for rel, content in files.items():
+        write(root, rel, content)
+    with pytest.raises(ConfigError, match=expected) as info:
+        discover_seeds(load_project(root))
+    assert "\n" not in str(info.value)
