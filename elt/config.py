@@ -22,6 +22,10 @@ _ENV_VAR = re.compile(
     r"\{\{\s*env_var\(\s*(['\"])(?P<name>[^'\"]+)\1\s*(?:,\s*(['\"])(?P<default>.*?)\3\s*)?\)\s*\}\}"
 )
 _LEFTOVER = re.compile(r"\{\{.*?\}\}")
+# Values read into keys (or from variables) named like these are secrets: redacted from all
+# output. URLs, user names and client ids stay readable in messages.
+_SECRET_KEY = re.compile(r"secret|password|passwd|token|api_?key|credential|private",
+                         re.IGNORECASE)
 
 
 def load_yaml(path: Path) -> Any:
@@ -61,7 +65,8 @@ def render_env(value: Any, where: str) -> Any:
         name, default = match.group("name"), match.group("default")
         if name in os.environ:
             resolved = os.environ[name]
-            secrets.register(resolved)
+            if _SECRET_KEY.search(where.rsplit(".", 1)[-1]) or _SECRET_KEY.search(name):
+                secrets.register(resolved)  # never printed, logged or stored
             return resolved
         if default is not None:
             return default

@@ -269,7 +269,7 @@ def _rest(spec: SourceSpec, raw: dict) -> None:
 
 
 def _graphql(spec: SourceSpec, raw: dict, yaml_path: Path) -> None:
-    from elt.publish.sinks.graphql import parse_document, single_field, variable_names
+    from elt.publish.sinks.graphql import read_document, variable_names
 
     for key in ("path", "params", "body"):
         if key in raw:
@@ -279,15 +279,9 @@ def _graphql(spec: SourceSpec, raw: dict, yaml_path: Path) -> None:
     if not raw.get("document"):
         raise spec.error("`document:` (a .gql file relative to this YAML) is required")
     spec.document_path = yaml_path.parent / str(raw["document"])
-    source = str(spec.document_path)
     try:
-        spec.document_text = spec.document_path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"api source {spec.label}: cannot read GraphQL document: "
-                          f"{exc.strerror or exc}", where=source) from None
-    try:
-        op, fld = single_field(parse_document(spec.document_text, source), source)
-    except EltError as exc:  # already names file:line:col
+        spec.document_text, op, fld = read_document(spec.document_path)
+    except EltError as exc:  # already names the file (and line:col)
         raise ConfigError(f"api source {spec.label}: {exc}") from None
     spec.response_key = (fld.alias or fld.name).value
     spec.fixed_variables = _mapping(spec, raw, "variables")
@@ -299,7 +293,7 @@ def _graphql(spec: SourceSpec, raw: dict, yaml_path: Path) -> None:
         wanted |= {p.limit_param} if p.limit_param else set()
     missing = sorted(wanted - declared)
     if missing:
-        raise spec.error(f"{source} does not declare ${missing[0]} "
+        raise spec.error(f"{spec.document_path} does not declare ${missing[0]} "
                          f"(declared: {', '.join(sorted(declared)) or 'none'})")
 
 

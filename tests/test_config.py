@@ -119,3 +119,15 @@ def test_repo_profiles_local_target_matches_the_sandbox(monkeypatch: pytest.Monk
             got = local[name]["auth"]
             for field in ("client_id", "client_secret", "audience", "username", "password"):
                 assert got.get(field) == expected.get(field), (name, field)
+
+
+def test_only_secret_looking_values_are_redacted(project_dir: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A URL from the environment stays readable in messages; a token never shows."""
+    monkeypatch.delenv("ELT_TARGET", raising=False)
+    monkeypatch.setenv("T_URL", "http://api.internal.example/v1")
+    monkeypatch.setenv("T_TOKEN", "tok-other-canary-456")
+    load_project(project_dir)
+    assert secrets.redact("GET http://api.internal.example/v1") == \
+        "GET http://api.internal.example/v1"
+    assert secrets.redact("token tok-other-canary-456") == "token ***"

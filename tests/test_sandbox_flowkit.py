@@ -11,22 +11,13 @@ from typing import Any
 
 import httpx
 import pytest
-from sandbox_client import (  # noqa: F401
-    EXTERNALID,
-    GROUP,
+from sandbox_client import (
     HTTP,
-    INTERNAL,
-    MEMBERSHIP,
-    USER,
     bearer,
     config,
     dataset,
-    gql,
-    new_id,
     query_body,
     token,
-    uois_token,
-    user_vars,
 )
 
 from elt.sandbox import Sandbox

@@ -5,20 +5,15 @@ from __future__ import annotations
 import gzip
 import json
 
-from sandbox_client import (  # noqa: F401
+from sandbox_client import (
     EXTERNALID,
     GROUP,
     HTTP,
     INTERNAL,
     MEMBERSHIP,
     USER,
-    bearer,
-    config,
-    dataset,
     gql,
     new_id,
-    query_body,
-    token,
     uois_token,
     user_vars,
 )

@@ -58,6 +58,19 @@ def parse_document(text: str, source: str = "<document>") -> DocumentNode:
         raise PublishError(f"GraphQL syntax error: {exc.description}", where=where) from None
 
 
+def read_document(path: Path) -> tuple[str, OperationDefinitionNode, FieldNode]:
+    """A .gql file's text, its one operation and its one top-level field; errors name the
+    file (and line:col for a syntax error)."""
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PublishError(f"cannot read GraphQL document: {exc.strerror or exc}",
+                           where=source) from None
+    op, field = single_field(parse_document(text, source), source)
+    return text, op, field
+
+
 def single_field(doc: DocumentNode, source: str) -> tuple[OperationDefinitionNode, FieldNode]:
     """The document's one operation and its one top-level field (what gets aliased)."""
     ops = [d for d in doc.definitions if isinstance(d, OperationDefinitionNode)]
@@ -166,13 +179,7 @@ class GraphQLSink(Sink):
         if str(gql.get("compression") or "none") != "none":
             raise self.error("graphql bodies are never compressed (UOIS does not decode gzip)")
         self.document_path = self.base_dir / str(gql["document"])
-        source = str(self.document_path)
-        try:
-            self.document_text = self.document_path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise PublishError(f"cannot read GraphQL document: {exc.strerror or exc}",
-                               where=source) from None
-        op, field = single_field(parse_document(self.document_text, source), source)
+        self.document_text, op, field = read_document(self.document_path)
         self.variables = variable_names(op)
         self.response_key = (field.alias or field.name).value
         self.result_path = gql.get("result")
