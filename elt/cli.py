@@ -93,10 +93,13 @@ def test_cmd(select: tuple[str, ...], exclude: tuple[str, ...], **opts: Any) -> 
 @click.argument("query", required=False)
 @click.option("--format", "fmt", type=_FORMATS, default="table")
 @click.option("--limit", type=int, default=None, help="Print at most N rows.")
-def sql(query: str | None, fmt: str, limit: int | None, **opts: Any) -> None:
+@click.option("--database", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Another DuckDB file, e.g. target/sandbox.duckdb (what the sandbox got).")
+def sql(query: str | None, fmt: str, limit: int | None, database: Path | None,
+        **opts: Any) -> None:
     """Run SQL against the staging database (QUERY or stdin), read-only."""
     text = query if query is not None else sys.stdin.read()
-    _run(opts, lambda c: c.sql(text, fmt, limit))
+    _run(opts, lambda c: c.sql(text, fmt, limit, database))
 
 
 @cli.command()

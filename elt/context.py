@@ -71,10 +71,13 @@ class Context:
             return run_build(con, self.project, graph, self.console, select=select,
                              exclude=exclude, full_refresh=False, command="test")
 
-    def sql(self, query: str, fmt: str = "table", limit: int | None = None) -> None:
+    def sql(self, query: str, fmt: str = "table", limit: int | None = None,
+            database: Path | None = None) -> None:
+        """Read-only SQL on the staging database (or another DuckDB file, e.g. the sandbox's)."""
         from elt.inspect import render, run_query
 
-        with self.connect(read_only=True) as con:
+        with (db.connect(database, read_only=True) if database else
+              self.connect(read_only=True)) as con:
             columns, rows = run_query(con, query, limit=limit)
         render(self.console, columns, rows, fmt)
 

@@ -108,3 +108,21 @@ def test_render_dag(built: Built) -> None:
     assert '  "raw.people" [shape=cylinder];' in dot
     with pytest.raises(EltError):
         render_dag(graph, "png")
+
+
+def test_sql_on_another_database_file(tmp_path: Path) -> None:
+    """`elt sql --database target/sandbox.duckdb`: look at what the sandbox received."""
+    from click.testing import CliRunner
+
+    from elt.cli import cli
+
+    (tmp_path / "profiles.yml").write_text(
+        "p: {target: dev, outputs: {dev: {type: duckdb, path: target/elt.duckdb}}}\n")
+    other = tmp_path / "other.duckdb"
+    with duckdb.connect(str(other)) as con:
+        con.execute("CREATE TABLE received AS SELECT 7 AS mdid")
+    result = CliRunner().invoke(cli, ["sql", "--project-dir", str(tmp_path), "--database",
+                                      str(other), "--format", "json",
+                                      "SELECT mdid FROM received"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == [{"mdid": 7}]
