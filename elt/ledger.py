@@ -14,7 +14,7 @@ from pathlib import Path
 
 import duckdb
 
-from elt.db import PUBLISHED_SCHEMA, STATE_SCHEMA, quote, table_exists
+from elt.db import PUBLISHED_SCHEMA, STATE_SCHEMA, literal, quote, table_exists
 from elt.errors import PublishError
 
 LEDGER = f"{STATE_SCHEMA}.ledger"
@@ -57,16 +57,12 @@ def ensure_ledger(con: duckdb.DuckDBPyConnection, publications: dict[str, Sequen
     con.execute(_RUNS_DDL)
     con.execute(f"CREATE SEQUENCE IF NOT EXISTS {SEQ}")
     for name, keys in publications.items():
-        cols = ", ".join(f"key_json->>{_lit(k)} AS {quote(k)}" for k in keys)
+        cols = ", ".join(f"key_json->>{literal(k)} AS {quote(k)}" for k in keys)
         con.execute(
             f"CREATE OR REPLACE VIEW {PUBLISHED_SCHEMA}.{quote(name)} AS "
             f"SELECT {cols}, status, http_status, answer, seq, last_sent FROM {LEDGER} "
-            f"WHERE publication = {_lit(name)} AND NOT coalesce(deleted, false)"
+            f"WHERE publication = {literal(name)} AND NOT coalesce(deleted, false)"
         )
-
-
-def _lit(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 # -- pending set --------------------------------------------------------------------------
@@ -103,7 +99,7 @@ def _model_cte(q: PendingQuery, columns: dict[str, str], *, with_body: bool) -> 
     """Key, key object and content hash of every model row (and the body when asked: the
     classification carries only hashes, so memory stays flat however big the bodies are)."""
     keys = ", ".join(quote(k) for k in q.key)
-    obj = ", ".join(f"{_lit(k)}, {quote(k)}" for k in q.key)
+    obj = ", ".join(f"{literal(k)}, {quote(k)}" for k in q.key)
     body = _body_expr(q, columns)
     last = f"{body} AS body" if with_body else f"md5({body}) AS hash"
     return (f"SELECT json_array({keys})::VARCHAR AS key, json_object({obj})::VARCHAR AS key_json, "
@@ -215,7 +211,7 @@ def copy_pending(con: duckdb.DuckDBPyConnection, q: PendingQuery, path: Path,
     columns = columns or model_columns(con, q.relation)
     path.parent.mkdir(parents=True, exist_ok=True)
     # unordered: sorting would hold every body in memory at once; send order is free
-    con.execute(f"COPY ({pending_sql(q, columns, ordered=False)}) TO {_lit(str(path))} "
+    con.execute(f"COPY ({pending_sql(q, columns, ordered=False)}) TO {literal(str(path))} "
                 # small row groups: the sender reads one at a time, bodies can be large
                 "(FORMAT parquet, ROW_GROUP_SIZE 2048, ROW_GROUP_SIZE_BYTES 8000000)",
                 [q.publication])

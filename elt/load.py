@@ -22,7 +22,7 @@ from elt import db
 from elt import seedspec as ss
 from elt.config import Project
 from elt.console import Console, Progress
-from elt.db import quote
+from elt.db import literal, quote
 from elt.errors import LoadError
 from elt.loadcheck import SeedFile, check_items, check_keyed
 from elt.seedspec import SeedSpec, discover_seeds
@@ -218,9 +218,9 @@ class _Job:
             con.execute(f"CREATE TABLE {tmp} ({', '.join(cols + ['_elt_source_file VARCHAR'])}"
                         ", _elt_load_id BIGINT)")
         con.execute(f"COMMENT ON COLUMN {tmp}._elt_source_file IS "
-                    f"{ss.lit(CHECKSUM_PREFIX + spec.checksum)}")
+                    f"{literal(CHECKSUM_PREFIX + spec.checksum)}")
         if spec.description:
-            con.execute(f"COMMENT ON TABLE {tmp} IS {ss.lit(str(spec.description))}")
+            con.execute(f"COMMENT ON TABLE {tmp} IS {literal(str(spec.description))}")
         con.execute(f"DROP TABLE IF EXISTS {self.table}")
         con.execute(f"ALTER TABLE {tmp} RENAME TO {quote(spec.name)}")
 

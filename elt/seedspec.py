@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from elt.config import Project, load_yaml
-from elt.db import quote
+from elt.db import literal, quote
 from elt.errors import ConfigError
 
 SEEDS_FILE = "seeds.yml"
@@ -260,11 +260,6 @@ def _as_list(value: Any) -> list[Any]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def lit(value: str) -> str:
-    """A SQL string literal."""
-    return "'" + value.replace("'", "''") + "'"
-
-
 def reader_sql(spec: SeedSpec, files: list[Path], *, types: dict[str, str] | None = None,
                cast: bool = True, exhaustive: bool = False) -> str:
     """A SELECT of the files' rows plus `_elt_source_file` (the absolute path, as given).
@@ -273,17 +268,17 @@ def reader_sql(spec: SeedSpec, files: list[Path], *, types: dict[str, str] | Non
     applies the configured `columns:` types (off: to see what the file itself holds).
     """
     o = spec.options
-    paths = "[" + ", ".join(lit(p.as_posix()) for p in files) + "]"
+    paths = "[" + ", ".join(literal(p.as_posix()) for p in files) + "]"
     common = "union_by_name = true, filename = '_elt_source_file'"
     fmt = o["format"]
     forced = dict(o["columns"])
     if fmt in ("csv", "tsv"):
-        args = [paths, f"delim = {lit(o['delimiter'])}", f"header = {str(o['header']).lower()}",
+        args = [paths, f"delim = {literal(o['delimiter'])}", f"header = {str(o['header']).lower()}",
                 "skip = 0", "quote = '\"'", "escape = '\"'", common]
         if o["null_strings"]:
-            args.append("nullstr = [" + ", ".join(lit(n) for n in o["null_strings"]) + "]")
+            args.append("nullstr = [" + ", ".join(literal(n) for n in o["null_strings"]) + "]")
         if o["date_format"]:
-            args.append(f"dateformat = {lit(o['date_format'])}")
+            args.append(f"dateformat = {literal(o['date_format'])}")
         if o["all_varchar"]:
             args.append("all_varchar = true")
         if o.get("null_padding"):  # exports with short rows: missing trailing cells are NULL
@@ -292,7 +287,7 @@ def reader_sql(spec: SeedSpec, files: list[Path], *, types: dict[str, str] | Non
             args.append("sample_size = -1")
         merged = {**(types or {}), **(forced if cast else {})}
         if merged:
-            args.append("types = {" + ", ".join(f"{lit(k)}: {lit(v)}" for k, v in
+            args.append("types = {" + ", ".join(f"{literal(k)}: {literal(v)}" for k, v in
                                                 merged.items()) + "}")
         return f"SELECT * FROM read_csv({', '.join(args)})"
     if fmt == "parquet":
@@ -307,7 +302,7 @@ def reader_sql(spec: SeedSpec, files: list[Path], *, types: dict[str, str] | Non
         if fmt == "ndjson":
             args.append("format = 'newline_delimited'")
         if o["date_format"]:
-            args.append(f"dateformat = {lit(o['date_format'])}")
+            args.append(f"dateformat = {literal(o['date_format'])}")
         if exhaustive:
             args.append("sample_size = -1")
         inner = f"SELECT * FROM read_json({', '.join(args)})"
@@ -328,14 +323,14 @@ JSON_KIND = {"VARCHAR": "a string", "BIGINT": "a number", "UBIGINT": "a number",
 
 def json_objects(paths: list[Path], fmt: str = "unstructured") -> str:
     """read_json_objects over the files: raw JSON values, no type inference."""
-    listed = "[" + ", ".join(lit(p.as_posix()) for p in paths) + "]"
+    listed = "[" + ", ".join(literal(p.as_posix()) for p in paths) + "]"
     return (f"read_json_objects({listed}, format = '{fmt}', filename = true, "
             f"maximum_object_size = {MAX_OBJECT_SIZE})")
 
 
 def keyed_check_sql(paths: list[Path], key: str) -> str:
     """Per file: number of values, top type, type and length of `key`, first non-object."""
-    at = lit('$."' + key.replace('"', '\\"') + '"')
+    at = literal('$."' + key.replace('"', '\\"') + '"')
     return f"""
         WITH o AS (SELECT filename AS f, json AS j FROM {json_objects(paths)}),
         s AS (SELECT f, count(*) AS nv, any_value(json_type(j)) AS top,
@@ -373,8 +368,8 @@ def strict_csv_sql(spec: SeedSpec, path: Path) -> str:
     width = (len(next(csv.reader([first], delimiter=delim), [])) if len(delim) == 1
              else len(first.split(delim)))
     columns = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(max(width, 1)))
-    return (f"SELECT count(*) FROM read_csv({lit(path.as_posix())}, auto_detect = false, "
-            f"header = {str(o['header']).lower()}, delim = {lit(o['delimiter'])}, "
+    return (f"SELECT count(*) FROM read_csv({literal(path.as_posix())}, auto_detect = false, "
+            f"header = {str(o['header']).lower()}, delim = {literal(o['delimiter'])}, "
             f"quote = '\"', escape = '\"', skip = 0, columns = {{{columns}}})")
 
 

@@ -177,7 +177,7 @@ def test_changed_settings_ask_again(env: Env, seeded: list[str]) -> None:
 
 def test_wrong_credentials(tmp_path: Path, sb: Sandbox) -> None:
     cfg = sb.endpoint_config("uois")
-    env = Env(tmp_path / "p", {"uois": {**cfg, "auth": {**cfg["auth"], "password": "wrong-password-1"}}})
+    env = Env(tmp_path / "p", {"uois": {**cfg, "auth": {**cfg["auth"], "password": "wrong-pass"}}})
     env.outer_ids("o0")
     with pytest.raises(EltError, match=r"api source raw.ids: endpoint uois: login .* HTTP 401"):
         env.fetch("ids", **IDS)
