@@ -20,7 +20,7 @@ from typing import Any, TextIO
 
 import duckdb
 
-from elt import secrets
+from elt import ledger, secrets
 from elt.console import Progress
 from elt.errors import EltError
 from elt.publish.journal import Journal
@@ -85,19 +85,43 @@ def settle(sink: Sink, request: Request, status: int | None, body: bytes, error:
 
 
 class _Reader:
-    """Reads the pending parquet in chunks; runs in one dedicated thread."""
+    """Reads the pending set in chunks; runs in one dedicated thread.
+
+    The keys file (op, hash: small) is held as a dict; the bodies file is streamed and each
+    body paired with its key's row; keys without a body (deletes) come last.
+    """
 
     def __init__(self, path: Path, raw: bool = False) -> None:
         self.path = path
         self.raw = raw  # hand bodies over as RawJSON text (the sink does not look inside)
         self.con: duckdb.DuckDBPyConnection | None = None
+        self.meta: dict[str, tuple[str, str, str, bool]] = {}
+        self.deletes: list[tuple[str, str, str, str, str, bool]] = []
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        con = duckdb.connect(config={"memory_limit": READER_MEMORY, "threads": "1"})
+        for key, key_json, op, hsh, rou, absent in con.execute(
+                "SELECT key, key_json, op, hash, retry_of_unknown, absent FROM read_parquet(?)",
+                [str(self.path)]).fetchall():
+            if absent:  # gone from the model: the body is the key as an object
+                self.deletes.append((key, key_json, op, hsh, key_json, bool(rou)))
+            else:
+                self.meta[key] = (key_json, op, hsh, bool(rou))
+        con.execute("SELECT key, body FROM read_parquet(?)",
+                    [str(ledger.bodies_path(self.path))])
+        return con
 
     def chunk(self) -> list[tuple[Row, str]]:
         if self.con is None:
-            self.con = duckdb.connect(config={"memory_limit": READER_MEMORY, "threads": "1"})
-            self.con.execute("SELECT key, key_json, op, hash, body, retry_of_unknown "
-                             "FROM read_parquet(?)", [str(self.path)])
-        rows = self.con.fetchmany(READ_CHUNK)
+            self.con = self._open()
+        fetched = self.con.fetchmany(READ_CHUNK)
+        if fetched:
+            rows = []
+            for key, body in fetched:
+                key_json, op, hsh, rou = self.meta.pop(key)
+                rows.append((key, key_json, op, hsh, body, rou))
+        else:
+            rows, self.deletes = self.deletes[:READ_CHUNK], self.deletes[READ_CHUNK:]
         if self.raw:
             return [(Row(key, op, RawJSON(body if body is not None else "null"), hsh,
                          bool(rou)), key_json) for key, key_json, op, hsh, body, rou in rows]
