@@ -39,7 +39,6 @@ class Context:
             target.path,
             read_only=read_only,
             memory_limit=target.memory_limit,
-            threads=None,
         )
 
     def graph(self):  # noqa: ANN201 - elt.graph.Graph

@@ -169,19 +169,24 @@ SELECT key, key_json, reason,
 FROM c"""
 
 
-def pending_sql(q: PendingQuery, columns: dict[str, str], ledger: str = LEDGER, *,
-                ordered: bool = True) -> str:
+def _bodies_sql(q: PendingQuery, columns: dict[str, str], pending: str) -> str:
+    """key, body of the model rows whose key is pending (a semi-join: bodies stream)."""
+    keys = ", ".join(quote(k) for k in q.key)
+    return (f"SELECT key, body FROM ({_model_cte(q, columns, with_body=True)} WHERE "
+            f"json_array({keys})::VARCHAR IN (SELECT key FROM {pending} WHERE NOT absent))")
+
+
+def pending_sql(q: PendingQuery, columns: dict[str, str], ledger: str = LEDGER) -> str:
     """Only the rows to send: key, key_json, op, hash, body, retry_of_unknown, reason.
 
     A delete's body is the key as an object (the row is gone from the model).
     """
     return f"""
 WITH p AS (SELECT * FROM ({classified_sql(q, columns, ledger)}) WHERE op IS NOT NULL),
-b AS ({_model_cte(q, columns, with_body=True)} WHERE json_array({
-        ", ".join(quote(k) for k in q.key)})::VARCHAR IN (SELECT key FROM p WHERE NOT absent))
+b AS ({_bodies_sql(q, columns, "p")})
 SELECT p.key, p.key_json, p.op, p.hash, CASE WHEN p.absent THEN p.key_json ELSE b.body END
        AS body, p.retry_of_unknown, p.reason
-FROM p LEFT JOIN b ON p.key = b.key{" ORDER BY p.key" if ordered else ""}"""
+FROM p LEFT JOIN b ON p.key = b.key ORDER BY p.key"""
 
 
 def ledger_relation(con: duckdb.DuckDBPyConnection) -> str:
@@ -226,10 +231,8 @@ def copy_pending(con: duckdb.DuckDBPyConnection, q: PendingQuery, path: Path,
                 f"WHERE op IS NOT NULL", [q.publication])
     try:
         con.execute(f"COPY _elt_pending TO {literal(str(path))} (FORMAT parquet)")
-        keys = ", ".join(quote(k) for k in q.key)
         con.execute(
-            f"COPY (SELECT key, body FROM ({_model_cte(q, columns, with_body=True)} WHERE "
-            f"json_array({keys})::VARCHAR IN (SELECT key FROM _elt_pending WHERE NOT absent))) "
+            f"COPY ({_bodies_sql(q, columns, '_elt_pending')}) "
             f"TO {literal(str(bodies_path(path)))} "
             # small row groups: the sender reads one at a time, bodies can be large
             "(FORMAT parquet, ROW_GROUP_SIZE 2048, ROW_GROUP_SIZE_BYTES 8000000)")
