@@ -21,8 +21,8 @@ from pathlib import Path
 
 import duckdb
 
-from elt.console import Console
 from elt.context import Context
+from elt.core.console import Console
 
 MODEL = """/* elt
 materialized: table

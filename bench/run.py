@@ -52,7 +52,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--generator", default="python -m elt.devdata",
                     help="data generator command; --out DIR --scale S are appended")
     ap.add_argument("--regenerate", action="store_true", help="ignore cached generated data")
-    ap.add_argument("--sandbox", default="elt.sandbox:Sandbox",
+    ap.add_argument("--sandbox", default="elt.sandbox.server:Sandbox",
                     help="module:Class of the receiver, Class(None, port=P, null_sink=True)")
     ap.add_argument("--stage-timeout", type=float, default=3600.0, help="seconds per stage")
     ap.add_argument("--skip", action="append", default=[],

@@ -9,10 +9,10 @@ from typing import Any
 
 import click
 
-from elt import secrets
-from elt.console import Console
 from elt.context import Context
-from elt.errors import EltError
+from elt.core import secrets
+from elt.core.console import Console
+from elt.core.errors import EltError
 
 _FORMATS = click.Choice(["table", "csv", "json"])
 

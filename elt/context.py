@@ -9,11 +9,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from elt import db
-from elt.config import Project, load_project
-from elt.console import Console
-from elt.results import RunResults
+from elt.core import db
+from elt.core.console import Console
+from elt.core.results import RunResults
+from elt.http.endpoints import Endpoints, RunningSandbox
+from elt.project.config import Project, load_project
+
+if TYPE_CHECKING:
+    from elt.graph.dag import Graph
+
+
+def start_sandbox(store: Path) -> RunningSandbox:
+    """The embedded sandbox for `{sandbox: kind}` endpoints, on a free loopback port."""
+    from elt.sandbox.server import Sandbox
+
+    return Sandbox(store, "127.0.0.1", 0).start()
 
 
 class Context:
@@ -33,6 +45,11 @@ class Context:
     def project(self) -> Project:
         return load_project(self._project_dir, self._profiles_dir, self._target)
 
+    @cached_property
+    def endpoints(self) -> Endpoints:
+        """Endpoints by name; `{sandbox: kind}` ones start the embedded sandbox on demand."""
+        return Endpoints(self.project, self.console, start_sandbox)
+
     def connect(self, *, read_only: bool = False):  # noqa: ANN201 - duckdb connection
         target = self.project.target
         return db.connect(
@@ -41,10 +58,10 @@ class Context:
             memory_limit=target.memory_limit,
         )
 
-    def graph(self):  # noqa: ANN201 - elt.graph.Graph
-        from elt.graph import load_graph
+    def graph(self) -> Graph:
+        from elt.graph.discover import discover_graph
 
-        return load_graph(self.project)
+        return discover_graph(self.project)
 
     # -- build half ----------------------------------------------------------------
     def build(
@@ -54,21 +71,23 @@ class Context:
         full_refresh: bool = False,
     ) -> RunResults:
         """Load changed seeds, fetch API sources, build models and run their tests, in DAG order."""
-        from elt.build import run_build
+        from elt.build.runner import run_build
 
         graph = self.graph()
         with self.connect() as con:
             return run_build(con, self.project, graph, self.console, select=select,
-                             exclude=exclude, full_refresh=full_refresh, command="build")
+                             exclude=exclude, full_refresh=full_refresh, command="build",
+                             endpoints=self.endpoints)
 
     def test(self, select: Sequence[str] = (), exclude: Sequence[str] = ()) -> RunResults:
         """Run data tests only, against the tables as they are."""
-        from elt.build import run_build
+        from elt.build.runner import run_build
 
         graph = self.graph()
         with self.connect() as con:
             return run_build(con, self.project, graph, self.console, select=select,
-                             exclude=exclude, full_refresh=False, command="test")
+                             exclude=exclude, full_refresh=False, command="test",
+                             endpoints=self.endpoints)
 
     def sql(self, query: str, fmt: str = "table", limit: int | None = None,
             database: Path | None = None) -> None:

@@ -15,10 +15,10 @@ from typing import Any
 
 import duckdb
 
-from elt import nodestate
-from elt.console import Console
-from elt.errors import EltError
-from elt.graph import Graph, Node
+from elt.build import nodestate
+from elt.core.console import Console
+from elt.core.errors import EltError
+from elt.graph.dag import Graph, Node
 
 LS_COLUMNS = ["name", "kind", "materialized", "rows", "last_build", "status"]
 _SHAPES = {"seed": "cylinder", "api": "cylinder", "model": "box", "published": "note",

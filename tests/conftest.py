@@ -8,7 +8,7 @@ import httpx
 import pytest
 from sandbox_client import HTTP
 
-from elt.sandbox import Sandbox
+from elt.sandbox.server import Sandbox
 
 pytest_plugins = ["seed_helpers"]  # the seed-loading tests' `root` and `con` fixtures
 

@@ -32,10 +32,10 @@ import httpx
 from click.testing import CliRunner
 
 from elt.cli import cli
-from elt.console import Console
 from elt.context import Context
-from elt.results import RunResults
-from elt.sandbox import Sandbox
+from elt.core.console import Console
+from elt.core.results import RunResults
+from elt.sandbox.server import Sandbox
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from elt.sandbox import Sandbox
+from elt.sandbox.server import Sandbox
 
 HTTP = httpx.Client(timeout=10)  # one client for the module: creating one costs ~50 ms
 

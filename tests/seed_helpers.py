@@ -10,9 +10,10 @@ from typing import Any
 import duckdb
 import pytest
 
-from elt.config import load_project
-from elt.errors import LoadError
-from elt.load import LoadOutcome, SeedSpec, discover_seeds, load_seed
+from elt.core.errors import LoadError
+from elt.load.loader import LoadOutcome, load_seed
+from elt.project.config import load_project
+from elt.project.seeds import SeedSpec, discover_seeds
 
 Con = duckdb.DuckDBPyConnection
 

@@ -11,11 +11,11 @@ import httpx
 import pytest
 from pytest_httpx import HTTPXMock
 
-from elt import secrets
-from elt.errors import PublishError
-from elt.publish.auth import make_auth
-from elt.publish.sinks.base import Request
-from elt.publish.transport import Reply, Transport
+from elt.core import secrets
+from elt.core.errors import PublishError
+from elt.http.auth import make_auth
+from elt.http.messages import Request
+from elt.http.transport import Reply, Transport
 
 URL = "http://flowkit.test/v1"
 TOKEN_URL = "http://auth.test/oauth/token"

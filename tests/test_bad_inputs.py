@@ -30,7 +30,7 @@ from helpers import (
     write_profile,
 )
 
-from elt.sandbox import Sandbox
+from elt.sandbox.server import Sandbox
 
 PEOPLE = 'id,name,age,city_id\n1,ann,31,10\n2,"bob, jr",42,20\n3,cid,27,10\n4,dan,55,30\n'
 SYSTEM = {"users": [{"id": f"00000000-0000-4000-8000-00000000000{i}", "name": f"N{i}",

@@ -16,10 +16,10 @@ from typing import Any
 import duckdb
 import pytest
 
-from elt import materialize, nodestate
-from elt.console import Console
+from elt.build import materialize, nodestate
 from elt.context import Context
-from elt.results import RunResults
+from elt.core.console import Console
+from elt.core.results import RunResults
 
 PROFILE = "p: {target: dev, outputs: {dev: {type: duckdb, path: target/elt.duckdb, threads: 2}}}\n"
 
@@ -318,10 +318,10 @@ def test_parallel_wide_graph(tmp_path: Path) -> None:
 
 # -- API sources and published answers ----------------------------------------------------
 def _fake_sources(calls: list[str]) -> Any:
-    """A stand-in for elt.sources (another module): one answer row per for_each id."""
-    from elt.load import LoadOutcome
+    """A stand-in for elt.sources.fetch (another module): one answer row per for_each id."""
+    from elt.load.loader import LoadOutcome
 
-    def fetch_source(con: Any, project: Any, node: Any, console: Any, *,
+    def fetch_source(con: Any, project: Any, node: Any, console: Any, endpoints: Any, *,
                      full_refresh: bool = False) -> Any:
         calls.append(node.name)
         model = node.config["for_each"]["model"]
@@ -336,7 +336,7 @@ def _fake_sources(calls: list[str]) -> Any:
 def test_api_source_runs_between_models(project: Proj, monkeypatch: pytest.MonkeyPatch) -> None:
     ctx, console, root = project
     calls: list[str] = []
-    monkeypatch.setitem(sys.modules, "elt.sources", _fake_sources(calls))
+    monkeypatch.setitem(sys.modules, "elt.sources.fetch", _fake_sources(calls))
     write(root, {
         "models/api.yml": "api_sources:\n  geo: {endpoint: x, for_each: {model: stg_people, "
                           "columns: [id]}}\n",
@@ -351,17 +351,6 @@ def test_api_source_runs_between_models(project: Proj, monkeypatch: pytest.Monke
     assert query(root, "SELECT sum(answer) FROM geo_join") == [(1500,)]
     # the source fetched again (its module decides what is new); its version moved on
     assert statuses(ctx.build())["geo_join"] == "success"
-
-
-def test_missing_sources_module_is_a_node_error(project: Proj,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    ctx, _, root = project
-    monkeypatch.setitem(sys.modules, "elt.sources", None)  # import fails like a missing module
-    write(root, {"models/api.yml": "api_sources:\n  geo: {for_each: {model: stg_people}}\n"})
-    run = ctx.build()
-    assert by_name(run, "raw.geo").message == ("api source geo: API sources are not available "
-                                               "yet (module elt.sources is missing)")
-    assert statuses(run)["stg_people"] == "success"
 
 
 def test_published_answers_are_inputs(project: Proj) -> None:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from elt import secrets
-from elt.config import load_project
-from elt.errors import ConfigError
+from elt.core import secrets
+from elt.core.errors import ConfigError
+from elt.project.config import load_project
 
 PROFILE = """\
 p:
@@ -105,7 +105,7 @@ def test_unsupported_template(tmp_path: Path) -> None:
 
 def test_repo_profiles_local_target_matches_the_sandbox(monkeypatch: pytest.MonkeyPatch) -> None:
     """`elt sandbox serve` + `-t local` must work with no env vars set."""
-    from elt.sandbox import Sandbox
+    from elt.sandbox.server import Sandbox
 
     for name in ("FLOWKIT_URL", "FLOWKIT_TOKEN_URL", "FLOWKIT_AUDIENCE", "FLOWKIT_CLIENT_ID",
                  "FLOWKIT_CLIENT_SECRET", "FLOWKIT_ADMIN_CLIENT_ID",

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from elt import db
-from elt.errors import DatabaseLockedError, EltError
+from elt.core import db
+from elt.core.errors import DatabaseLockedError, EltError
 
 HOLD = """
 import duckdb, sys, time

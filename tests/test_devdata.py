@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from elt.devdata import EXPORTS, generate
+from elt.devdata.flowkit import EXPORTS, generate
 
 REPO = Path(__file__).resolve().parents[1]
 HEADERS = {  # the contract's headers, verbatim

@@ -10,11 +10,12 @@ import httpx
 import pytest
 import yaml
 
-from elt import endpoints
-from elt.config import Project, load_project
-from elt.console import Console
-from elt.endpoints import open_endpoints
-from elt.errors import PublishError
+from elt.context import start_sandbox
+from elt.core.console import Console
+from elt.core.errors import PublishError
+from elt.http import endpoints
+from elt.http.endpoints import open_endpoints
+from elt.project.config import Project, load_project
 
 REMOTE = {"url": "https://flowkit.example/v1", "heartbeat": "/heartbeat"}
 
@@ -52,10 +53,9 @@ def test_no_sandbox_unless_needed(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     def refuse(*_: Any, **__: Any) -> None:
         raise AssertionError("the sandbox must not start")
 
-    monkeypatch.setattr("elt.sandbox.Sandbox", refuse)
     proj = project(tmp_path, {"flowkit": REMOTE, "uois": {"sandbox": "uois"}})
     out = io.StringIO()
-    with open_endpoints(proj, ["flowkit"], Console(out)) as eps:
+    with open_endpoints(proj, ["flowkit"], Console(out), refuse) as eps:
         assert eps == {"flowkit": REMOTE}
     assert out.getvalue() == ""
     assert not (tmp_path / "target" / "sandbox.duckdb").exists()
@@ -65,7 +65,7 @@ def test_one_sandbox_for_all_and_stopped_after(tmp_path: Path) -> None:
     proj = project(tmp_path, {"flowkit": {"sandbox": "flowkit", "timeout": 5},
                               "uois": {"sandbox": "uois"}, "other": REMOTE})
     out = io.StringIO()
-    with open_endpoints(proj, ["flowkit", "uois", "other"], Console(out)) as eps:
+    with open_endpoints(proj, ["flowkit", "uois", "other"], Console(out), start_sandbox) as eps:
         fk, uo = eps["flowkit"], eps["uois"]
         assert fk["url"] == uo["url"] + "/v1" and fk["timeout"] == 5
         assert fk["auth"]["type"] == "oauth2_client_credentials"
@@ -82,8 +82,8 @@ def test_one_sandbox_for_all_and_stopped_after(tmp_path: Path) -> None:
 def test_nested_users_share_the_sandbox(tmp_path: Path) -> None:
     proj = project(tmp_path, {"uois": {"sandbox": "uois"}, "flowkit": {"sandbox": "flowkit"}})
     console = Console(io.StringIO())
-    with open_endpoints(proj, ["uois"], console) as outer:
-        with open_endpoints(proj, ["flowkit"], console) as inner:
+    with open_endpoints(proj, ["uois"], console, start_sandbox) as outer:
+        with open_endpoints(proj, ["flowkit"], console, start_sandbox) as inner:
             assert inner["flowkit"]["url"] == outer["uois"]["url"] + "/v1"
         assert up(inner["flowkit"]["url"] + "/heartbeat")  # still serving the outer user
     assert not up(inner["flowkit"]["url"] + "/heartbeat")
@@ -94,6 +94,6 @@ def test_unknown_sandbox_kind_stops_the_sandbox(tmp_path: Path) -> None:
     proj = project(tmp_path, {"x": {"sandbox": "mystery"}})
     out = io.StringIO()
     with pytest.raises(PublishError, match=r"endpoint x: unknown sandbox endpoint 'mystery'"):
-        with open_endpoints(proj, ["x"], Console(out)):
+        with open_endpoints(proj, ["x"], Console(out), start_sandbox):
             pass
     assert endpoints._running == {} and out.getvalue().rstrip().endswith("stopped")

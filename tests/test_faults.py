@@ -17,7 +17,7 @@ import httpx
 import pytest
 from helpers import E2E, check_published, elt, stats
 
-from elt.sandbox import Sandbox
+from elt.sandbox.server import Sandbox
 
 DATASETS, USERS = 60, 16
 MAX_RUNS = 6

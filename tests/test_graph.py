@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 from test_build import make_ctx
 
-from elt.config import Project
-from elt.errors import ConfigError, EltError, ModelError
-from elt.graph import Graph, load_graph, project_yaml
+from elt.core.errors import ConfigError, EltError, ModelError
+from elt.graph.dag import Graph
+from elt.graph.discover import discover_graph as load_graph
+from elt.project.config import Project
+from elt.project.modelfile import project_yaml
 
 SEEDS = {
     "seeds/people.csv": "id,name,city_id\n1,ann,10\n",

@@ -12,9 +12,9 @@ import duckdb
 import pytest
 from test_build import BASE, make_ctx, write
 
-from elt.console import Console
 from elt.context import Context
-from elt.errors import EltError
+from elt.core.console import Console
+from elt.core.errors import EltError
 from elt.inspect import list_nodes, render, render_dag, run_query, show_relation
 
 Built = tuple[Context, duckdb.DuckDBPyConnection]

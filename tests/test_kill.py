@@ -26,7 +26,7 @@ import duckdb
 import pytest
 from helpers import E2E, Watched, check_published, db_query, elt, elt_argv, write_files
 
-from elt.sandbox import Sandbox
+from elt.sandbox.server import Sandbox
 
 SEED = 20240611
 SELECT = ("publish", "-s", "flowkit_data", "-s", "uois_users")

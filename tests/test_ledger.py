@@ -8,8 +8,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from elt import ledger
-from elt.errors import PublishError
+from elt.core.errors import PublishError
+from elt.publish import ledger
 
 KEYS = ("cat", "srid")
 

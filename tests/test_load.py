@@ -27,11 +27,12 @@ from seed_helpers import (
     write,
 )
 
-import elt.load
-from elt.config import load_project
-from elt.console import Console, Progress
-from elt.errors import LoadError
-from elt.load import discover_seeds, load_seed, seed_version
+import elt.load.loader
+from elt.core.console import Console, Progress
+from elt.core.errors import LoadError
+from elt.load.loader import load_seed, seed_version
+from elt.project.config import load_project
+from elt.project.seeds import discover_seeds
 
 
 # -- discovery, naming, formats and options --------------------------------------------------
@@ -301,7 +302,7 @@ def test_crash_during_bookkeeping_rolls_back(root: Path, con: Con,
     def boom(*args: Any, **kwargs: Any) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(elt.load._Job, "_record", boom)
+    monkeypatch.setattr(elt.load.loader._Job, "_record", boom)
     for full in (False, True):
         with pytest.raises(KeyboardInterrupt):
             load(con, root, "daily", full_refresh=full)

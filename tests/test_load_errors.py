@@ -13,9 +13,10 @@ from seed_helpers import (
     write,
 )
 
-from elt.config import load_project
-from elt.errors import ConfigError, LoadError
-from elt.load import discover_seeds, load_seed
+from elt.core.errors import ConfigError, LoadError
+from elt.load.loader import load_seed
+from elt.project.config import load_project
+from elt.project.seeds import discover_seeds
 
 
 # -- errors ----------------------------------------------------------------------------------

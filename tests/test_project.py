@@ -17,10 +17,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from elt.console import Console
 from elt.context import Context
-from elt.devdata import generate
-from elt.results import RunResults
+from elt.core.console import Console
+from elt.core.results import RunResults
+from elt.devdata.flowkit import generate
 
 REPO = Path(__file__).resolve().parents[1]
 INT32 = (-(2**31), 2**31 - 1)

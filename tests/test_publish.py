@@ -15,12 +15,12 @@ import httpx
 import pytest
 from pytest_httpx import HTTPXMock
 
-from elt import nodestate
-from elt.console import Console
+from elt.build import nodestate
 from elt.context import Context
-from elt.errors import ConfigError, PublishError
+from elt.core.console import Console
+from elt.core.errors import ConfigError, PublishError
+from elt.core.results import RunResults
 from elt.publish import journal, runner
-from elt.results import RunResults
 
 TOKEN = "tok-ABCDEFG-secret"
 PROFILES = """

@@ -16,7 +16,7 @@ import duckdb
 import pytest
 from helpers import E2E, FLOWKIT_LABEL, stats, statuses
 
-from elt.sandbox import Sandbox
+from elt.sandbox.server import Sandbox
 
 
 @pytest.fixture

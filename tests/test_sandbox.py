@@ -25,9 +25,8 @@ from sandbox_client import (
     user_vars,
 )
 
-from elt.errors import EltError
-from elt.sandbox import Sandbox
-from elt.sandbox.server import serve
+from elt.core.errors import EltError
+from elt.sandbox.server import Sandbox, serve
 
 # -- faults ------------------------------------------------------------------------------------
 

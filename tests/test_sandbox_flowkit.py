@@ -20,7 +20,7 @@ from sandbox_client import (
     token,
 )
 
-from elt.sandbox import Sandbox
+from elt.sandbox.server import Sandbox
 
 # -- FlowKit: auth -----------------------------------------------------------------------------
 

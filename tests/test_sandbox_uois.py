@@ -18,7 +18,7 @@ from sandbox_client import (
     user_vars,
 )
 
-from elt.sandbox import Sandbox
+from elt.sandbox.server import Sandbox
 
 # -- UOIS --------------------------------------------------------------------------------------
 

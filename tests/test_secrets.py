@@ -19,7 +19,9 @@ import duckdb
 import pytest
 from helpers import E2E, CliRun, Peer, Watched, elt_argv, elt_process, write_files
 
-from elt.sandbox import Sandbox, flowkit, uois
+import elt.sandbox.flowkit as flowkit
+import elt.sandbox.uois as uois
+from elt.sandbox.server import Sandbox
 
 CANARIES = {name: f"canary-{name.lower()}-{uuid.uuid4().hex}"
             for name in ("SECRET", "PASSWORD", "TOKEN", "WRONG")}

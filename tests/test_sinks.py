@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from elt.errors import PublishError
+from elt.core.errors import PublishError
+from elt.http.graphql import build_batched_document
+from elt.http.messages import Request
 from elt.publish.sinks import Row, make_sink
-from elt.publish.sinks.base import Request
-from elt.publish.sinks.graphql import GraphQLSink, build_batched_document
+from elt.publish.sinks.graphql import GraphQLSink
 from elt.publish.sinks.rest import RestSink
 
 DATASET = {"metadata": {"category_id": "residents", "indicator_id": "residents.residents",

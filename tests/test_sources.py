@@ -18,12 +18,14 @@ import pytest
 import yaml
 from pytest_httpx import HTTPXMock
 
-from elt.config import Project, load_project
-from elt.console import Console
-from elt.errors import ConfigError, EltError
-from elt.publish.sinks.graphql import build_batched_document
-from elt.sandbox import Sandbox
-from elt.sources import fetch_source
+from elt.context import start_sandbox
+from elt.core.console import Console
+from elt.core.errors import ConfigError, EltError
+from elt.http.endpoints import Endpoints
+from elt.http.graphql import build_batched_document
+from elt.project.config import Project, load_project
+from elt.sandbox.server import Sandbox
+from elt.sources.fetch import fetch_source
 
 INTERNAL_ID = ("query ($type_id: UUID!, $outer_id: String!) "
                "{ result: internalId(typeidId: $type_id, outerId: $outer_id) }")
@@ -88,7 +90,8 @@ class Env:
     def fetch(self, name: str, full_refresh: bool = False, **config: Any) -> Any:
         node = SimpleNamespace(name=f"raw.{name}", config=config,
                                path=self.project.models_dir / "sources.yml")
-        return fetch_source(self.con, self.project, node, self.console,
+        endpoints = Endpoints(self.project, self.console, start_sandbox)
+        return fetch_source(self.con, self.project, node, self.console, endpoints,
                             full_refresh=full_refresh)
 
     def rows(self, sql: str) -> list[tuple]:

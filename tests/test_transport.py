@@ -13,9 +13,9 @@ import httpx
 import pytest
 from pytest_httpx import HTTPXMock
 
-from elt.errors import PublishError
-from elt.publish.sinks.base import Request
-from elt.publish.transport import Reply, Transport, retry_after_seconds
+from elt.core.errors import PublishError
+from elt.http.messages import Request
+from elt.http.transport import Reply, Transport, retry_after_seconds
 
 URL = "http://flowkit.test/v1"
 

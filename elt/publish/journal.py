@@ -32,8 +32,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from elt import db, ledger
-from elt.errors import DatabaseLockedError
+from elt.core import db
+from elt.core.errors import DatabaseLockedError
+from elt.publish import ledger
 
 CURRENT = "journal.ndjson"
 _ROTATED = re.compile(r"^journal\.(\d+)\.ndjson$")

@@ -9,16 +9,16 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from elt import db, ledger
-from elt.endpoints import open_endpoints
-from elt.errors import EltError
+from elt.core import db
+from elt.core.errors import EltError
+from elt.core.results import NodeResult, RunResults
 from elt.publish import journal as jr
+from elt.publish import ledger
 from elt.publish.spec import Publication, load_publications
-from elt.results import NodeResult, RunResults
+from elt.publish.workspace import Workspace
 
 if TYPE_CHECKING:
-    from elt.console import Console
-    from elt.context import Context
+    from elt.core.console import Console
     from elt.publish.stream import Tally
 
 STATUS_COLUMNS = ["publication", "model", "endpoint", "total", "acknowledged", "failed",
@@ -38,7 +38,7 @@ def relation(pub: Publication) -> tuple[str, str]:
     return (schema or "main", table)
 
 
-def published_readers(ctx: Context, pubs: dict[str, Publication]) -> dict[str, set[str]]:
+def published_readers(ctx: Workspace, pubs: dict[str, Publication]) -> dict[str, set[str]]:
     """Publication -> models that (transitively) read `published.<publication>`."""
     try:
         graph = ctx.graph()
@@ -114,7 +114,7 @@ async def check_transports(console: Console, transports: dict[str, Any],
 
 
 # -- dry run -----------------------------------------------------------------------------
-def dry_run(ctx: Context, pubs: dict[str, Publication], order: list[str]) -> RunResults:
+def dry_run(ctx: Workspace, pubs: dict[str, Publication], order: list[str]) -> RunResults:
     """Counts per publication and one sample body; reads only, sends nothing."""
     results = RunResults("publish")
     console = ctx.console
@@ -150,7 +150,7 @@ def dry_run(ctx: Context, pubs: dict[str, Publication], order: list[str]) -> Run
     return results
 
 
-def _warn_unmerged(ctx: Context) -> None:
+def _warn_unmerged(ctx: Workspace) -> None:
     directory = ctx.project.target_dir / "publish"
     if jr.rotated_files(directory) or (directory / jr.CURRENT).exists():
         ctx.console.warn("a journal of answers is not merged yet (a publish is running or was "
@@ -158,7 +158,7 @@ def _warn_unmerged(ctx: Context) -> None:
 
 
 # -- status and debug ----------------------------------------------------------------------
-def status(ctx: Context, pubs: dict[str, Publication]) -> tuple[list[str], list[tuple]]:
+def status(ctx: Workspace, pubs: dict[str, Publication]) -> tuple[list[str], list[tuple]]:
     """One row per publication; opens the database read-only."""
     _warn_unmerged(ctx)
     rows: list[tuple] = []
@@ -179,7 +179,7 @@ def status(ctx: Context, pubs: dict[str, Publication]) -> tuple[list[str], list[
     return STATUS_COLUMNS, rows
 
 
-def debug(ctx: Context) -> bool:
+def debug(ctx: Workspace) -> bool:
     """Profile, database and endpoints, one line each; False when anything failed."""
     console = ctx.console
     ok = True
@@ -198,7 +198,7 @@ def debug(ctx: Context) -> bool:
         console.info("endpoints: none configured")
         return ok
     try:
-        with open_endpoints(project, names, console) as endpoints:
+        with ctx.endpoints.open(names) as endpoints:
             return asyncio.run(_debug_endpoints(console, endpoints)) and ok
     except EltError as exc:
         console.error(str(exc))
@@ -206,7 +206,7 @@ def debug(ctx: Context) -> bool:
 
 
 async def _debug_endpoints(console: Console, endpoints: dict[str, dict[str, Any]]) -> bool:
-    from elt.publish.transport import Transport
+    from elt.http.transport import Transport
 
     ok = True
     for name, cfg in endpoints.items():

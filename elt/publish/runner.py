@@ -19,25 +19,22 @@ import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
-from elt import db, ledger
-from elt.endpoints import open_endpoints
-from elt.errors import EltError, PublishError
+from elt.core import db
+from elt.core.errors import EltError, PublishError
+from elt.core.results import NodeResult, RunResults
 from elt.publish import journal as jr
-from elt.publish import report
+from elt.publish import ledger, report
 from elt.publish.spec import Publication, downstream, load_publications
 from elt.publish.spec import select as select_pubs
-from elt.results import NodeResult, RunResults
-
-if TYPE_CHECKING:
-    from elt.context import Context
+from elt.publish.workspace import Workspace
 
 MERGE_EVERY = 5.0  # seconds between journal merges while sending
 __all__ = ["run_publish", "publication_status", "check_endpoints"]
 
 
-def run_publish(ctx: Context, select: Sequence[str] = (), exclude: Sequence[str] = (),
+def run_publish(ctx: Workspace, select: Sequence[str] = (), exclude: Sequence[str] = (),
                 dry_run: bool = False, concurrency: int | None = None,
                 export_results: Path | None = None) -> RunResults:
     """Publish the selected publications; one NodeResult (kind `publication`) each."""
@@ -97,7 +94,7 @@ def _publish_lock(directory: Path) -> Iterator[None]:
 class _Run:
     """State of one publish run."""
 
-    def __init__(self, ctx: Context, pubs: dict[str, Publication], order: list[str],
+    def __init__(self, ctx: Workspace, pubs: dict[str, Publication], order: list[str],
                  deps: dict[str, set[str]], readers: dict[str, set[str]],
                  concurrency: int | None, export_results: Path | None) -> None:
         self.ctx, self.pubs, self.order, self.deps = ctx, pubs, order, deps
@@ -202,7 +199,7 @@ class _Run:
         status = "error"
         try:
             needed = self._begin()
-            with open_endpoints(self.ctx.project, needed, self.console) as endpoints:
+            with self.ctx.endpoints.open(needed) as endpoints:
                 asyncio.run(self._main(endpoints))
             status = "error" if self.results.failed else "success"
         finally:
@@ -210,7 +207,7 @@ class _Run:
         return self.results
 
     async def _main(self, endpoints: dict[str, dict[str, Any]]) -> None:
-        from elt.publish.transport import Transport
+        from elt.http.transport import Transport
 
         self.merge_lock = asyncio.Lock()
         async with contextlib.AsyncExitStack() as stack:
@@ -351,11 +348,11 @@ def _open_export(path: Path | None) -> Iterator[TextIO | None]:
         yield handle
 
 
-def publication_status(ctx: Context) -> tuple[list[str], list[tuple]]:
+def publication_status(ctx: Workspace) -> tuple[list[str], list[tuple]]:
     """Per publication: rows in the model, acknowledged, failed, pending (read-only)."""
     return report.status(ctx, load_publications(ctx.project))
 
 
-def check_endpoints(ctx: Context) -> bool:
+def check_endpoints(ctx: Workspace) -> bool:
     """`elt debug`: profile, database, and each endpoint's heartbeat and credentials."""
     return report.debug(ctx)

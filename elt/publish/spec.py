@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from elt.config import Project, load_yaml
-from elt.errors import ConfigError
+from elt.core.errors import ConfigError
+from elt.project.config import Project
+from elt.project.modelfile import project_yaml
 
 KINDS = ("rest", "graphql")
 MODES = ("append", "upsert", "mirror")
@@ -50,28 +51,9 @@ class Publication:
         return {**self.config, "batch_size": self.batch_size, "mode": self.mode}
 
 
-def project_yaml_docs(project: Project) -> list[tuple[Path, Any]]:
-    """The non-sidecar YAML documents under models/ (the graph's list when it exists)."""
-    try:
-        from elt.graph import project_yaml
-    except ImportError:
-        project_yaml = None
-    if project_yaml is not None:
-        return list(project_yaml(project))
-    docs: list[tuple[Path, Any]] = []
-    models = project.models_dir
-    if not models.is_dir():
-        return docs
-    for path in sorted([*models.rglob("*.yml"), *models.rglob("*.yaml")]):
-        if path.with_suffix(".sql").exists():  # `<stem>.yml` beside a model: its config
-            continue
-        docs.append((path, load_yaml(path)))
-    return docs
-
-
 def load_publications(project: Project) -> dict[str, Publication]:
     """Every publication of the project, validated, in declaration order."""
-    return parse_publications(project_yaml_docs(project), project.target.endpoints)
+    return parse_publications(project_yaml(project), project.target.endpoints)
 
 
 def parse_publications(

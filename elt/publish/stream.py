@@ -20,11 +20,13 @@ from typing import Any, TextIO
 
 import duckdb
 
-from elt import ledger, secrets
-from elt.console import Progress
-from elt.errors import EltError
+from elt.core import secrets
+from elt.core.console import Progress
+from elt.core.errors import EltError
+from elt.http.messages import RawJSON, Request
+from elt.publish import ledger
 from elt.publish.journal import Journal
-from elt.publish.sinks.base import RawJSON, Request, Row, Sink
+from elt.publish.sinks.base import Row, Sink
 
 # An "already there" error on a row that may have reached the server before (a crashed run's
 # in-flight row, or a request the transport had to resend) is proof the row exists: the first

@@ -20,8 +20,9 @@ from urllib.parse import parse_qsl
 
 from dateutil.relativedelta import relativedelta
 
+import elt.sandbox.dataset as dataset
+import elt.sandbox.tokens as tokens
 from elt import __version__
-from elt.sandbox import dataset, tokens
 from elt.sandbox.dataset import DATA_TYPES, key_label, wrong
 from elt.sandbox.store import Store
 from elt.sandbox.wire import Reply, Request, Response, internal_error, json_response, parse_json

@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from elt.sandbox import flowkit, uois
+import elt.sandbox.flowkit as flowkit
+import elt.sandbox.uois as uois
 from elt.sandbox.faults import Faults, Stats
 from elt.sandbox.flowkit import FlowKit
 from elt.sandbox.store import Store

@@ -19,7 +19,7 @@ from typing import Any
 
 import duckdb
 
-from elt.errors import EltError
+from elt.core.errors import EltError
 
 SCHEMA = """
 CREATE SEQUENCE IF NOT EXISTS mdid_seq START 1;

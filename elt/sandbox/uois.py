@@ -31,7 +31,7 @@ from graphql import (
     value_from_ast_untyped,
 )
 
-from elt.sandbox import tokens
+import elt.sandbox.tokens as tokens
 from elt.sandbox.store import Store
 from elt.sandbox.wire import Request, Response, json_response, parse_json
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from elt.errors import PublishError
-from elt.publish.sinks.base import Outcome, Request, Row, Sink
+from elt.core.errors import PublishError
+from elt.http.messages import Request
+from elt.publish.sinks.base import Outcome, Row, Sink
 
 __all__ = ["Outcome", "Request", "Row", "Sink", "make_sink", "register_sink", "sink_kinds"]
 

@@ -7,19 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from elt.publish.sinks.base import (
-    ACKNOWLEDGED,
-    FAILED,
-    Outcome,
-    Request,
-    Row,
-    Sink,
-    answer_text,
-    as_text,
-    encode_json,
-    sub_config,
-    truncate,
-)
+from elt.http.messages import Request, answer_text, as_text, encode_json, truncate
+from elt.publish.sinks.base import ACKNOWLEDGED, FAILED, Outcome, Row, Sink, sub_config
 
 DEFAULT_SUCCESS = (200, 201, 202, 204)
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")

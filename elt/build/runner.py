@@ -19,14 +19,16 @@ from typing import Any
 
 import duckdb
 
-from elt import db, materialize, nodestate
-from elt.config import Project
-from elt.console import Console
-from elt.errors import EltError, ModelError
-from elt.graph import Graph, Node
-from elt.modelfile import str_list
-from elt.nodestate import NodeState
-from elt.results import NodeResult, RunResults, write_manifest
+from elt.build import materialize, nodestate
+from elt.build.nodestate import NodeState
+from elt.core import db
+from elt.core.console import Console
+from elt.core.errors import EltError
+from elt.core.results import NodeResult, RunResults, write_manifest
+from elt.graph.dag import Graph, Node
+from elt.http.endpoints import Endpoints
+from elt.project.config import Project
+from elt.project.modelfile import str_list
 
 FAILED = ("error", "skipped")
 
@@ -53,6 +55,7 @@ def run_build(
     exclude: Sequence[str] = (),
     full_refresh: bool = False,
     command: str = "build",
+    endpoints: Endpoints | None = None,
 ) -> RunResults:
     """Build (or, for command="test", only test) the selected nodes; never raises per node."""
     results = RunResults(command=command)
@@ -62,7 +65,8 @@ def run_build(
         if not names:
             console.info("nothing selected")
         else:
-            _Runner(con, project, graph, console, results, full_refresh, command).run(names)
+            _Runner(con, project, graph, console, results, full_refresh, command,
+                    endpoints or Endpoints(project, console)).run(names)
     finally:
         results.write(project.target_dir)
         write_manifest(project.target_dir, graph.manifest())
@@ -87,8 +91,8 @@ def plan(graph: Graph, select: Sequence[str], exclude: Sequence[str], command: s
 
 def prepare(con: duckdb.DuckDBPyConnection, graph: Graph, console: Console) -> None:
     """Schemas, state tables, the ledger views models may read; drop a crashed run's temps."""
-    from elt import load
-    from elt.ledger import ensure_ledger
+    from elt.core.state import ensure_ledger
+    from elt.load import loader as load
 
     load.ensure_state(con)
     db.ensure_schemas(con)
@@ -121,9 +125,10 @@ class _Runner:
 
     def __init__(self, con: duckdb.DuckDBPyConnection, project: Project, graph: Graph,
                  console: Console, results: RunResults, full_refresh: bool,
-                 command: str) -> None:
+                 command: str, endpoints: Endpoints) -> None:
         self.con, self.project, self.graph, self.console = con, project, graph, console
         self.results, self.full_refresh, self.command = results, full_refresh, command
+        self.endpoints = endpoints
         self.lock = threading.Lock()
         self.workers = max(1, int(project.target.threads or 1))
         self.test_status: dict[str, dict[str, str]] = {}
@@ -240,7 +245,7 @@ class _Runner:
         return out
 
     def _seed(self, cur: duckdb.DuckDBPyConnection, node: Node, started: float) -> Outcome:
-        from elt import load
+        from elt.load import loader as load
 
         with self.lock:
             loaded = load.load_seed(cur, self.project, node.spec, full_refresh=self.full_refresh,
@@ -255,16 +260,11 @@ class _Runner:
         return Outcome(loaded.status, rows=loaded.rows, message=loaded.message)
 
     def _api(self, cur: duckdb.DuckDBPyConnection, node: Node, started: float) -> Outcome:
-        try:
-            from elt.sources import fetch_source
-        except ModuleNotFoundError as exc:
-            if exc.name != "elt.sources":
-                raise
-            raise ModelError(f"api source {node.identifier}: API sources are not available "
-                             "yet (module elt.sources is missing)") from exc
+        from elt.sources.fetch import fetch_source  # lazily: httpx and graphql cost imports
+
         inputs = self._inputs(cur, node)
         # Not under the lock: fetching is network-bound; sources write their own raw table.
-        fetched = fetch_source(cur, self.project, node, self.console,
+        fetched = fetch_source(cur, self.project, node, self.console, self.endpoints,
                                full_refresh=self.full_refresh)
         with self.lock:
             stored = nodestate.read(cur, node.name)
@@ -287,7 +287,7 @@ class _Runner:
         return Outcome("success", rows=built.rows, message=built.message)
 
     def _test(self, cur: duckdb.DuckDBPyConnection, node: Node, started: float) -> Outcome:
-        from elt import datatests
+        from elt.build import datatests
 
         stored = nodestate.read(cur, node.name)
         inputs = self._inputs(cur, node)
@@ -321,7 +321,7 @@ class _Runner:
     # -- up-to-date ------------------------------------------------------------------------
     def _inputs(self, cur: duckdb.DuckDBPyConnection, node: Node) -> dict[str, int | None]:
         """Current version of everything the node reads (DESIGN.md: versions)."""
-        from elt import load
+        from elt.load import loader as load
 
         versions: dict[str, int | None] = {}
         for dep in node.depends_on:

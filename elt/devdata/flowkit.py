@@ -24,7 +24,7 @@ from pathlib import Path
 
 import duckdb
 
-from elt.devdata_uois import SYSTEMDATA_TABLES, systemdata
+from elt.devdata.uois import SYSTEMDATA_TABLES, systemdata
 
 _P = 2147483647  # 2**31 - 1: the MINSTD modulus; every hash value is below it
 MONTHS, DAYS, DROPS = 6, 6, 3
@@ -343,6 +343,3 @@ def main(argv: list[str] | None = None) -> None:
     for path, rows in generate(args.out, args.seed, args.scale, args.short_rows).items():
         print(f"{rows:>12,}  {Path(args.out) / path}")
 
-
-if __name__ == "__main__":
-    main()

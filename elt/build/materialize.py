@@ -18,12 +18,12 @@ from typing import Any
 import duckdb
 from sqlglot import exp
 
-from elt import nodestate
-from elt.db import quote
-from elt.errors import ModelError
-from elt.graph import Graph, Node
-from elt.modelfile import parse_select, strip_sql
-from elt.nodestate import NodeState
+from elt.build import nodestate
+from elt.build.nodestate import NodeState
+from elt.core.db import quote
+from elt.core.errors import ModelError
+from elt.graph.dag import Graph, Node
+from elt.project.modelfile import parse_select, strip_sql
 
 TMP_PREFIX = "__elt_tmp_"
 LOAD_ID = "_elt_load_id"

@@ -19,37 +19,20 @@ import time
 from dataclasses import dataclass
 from datetime import UTC
 from http.cookiejar import CookieJar, DefaultCookiePolicy
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 
-from elt import secrets
-from elt.errors import PublishError
-from elt.publish.auth import make_auth
-from elt.publish.sinks.base import Request
+from elt.core import secrets
+from elt.core.errors import PublishError
+from elt.http.auth import make_auth
+from elt.http.clock import Clock, SystemClock
+from elt.http.messages import Request
 
 BACKOFF_BASE = 0.5  # seconds; ceilings 0.5, 1, 2, 4, ... before jitter
 BACKOFF_CAP = 30.0
 RESEND_PAUSE = 1.0  # minimum wait after a timeout before resending (see module docstring)
 RETRY_AFTER_CAP = 300.0
-
-
-class Clock(Protocol):
-    """Time source for backoff, Retry-After, rate limits and token expiry (fake in tests)."""
-
-    def now(self) -> float: ...
-
-    async def sleep(self, seconds: float) -> None: ...
-
-
-class SystemClock:
-    """The real clock: monotonic seconds and asyncio.sleep."""
-
-    def now(self) -> float:
-        return time.monotonic()
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,12 @@ import difflib
 from pathlib import Path
 from typing import Any
 
-from elt import db
-from elt.config import Project
-from elt.errors import ConfigError, ModelError
-from elt.graph import Graph, Node
-from elt.modelfile import (
+from elt.core import db
+from elt.core.errors import ConfigError, ModelError
+from elt.graph.dag import Graph, Node
+from elt.graph.tests import generic_tests
+from elt.project.config import Project
+from elt.project.modelfile import (
     SINGULAR_TEST_KEYS,
     checksum,
     parse_select,
@@ -26,13 +27,11 @@ from elt.modelfile import (
     table_refs,
     validate_model_config,
 )
+from elt.project.seeds import discover_seeds
 
 
 def discover_graph(project: Project) -> Graph:
     """Discover every node of the project and infer its dependencies."""
-    from elt import datatests
-    from elt.load import discover_seeds
-
     nodes: dict[str, Node] = {}
 
     def add(node: Node) -> None:
@@ -75,7 +74,7 @@ def discover_graph(project: Project) -> Graph:
     _link_yaml(graph, sections, project)
     for name in list(parsed):
         if nodes[name].kind == "model":
-            for test in datatests.generic_tests(nodes[name], graph, project.root):
+            for test in generic_tests(nodes[name], graph, project.root):
                 if test.name in nodes:
                     raise ModelError(f"duplicate name {test.name!r}: test of model {name} and "
                                      f"{nodes[test.name].kind} {test.name}")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import duckdb
 
-from elt.errors import DatabaseLockedError, EltError
+from elt.core.errors import DatabaseLockedError, EltError
 
 STATE_SCHEMA = "_elt"          # fingerprints, node state, ledger, runs
 FAILURES_SCHEMA = "test_failures"  # failing rows of data tests, one table per test

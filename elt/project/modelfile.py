@@ -15,8 +15,8 @@ from typing import Any
 import sqlglot
 from sqlglot import exp
 
-from elt.config import Project, parse_yaml
-from elt.errors import ConfigError, ModelError
+from elt.core.errors import ConfigError, ModelError
+from elt.project.config import Project, parse_yaml
 
 MODEL_KEYS = {"materialized", "unique_key", "tags", "description", "columns", "tests"}
 SINGULAR_TEST_KEYS = {"severity", "tags", "description"}

@@ -6,27 +6,55 @@ free loopback port, storing into `target/sandbox.duckdb`, and fill in its url an
 credentials; other keys beside `sandbox:` (timeout, concurrency, ...) override the filled-in
 ones. One sandbox serves every caller at a time: API sources fetched on parallel build
 threads share it (reference-counted), and it stops when the last one is done.
+
+The HTTP layer does not import the sandbox (a peer, not a dependency): whoever builds the
+`Endpoints` (the Context) hands it a `start_sandbox` function.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from elt.config import Project
-from elt.console import Console
-from elt.errors import PublishError
+from elt.core.console import Console
+from elt.core.errors import PublishError
+from elt.project.config import Project
 
-if TYPE_CHECKING:
-    from elt.sandbox import Sandbox
+__all__ = ["Endpoints", "RunningSandbox", "open_endpoints", "resolve_configs"]
 
-__all__ = ["open_endpoints", "resolve_configs"]
+
+class RunningSandbox(Protocol):
+    """What endpoints need of a started sandbox (elt.sandbox.server.Sandbox)."""
+
+    url: str
+
+    def endpoint_config(self, kind: str) -> dict[str, Any]: ...
+
+    def stop(self) -> None: ...
+
+
+StartSandbox = Callable[[Path], RunningSandbox]
 
 _lock = threading.Lock()
-_running: dict[Path, list[Any]] = {}  # store path -> [Sandbox, number of users]
+_running: dict[Path, list[Any]] = {}  # store path -> [sandbox, number of users]
+
+
+class Endpoints:
+    """The endpoints of one project target, opened by name (see the module docstring)."""
+
+    def __init__(self, project: Project, console: Console,
+                 start_sandbox: StartSandbox | None = None) -> None:
+        self.project, self.console, self.start_sandbox = project, console, start_sandbox
+
+    def resolve(self, names: Iterable[str]) -> dict[str, dict[str, Any]]:
+        return resolve_configs(self.project, names)
+
+    def open(self, names: Iterable[str]) -> Any:
+        return open_endpoints(self.project, names, self.console, self.start_sandbox)
+
 
 
 def resolve_configs(project: Project, names: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -47,13 +75,17 @@ def resolve_configs(project: Project, names: Iterable[str]) -> dict[str, dict[st
 
 
 @contextmanager
-def open_endpoints(project: Project, names: Iterable[str],
-                   console: Console) -> Iterator[dict[str, dict[str, Any]]]:
+def open_endpoints(project: Project, names: Iterable[str], console: Console,
+                   start_sandbox: StartSandbox | None = None
+                   ) -> Iterator[dict[str, dict[str, Any]]]:
     """Yield {name: endpoint config}; start the embedded sandbox only if one of them needs it."""
     configs = resolve_configs(project, names)
-    needs_sandbox = any(cfg.get("sandbox") for cfg in configs.values())
+    needs_sandbox = [name for name, cfg in configs.items() if cfg.get("sandbox")]
+    if needs_sandbox and start_sandbox is None:
+        raise PublishError("no embedded sandbox available here",
+                           where=f"endpoint {needs_sandbox[0]}")
     store = project.target_dir / "sandbox.duckdb"
-    sandbox = _acquire(store, console) if needs_sandbox else None
+    sandbox = _acquire(store, console, start_sandbox) if needs_sandbox and start_sandbox else None
     try:
         resolved: dict[str, dict[str, Any]] = {}
         for name, cfg in configs.items():
@@ -73,14 +105,12 @@ def open_endpoints(project: Project, names: Iterable[str],
             _release(store, console)
 
 
-def _acquire(store: Path, console: Console) -> Sandbox:
+def _acquire(store: Path, console: Console, start_sandbox: StartSandbox) -> RunningSandbox:
     """Start the sandbox for `store`, or join the one already running in this process."""
     with _lock:
         entry = _running.get(store)
         if entry is None:
-            from elt.sandbox import Sandbox
-
-            sandbox = Sandbox(store, "127.0.0.1", 0).start()
+            sandbox = start_sandbox(store)
             console.info(f"sandbox started at {sandbox.url}")
             entry = _running[store] = [sandbox, 0]
         entry[1] += 1

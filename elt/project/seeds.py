@@ -17,9 +17,9 @@ from typing import Any
 
 import yaml
 
-from elt.config import Project, load_yaml
-from elt.db import literal, quote
-from elt.errors import ConfigError
+from elt.core.db import literal, quote
+from elt.core.errors import ConfigError
+from elt.project.config import Project, load_yaml
 
 SEEDS_FILE = "seeds.yml"
 FORMATS = ("csv", "tsv", "json", "ndjson", "parquet", "document")

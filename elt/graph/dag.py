@@ -16,12 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from elt import db
-from elt.config import Project
-from elt.errors import ConfigError, ModelError
-from elt.modelfile import project_yaml, relative
+from elt.core import db
+from elt.core.errors import ConfigError, ModelError
+from elt.project.modelfile import relative
 
-__all__ = ["KINDS", "Graph", "Node", "load_graph", "project_yaml"]
+__all__ = ["KINDS", "Graph", "Node"]
 
 KINDS = ("seed", "api", "model", "published", "test")
 
@@ -250,11 +249,3 @@ def _find_cycle(nodes: dict[str, Node], remaining: set[str]) -> str:
             cycle = path[path.index(nxt):] + [nxt]
             return " -> ".join(reversed(cycle))
         path.append(nxt)
-
-
-# -- loading ---------------------------------------------------------------------------
-def load_graph(project: Project) -> Graph:
-    """Discover every node of the project and infer its dependencies (elt.discover)."""
-    from elt.discover import discover_graph
-
-    return discover_graph(project)

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable
 from typing import TextIO
 
-from elt import secrets
+from elt.core import secrets
 
 _STATUS_STYLE = {
     "success": "\x1b[32m",

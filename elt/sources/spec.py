@@ -63,9 +63,9 @@ from typing import Any
 from urllib.parse import quote as url_quote
 from urllib.parse import urlencode
 
-from elt.errors import ConfigError, EltError
-from elt.modelfile import checksum
-from elt.publish.sinks.base import Request, encode_json, truncate
+from elt.core.errors import ConfigError, EltError
+from elt.http.messages import Request, encode_json, truncate
+from elt.project.modelfile import checksum
 
 KINDS = ("rest", "graphql")
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -269,7 +269,7 @@ def _rest(spec: SourceSpec, raw: dict) -> None:
 
 
 def _graphql(spec: SourceSpec, raw: dict, yaml_path: Path) -> None:
-    from elt.publish.sinks.graphql import read_document, variable_names
+    from elt.http.graphql import read_document, variable_names
 
     for key in ("path", "params", "body"):
         if key in raw:

@@ -1,4 +1,4 @@
-"""Fetching API sources into `raw.<name>` (YAML format and table columns: elt.sources_spec).
+"""Fetching API sources into `raw.<name>` (YAML format and table columns: elt.sources.spec).
 
 The set to ask is computed in SQL: the distinct variable tuples of `for_each` that have no
 answer yet, or whose answer errored or is older than `max_age`, so a re-run with nothing
@@ -19,15 +19,15 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from elt.config import Project
-from elt.console import Console, Progress
-from elt.db import quote
-from elt.endpoints import open_endpoints, resolve_configs
-from elt.errors import EltError
-from elt.load import LoadOutcome
-from elt.modelfile import relative
-from elt.publish.sinks.base import Request, answer_text, pick, truncate
-from elt.sources_spec import (
+from elt.core.console import Console, Progress
+from elt.core.db import quote
+from elt.core.errors import EltError
+from elt.http.endpoints import Endpoints
+from elt.http.messages import Request, answer_text, pick, truncate
+from elt.load.loader import LoadOutcome
+from elt.project.config import Project
+from elt.project.modelfile import relative
+from elt.sources.spec import (
     Answer,
     Key,
     SourceSpec,
@@ -39,7 +39,7 @@ from elt.sources_spec import (
 )
 
 if TYPE_CHECKING:  # httpx and graphql-core load only when there is something to ask
-    from elt.publish.transport import Transport
+    from elt.http.transport import Transport
 
 __all__ = ["fetch_source", "load_spec"]
 
@@ -54,12 +54,13 @@ def load_spec(project: Project, node: Any) -> SourceSpec:
 
 
 def fetch_source(con: duckdb.DuckDBPyConnection, project: Project, node: Any,
-                 console: Console, *, full_refresh: bool = False) -> LoadOutcome:
+                 console: Console, endpoints: Endpoints, *,
+                 full_refresh: bool = False) -> LoadOutcome:
     """Ask what is not answered yet; EltError names source, endpoint, status on failures."""
     spec = load_spec(project, node)
     table = f"raw.{quote(spec.name)}"
     with _labelled(spec):  # a bad endpoint name fails even when there is nothing to ask
-        resolve_configs(project, [spec.endpoint])
+        endpoints.resolve([spec.endpoint])
     try:
         created = _ensure_table(con, spec, table)
         full = full_refresh or created
@@ -74,10 +75,10 @@ def fetch_source(con: duckdb.DuckDBPyConnection, project: Project, node: Any,
     load_id = int(con.execute("SELECT nextval('_elt.load_seq')").fetchone()[0])  # type: ignore
     writer = _Writer(con, spec, table, load_id, {key for key, _, had in todo if had})
     tally = Tally()
-    with _labelled(spec), open_endpoints(project, [spec.endpoint], console) as endpoints:
+    with _labelled(spec), endpoints.open([spec.endpoint]) as configs:
         progress = console.progress(f"api source {spec.label}", None, "requests")
         try:
-            asyncio.run(_fetch_all(spec, endpoints[spec.endpoint], todo, writer, tally,
+            asyncio.run(_fetch_all(spec, configs[spec.endpoint], todo, writer, tally,
                                    progress))
         finally:
             progress.close()
@@ -261,7 +262,7 @@ async def _fetch_all(spec: SourceSpec, endpoint: dict[str, Any],
     size = spec.batch_size if spec.kind == "graphql" and not spec.paging else 1
     asks = [(key, values) for key, values, _ in todo]
     units = iter([asks[i:i + size] for i in range(0, len(asks), size)])
-    from elt.publish.transport import Transport
+    from elt.http.transport import Transport
 
     async with Transport(spec.endpoint, endpoint, concurrency=spec.concurrency) as transport:
         await transport.check_auth()
@@ -308,7 +309,7 @@ class _Client:
         return await self.fetch_graphql(unit)
 
     async def fetch_graphql(self, unit: list[tuple[Key, dict[str, Any]]]) -> list[Answer]:
-        from elt.publish.sinks.graphql import batch_alias, build_batched_document
+        from elt.http.graphql import batch_alias, build_batched_document
 
         spec = self.spec
         rows = [{**spec.fixed_variables, **values} for _, values in unit]

@@ -14,23 +14,10 @@ from pathlib import Path
 
 import duckdb
 
-from elt.db import PUBLISHED_SCHEMA, STATE_SCHEMA, literal, quote, table_exists
-from elt.errors import PublishError
+from elt.core.db import STATE_SCHEMA, literal, quote, table_exists
+from elt.core.errors import PublishError
+from elt.core.state import LEDGER, RUNS, SEQ, ensure_ledger  # noqa: F401  (re-exported)
 
-LEDGER = f"{STATE_SCHEMA}.ledger"
-RUNS = f"{STATE_SCHEMA}.publish_runs"
-SEQ = f"{STATE_SCHEMA}.ledger_seq"
-
-_LEDGER_DDL = f"""
-CREATE TABLE IF NOT EXISTS {LEDGER} (
-    publication VARCHAR NOT NULL, key VARCHAR NOT NULL, key_json JSON, hash VARCHAR,
-    status VARCHAR, op VARCHAR, http_status INTEGER, answer VARCHAR, attempts INTEGER,
-    first_sent TIMESTAMP, last_sent TIMESTAMP, run_id VARCHAR, seq BIGINT, deleted BOOLEAN,
-    PRIMARY KEY (publication, key))"""
-_RUNS_DDL = f"""
-CREATE TABLE IF NOT EXISTS {RUNS} (
-    run_id VARCHAR PRIMARY KEY, started TIMESTAMP, finished TIMESTAMP, publications VARCHAR[],
-    sent BIGINT, acknowledged BIGINT, failed BIGINT, status VARCHAR)"""
 # An empty relation shaped like the ledger, for read-only opens before any publish.
 _EMPTY_LEDGER = ("(SELECT NULL::VARCHAR AS publication, NULL::VARCHAR AS key, NULL::JSON AS "
                  "key_json, NULL::VARCHAR AS hash, NULL::VARCHAR AS status, NULL::VARCHAR AS op, "
@@ -44,25 +31,6 @@ JOURNAL_COLUMNS = (
 )
 REASONS = ("new", "changed", "unchanged", "delete", "failed", "unknown")
 
-
-def ensure_ledger(con: duckdb.DuckDBPyConnection, publications: dict[str, Sequence[str]]) -> None:
-    """Create the ledger, the runs table and one `published.<name>` view per publication.
-
-    Called by the build before models run, so a model may read `published.<name>` (empty
-    until the first publish) and by publish before it records anything.
-    """
-    for schema in (STATE_SCHEMA, PUBLISHED_SCHEMA):
-        con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-    con.execute(_LEDGER_DDL)
-    con.execute(_RUNS_DDL)
-    con.execute(f"CREATE SEQUENCE IF NOT EXISTS {SEQ}")
-    for name, keys in publications.items():
-        cols = ", ".join(f"key_json->>{literal(k)} AS {quote(k)}" for k in keys)
-        con.execute(
-            f"CREATE OR REPLACE VIEW {PUBLISHED_SCHEMA}.{quote(name)} AS "
-            f"SELECT {cols}, status, http_status, answer, seq, last_sent FROM {LEDGER} "
-            f"WHERE publication = {literal(name)} AND NOT coalesce(deleted, false)"
-        )
 
 
 # -- pending set --------------------------------------------------------------------------

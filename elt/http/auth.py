@@ -1,7 +1,7 @@
 """Per-endpoint credentials: fetch, cache and refresh tokens, and never let them be printed.
 
 Every secret (client secret, password, static or fetched token) is registered with
-`elt.secrets` so the Console redacts it; error messages name the endpoint, URL and HTTP
+`elt.core.secrets` so the Console redacts it; error messages name the endpoint, URL and HTTP
 status, never a credential.
 """
 
@@ -10,15 +10,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
-from elt import secrets
-from elt.errors import PublishError
-
-if TYPE_CHECKING:
-    from elt.publish.transport import Clock
+from elt.core import secrets
+from elt.core.errors import PublishError
+from elt.http.clock import Clock, SystemClock
 
 TOKEN_ATTEMPTS = 3  # a token refresh mid-run should survive a blip of the token endpoint
 
@@ -237,7 +235,6 @@ AUTH_TYPES: dict[str, type[Auth]] = {
 def make_auth(config: dict | None, *, endpoint: str = "", clock: Clock | None = None) -> Auth:
     """The Auth for an endpoint's `auth:` mapping (already rendered from env vars)."""
     if clock is None:
-        from elt.publish.transport import SystemClock  # here: transport imports this module
 
         clock = SystemClock()
     if not config:

@@ -1,39 +1,25 @@
-"""Data tests: generic tests from model config and singular `*.test.sql` files.
+"""Generic data tests from model config, compiled to test nodes of the graph.
 
-Every test compiles to a SELECT returning the failing rows. The rows are kept in
-`test_failures.<test>` (replaced each run) so a failure can be inspected with `elt sql`,
-and the message names the first rows by their key values so it is actionable on its own.
+Every test compiles to a SELECT returning the failing rows (see elt/build/datatests.py for
+running them). Names are deterministic (`unique_<model>_<cols>`) so results stay comparable.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import duckdb
 from sqlglot import exp
 
-from elt.db import FAILURES_SCHEMA, quote
-from elt.errors import ConfigError
-from elt.graph import Graph, Node
-from elt.modelfile import checksum, relative, str_list, strip_sql
+from elt.core.db import FAILURES_SCHEMA, quote
+from elt.core.errors import ConfigError
+from elt.graph.dag import Graph, Node
+from elt.project.modelfile import checksum, relative, str_list, strip_sql
 
 GENERIC = ("not_null", "unique", "accepted_values", "relationships", "expression")
 COMMON_ARGS = {"severity", "name", "where"}
-SAMPLE_ROWS = 5
 _MAX_NAME = 100
-
-
-@dataclass
-class TestOutcome:
-    """Result of running one test: failing row count and up to 5 described rows."""
-
-    status: str                      # pass | fail | warn
-    failures: int
-    message: str | None = None
-    samples: list[str] = field(default_factory=list)
 
 
 def generic_tests(model: Node, graph: Graph, root: Path) -> list[Node]:
@@ -167,44 +153,3 @@ def test_name(kind: str, model: str, parts: list[str]) -> str:
 
 
 test_name.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
-
-
-def run_test(cur: duckdb.DuckDBPyConnection, node: Node, graph: Graph) -> TestOutcome:
-    """Store the failing rows in test_failures.<name>; count and describe the first ones."""
-    cur.execute(f"CREATE OR REPLACE TABLE {node.qualified} AS\n{strip_sql(node.sql)}")
-    row = cur.execute(f"SELECT count(*) FROM {node.qualified}").fetchone()
-    failures = int(row[0]) if row else 0
-    if not failures:
-        return TestOutcome("pass", 0)
-    keys = _key_columns(cur, node, graph)
-    described = ", ".join(
-        f"'{c.replace(chr(39), chr(39) * 2)}=' || coalesce(CAST({quote(c)} AS VARCHAR), 'NULL')"
-        for c in keys)
-    order = ", ".join(quote(c) for c in keys)
-    samples = [r[0] for r in cur.execute(
-        f"SELECT concat_ws(', ', {described}) FROM {node.qualified} "
-        f"ORDER BY {order} NULLS FIRST LIMIT {SAMPLE_ROWS}").fetchall()]
-    status = "fail" if node.severity == "error" else "warn"
-    more = f" (+{failures - 1:,} more)" if failures > 1 else ""
-    message = (f"test {node.name}: {failures:,} failing row(s), e.g. {samples[0]}{more}; "
-               f"see {FAILURES_SCHEMA}.{node.identifier}")
-    return TestOutcome(status, failures, message, samples)
-
-
-run_test.__test__ = False  # type: ignore[attr-defined]
-
-
-def _key_columns(cur: duckdb.DuckDBPyConnection, node: Node, graph: Graph) -> list[str]:
-    """Columns that identify a failing row: the model's unique_key, else the tested ones."""
-    have = [r[0] for r in cur.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND "
-        "table_name = ? ORDER BY ordinal_position", [node.schema, node.identifier]).fetchall()]
-    lower = {c.lower(): c for c in have}
-    owner = graph.nodes.get(node.owner or "")
-    for candidates in ((owner.unique_key if owner else []), node.config.get("columns") or []):
-        picked = [lower[c.lower()] for c in candidates if c.lower() in lower]
-        if picked:
-            extra = [c for c in (node.config.get("columns") or []) if c.lower() in lower]
-            count = ["n_records"] if "n_records" in lower else []
-            return list(dict.fromkeys(picked + [lower[c.lower()] for c in extra] + count))
-    return have[:4]

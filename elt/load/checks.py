@@ -8,9 +8,9 @@ from pathlib import Path
 
 import duckdb
 
-from elt import seedspec as ss
-from elt.errors import LoadError
-from elt.seedspec import SeedSpec
+from elt.core.errors import LoadError
+from elt.project import seeds as ss
+from elt.project.seeds import SeedSpec
 
 
 @dataclass

@@ -18,17 +18,16 @@ from typing import Any
 
 import duckdb
 
-from elt import db
-from elt import seedspec as ss
-from elt.config import Project
-from elt.console import Console, Progress
-from elt.db import literal, quote
-from elt.errors import LoadError
-from elt.loadcheck import SeedFile, check_items, check_keyed
-from elt.seedspec import SeedSpec, discover_seeds
+from elt.core import db
+from elt.core.console import Console, Progress
+from elt.core.db import literal, quote
+from elt.core.errors import LoadError
+from elt.load.checks import SeedFile, check_items, check_keyed
+from elt.project import seeds as ss
+from elt.project.config import Project
+from elt.project.seeds import SeedSpec
 
-__all__ = ["LoadOutcome", "SeedSpec", "discover_seeds", "ensure_state", "load_seed",
-           "seed_version"]
+__all__ = ["LoadOutcome", "ensure_state", "load_seed", "seed_version"]
 
 ELT_COLUMNS = ("_elt_source_file", "_elt_load_id")
 PROGRESS_BYTES = 1_000_000

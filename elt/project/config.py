@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from elt import secrets
-from elt.errors import ConfigError
+from elt.core import secrets
+from elt.core.errors import ConfigError
 
 _ENV_VAR = re.compile(
     r"\{\{\s*env_var\(\s*(['\"])(?P<name>[^'\"]+)\1\s*(?:,\s*(['\"])(?P<default>.*?)\3\s*)?\)\s*\}\}"

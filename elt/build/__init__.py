@@ -1,0 +1,1 @@
+"""Running the DAG: materializations, data tests, node state."""

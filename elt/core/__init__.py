@@ -1,0 +1,1 @@
+"""Foundation every stage stands on: errors, secrets, console, database, results."""

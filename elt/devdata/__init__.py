@@ -1,0 +1,1 @@
+"""Reproducible synthetic FlowKit and UOIS exports (`python -m elt.devdata`)."""

@@ -1,0 +1,1 @@
+"""One HTTP layer for API sources and publish: transport, auth, retries, endpoints."""

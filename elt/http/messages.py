@@ -1,0 +1,99 @@
+"""What goes over the wire and what comes back, shared by API sources and publish.
+
+Requests are plain data (method, path, bytes, headers) so encoding can run in a worker thread
+and be tested without a server; answers are read into short ledger-safe texts.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from elt.core import secrets
+
+ANSWER_LIMIT = 500
+
+
+@dataclass(frozen=True)
+class Request:
+    """One HTTP request; `path` "" means the GraphQL path. `rows` is the caller's:
+    publish attaches the rows a request carries, the transport never looks at them."""
+
+    method: str
+    path: str
+    content: bytes
+    headers: dict[str, str]
+    rows: tuple[Any, ...] = ()  # what the caller attaches (publish: its rows)
+
+
+
+class RawJSON(str):
+    """A body that is already JSON text (the pending set's body column): sent as it is,
+    with no decode + encode round trip per row."""
+
+    __slots__ = ()
+
+
+def encode_json(value: Any) -> bytes:
+    """Compact UTF-8 JSON; dates and decimals that slipped through become strings."""
+    if isinstance(value, RawJSON):
+        return value.encode()
+    if isinstance(value, list) and any(isinstance(v, RawJSON) for v in value):
+        return b"[" + b",".join(encode_json(v) for v in value) + b"]"
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+
+def as_text(value: Any) -> str | None:
+    """A JSON value as the ledger's answer text: strings bare, everything else as JSON."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def answer_text(body: bytes) -> str | None:
+    """A response body as answer text: a JSON scalar or string decoded (`17`, `"ok"`)."""
+    text = body.decode("utf-8", "replace").strip()
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    if isinstance(value, dict | list):
+        return text
+    return as_text(value)
+
+
+def truncate(text: str | None, limit: int = ANSWER_LIMIT) -> str | None:
+    """Shorten an answer for the ledger; secrets are redacted first, so a cut can never
+    leave part of a secret behind where redaction would no longer find it."""
+    if text is None:
+        return text
+    text = secrets.redact(text)
+    if len(text) <= limit:
+        return text
+    return text[: limit - 1] + "…"
+
+
+def pick(value: Any, path: str | None, skip_first: str | None = None) -> Any:
+    """Follow a dotted path (`a.b.0.c`) into a decoded answer; None where it leads nowhere.
+
+    A leading `skip_first` segment names the GraphQL field itself (`result.msg` as written
+    in YAML examples) and is skipped.
+    """
+    if not path:
+        return value
+    parts = str(path).split(".")
+    if skip_first and parts[0] == skip_first:
+        parts = parts[1:]
+    for part in parts:
+        if isinstance(value, dict):
+            value = value.get(part)
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return None
+    return value

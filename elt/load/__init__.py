@@ -1,0 +1,1 @@
+"""Raw files (seeds) into raw.* tables, incrementally."""

@@ -1,0 +1,1 @@
+"""Reading a project: profiles.yml, seed specs, model files."""

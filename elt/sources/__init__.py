@@ -1,0 +1,1 @@
+"""API sources: lookups from REST and GraphQL endpoints into raw.<name>."""
