@@ -164,8 +164,9 @@ def test_token_endpoint_unreachable(httpx_mock: HTTPXMock) -> None:
     clock = FakeClock()
     with pytest.raises(PublishError, match="endpoint flowkit: token request to .* cannot connect"):
         run_sends(transport(OAUTH, clock))
-    assert clock.sleeps == [1.0, 2.0]  # the token fetch retries blips, then gives up
-    assert len(httpx_mock.get_requests()) == 3
+    # the token fetch retries blips like data requests (backoff with jitter), then gives up
+    assert len(clock.sleeps) == 4 and all(0 <= s <= 4.0 for s in clock.sleeps)
+    assert len(httpx_mock.get_requests()) == 5
 
 
 # -- login3 (UOIS) -------------------------------------------------------------------------

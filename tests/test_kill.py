@@ -59,7 +59,7 @@ def _journal(directory: Path) -> list[dict]:
 
 def _kill_publish(p: E2E, rng: random.Random, pending: int) -> tuple[str, bool]:
     """Start a publish, kill it at a random moment; (what moment, whether it was killed)."""
-    journal = p.root / "target" / "publish"
+    journal = p.root / "target" / "elt.duckdb.publish"
     old_runs = {line["run"] for line in _journal(journal)}  # a killed run's unmerged lines
     moment = rng.choice(["startup", "in_flight", "acknowledged", "delay"])
     proc = Watched(p.cli(*SELECT))
@@ -107,7 +107,7 @@ def test_kill_9_publish_chain_then_resume(tmp_path: Path, sb: Sandbox) -> None:
             except AssertionError as exc:
                 raise AssertionError(f"after the kill at {moment} (seed {SEED}): {exc}") from exc
         leftover = any(line["status"] == "acknowledged"
-                       for line in _journal(tmp_path / "target" / "publish"))
+                       for line in _journal(tmp_path / "target" / "elt.duckdb.publish"))
         sb.set_faults()
         run = elt(p.root, *SELECT, "--concurrency", "8")
         assert run.code == 0 and run.exception is None, f"{kills}\n{run.output}"

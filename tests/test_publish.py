@@ -75,7 +75,8 @@ FROM published.data WHERE status = 'acknowledged'"""
 
 
 class FakeApi:
-    """A FlowKit-like server: POST 201 + mdid or 303 + existing mdid, PATCH, DELETE 204."""
+    """A FlowKit-like server: POST 201 + mdid or 303 + existing mdid, PATCH 201 + a new
+    mdid, DELETE 204."""
 
     def __init__(self) -> None:
         self.datasets: dict[tuple, int] = {}
@@ -106,6 +107,8 @@ class FakeApi:
         if key in self.datasets and request.method == "POST":
             return httpx.Response(303, json=self.datasets[key])
         self.mdid += 1
+        if request.method == "PATCH":  # the real backend: a new mdid for the patched dataset
+            self.datasets[key] = self.mdid
         self.datasets.setdefault(key, self.mdid)
         return httpx.Response(201, json=self.datasets[key])
 
@@ -193,7 +196,7 @@ def test_publish_sends_gzip_bodies_and_records_answers(proj: Project, api: FakeA
     assert [r.name for r in results.results] == ["data", "maps", "items"]
     assert proj.sql("SELECT status, sent, acknowledged, failed FROM _elt.publish_runs") == [
         ("success", 8, 8, 0)]
-    assert not (proj.root / "target" / "publish" / "journal.ndjson").exists()
+    assert not (proj.root / "target" / "elt.duckdb.publish" / "journal.ndjson").exists()
 
 
 def test_second_publish_sends_nothing(proj: Project, api: FakeApi,
@@ -205,12 +208,19 @@ def test_second_publish_sends_nothing(proj: Project, api: FakeApi,
     assert {r.status for r in results.results} == {"up_to_date"}
 
 
-def test_303_is_acknowledged_with_the_existing_mdid(proj: Project, api: FakeApi) -> None:
-    api.datasets[tuple(sorted({"category_id": "presence", "dt": "2020-01-01 00:00:00"}.items()))
-                 ] = 77
+def test_303_in_upsert_mode_is_followed_by_a_patch(proj: Project, api: FakeApi) -> None:
+    """The key exists with data the ledger knows nothing of: 303 is no proof the data is ours,
+    so the row is patched (and gets the new mdid the PATCH answers)."""
+    key = tuple(sorted({"category_id": "presence", "dt": "2020-01-01 00:00:00"}.items()))
+    api.datasets[key] = 77
     proj.publish(select=["data"])
-    assert proj.sql("SELECT http_status, answer, status FROM published.data "
-                    "WHERE category_id = 'presence'") == [(303, "77", "acknowledged")]
+    presence = [(m, b["metadata"]["category_id"]) for m, _, b in api.data_calls()
+                if b["metadata"]["category_id"] == "presence"]
+    assert presence == [("POST", "presence"), ("PATCH", "presence")]
+    assert proj.sql("SELECT l.http_status, l.answer, l.status, l.op FROM published.data d "
+                    "JOIN _elt.ledger l USING (seq) WHERE d.category_id = 'presence'") == [
+        (201, str(api.datasets[key]), "acknowledged", "update")]
+    assert api.datasets[key] != 77
 
 
 def test_4xx_row_fails_then_is_retried_alone(proj: Project, api: FakeApi) -> None:
@@ -296,7 +306,7 @@ def test_failed_build_or_tests_skip_the_publication_and_downstream(proj: Project
 
 def test_crashed_run_rows_are_resent_and_duplicates_count_as_sent(proj: Project,
                                                                   api: FakeApi) -> None:
-    journal = proj.root / "target" / "publish" / "journal.ndjson"
+    journal = proj.root / "target" / "elt.duckdb.publish" / "journal.ndjson"
     journal.parent.mkdir(parents=True)
     key = '["movements","2020-02-01 00:00:00"]'
     journal.write_text(json.dumps({
@@ -377,4 +387,4 @@ def test_journal_is_merged_while_sending(proj: Project, httpx_mock: HTTPXMock,
     # the final merge does not go through try_merge: these ran while sending
     assert not results.failed and any(merged)
     assert proj.sql("SELECT count(*), min(status) FROM published.data") == [(3, "acknowledged")]
-    assert list((proj.root / "target" / "publish").glob("journal*")) == []
+    assert list((proj.root / "target" / "elt.duckdb.publish").glob("journal*")) == []

@@ -72,7 +72,7 @@ def test_kill_9_mid_publish_then_resume_exactly_once(tmp_path: Path, sb: Sandbox
     p = E2E(tmp_path, sb, n=n)
     p.build()
     sb.set_faults(slow_rate=1.0, slow_seconds=0.03)
-    journal_dir = tmp_path / "target" / "publish"
+    journal_dir = tmp_path / "target" / "elt.duckdb.publish"
     seed = random.randrange(1 << 30)
     kill_after = random.Random(seed).randrange(40, 200)
     proc = subprocess.Popen(p.cli("publish", "--select", "flowkit_setup+"),

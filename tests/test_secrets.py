@@ -154,12 +154,12 @@ def test_canary_secrets_leave_no_trace(tmp_path: Path, sb: Sandbox) -> None:
         p.set_datasets("i + 200")
         runs.append(elt_process(root, "build", env=ENV))
         peer.routes[("PATCH", "/echo")] = _echo(201, delay=0.1)
-        journal = root / "target" / "publish" / "journal.ndjson"
+        journal = root / "target" / "elt.duckdb.publish" / "journal.ndjson"
         proc = Watched(elt_argv(root, "publish", "-s", "echo_data"), env={**os.environ, **ENV})
         proc.wait_for(lambda: journal.exists() and b"acknowledged" in journal.read_bytes())
         assert proc.kill(), proc.output()
         runs.append(CliRun(proc.proc.returncode, proc.output(), ""))
-        assert list((root / "target" / "publish").glob("*/echo_data.parquet"))
+        assert list((root / "target" / "elt.duckdb.publish").glob("*/echo_data.parquet"))
 
     leaks = _leaks(root, runs)
     assert not leaks, "\n".join(leaks)

@@ -119,7 +119,7 @@ def test_rest_interpret_success_already_there_and_failure() -> None:
     assert (ok.key, ok.status, ok.http_status, ok.answer, ok.op) == (
         '["k"]', "acknowledged", 201, "17", "insert")
     [there] = sink.interpret(req, 303, b"8\n")
-    assert (there.status, there.answer) == ("acknowledged", "8")
+    assert (there.status, there.answer) == ("already_there", "8")
     [bad] = sink.interpret(req, 400, b'"No data to ingest"')
     assert (bad.status, bad.http_status, bad.answer) == ("failed", 400, "No data to ingest")
     [redirect] = sink.interpret(req, 302, b"")
@@ -211,7 +211,7 @@ def test_graphql_errors_map_to_rows_by_path(gql_dir: Path) -> None:
     assert [(o.key, o.status, o.answer) for o in out] == [
         ("a", "acknowledged", "a"),
         ("b", "failed", "UniqueViolation: key (id)=(b)"),
-        ("c", "acknowledged", "c-old"),  # msg "fail" = already there -> acknowledged
+        ("c", "already_there", "c-old"),  # msg "fail" = already there: kept apart
     ]
     assert {o.http_status for o in out} == {200}
     two = {"data": {"r0": None, "r1": None, "r2": {"id": "c", "msg": "ok"}},
@@ -236,6 +236,25 @@ def test_graphql_errors_without_path_fail_rows_without_data(gql_dir: Path) -> No
     assert (o.status, o.answer) == ("failed", "UniqueViolation")
 
 
+def test_graphql_error_without_path_leaves_open_rows_unresolved(gql_dir: Path) -> None:
+    """Real gql_ug: `data: null`, one error, no path; earlier fields may be committed."""
+    sink = gql(gql_dir, batch_size=3)
+    [req] = sink.encode([row(k, {"id": k}) for k in ("a", "b", "c")])
+    out = sink.interpret(req, 200, answer({"data": None, "errors": [{"msg": "FK violation"}]}))
+    assert [(o.key, o.status) for o in out] == [("a", "unresolved"), ("b", "unresolved"),
+                                                ("c", "unresolved")]
+
+
+def test_graphql_declared_errors_mean_already_there(gql_dir: Path) -> None:
+    sink = gql(gql_dir, already_there_errors=["UniqueViolation"])
+    [req] = sink.encode([row("a", {"id": "a"})])
+    dup = {"data": None, "errors": [{"msg": "UniqueViolationError: Key (id)=(a) already exists"}]}
+    [o] = sink.interpret(req, 200, answer(dup))
+    assert o.status == "already_there"
+    [o] = sink.interpret(req, 200, answer({"data": None, "errors": [{"msg": "FK violation"}]}))
+    assert o.status == "failed"
+
+
 def test_graphql_result_values_and_design_style_paths(gql_dir: Path) -> None:
     sink = gql(gql_dir, result="result.msg", answer="result.id")  # DESIGN.md spelling
     [req] = sink.encode([row("a", {"id": "a"})])
@@ -243,7 +262,7 @@ def test_graphql_result_values_and_design_style_paths(gql_dir: Path) -> None:
     assert sink.interpret(req, 200, answer(ok))[0].answer == "a"
     there = {"data": {"result": {"id": "old", "msg": "fail", "result": None}}}
     [o] = sink.interpret(req, 200, answer(there))
-    assert (o.status, o.answer) == ("acknowledged", "old")
+    assert (o.status, o.answer) == ("already_there", "old")
     [o] = sink.interpret(req, 200, answer({"data": {"result": {"id": "a", "msg": "denied"}}}))
     assert (o.status, o.answer) == ("failed", "denied")
 

@@ -122,7 +122,8 @@ def test_exponential_backoff_then_last_status(httpx_mock: HTTPXMock) -> None:
 
 
 def test_backoff_jitter_is_bounded(httpx_mock: HTTPXMock) -> None:
-    httpx_mock.add_response(status_code=502, is_reusable=True)
+    for i in range(8):  # a different answer each time: transient, not deterministic
+        httpx_mock.add_response(status_code=502, text=f"gateway {i}")
     clock = FakeClock()
     reply = send(make(clock, max_attempts=8, rng=random.Random(42)))
     assert reply.attempts == 8 and reply.status == 502
@@ -234,8 +235,10 @@ def test_heartbeat_returns_version(httpx_mock: HTTPXMock) -> None:
 
 
 def test_heartbeat_unreachable_names_the_endpoint(httpx_mock: HTTPXMock) -> None:
-    httpx_mock.add_exception(httpx.ConnectError("[Errno 111] Connection refused"))
-    t = make(heartbeat="/heartbeat")
+    httpx_mock.add_exception(httpx.ConnectError("[Errno 111] Connection refused"),
+                             is_reusable=True)
+    clock = FakeClock()
+    t = make(clock, heartbeat="/heartbeat", max_attempts=3)
 
     async def go() -> str:
         async with t:
@@ -244,6 +247,31 @@ def test_heartbeat_unreachable_names_the_endpoint(httpx_mock: HTTPXMock) -> None
         run(go)
     assert str(err.value) == (f"endpoint flowkit ({URL}): cannot connect: "
                               "[Errno 111] Connection refused")
+    assert len(httpx_mock.get_requests()) == 3 and len(clock.sleeps) == 2  # retried like data
+
+
+def test_heartbeat_blip_is_retried_and_no_version_is_said(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(url=f"{URL}/heartbeat", status_code=502, text="bad gateway")
+    httpx_mock.add_response(url=f"{URL}/heartbeat", json={"datetime": "x", "config": {}})
+    t = make(heartbeat="/heartbeat")
+
+    async def go() -> str:
+        async with t:
+            return await t.heartbeat()
+    assert run(go) == "ok (no version)"
+
+
+def test_same_500_is_retried_twice_then_given_up(httpx_mock: HTTPXMock) -> None:
+    """FlowKit's validation failures: 500 `Internal Server Error`, the same every time."""
+    httpx_mock.add_response(status_code=500, text="Internal Server Error", is_reusable=True)
+    clock = FakeClock()
+    reply = send(make(clock, max_attempts=8))
+    assert (reply.status, reply.body, reply.attempts) == (500, b"Internal Server Error", 3)
+    assert len(httpx_mock.get_requests()) == 3
+    httpx_mock.reset()
+    httpx_mock.add_response(status_code=500, text="Internal Server Error", is_reusable=True)
+    reply = send(make(clock, max_attempts=8, same_error_retries=0))
+    assert reply.attempts == 1
 
 
 def test_bad_endpoint_config() -> None:

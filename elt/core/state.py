@@ -21,7 +21,7 @@ CREATE TABLE IF NOT EXISTS {LEDGER} (
     publication VARCHAR NOT NULL, key VARCHAR NOT NULL, key_json JSON, hash VARCHAR,
     status VARCHAR, op VARCHAR, http_status INTEGER, answer VARCHAR, attempts INTEGER,
     first_sent TIMESTAMP, last_sent TIMESTAMP, run_id VARCHAR, seq BIGINT, deleted BOOLEAN,
-    PRIMARY KEY (publication, key))"""
+    tombstone VARCHAR, PRIMARY KEY (publication, key))"""
 _RUNS_DDL = f"""
 CREATE TABLE IF NOT EXISTS {RUNS} (
     run_id VARCHAR PRIMARY KEY, started TIMESTAMP, finished TIMESTAMP, publications VARCHAR[],
@@ -36,6 +36,8 @@ def ensure_ledger(con: duckdb.DuckDBPyConnection, publications: dict[str, Sequen
     for schema in (STATE_SCHEMA, PUBLISHED_SCHEMA):
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     con.execute(_LEDGER_DDL)
+    # Ledgers written before a column existed get it (NULL: nothing recorded yet).
+    con.execute(f"ALTER TABLE {LEDGER} ADD COLUMN IF NOT EXISTS tombstone VARCHAR")
     con.execute(_RUNS_DDL)
     con.execute(f"CREATE SEQUENCE IF NOT EXISTS {SEQ}")
     for name, keys in publications.items():

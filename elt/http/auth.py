@@ -17,8 +17,7 @@ import httpx
 from elt.core import secrets
 from elt.core.errors import PublishError
 from elt.http.clock import Clock, SystemClock
-
-TOKEN_ATTEMPTS = 3  # a token refresh mid-run should survive a blip of the token endpoint
+from elt.http.retry import RetryPolicy, retry_after_seconds, retryable_status
 
 
 def _margin(lifetime: float) -> float:
@@ -42,10 +41,12 @@ class Auth:
     kind = "none"
     refreshable = False  # whether a 401 is worth one new token and one resend
 
-    def __init__(self, config: dict, endpoint: str, clock: Clock) -> None:
+    def __init__(self, config: dict, endpoint: str, clock: Clock,
+                 policy: RetryPolicy | None = None) -> None:
         self.config = config
         self.endpoint = endpoint
         self.clock = clock
+        self.policy = policy or RetryPolicy(clock)
         self.generation = 0  # bumped per new token, so a 401 invalidates only its own token
 
     @property
@@ -75,8 +76,9 @@ class BearerAuth(Auth):
 
     kind = "bearer"
 
-    def __init__(self, config: dict, endpoint: str, clock: Clock) -> None:
-        super().__init__(config, endpoint, clock)
+    def __init__(self, config: dict, endpoint: str, clock: Clock,
+                 policy: RetryPolicy | None = None) -> None:
+        super().__init__(config, endpoint, clock, policy)
         self.token = self.require("token")
         secrets.register(self.token)
 
@@ -90,8 +92,9 @@ class _TokenAuth(Auth):
 
     refreshable = True
 
-    def __init__(self, config: dict, endpoint: str, clock: Clock) -> None:
-        super().__init__(config, endpoint, clock)
+    def __init__(self, config: dict, endpoint: str, clock: Clock,
+                 policy: RetryPolicy | None = None) -> None:
+        super().__init__(config, endpoint, clock, policy)
         self._token: str | None = None
         self._expires_at: float | None = None
         self._lock = asyncio.Lock()
@@ -121,20 +124,26 @@ class _TokenAuth(Auth):
         if generation is None or generation == self.generation:
             self._token = None
 
-    async def _call(self, client: httpx.AsyncClient, method: str, url: str, what: str,
-                    **kwargs: Any) -> dict:
-        """One JSON request to the token/login URL; retries only blips (no answer, 5xx)."""
-        for attempt in range(1, TOKEN_ATTEMPTS + 1):
+    async def _call(self, client: httpx.AsyncClient, method: str, url: str, what: str, *,
+                    retry: bool = True, **kwargs: Any) -> dict:
+        """One JSON request to the token/login URL, retried like data requests (connection
+        errors, 429, 5xx; the same 5xx only `same_error_retries` times). With retry=False
+        it is sent once (a login POST: its key is spent whatever the answer)."""
+        repeats = self.policy.tracker()
+        attempts = self.policy.max_attempts if retry else 1
+        for attempt in range(1, attempts + 1):
             try:
                 resp = await client.request(method, url, **kwargs)
             except httpx.HTTPError as exc:
-                if attempt < TOKEN_ATTEMPTS:
-                    await self.clock.sleep(float(attempt))
+                if attempt < attempts:
+                    await self.clock.sleep(self.policy.backoff(attempt))
                     continue
                 detail = str(exc) or type(exc).__name__
                 raise self._error(f"{what} {url}: cannot connect: {detail}") from None
-            if resp.status_code >= 500 and attempt < TOKEN_ATTEMPTS:
-                await self.clock.sleep(float(attempt))
+            if (retryable_status(resp.status_code) and attempt < attempts
+                    and not repeats.exhausted(resp.status_code, resp.content)):
+                after = retry_after_seconds(resp.headers.get("Retry-After"))
+                await self.clock.sleep(self.policy.delay(attempt, after))
                 continue
             break
         if resp.status_code != 200:
@@ -158,8 +167,9 @@ class OAuth2ClientCredentials(_TokenAuth):
 
     kind = "oauth2_client_credentials"
 
-    def __init__(self, config: dict, endpoint: str, clock: Clock) -> None:
-        super().__init__(config, endpoint, clock)
+    def __init__(self, config: dict, endpoint: str, clock: Clock,
+                 policy: RetryPolicy | None = None) -> None:
+        super().__init__(config, endpoint, clock, policy)
         self.token_url = self.require("token_url")
         self.client_id = self.require("client_id")
         self.client_secret = self.require("client_secret")
@@ -191,8 +201,9 @@ class Login3(_TokenAuth):
 
     kind = "login3"
 
-    def __init__(self, config: dict, endpoint: str, clock: Clock) -> None:
-        super().__init__(config, endpoint, clock)
+    def __init__(self, config: dict, endpoint: str, clock: Clock,
+                 policy: RetryPolicy | None = None) -> None:
+        super().__init__(config, endpoint, clock, policy)
         self.login_url = self.require("login_url")
         self.username = self.require("username")
         self.password = self.require("password")
@@ -203,17 +214,33 @@ class Login3(_TokenAuth):
                                where=self.where)
 
     async def _fetch(self, client: httpx.AsyncClient) -> tuple[str, float | None]:
-        data = await self._call(client, "GET", self.login_url, "login key request to")
-        key = data.get("key")
-        if not key:
-            raise self._error(f"login key request to {self.login_url} answered no key")
-        body = {"key": key, "username": self.username, "password": self.password}
-        data = await self._call(client, "POST", self.login_url, "login to", json=body)
-        token = data.get("token")
-        if not isinstance(token, str) or not token:
-            raise self._error(f"login to {self.login_url} answered no token "
-                              "(wrong username or password?)")
-        return token, _jwt_lifetime(token)
+        """A fresh key for every POST (a used key answers 303 to ./login3); a failed login is
+        tried again from a new key, and the error reported is the first answer, not the 303s
+        or repeats that follow it."""
+        first: PublishError | None = None
+        for attempt in range(1, self.policy.max_attempts + 1):
+            data = await self._call(client, "GET", self.login_url, "login key request to")
+            key = data.get("key")
+            if not key:
+                raise self._error(f"login key request to {self.login_url} answered no key")
+            body = {"key": key, "username": self.username, "password": self.password}
+            try:
+                data = await self._call(client, "POST", self.login_url, "login to",
+                                        retry=False, json=body)
+            except PublishError as exc:
+                first = first or exc
+                if "answered HTTP 5" not in str(exc) and "cannot connect" not in str(exc):
+                    raise first from None
+                if attempt >= self.policy.same_error_retries + 1:
+                    raise first from None
+                await self.clock.sleep(self.policy.backoff(attempt))
+                continue
+            token = data.get("token")
+            if not isinstance(token, str) or not token:
+                raise self._error(f"login to {self.login_url} answered no token "
+                                  "(wrong username or password?)")
+            return token, _jwt_lifetime(token)
+        raise first or self._error(f"login to {self.login_url} failed")
 
     async def apply(self, client: httpx.AsyncClient, request_headers: dict[str, str],
                     cookies: dict[str, str]) -> None:
@@ -232,17 +259,17 @@ AUTH_TYPES: dict[str, type[Auth]] = {
 }
 
 
-def make_auth(config: dict | None, *, endpoint: str = "", clock: Clock | None = None) -> Auth:
+def make_auth(config: dict | None, *, endpoint: str = "", clock: Clock | None = None,
+              policy: RetryPolicy | None = None) -> Auth:
     """The Auth for an endpoint's `auth:` mapping (already rendered from env vars)."""
     if clock is None:
-
         clock = SystemClock()
     if not config:
-        return Auth({}, endpoint, clock)
+        return Auth({}, endpoint, clock, policy)
     if not isinstance(config, dict):
         raise PublishError("`auth` must be a mapping", where=f"endpoint {endpoint}")
     kind = str(config.get("type") or "none")
     if kind not in AUTH_TYPES:
         raise PublishError(f"unknown auth type {kind!r}; expected one of: "
                            f"{', '.join(AUTH_TYPES)}", where=f"endpoint {endpoint}")
-    return AUTH_TYPES[kind](config, endpoint, clock)
+    return AUTH_TYPES[kind](config, endpoint, clock, policy)

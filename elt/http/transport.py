@@ -1,7 +1,8 @@
 """HTTP transport for one endpoint: keep-alive client, bounded concurrency, retries, pacing.
 
-Retry policy: connection errors, 429 and 5xx are retried up to `max_attempts` with
-exponential backoff and full jitter (429/503 honour Retry-After). After any error where the
+Retry policy (retry.py): connection errors, 429 and 5xx are retried up to `max_attempts`
+with exponential backoff and full jitter (429/503 honour Retry-After); the same 5xx answer
+is retried `same_error_retries` times (default 2). After any error where the
 request may have reached the server, the next attempt waits at least 1 s. A request that
 timed out waiting for its answer is NOT resent in the same run (unless the endpoint sets
 `retry_timeouts: true`): the server may still be processing it, and the FlowKit backend
@@ -13,11 +14,9 @@ did store then answers 303 (acknowledged).
 from __future__ import annotations
 
 import asyncio
-import email.utils
+import json
 import random
-import time
 from dataclasses import dataclass
-from datetime import UTC
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
@@ -28,11 +27,9 @@ from elt.core.errors import PublishError
 from elt.http.auth import make_auth
 from elt.http.clock import Clock, SystemClock
 from elt.http.messages import Request
+from elt.http.retry import RetryPolicy, retry_after_seconds, retryable_status
 
-BACKOFF_BASE = 0.5  # seconds; ceilings 0.5, 1, 2, 4, ... before jitter
-BACKOFF_CAP = 30.0
 RESEND_PAUSE = 1.0  # minimum wait after a timeout before resending (see module docstring)
-RETRY_AFTER_CAP = 300.0
 
 
 @dataclass(frozen=True)
@@ -44,24 +41,6 @@ class Reply:
     error: str | None
     attempts: int
     location: str | None = None  # where a 3xx answer pointed (redirects are never followed)
-
-
-def retry_after_seconds(value: str | None, wall_now: float | None = None) -> float | None:
-    """Retry-After as seconds: a number, or an HTTP-date relative to the wall clock."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - (time.time() if wall_now is None else wall_now))
 
 
 def _number(endpoint: dict, key: str, default: float, where: str) -> float:
@@ -108,10 +87,13 @@ class Transport:
         self.concurrency = int(concurrency or _number(endpoint, "concurrency", 8, self.where) or 8)
         self.rate_limit = _number(endpoint, "rate_limit", 0.0, self.where)
         self.max_attempts = max(1, int(_number(endpoint, "max_attempts", 5, self.where)))
+        same = int(_number(endpoint, "same_error_retries", 2, self.where))
         self.retry_timeouts = bool(endpoint.get("retry_timeouts", False))
         self.clock: Clock = clock or SystemClock()
         self.rng = rng or random.Random()
-        self.auth = make_auth(endpoint.get("auth"), endpoint=name, clock=self.clock)
+        self.policy = RetryPolicy(self.clock, self.rng, self.max_attempts, same)
+        self.auth = make_auth(endpoint.get("auth"), endpoint=name, clock=self.clock,
+                              policy=self.policy)
         limits = httpx.Limits(max_connections=self.concurrency,
                               max_keepalive_connections=self.concurrency)
         self.client = httpx.AsyncClient(
@@ -135,28 +117,29 @@ class Transport:
 
     # -- checks ------------------------------------------------------------------------
     async def heartbeat(self) -> str:
-        """GET url + heartbeat: the server's `version`, or "ok" (also when none configured)."""
+        """GET url + heartbeat (retried like data requests): the server's `version`, else
+        "ok (no version)"; "ok" when no heartbeat is configured."""
         if not self.heartbeat_path:
             return "ok"
-        try:
-            resp = await self.client.get(self.url + self.heartbeat_path)
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            what = self._describe(exc)
+        probe = Request("GET", self.heartbeat_path, b"", {})
+        reply = await self._exchange(probe, self.url + self.heartbeat_path, authorize=False)
+        if reply.status is None:
+            what = (reply.error or "no answer").removeprefix(f"{self.where}: ")
             if not what.startswith("cannot connect"):
                 what = f"cannot connect: {what}"
-            raise PublishError(what, where=self.where) from None
-        if not 200 <= resp.status_code < 300:
-            moved = resp.headers.get("Location") if resp.is_redirect else None
-            hint = f" (a redirect to {moved}, not followed: fix the url)" if moved else ""
+            raise PublishError(what, where=self.where)
+        if not 200 <= reply.status < 300:
+            hint = (f" (a redirect to {reply.location}, not followed: fix the url)"
+                    if reply.location else "")
             raise PublishError(f"heartbeat {self.heartbeat_path} answered HTTP "
-                               f"{resp.status_code}{hint}", where=self.where)
+                               f"{reply.status}{hint}", where=self.where)
         try:
-            data = resp.json()
+            data = json.loads(reply.body)
         except ValueError:
             data = None
         if isinstance(data, dict) and data.get("version") not in (None, ""):
             return str(data["version"])
-        return "ok"
+        return "ok (no version)"
 
     async def check_auth(self) -> None:
         """Fetch a token now; raises PublishError naming the endpoint and the status."""
@@ -166,38 +149,42 @@ class Transport:
     async def send(self, request: Request) -> Reply:
         """Send with retries; every outcome is a Reply except failing to get credentials,
         which raises PublishError (the whole endpoint is unusable, not this request)."""
-        url = self.url + (request.path or self.graphql_path)
+        return await self._exchange(request, self.url + (request.path or self.graphql_path))
+
+    async def _exchange(self, request: Request, url: str, *, authorize: bool = True) -> Reply:
         attempts = tries = 0
         refreshed = False
+        repeats = self.policy.tracker()
         while True:
             attempts += 1
             tries += 1
             status, body, exc, retry_after, generation, location = await self._attempt(
-                request, url)
-            if status == 401 and self.auth.refreshable and not refreshed:
+                request, url, authorize)
+            if status == 401 and authorize and self.auth.refreshable and not refreshed:
                 self.auth.invalidate(generation)  # one new token, one resend, not a "try"
                 refreshed = True
                 tries -= 1
                 continue
-            retryable = exc is not None and self._retryable(exc) or (
-                status is not None and (status == 429 or status >= 500))
-            if not retryable or tries >= self.max_attempts:
+            retryable = (exc is not None and self._retryable(exc)) or retryable_status(status)
+            if (not retryable or tries >= self.max_attempts
+                    or repeats.exhausted(status, body)):
                 error = f"{self.where}: {self._describe(exc)}" if exc is not None else None
                 return Reply(status, body, secrets.redact(error) if error else None, attempts,
                              location)
-            delay = retry_after if retry_after is not None else self._backoff(tries)
+            delay = self.policy.delay(tries, retry_after)
             if exc is not None and not isinstance(exc, httpx.ConnectError):
                 delay = max(delay, RESEND_PAUSE)  # it may have reached the server
             self.retries += 1
             await self.clock.sleep(delay)
 
-    async def _attempt(self, request: Request, url: str) -> tuple[
+    async def _attempt(self, request: Request, url: str, authorize: bool = True) -> tuple[
             int | None, bytes, BaseException | None, float | None, int, str | None]:
         async with self._slots:
             await self._pace()
             headers = dict(request.headers)
             cookies: dict[str, str] = {}
-            await self.auth.apply(self.client, headers, cookies)
+            if authorize:
+                await self.auth.apply(self.client, headers, cookies)
             generation = self.auth.generation
             if cookies:
                 jar = "; ".join(f"{k}={v}" for k, v in cookies.items())
@@ -212,8 +199,6 @@ class Transport:
         retry_after = None
         if resp.status_code in (429, 503):
             retry_after = retry_after_seconds(resp.headers.get("Retry-After"))
-            if retry_after is not None:
-                retry_after = min(retry_after, RETRY_AFTER_CAP)
         location = resp.headers.get("Location") if resp.is_redirect else None
         return resp.status_code, resp.content, None, retry_after, generation, location
 
@@ -226,10 +211,6 @@ class Transport:
         self._next_start = start + 1.0 / self.rate_limit
         if start > now:
             await self.clock.sleep(start - now)
-
-    def _backoff(self, tries: int) -> float:
-        """Full jitter: uniform in [0, min(cap, base * 2**(tries-1)))."""
-        return self.rng.random() * min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (tries - 1))
 
     def _retryable(self, exc: BaseException) -> bool:
         if isinstance(exc, httpx.ReadTimeout | httpx.WriteTimeout):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -21,15 +22,16 @@ from elt.core.state import LEDGER, RUNS, SEQ, ensure_ledger  # noqa: F401  (re-e
 # An empty relation shaped like the ledger, for read-only opens before any publish.
 _EMPTY_LEDGER = ("(SELECT NULL::VARCHAR AS publication, NULL::VARCHAR AS key, NULL::JSON AS "
                  "key_json, NULL::VARCHAR AS hash, NULL::VARCHAR AS status, NULL::VARCHAR AS op, "
-                 "NULL::BOOLEAN AS deleted WHERE false)")
+                 "NULL::BOOLEAN AS deleted, NULL::VARCHAR AS tombstone, "
+                 "NULL::TIMESTAMP AS last_sent WHERE false)")
 
 # Journal line fields (see elt/publish/journal.py); explicit so an empty file still has a schema.
 JOURNAL_COLUMNS = (
     "{run: 'VARCHAR', n: 'BIGINT', pub: 'VARCHAR', key: 'VARCHAR', key_json: 'JSON', "
     "op: 'VARCHAR', hash: 'VARCHAR', status: 'VARCHAR', http: 'INTEGER', answer: 'VARCHAR', "
-    "attempts: 'INTEGER', ts: 'TIMESTAMP'}"
+    "attempts: 'INTEGER', ts: 'TIMESTAMP', tomb: 'VARCHAR'}"
 )
-REASONS = ("new", "changed", "unchanged", "delete", "failed", "unknown")
+REASONS = ("new", "changed", "unchanged", "delete", "failed", "unknown", "settling")
 
 
 
@@ -43,6 +45,8 @@ class PendingQuery:
     key: tuple[str, ...]
     mode: str                # append | upsert | mirror
     body: str | None = None  # JSON column sent as the body; None -> the row as an object
+    delete_body: str | None = None  # column kept in the ledger, sent when the row is deleted
+    settle: float = 0.0      # seconds an unanswered (unknown) row is held before a resend
 
 
 def model_columns(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, str]:
@@ -70,8 +74,23 @@ def _model_cte(q: PendingQuery, columns: dict[str, str], *, with_body: bool) -> 
     obj = ", ".join(f"{literal(k)}, {quote(k)}" for k in q.key)
     body = _body_expr(q, columns)
     last = f"{body} AS body" if with_body else f"md5({body}) AS hash"
+    tomb = f"{quote(q.delete_body)}::VARCHAR" if q.delete_body else "NULL::VARCHAR"
     return (f"SELECT json_array({keys})::VARCHAR AS key, json_object({obj})::VARCHAR AS key_json, "
-            f"{last} FROM {q.relation}")
+            f"{last}, {tomb} AS tombstone FROM {q.relation}")
+
+
+def _settled_before(q: PendingQuery) -> str:
+    """SQL condition on the ledger's `last_sent`: an unknown row sent since may still be
+    processing.
+
+    The endpoint may still be working on a request whose answer never came (a timeout, a
+    killed run); a resend before it settles can store the key twice (FlowKit: "Ambiguous
+    dataset"). The cut-off is a literal: the ledger's times are naive UTC.
+    """
+    if q.settle <= 0:
+        return "false"
+    cutoff = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=q.settle)
+    return f"last_sent > TIMESTAMP {literal(cutoff.isoformat(timespec='microseconds'))}"
 
 
 def check_model(con: duckdb.DuckDBPyConnection, q: PendingQuery) -> dict[str, str]:
@@ -98,21 +117,28 @@ def check_model(con: duckdb.DuckDBPyConnection, q: PendingQuery) -> dict[str, st
 def classified_sql(q: PendingQuery, columns: dict[str, str], ledger: str = LEDGER) -> str:
     """Every key of the model or the ledger with its reason and the op to send (NULL: none).
 
-    reason: new | changed | unchanged | delete | failed | unknown | gone. Failed rows are sent
-    again with their op; `unknown` rows (a crashed run sent them, the answer was never recorded)
-    are resent flagged retry_of_unknown; acknowledged, unchanged rows never go out again.
+    reason: new | changed | unchanged | delete | failed | unknown | settling | gone. Failed
+    rows are sent again with their op; `unknown` rows (sent, the answer never recorded) are
+    resent flagged retry_of_unknown once they have settled (`settling` until then: no op);
+    acknowledged, unchanged rows never go out again. `tombstone` is what to record for a row
+    being sent (its delete_body), and for a row gone from the model the body of its delete.
     Parameter $1 is the publication name.
     """
     append = "true" if q.mode == "append" else "false"
     mirror = "true" if q.mode == "mirror" else "false"
     return f"""
 WITH mh AS ({_model_cte(q, columns, with_body=False)}),
-l AS (SELECT key, key_json::VARCHAR AS key_json, hash, status, op,
+l AS (SELECT key, key_json::VARCHAR AS key_json, hash, op, tombstone,
+             status = 'unknown' AND {_settled_before(q)} AS settling,
+             CASE WHEN status = 'already_there' THEN 'acknowledged' ELSE status END AS status,
              coalesce(deleted, false) AS deleted FROM {ledger} WHERE publication = $1),
 c AS (
   SELECT coalesce(mh.key, l.key) AS key, coalesce(mh.key_json, l.key_json) AS key_json,
          coalesce(mh.hash, l.hash) AS hash, l.op AS last_op, mh.key IS NULL AS absent,
+         CASE WHEN mh.key IS NULL THEN coalesce(l.tombstone, l.key_json) ELSE mh.tombstone END
+             AS tombstone,
          CASE
+           WHEN l.settling THEN 'settling'
            WHEN mh.key IS NULL THEN CASE
                WHEN NOT {mirror} OR l.deleted THEN 'gone'
                WHEN l.status = 'acknowledged' THEN 'delete'
@@ -133,7 +159,7 @@ SELECT key, key_json, reason,
                 WHEN last_op = 'delete' THEN 'insert'
                 ELSE coalesce(last_op, 'insert') END
        END AS op,
-       hash, absent, reason = 'unknown' AS retry_of_unknown
+       hash, absent, reason = 'unknown' AS retry_of_unknown, tombstone
 FROM c"""
 
 
@@ -147,12 +173,13 @@ def _bodies_sql(q: PendingQuery, columns: dict[str, str], pending: str) -> str:
 def pending_sql(q: PendingQuery, columns: dict[str, str], ledger: str = LEDGER) -> str:
     """Only the rows to send: key, key_json, op, hash, body, retry_of_unknown, reason.
 
-    A delete's body is the key as an object (the row is gone from the model).
+    A delete's body is the delete_body recorded when the row was last acknowledged, else
+    the key as an object (the row is gone from the model).
     """
     return f"""
 WITH p AS (SELECT * FROM ({classified_sql(q, columns, ledger)}) WHERE op IS NOT NULL),
 b AS ({_bodies_sql(q, columns, "p")})
-SELECT p.key, p.key_json, p.op, p.hash, CASE WHEN p.absent THEN p.key_json ELSE b.body END
+SELECT p.key, p.key_json, p.op, p.hash, CASE WHEN p.absent THEN p.tombstone ELSE b.body END
        AS body, p.retry_of_unknown, p.reason
 FROM p LEFT JOIN b ON p.key = b.key ORDER BY p.key"""
 
@@ -195,7 +222,7 @@ def copy_pending(con: duckdb.DuckDBPyConnection, q: PendingQuery, path: Path,
     columns = columns or model_columns(con, q.relation)
     path.parent.mkdir(parents=True, exist_ok=True)
     con.execute(f"CREATE OR REPLACE TEMP TABLE _elt_pending AS SELECT key, key_json, op, hash, "
-                f"retry_of_unknown, absent FROM ({classified_sql(q, columns)}) "
+                f"retry_of_unknown, absent, tombstone FROM ({classified_sql(q, columns)}) "
                 f"WHERE op IS NOT NULL", [q.publication])
     try:
         con.execute(f"COPY _elt_pending TO {literal(str(path))} (FORMAT parquet)")
@@ -213,9 +240,9 @@ def copy_pending(con: duckdb.DuckDBPyConnection, q: PendingQuery, path: Path,
 # -- journal merge ------------------------------------------------------------------------
 _MERGE = f"""
 INSERT INTO {LEDGER} (publication, key, key_json, hash, status, op, http_status, answer,
-                      attempts, first_sent, last_sent, run_id, seq, deleted)
+                      attempts, first_sent, last_sent, run_id, seq, deleted, tombstone)
 SELECT pub, key, key_json, hash, status, op, http, answer, total_attempts, first_ts, ts, run,
-       nextval('{SEQ}'), status = 'acknowledged' AND op = 'delete'
+       nextval('{SEQ}'), status = 'acknowledged' AND op = 'delete', tomb
 FROM (SELECT *, row_number() OVER w AS rn,
              sum(coalesce(attempts, 0)) OVER (PARTITION BY pub, key) AS total_attempts,
              min(ts) OVER (PARTITION BY pub, key) AS first_ts
@@ -238,7 +265,8 @@ ON CONFLICT (publication, key) DO UPDATE SET
     run_id = excluded.run_id,
     seq = excluded.seq,
     deleted = CASE WHEN excluded.status = 'acknowledged' THEN excluded.op = 'delete'
-                   ELSE coalesce(deleted, false) END
+                   ELSE coalesce(deleted, false) END,
+    tombstone = coalesce(excluded.tombstone, tombstone)
 """
 
 

@@ -14,6 +14,7 @@ from elt.core.errors import EltError
 from elt.core.results import NodeResult, RunResults
 from elt.publish import journal as jr
 from elt.publish import ledger
+from elt.publish.lock import state_dir
 from elt.publish.spec import Publication, load_publications
 from elt.publish.workspace import Workspace
 
@@ -70,10 +71,24 @@ def effective_deps(pubs: dict[str, Publication],
 
 
 # -- per publication checks ------------------------------------------------------------------
-def pending_query(pub: Publication) -> ledger.PendingQuery:
+DEFAULT_SETTLE = 120.0  # seconds an unanswered row waits before it may be sent again
+
+
+def settle_seconds(endpoint: Any) -> float:
+    """The endpoint's `settle:` (how long it may go on processing a request whose answer
+    never came); the default suits services that answer within their timeout."""
+    value = endpoint.get("settle", DEFAULT_SETTLE) if isinstance(endpoint, dict) else None
+    try:
+        return max(0.0, float(value if value is not None else DEFAULT_SETTLE))
+    except (TypeError, ValueError):
+        raise EltError(f"settle must be a number of seconds, not {value!r}") from None
+
+
+def pending_query(pub: Publication, endpoint: Any = None) -> ledger.PendingQuery:
     schema, table = relation(pub)
     return ledger.PendingQuery(pub.name, f"{db.quote(schema)}.{db.quote(table)}", pub.key,
-                               pub.mode, pub.body)
+                               pub.mode, pub.body, pub.delete_body,
+                               settle_seconds(endpoint or {}))
 
 
 def unpublishable(con: Any, pub: Publication) -> str | None:
@@ -128,7 +143,7 @@ def dry_run(ctx: Workspace, pubs: dict[str, Publication], order: list[str]) -> R
                 results.add(NodeResult(name, "publication", "skipped", 0, 0.0, reason))
                 console.node("publish", name, "skipped", message=reason)
                 continue
-            query = pending_query(pub)
+            query = pending_query(pub, ctx.project.target.endpoints.get(pub.endpoint))
             columns = ledger.check_model(con, query)
             c = ledger.pending_counts(con, query, columns)
             message = (f"dry run: {c['new']:,} new, {c['changed']:,} changed, "
@@ -151,7 +166,7 @@ def dry_run(ctx: Workspace, pubs: dict[str, Publication], order: list[str]) -> R
 
 
 def _warn_unmerged(ctx: Workspace) -> None:
-    directory = ctx.project.target_dir / "publish"
+    directory = state_dir(ctx.project.target.path)
     if jr.rotated_files(directory) or (directory / jr.CURRENT).exists():
         ctx.console.warn("a journal of answers is not merged yet (a publish is running or was "
                          "interrupted); counts may include rows already acknowledged")
@@ -169,7 +184,7 @@ def status(ctx: Workspace, pubs: dict[str, Publication]) -> tuple[list[str], lis
             if not db.table_exists(con, schema, table):
                 rows.append((name, pub.model, pub.endpoint, None, None, None, None))
                 continue
-            query = pending_query(pub)
+            query = pending_query(pub, ctx.project.target.endpoints.get(pub.endpoint))
             c = ledger.pending_counts(con, query)
             (total,), = con.execute(f"SELECT count(*) FROM {query.relation}").fetchall()
             rows.append((name, pub.model, pub.endpoint, total, c["unchanged"], c["failed"],

@@ -1,9 +1,9 @@
 """`elt publish`: send what is new, changed or failed; record what each endpoint acknowledged.
 
-Order of a run (see DESIGN.md "Ledger"): take the project's publish lock (one publisher per
-project: two would put the same key in flight twice), merge a crashed run's journal, then
-per publication in dependency order: open the database briefly, write the pending set to
-parquet, close, stream it (stream.py) while answers go to the journal (journal.py), merged
+Order of a run (see DESIGN.md "Ledger"): take the database's publish lock (one publisher
+per database file: two would put a key in flight twice; lock.py), merge a crashed run's
+journal, then per publication in dependency order: open the database briefly, write the
+pending set to parquet, close, stream it (stream.py) while answers go to the journal (journal.py), merged
 into the ledger every few seconds. Models reading `published.<name>` are rebuilt before the
 publications that need them.
 """
@@ -26,6 +26,7 @@ from elt.core.errors import EltError, PublishError
 from elt.core.results import NodeResult, RunResults
 from elt.publish import journal as jr
 from elt.publish import ledger, report
+from elt.publish.lock import publish_lock, state_dir
 from elt.publish.spec import Publication, downstream, load_publications
 from elt.publish.spec import select as select_pubs
 from elt.publish.workspace import Workspace
@@ -50,8 +51,7 @@ def run_publish(ctx: Workspace, select: Sequence[str] = (), exclude: Sequence[st
         return report.dry_run(ctx, pubs, order)
     if concurrency is not None and concurrency < 1:
         raise PublishError("--concurrency must be at least 1")
-    publish_dir = ctx.project.target_dir / "publish"
-    with _publish_lock(publish_dir):
+    with publish_lock(ctx.project.target.path, ctx.project.root):
         run = _Run(ctx, pubs, order, deps, readers, concurrency, export_results)
         results = run.execute()
     results.write(ctx.project.target_dir)
@@ -62,33 +62,6 @@ def run_publish(ctx: Workspace, select: Sequence[str] = (), exclude: Sequence[st
             ctx.console.error(text if named else f"publication {result.name} "
                               f"(endpoint {pubs[result.name].endpoint}): {text}")
     return results
-
-
-@contextlib.contextmanager
-def _publish_lock(directory: Path) -> Iterator[None]:
-    """One publisher per project at a time (an OS lock: released when the process dies)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "publish.lock"
-    handle = open(path, "a+", encoding="utf-8")
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no cross-process guard
-        fcntl = None
-    try:
-        if fcntl is not None:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = path.read_text(encoding="utf-8").strip() or "?"
-                raise PublishError(f"another `elt publish` (process {holder}) is running for "
-                                   "this project; wait for it to finish") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        yield
-    finally:
-        handle.close()
 
 
 class _Run:
@@ -103,7 +76,7 @@ class _Run:
         self.export_path = export_results
         self.console = ctx.console
         self.project = ctx.project
-        self.publish_dir = self.project.target_dir / "publish"
+        self.publish_dir = state_dir(self.project.target.path)
         self.run_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
         self.run_dir = self.publish_dir / self.run_id
         self.results = RunResults("publish")
@@ -159,7 +132,7 @@ class _Run:
             reason = report.unpublishable(con, pub)
             if reason:
                 return ("skip", reason)
-            query = report.pending_query(pub)
+            query = report.pending_query(pub, self.project.target.endpoints.get(pub.endpoint))
             columns = ledger.check_model(con, query)
             if count_only:
                 return ("count", ledger.pending_counts(con, query, columns)["pending"])

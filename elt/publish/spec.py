@@ -22,7 +22,7 @@ KINDS = ("rest", "graphql")
 MODES = ("append", "upsert", "mirror")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ALLOWED = {"model", "endpoint", "kind", "key", "mode", "depends_on", "body", "batch_size",
-            "rest", "graphql", "description", "tags"}
+            "rest", "graphql", "description", "tags", "delete_body", "wave", "scopes"}
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,9 @@ class Publication:
     depends_on: tuple[str, ...] = ()
     body: str | None = None
     batch_size: int = 1
+    delete_body: str | None = None   # column recorded on acknowledgement, sent on delete
+    wave: str | None = None          # rows go in ascending waves of this column (parents first)
+    scopes: tuple[str, ...] = ()     # token scopes the endpoint requires (checked by debug)
     config: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     @property
@@ -131,9 +134,23 @@ def _parse_one(path: Path, name: str, raw: Any, endpoints: dict[str, Any]) -> Pu
     batch_size = raw.get("batch_size", 1)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise fail("`batch_size:` must be a positive integer")
+    columns = {}
+    for option in ("delete_body", "wave"):
+        value = raw.get(option)
+        if value is not None and (not isinstance(value, str) or not value):
+            raise fail(f"`{option}:` must be a column name")
+        columns[option] = value
+    if columns["delete_body"] and mode != "mirror":
+        raise fail("`delete_body:` is only used by mode mirror (which deletes)")
+    scopes = raw.get("scopes") or []
+    if isinstance(scopes, str):
+        scopes = scopes.split()
+    if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+        raise fail("`scopes:` must be a list of token scopes")
     return Publication(name=name, model=model, endpoint=endpoint, kind=kind, key=tuple(key),
                        mode=mode, path=path, depends_on=tuple(depends), body=body,
-                       batch_size=batch_size, config=dict(config))
+                       batch_size=batch_size, delete_body=columns["delete_body"],
+                       wave=columns["wave"], scopes=tuple(scopes), config=dict(config))
 
 
 def _check_dependencies(pubs: dict[str, Publication]) -> None:

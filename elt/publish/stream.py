@@ -26,7 +26,7 @@ from elt.core.errors import EltError
 from elt.http.messages import RawJSON, Request
 from elt.publish import ledger
 from elt.publish.journal import Journal
-from elt.publish.sinks.base import Row, Sink
+from elt.publish.sinks.base import ALREADY_THERE, UNRESOLVED, Row, Sink
 
 # An "already there" error on a row that may have reached the server before (a crashed run's
 # in-flight row, or a request the transport had to resend) is proof the row exists: the first
@@ -35,6 +35,7 @@ from elt.publish.sinks.base import Row, Sink
 ALREADY_EXISTS = ("uniqueviolation", "already exists")
 # Rows per fetch from the pending parquet: bodies can be hundreds of KB, so a small chunk
 # (and a small DuckDB memory limit for the reader) keeps the process's memory flat.
+DELIVERED = ("acknowledged", ALREADY_THERE)
 READ_CHUNK = 256
 READER_MEMORY = "128MB"
 
@@ -46,6 +47,7 @@ class Tally:
     sent: int = 0
     acknowledged: int = 0
     failed: int = 0          # failed answers plus rows whose answer never came (unknown)
+    already_there: int = 0   # the endpoint had the key already (kept apart in the ledger)
     requests: int = 0
     bytes: int = 0
     first_failure: str | None = None  # why the first failed row failed (status and answer)
@@ -79,11 +81,40 @@ def settle(sink: Sink, request: Request, status: int | None, body: bytes, error:
             settled.append((row, "failed", status, "the answer has no result for this row"))
             continue
         state, answer = out.status, out.answer
-        if state == "failed" and (row.retry_of_unknown or attempts > 1) \
-                and already_exists(answer):
+        maybe_ours = row.retry_of_unknown or attempts > 1
+        if state == "failed" and maybe_ours and already_exists(answer):
             state, answer = "acknowledged", None
+        elif state == ALREADY_THERE and maybe_ours and not upserts(sink, row):
+            state = "acknowledged"  # the copy that may have arrived earlier made it
         settled.append((row, state, out.http_status, answer))
     return settled
+
+
+def upserts(sink: Sink, row: Row) -> bool:
+    """An insert answered "already there" is followed by an update (verifies the data)."""
+    return row.op == "insert" and sink.mode == "upsert" and sink.can("update")
+
+
+def follow_ups(sink: Sink, settled: list[tuple[Row, str, int | None, str | None]]
+               ) -> tuple[list[tuple[Row, str, int | None, str | None]], list[Row]]:
+    """(rows to record now, rows to send again alone).
+
+    Unresolved rows go again as they were, flagged as maybe delivered (an "already exists"
+    then proves the first copy landed). An insert answered "already there" in upsert mode
+    goes again as an update: a 303 says a dataset with the key exists, not that its data is
+    ours (FlowKit keeps the old data on POST).
+    """
+    final: list[tuple[Row, str, int | None, str | None]] = []
+    again: list[Row] = []
+    for entry in settled:
+        row, state = entry[0], entry[1]
+        if state == UNRESOLVED:
+            again.append(Row(row.key, row.op, row.body, row.hash, True, row.tombstone))
+        elif state == ALREADY_THERE and upserts(sink, row):
+            again.append(Row(row.key, "update", row.body, row.hash, False, row.tombstone))
+        else:
+            final.append(entry)
+    return final, again
 
 
 class _Reader:
@@ -97,18 +128,18 @@ class _Reader:
         self.path = path
         self.raw = raw  # hand bodies over as RawJSON text (the sink does not look inside)
         self.con: duckdb.DuckDBPyConnection | None = None
-        self.meta: dict[str, tuple[str, str, str, bool]] = {}
-        self.deletes: list[tuple[str, str, str, str, str, bool]] = []
+        self.meta: dict[str, tuple[str, str, str, bool, str | None]] = {}
+        self.deletes: list[tuple[str, str, str, str, str, bool, str | None]] = []
 
     def _open(self) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect(config={"memory_limit": READER_MEMORY, "threads": "1"})
-        for key, key_json, op, hsh, rou, absent in con.execute(
-                "SELECT key, key_json, op, hash, retry_of_unknown, absent FROM read_parquet(?)",
-                [str(self.path)]).fetchall():
-            if absent:  # gone from the model: the body is the key as an object
-                self.deletes.append((key, key_json, op, hsh, key_json, bool(rou)))
+        for key, key_json, op, hsh, rou, absent, tomb in con.execute(
+                "SELECT key, key_json, op, hash, retry_of_unknown, absent, tombstone "
+                "FROM read_parquet(?)", [str(self.path)]).fetchall():
+            if absent:  # gone from the model: the body is its recorded delete body
+                self.deletes.append((key, key_json, op, hsh, tomb, bool(rou), None))
             else:
-                self.meta[key] = (key_json, op, hsh, bool(rou))
+                self.meta[key] = (key_json, op, hsh, bool(rou), tomb)
         con.execute("SELECT key, body FROM read_parquet(?)",
                     [str(ledger.bodies_path(self.path))])
         return con
@@ -120,15 +151,16 @@ class _Reader:
         if fetched:
             rows = []
             for key, body in fetched:
-                key_json, op, hsh, rou = self.meta.pop(key)
-                rows.append((key, key_json, op, hsh, body, rou))
+                key_json, op, hsh, rou, tomb = self.meta.pop(key)
+                rows.append((key, key_json, op, hsh, body, rou, tomb))
         else:
             rows, self.deletes = self.deletes[:READ_CHUNK], self.deletes[READ_CHUNK:]
         if self.raw:
             return [(Row(key, op, RawJSON(body if body is not None else "null"), hsh,
-                         bool(rou)), key_json) for key, key_json, op, hsh, body, rou in rows]
-        return [(Row(key, op, json.loads(body) if body is not None else None, hsh, bool(rou)),
-                 key_json) for key, key_json, op, hsh, body, rou in rows]
+                         bool(rou), tomb), key_json)
+                    for key, key_json, op, hsh, body, rou, tomb in rows]
+        return [(Row(key, op, json.loads(body) if body is not None else None, hsh, bool(rou),
+                     tomb), key_json) for key, key_json, op, hsh, body, rou, tomb in rows]
 
     def close(self) -> None:
         if self.con is not None:
@@ -179,24 +211,34 @@ async def stream(
         for _ in range(concurrency):
             await requests.put(None)
 
+    async def exchange(request: Request) -> None:
+        """Send one request and record its rows; rows the answer leaves open are sent again,
+        alone, by this same sender (so a key is never in two requests at once)."""
+        journal.write(({"pub": publication, "key": r.key, "op": r.op, "hash": r.hash,
+                        "status": "unknown"}, key_json.get(r.key)) for r in request.rows)
+        reply = await send(request)
+        settled = settle(sink, request, reply.status, reply.body, reply.error,
+                         reply.attempts, getattr(reply, "location", None))
+        final, again = follow_ups(sink, settled)
+        _record(publication, final, reply.attempts, journal, key_json, export)
+        failed = sum(1 for _, state, _, _ in final if state not in DELIVERED)
+        if failed and tally.first_failure is None:
+            tally.first_failure = _reason(final)
+        tally.sent += len(final)
+        tally.failed += failed
+        tally.acknowledged += sum(1 for _, state, _, _ in final if state == "acknowledged")
+        tally.already_there += sum(1 for _, state, _, _ in final if state == ALREADY_THERE)
+        tally.requests += 1
+        tally.bytes += len(request.content)
+        if progress is not None:
+            progress.advance(len(final), nbytes=len(request.content), errors=failed)
+        for row in again:
+            for follow in await loop.run_in_executor(encoder, sink.encode, [row]):
+                await exchange(follow)
+
     async def sender() -> None:
         while (request := await requests.get()) is not None:
-            journal.write(({"pub": publication, "key": r.key, "op": r.op, "hash": r.hash,
-                            "status": "unknown"}, key_json.get(r.key)) for r in request.rows)
-            reply = await send(request)
-            settled = settle(sink, request, reply.status, reply.body, reply.error,
-                             reply.attempts, getattr(reply, "location", None))
-            _record(publication, settled, reply.attempts, journal, key_json, export)
-            failed = sum(1 for _, state, _, _ in settled if state != "acknowledged")
-            if failed and tally.first_failure is None:
-                tally.first_failure = _reason(settled)
-            tally.sent += len(settled)
-            tally.failed += failed
-            tally.acknowledged += len(settled) - failed
-            tally.requests += 1
-            tally.bytes += len(request.content)
-            if progress is not None:
-                progress.advance(len(settled), nbytes=len(request.content), errors=failed)
+            await exchange(request)
 
     try:
         async with asyncio.TaskGroup() as tasks:
@@ -227,7 +269,7 @@ def _first(group: BaseExceptionGroup) -> BaseException:
 
 def _reason(settled: list[tuple[Row, str, int | None, str | None]]) -> str:
     """One line saying why the first failed row of a request failed (no secrets)."""
-    _, state, http, answer = next(s for s in settled if s[1] != "acknowledged")
+    _, state, http, answer = next(s for s in settled if s[1] not in DELIVERED)
     text = " ".join(secrets.redact(answer or "").split())[:200]
     if state == "unknown":
         return f"no answer: {text}" if text else "no answer"
@@ -247,7 +289,9 @@ def _record(publication: str, settled: list[tuple[Row, str, int | None, str | No
     clean = [(row, state, http, secrets.redact(answer) if answer else answer)
              for row, state, http, answer in settled]
     journal.write(({"pub": publication, "key": row.key, "op": row.op, "hash": row.hash,
-                    "status": state, "http": http, "answer": answer, "attempts": attempts},
+                    "status": state, "http": http, "answer": answer, "attempts": attempts,
+                    **({"tomb": row.tombstone} if row.tombstone is not None and row.op != "delete"
+                       and state in DELIVERED else {})},
                    key_json.pop(row.key, None)) for row, state, http, answer in clean)
     if export is not None:
         export.write("".join(json.dumps({"publication": publication, "key": row.key,

@@ -17,6 +17,14 @@ from elt.http.messages import Request
 
 ACKNOWLEDGED = "acknowledged"
 FAILED = "failed"
+# The endpoint says a row with this key exists already (FlowKit 303, a unique violation the
+# publication declares): not proof that the stored data is ours. The stream follows it with
+# an update in upsert mode; otherwise the ledger keeps it apart from acknowledged rows.
+ALREADY_THERE = "already_there"
+# The answer cannot say what happened to this row (an error without a `path` in a batched
+# GraphQL document: fields before it were committed, later ones not run). The stream resends
+# such rows one per request before recording anything.
+UNRESOLVED = "unresolved"
 
 
 @dataclass(frozen=True)
@@ -27,7 +35,8 @@ class Row:
     op: str  # "insert" | "update" | "delete"
     body: Any  # JSON value to send (parsed body column, or the row as a dict)
     hash: str  # content hash recorded in the ledger
-    retry_of_unknown: bool = False  # an earlier run sent it and crashed before recording
+    retry_of_unknown: bool = False  # sent before and the answer never recorded: may be there
+    tombstone: str | None = None  # recorded on acknowledgement; the body of a later delete
 
 
 @dataclass(frozen=True)
@@ -35,7 +44,7 @@ class Outcome:
     """What the ledger records for one row."""
 
     key: str
-    status: str  # "acknowledged" | "failed"
+    status: str  # acknowledged | failed | already_there | unresolved
     http_status: int | None
     answer: str | None  # e.g. the mdid or the returned id; error text when failed
     op: str
@@ -57,6 +66,10 @@ class Sink(ABC):
     @abstractmethod
     def encode(self, rows: list[Row]) -> list[Request]:
         """Turn rows into requests; each row lands in exactly one request."""
+
+    def can(self, op: str) -> bool:
+        """Whether this publication can send `op` (insert, update, delete)."""
+        return op == "insert"
 
     @abstractmethod
     def interpret(self, request: Request, status: int, body: bytes) -> list[Outcome]:

@@ -18,7 +18,16 @@ from elt.http.graphql import (
     variable_names,
 )
 from elt.http.messages import Request, answer_text, as_text, encode_json, pick, truncate
-from elt.publish.sinks.base import ACKNOWLEDGED, FAILED, Outcome, Row, Sink, sub_config
+from elt.publish.sinks.base import (
+    ACKNOWLEDGED,
+    ALREADY_THERE,
+    FAILED,
+    UNRESOLVED,
+    Outcome,
+    Row,
+    Sink,
+    sub_config,
+)
 
 
 def _error_message(err: Any) -> str:
@@ -54,6 +63,11 @@ class GraphQLSink(Sink):
         self.success = gql.get("success")
         there = gql.get("already_there") or []
         self.already_there = list(there) if isinstance(there, list) else [there]
+        # Error texts that mean "a row with this id exists" (e.g. UniqueViolation): for an
+        # insert-only publication such a row is there, not failed forever.
+        marks = gql.get("already_there_errors") or []
+        self.already_there_errors = [str(m).lower() for m in
+                                     (marks if isinstance(marks, list) else [marks])]
         self.answer_path = gql.get("answer")
         headers = gql.get("headers") or {}
         self.headers = {str(k): str(v) for k, v in dict(headers).items()}
@@ -112,26 +126,41 @@ class GraphQLSink(Sink):
                 by_key.setdefault(path[0], []).append(_error_message(err))
             else:
                 general.append(_error_message(err))
+        # An error without a path in a document of several fields (UOIS gql_ug): the fields
+        # before the failing one are committed, later ones were not run; which is which the
+        # answer does not say.
+        unattributed = bool(general) and sum(data.get(k) is None for k in keys) > 1
         outcomes = []
         for row, key in zip(rows, keys, strict=True):
             value = data.get(key)
             if key in by_key:
-                outcomes.append(self._outcome(row, FAILED, "; ".join(by_key[key])))
+                outcomes.append(self._failed(row, "; ".join(by_key[key])))
+            elif value is None and unattributed:
+                outcomes.append(self._outcome(row, UNRESOLVED, "; ".join(general)))
             elif value is None and general:
-                outcomes.append(self._outcome(row, FAILED, "; ".join(general)))
+                outcomes.append(self._failed(row, "; ".join(general)))
             elif key not in data:
                 outcomes.append(self._outcome(row, FAILED, f"the answer has no field {key!r}"))
             else:
                 outcomes.append(self._judge(row, value))
         return outcomes
 
+    def _failed(self, row: Row, message: str) -> Outcome:
+        """A field's error: failed, unless it is one the publication declares "already there"."""
+        text = message.lower()
+        if any(mark in text for mark in self.already_there_errors):
+            return self._outcome(row, ALREADY_THERE, message)
+        return self._outcome(row, FAILED, message)
+
     def _judge(self, row: Row, value: Any) -> Outcome:
         answer = as_text(pick(value, self.answer_path, self.response_key))
         if self.success is None:
             return self._outcome(row, ACKNOWLEDGED, answer)
         result = pick(value, self.result_path, self.response_key)
-        if _same(result, self.success) or any(_same(result, v) for v in self.already_there):
+        if _same(result, self.success):
             return self._outcome(row, ACKNOWLEDGED, answer)
+        if any(_same(result, v) for v in self.already_there):
+            return self._outcome(row, ALREADY_THERE, answer)
         if result is None:
             return self._outcome(row, FAILED, f"no {self.result_path} in {as_text(value)}")
         return self._outcome(row, FAILED, as_text(result))

@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from elt.http.messages import Request, answer_text, as_text, encode_json, truncate
-from elt.publish.sinks.base import ACKNOWLEDGED, FAILED, Outcome, Row, Sink, sub_config
+from elt.publish.sinks.base import (
+    ACKNOWLEDGED,
+    ALREADY_THERE,
+    FAILED,
+    Outcome,
+    Row,
+    Sink,
+    sub_config,
+)
 
 DEFAULT_SUCCESS = (200, 201, 202, 204)
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -65,6 +73,9 @@ class RestSink(Sink):
         except (TypeError, ValueError):
             raise self.error(f"rest.{what} must be a list of HTTP status codes") from None
 
+    def can(self, op: str) -> bool:
+        return op in self.ops
+
     # -- encode ------------------------------------------------------------------------
     def encode(self, rows: list[Row]) -> list[Request]:
         if self.batch_size == 1:
@@ -97,8 +108,9 @@ class RestSink(Sink):
     def interpret(self, request: Request, status: int, body: bytes) -> list[Outcome]:
         rows = request.rows
         if status in self.success or status in self.already_there:
+            state = ACKNOWLEDGED if status in self.success else ALREADY_THERE
             answers = self._answers(body, len(rows))
-            return [Outcome(r.key, ACKNOWLEDGED, status, a, r.op)
+            return [Outcome(r.key, state, status, a, r.op)
                     for r, a in zip(rows, answers, strict=True)]
         text = truncate(answer_text(body)) or f"HTTP {status}"
         return [Outcome(r.key, FAILED, status, text, r.op) for r in rows]
