@@ -4,8 +4,8 @@ Order of a run (see DESIGN.md "Ledger"): take the database's publish lock (one p
 per database file: two would put a key in flight twice; lock.py), merge a crashed run's
 journal, then per publication in dependency order: open the database briefly, write the
 pending set to parquet, close, stream it (stream.py) while answers go to the journal
-(journal.py), merged into the ledger every few seconds. Models reading `published.<name>` are rebuilt before the
-publications that need them.
+(journal.py), merged into the ledger every few seconds. Models reading `published.<name>`
+are rebuilt before the publications that need them.
 """
 
 from __future__ import annotations
