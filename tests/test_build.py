@@ -19,6 +19,7 @@ import pytest
 from elt.build import materialize, nodestate
 from elt.context import Context
 from elt.core.console import Console
+from elt.core.errors import ConfigError
 from elt.core.results import RunResults
 
 PROFILE = "p: {target: dev, outputs: {dev: {type: duckdb, path: target/elt.duckdb, threads: 2}}}\n"
@@ -206,8 +207,10 @@ def test_selection_builds_only_selected(project: Proj) -> None:
     run = ctx.build(select=["stg_people+"], exclude=["people_inc"])
     assert set(statuses(run)) == {"stg_people", "people_cities"}
     assert "stg_cities" in by_name(run, "people_cities").message  # never built: not selected
-    run = ctx.build(select=["tag:nothing", "kind:seed"], full_refresh=True)
+    run = ctx.build(select=["kind:seed"], full_refresh=True)
     assert set(statuses(run)) == {"raw.people", "raw.cities"}
+    with pytest.raises(ConfigError, match="--select tag:nothing: matches no node"):
+        ctx.build(select=["tag:nothing", "kind:seed"])  # a typo must not build a part quietly
 
 
 # -- failures -----------------------------------------------------------------------------

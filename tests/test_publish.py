@@ -18,7 +18,7 @@ from pytest_httpx import HTTPXMock
 from elt.build import nodestate
 from elt.context import Context
 from elt.core.console import Console
-from elt.core.errors import ConfigError, PublishError
+from elt.core.errors import ConfigError
 from elt.core.results import RunResults
 from elt.publish import journal, runner
 
@@ -286,6 +286,8 @@ def test_select_exclude_and_dependencies(proj: Project, api: FakeApi) -> None:
     assert [r.name for r in results.results] == ["data", "items"]
     with pytest.raises(ConfigError, match="matches no publication"):
         proj.publish(select=["nope"])
+    with pytest.raises(ConfigError, match="matches no publication"):
+        proj.publish(select=["tag:nope"])
 
 
 def test_failed_build_or_tests_skip_the_publication_and_downstream(proj: Project,
@@ -293,7 +295,9 @@ def test_failed_build_or_tests_skip_the_publication_and_downstream(proj: Project
     with duckdb.connect(str(proj.root / "target" / "elt.duckdb")) as con:
         nodestate.record_status(con, name="datasets", kind="model", status="error",
                                 message="boom")
-    results = by_name(proj.publish())
+    run = proj.publish()
+    assert run.failed  # exit non-zero: selected publications were not sent
+    results = by_name(run)
     assert results["data"].status == "skipped" and "last build error" in results["data"].message
     assert results["items"].status == "skipped" and "upstream publication data" in \
         results["items"].message
@@ -359,9 +363,10 @@ def test_spec_errors_name_file_and_publication(proj: Project, change: str, messa
 
 def test_unreachable_endpoint_stops_before_sending(proj: Project, api: FakeApi) -> None:
     api.down = True
-    with pytest.raises(PublishError, match="endpoint api .*heartbeat /heartbeat answered HTTP 503"):
-        proj.publish()
-    assert api.calls == []
+    results = proj.publish()
+    assert results.failed and api.calls == []
+    assert {r.status for r in results.results} <= {"error", "skipped"}
+    assert "heartbeat /heartbeat answered HTTP 503" in by_name(results)["data"].message
     assert proj.sql("SELECT status FROM _elt.publish_runs") == [("error",)]
 
 

@@ -33,10 +33,12 @@ class RunResults:
     command: str
     started: float = field(default_factory=time.time)
     results: list[NodeResult] = field(default_factory=list)
+    skips_fail: bool = False  # publish: a skipped publication (failed tests/upstream) fails
 
     @property
     def failed(self) -> bool:
-        return any(r.failed for r in self.results)
+        return any(r.failed or (self.skips_fail and r.status == "skipped")
+                   for r in self.results)
 
     def add(self, result: NodeResult) -> None:
         self.results.append(result)

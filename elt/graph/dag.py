@@ -175,6 +175,8 @@ class Graph:
         else:
             raise ConfigError(f"{option} {atom}: unknown method {method!r} "
                               "(use name, tag:, path:, kind:)")
+        if not found:  # a typo in a tag or path must not quietly build (or publish) nothing
+            raise ConfigError(f"{option} {atom}: matches no node")
         result = set(found)
         for name in found:
             if up:

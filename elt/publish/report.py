@@ -40,15 +40,12 @@ def relation(pub: Publication) -> tuple[str, str]:
 
 
 def published_readers(ctx: Workspace, pubs: dict[str, Publication]) -> dict[str, set[str]]:
-    """Publication -> models that (transitively) read `published.<publication>`."""
-    try:
-        graph = ctx.graph()
-    except ImportError:  # the build engine is not installed: nothing reads answers
-        return {}
-    except EltError as exc:
-        ctx.console.warn(f"cannot load the model graph ({exc}); models reading published "
-                         "answers will not be rebuilt during this publish")
-        return {}
+    """Publication -> models that (transitively) read `published.<publication>`.
+
+    Loading the graph also checks that every publication names a real model: a project
+    whose graph does not load is not published.
+    """
+    graph = ctx.graph()
     readers: dict[str, set[str]] = {}
     for name in pubs:
         node = f"published.{name}"
@@ -119,19 +116,32 @@ def summary(tally: Tally, seconds: float) -> str:
 
 
 async def check_transports(console: Console, transports: dict[str, Any],
-                           endpoints: dict[str, dict[str, Any]], *, auth: bool) -> None:
-    """Heartbeat (and credentials) of every endpoint before the first row goes out."""
+                           endpoints: dict[str, dict[str, Any]], *, auth: bool
+                           ) -> dict[str, str]:
+    """Heartbeat (and credentials) of every endpoint before the first row goes out.
+
+    Returns {endpoint: why it is unusable}: one endpoint down fails only the publications
+    that use it (and their dependents), not the others.
+    """
+    down: dict[str, str] = {}
     for name, transport in transports.items():
-        version = await transport.heartbeat()
-        if auth:
-            await transport.check_auth()
-        console.info(f"endpoint {name}: {endpoints[name].get('url')} up, version {version}")
+        try:
+            version = await transport.heartbeat()
+            if auth:
+                await transport.check_auth()
+        except EltError as exc:
+            down[name] = str(exc)
+            console.error(str(exc))
+            continue
+        shown = version if version.startswith("ok") else f"version {version}"
+        console.info(f"endpoint {name}: {endpoints[name].get('url')} up, {shown}")
+    return down
 
 
 # -- dry run -----------------------------------------------------------------------------
 def dry_run(ctx: Workspace, pubs: dict[str, Publication], order: list[str]) -> RunResults:
     """Counts per publication and one sample body; reads only, sends nothing."""
-    results = RunResults("publish")
+    results = RunResults("publish", skips_fail=True)
     console = ctx.console
     _warn_unmerged(ctx)
     con = ctx.connect(read_only=True)

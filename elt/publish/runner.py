@@ -79,7 +79,7 @@ class _Run:
         self.publish_dir = state_dir(self.project.target.path)
         self.run_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
         self.run_dir = self.publish_dir / self.run_id
-        self.results = RunResults("publish")
+        self.results = RunResults("publish", skips_fail=True)
         self.totals = {"sent": 0, "acknowledged": 0, "failed": 0}
         self.journal: jr.Journal | None = None  # opened once a crashed run's journal is merged
         self.merge_lock: asyncio.Lock | None = None
@@ -89,6 +89,7 @@ class _Run:
                          if any(x != n and report.model_name(pubs[n]) in readers.get(x, ())
                                 for x in order)}
         self.prepared: dict[str, tuple[str, Any]] = {}  # name -> (count|skip|error, value)
+        self.down: dict[str, str] = {}  # endpoint -> why it cannot be used this run
 
     # -- database phases --------------------------------------------------------------
     def _connect(self, wait: float = 10.0) -> Any:
@@ -188,7 +189,8 @@ class _Run:
             for name, cfg in endpoints.items():
                 transports[name] = await stack.enter_async_context(
                     Transport(name, cfg, concurrency=self.concurrency))
-            await report.check_transports(self.console, transports, endpoints, auth=True)
+            self.down = await report.check_transports(self.console, transports, endpoints,
+                                                      auth=True)
             export = stack.enter_context(_open_export(self.export_path))
             encoder = stack.enter_context(ThreadPoolExecutor(max(2, os.cpu_count() or 2),
                                                              thread_name_prefix="encode"))
@@ -250,6 +252,9 @@ class _Run:
             return result("error", value)
         if value == 0:
             return result("up_to_date", "nothing new, changed or failed")
+        if pub.endpoint in self.down:
+            return result("error", f"endpoint {pub.endpoint} unusable: "
+                                   f"{self.down[pub.endpoint]}")
         transport = transports.get(pub.endpoint)
         if transport is None:  # cannot happen: _begin lists every endpoint that may send
             return result("error", f"endpoint {pub.endpoint} was not checked before sending")

@@ -42,6 +42,7 @@ class Publication:
     delete_body: str | None = None   # column recorded on acknowledgement, sent on delete
     wave: str | None = None          # rows go in ascending waves of this column (parents first)
     scopes: tuple[str, ...] = ()     # token scopes the endpoint requires (checked by debug)
+    tags: tuple[str, ...] = ()       # for selection: `elt publish -s tag:uois`
     config: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     @property
@@ -142,6 +143,11 @@ def _parse_one(path: Path, name: str, raw: Any, endpoints: dict[str, Any]) -> Pu
         columns[option] = value
     if columns["delete_body"] and mode != "mirror":
         raise fail("`delete_body:` is only used by mode mirror (which deletes)")
+    tags = raw.get("tags") or []
+    if isinstance(tags, str):
+        tags = [tags]
+    if not isinstance(tags, list) or not all(isinstance(s, str) for s in tags):
+        raise fail("`tags:` must be a list of names")
     scopes = raw.get("scopes") or []
     if isinstance(scopes, str):
         scopes = scopes.split()
@@ -150,7 +156,8 @@ def _parse_one(path: Path, name: str, raw: Any, endpoints: dict[str, Any]) -> Pu
     return Publication(name=name, model=model, endpoint=endpoint, kind=kind, key=tuple(key),
                        mode=mode, path=path, depends_on=tuple(depends), body=body,
                        batch_size=batch_size, delete_body=columns["delete_body"],
-                       wave=columns["wave"], scopes=tuple(scopes), config=dict(config))
+                       wave=columns["wave"], scopes=tuple(scopes), tags=tuple(tags),
+                       config=dict(config))
 
 
 def _check_dependencies(pubs: dict[str, Publication]) -> None:
@@ -202,7 +209,8 @@ def select(
     exclude: Sequence[str] = (),
     deps: dict[str, set[str]] | None = None,
 ) -> list[str]:
-    """Selected publication names in run order; `name+` adds dependents, `+name` dependencies."""
+    """Selected publication names in run order: names, globs or `tag:x`; `name+` adds
+    dependents, `+name` dependencies. A pattern that matches nothing is an error."""
     deps = deps if deps is not None else {n: set(p.depends_on) for n, p in pubs.items()}
     chosen = set(pubs) if not include else set().union(*(_match(pubs, deps, s) for s in include))
     for pattern in exclude:
@@ -213,7 +221,10 @@ def select(
 def _match(pubs: dict[str, Publication], deps: dict[str, set[str]], pattern: str) -> set[str]:
     up, down = pattern.startswith("+"), pattern.endswith("+")
     core = pattern.strip("+")
-    names = {n for n in pubs if fnmatch.fnmatchcase(n, core)}
+    if core.startswith("tag:"):
+        names = {n for n, p in pubs.items() if core[4:] in p.tags}
+    else:
+        names = {n for n in pubs if fnmatch.fnmatchcase(n, core.removeprefix("name:"))}
     if not names:
         known = ", ".join(pubs) or "none"
         raise ConfigError(f"--select/--exclude {pattern!r} matches no publication ({known})")
