@@ -71,7 +71,7 @@ publications:
 """
 MAPPED = """SELECT 'public' AS scope, answer::INTEGER AS mdid,
   json_object('scope', 'public', 'mdid', answer::INTEGER) AS body
-FROM published.data WHERE status = 'acknowledged'"""
+FROM published.data WHERE status = 'acknowledged' AND answer IS NOT NULL"""
 
 
 class FakeApi:
@@ -214,13 +214,16 @@ def test_303_in_upsert_mode_is_followed_by_a_patch(proj: Project, api: FakeApi) 
     key = tuple(sorted({"category_id": "presence", "dt": "2020-01-01 00:00:00"}.items()))
     api.datasets[key] = 77
     proj.publish(select=["data"])
-    presence = [(m, b["metadata"]["category_id"]) for m, _, b in api.data_calls()
-                if b["metadata"]["category_id"] == "presence"]
+    presence = [(m, b["metadata"]["category_id"]) for m, p, b in api.data_calls()
+                if p == "/v1/data" and b["metadata"]["category_id"] == "presence"]
     assert presence == [("POST", "presence"), ("PATCH", "presence")]
     assert proj.sql("SELECT l.http_status, l.answer, l.status, l.op FROM published.data d "
                     "JOIN _elt.ledger l USING (seq) WHERE d.category_id = 'presence'") == [
         (201, str(api.datasets[key]), "acknowledged", "update")]
     assert api.datasets[key] != 77
+    # maps reads published.data: not selected, it follows with the mapping of the new mdid
+    assert ("POST", "/v1/scope_mapping", {"scope": "public", "mdid": api.datasets[key]}) in \
+        api.data_calls()
 
 
 def test_4xx_row_fails_then_is_retried_alone(proj: Project, api: FakeApi) -> None:
@@ -233,8 +236,8 @@ def test_4xx_row_fails_then_is_retried_alone(proj: Project, api: FakeApi) -> Non
     api.calls.clear()
     results = proj.publish(select=["data"])
     assert not results.failed
-    assert [(m, b["metadata"]["category_id"]) for m, _, b in api.data_calls()] == [
-        ("POST", "movements")]
+    assert [(m, b["metadata"]["category_id"]) for m, p, b in api.data_calls()
+            if p == "/v1/data"] == [("POST", "movements")]
 
 
 def test_changed_row_is_patched_and_mirror_deletes(proj: Project, api: FakeApi) -> None:
@@ -244,8 +247,10 @@ def test_changed_row_is_patched_and_mirror_deletes(proj: Project, api: FakeApi) 
     proj.items = [(1, "a")]
     proj.build()
     results = proj.publish(select=["data", "items"])
+    new_mdid = api.mdid  # the PATCH made a new dataset id; its mapping follows in the run
     assert api.data_calls() == [
         ("PATCH", "/v1/data", payload("presence", "2020-01-01 00:00:00", 20)),
+        ("POST", "/v1/scope_mapping", {"scope": "public", "mdid": new_mdid}),
         ("DELETE", "/v1/items", {"id": 2})]
     assert by_name(results)["items"].message.startswith("1/1 acknowledged")
     assert proj.sql("SELECT id FROM published.items") == [("1",)]

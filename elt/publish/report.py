@@ -67,6 +67,25 @@ def effective_deps(pubs: dict[str, Publication],
     return deps
 
 
+def followers(pubs: dict[str, Publication], readers: dict[str, set[str]], order: list[str],
+              excluded: set[str]) -> set[str]:
+    """Publications not selected whose model reads the answers of selected ones.
+
+    FlowKit answers a PATCH with a new mdid and drops the old one's scope mappings: a run of
+    `-s flowkit_data` alone must also send the mappings of the new mdids, or leave the data
+    invisible. They go only when their input changed in the run (see runner).
+    """
+    found: set[str] = set()
+    frontier = set(order)
+    while frontier:
+        new = {n for n, pub in pubs.items()
+               if n not in order and n not in found and n not in excluded
+               and any(model_name(pub) in readers.get(x, ()) for x in frontier)}
+        found |= new
+        frontier = new
+    return found
+
+
 # -- per publication checks ------------------------------------------------------------------
 DEFAULT_SETTLE = 120.0  # seconds an unanswered row waits before it may be sent again
 

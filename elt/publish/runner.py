@@ -27,7 +27,7 @@ from elt.core.results import NodeResult, RunResults
 from elt.publish import journal as jr
 from elt.publish import ledger, report
 from elt.publish.lock import publish_lock, state_dir
-from elt.publish.spec import Publication, downstream, load_publications
+from elt.publish.spec import Publication, downstream, exclude_names, load_publications
 from elt.publish.spec import select as select_pubs
 from elt.publish.workspace import Workspace
 
@@ -44,15 +44,17 @@ def run_publish(ctx: Workspace, select: Sequence[str] = (), exclude: Sequence[st
     deps = report.effective_deps(pubs, readers)
     order = select_pubs(pubs, select, exclude, deps)
     if not order:
-        ctx.console.info("no publications selected" if pubs else
-                         "no publications declared (models/**/*.yml `publications:`)")
+        ctx.console.info("no publications declared (models/**/*.yml `publications:`)")
         return RunResults("publish")
     if dry_run:
         return report.dry_run(ctx, pubs, order)
+    followers = report.followers(pubs, readers, order, exclude_names(pubs, exclude, deps))
+    order = [n for n in select_pubs(pubs, (), (), deps) if n in set(order) | followers]
     if concurrency is not None and concurrency < 1:
         raise PublishError("--concurrency must be at least 1")
     with publish_lock(ctx.project.target.path, ctx.project.root):
         run = _Run(ctx, pubs, order, deps, readers, concurrency, export_results)
+        run.followers = followers
         results = run.execute()
     results.write(ctx.project.target_dir)
     for result in results.results:  # one error line per failed publication, like the build
@@ -90,6 +92,7 @@ class _Run:
                                 for x in order)}
         self.prepared: dict[str, tuple[str, Any]] = {}  # name -> (count|skip|error, value)
         self.down: dict[str, str] = {}  # endpoint -> why it cannot be used this run
+        self.followers: set[str] = set()  # not selected; sent only if their input changes
 
     # -- database phases --------------------------------------------------------------
     def _connect(self, wait: float = 10.0) -> Any:
@@ -206,7 +209,14 @@ class _Run:
                            export: TextIO | None) -> None:
         blocked: dict[str, str] = {}
         answered: set[str] = set()  # got new answers that models read: rebuild them first
+        changed: set[str] = set()  # every publication of this run that got new answers
         for name in self.order:
+            if name in self.followers:
+                sources = sorted(self.deps[name] & changed)
+                if not sources:
+                    continue  # its input did not change: nothing to follow up
+                self.console.info(f"also publishing {name}: it reads the answers of "
+                                  f"{', '.join(sources)}, which changed in this run")
             if name in blocked:
                 self._add(NodeResult(name, "publication", "skipped", message=blocked[name]))
                 continue
@@ -220,6 +230,7 @@ class _Run:
                     blocked.setdefault(down, f"upstream publication {name} {result.status}")
             elif result.rows and self.readers.get(name):
                 answered.add(name)
+                changed.add(name)
 
     def _add(self, result: NodeResult) -> None:
         self.results.add(result)

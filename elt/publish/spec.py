@@ -218,6 +218,12 @@ def select(
     return [n for n in toposort(pubs, deps) if n in chosen]
 
 
+def exclude_names(pubs: dict[str, Publication], exclude: Sequence[str],
+                  deps: dict[str, set[str]]) -> set[str]:
+    """The publications --exclude names (never added back as followers)."""
+    return set().union(*(_match(pubs, deps, p) for p in exclude)) if exclude else set()
+
+
 def _match(pubs: dict[str, Publication], deps: dict[str, set[str]], pattern: str) -> set[str]:
     up, down = pattern.startswith("+"), pattern.endswith("+")
     core = pattern.strip("+")
