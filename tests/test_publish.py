@@ -265,7 +265,7 @@ def test_dry_run_counts_and_sends_nothing(proj: Project, api: FakeApi,
     assert httpx_mock.get_requests() == []
     assert by_name(results)["data"].message == (
         "dry run: 4 new, 0 changed, 0 unchanged, 0 to delete, 0 failed to retry, "
-        "0 unknown to resend")
+        "0 unknown to resend, 0 held until their earlier request settles")
     out = proj.out.getvalue()
     assert "sample insert -> api: " in out and TOKEN not in out and "***" in out
     assert proj.sql("SELECT count(*) FROM _elt.ledger") == [(0,)]
@@ -344,9 +344,9 @@ def test_status_and_debug(proj: Project, api: FakeApi) -> None:
     from elt.publish.runner import check_endpoints, publication_status
 
     columns, rows = publication_status(proj.ctx())
-    assert columns == ["publication", "model", "endpoint", "total", "acknowledged", "failed",
-                       "pending"]
-    assert rows[0] == ("data", "datasets", "api", 3, 2, 1, 1)
+    assert columns == ["publication", "model", "endpoint", "total", "acknowledged",
+                       "already_there", "failed", "pending", "held"]
+    assert rows[0] == ("data", "datasets", "api", 3, 2, 0, 1, 1, 0)
     assert check_endpoints(proj.ctx())
     assert "endpoint api: https://api.test/v1 up, version 9.9.9" in proj.out.getvalue()
 

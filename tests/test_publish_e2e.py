@@ -69,7 +69,7 @@ def _acknowledged(directory: Path) -> int:
 
 def test_kill_9_mid_publish_then_resume_exactly_once(tmp_path: Path, sb: Sandbox) -> None:
     n = 360
-    p = E2E(tmp_path, sb, n=n)
+    p = E2E(tmp_path, sb, n=n, settle=1)  # rows in flight at the kill wait 1 s, then go again
     p.build()
     sb.set_faults(slow_rate=1.0, slow_seconds=0.03)
     journal_dir = tmp_path / "target" / "elt.duckdb.publish"
@@ -96,6 +96,7 @@ def test_kill_9_mid_publish_then_resume_exactly_once(tmp_path: Path, sb: Sandbox
             proc.kill()
     assert proc.returncode == -signal.SIGKILL, f"finished before the kill (seed {seed}): {out}"
     sb.set_faults()
+    time.sleep(1.1)  # the in-flight rows' settle time
     results = p.publish(select=["flowkit_setup+"])
     assert not results.failed, p.out.getvalue()
     assert "left in the journal by an interrupted run" in p.out.getvalue()

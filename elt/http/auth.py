@@ -74,6 +74,10 @@ class Auth:
 class BearerAuth(Auth):
     """A static token from config."""
 
+    @property
+    def current_token(self) -> str | None:
+        return self.token
+
     kind = "bearer"
 
     def __init__(self, config: dict, endpoint: str, clock: Clock,
@@ -123,6 +127,11 @@ class _TokenAuth(Auth):
     def invalidate(self, generation: int | None = None) -> None:
         if generation is None or generation == self.generation:
             self._token = None
+
+    @property
+    def current_token(self) -> str | None:
+        """The token in use (for `elt debug` to read its scopes); never printed."""
+        return self._token
 
     async def _call(self, client: httpx.AsyncClient, method: str, url: str, what: str, *,
                     retry: bool = True, **kwargs: Any) -> dict:

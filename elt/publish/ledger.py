@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -47,6 +48,7 @@ class PendingQuery:
     body: str | None = None  # JSON column sent as the body; None -> the row as an object
     delete_body: str | None = None  # column kept in the ledger, sent when the row is deleted
     settle: float = 0.0      # seconds an unanswered (unknown) row is held before a resend
+    wave: str | None = None  # column ordering the sending in waves (parents before children)
 
 
 def model_columns(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, str]:
@@ -75,8 +77,9 @@ def _model_cte(q: PendingQuery, columns: dict[str, str], *, with_body: bool) -> 
     body = _body_expr(q, columns)
     last = f"{body} AS body" if with_body else f"md5({body}) AS hash"
     tomb = f"{quote(q.delete_body)}::VARCHAR" if q.delete_body else "NULL::VARCHAR"
+    wave = quote(q.wave) if q.wave else "NULL"
     return (f"SELECT json_array({keys})::VARCHAR AS key, json_object({obj})::VARCHAR AS key_json, "
-            f"{last}, {tomb} AS tombstone FROM {q.relation}")
+            f"{last}, {tomb} AS tombstone, {wave} AS wave FROM {q.relation}")
 
 
 def _settled_before(q: PendingQuery) -> str:
@@ -136,7 +139,7 @@ c AS (
   SELECT coalesce(mh.key, l.key) AS key, coalesce(mh.key_json, l.key_json) AS key_json,
          coalesce(mh.hash, l.hash) AS hash, l.op AS last_op, mh.key IS NULL AS absent,
          CASE WHEN mh.key IS NULL THEN coalesce(l.tombstone, l.key_json) ELSE mh.tombstone END
-             AS tombstone,
+             AS tombstone, mh.wave,
          CASE
            WHEN l.settling THEN 'settling'
            WHEN mh.key IS NULL THEN CASE
@@ -159,7 +162,7 @@ SELECT key, key_json, reason,
                 WHEN last_op = 'delete' THEN 'insert'
                 ELSE coalesce(last_op, 'insert') END
        END AS op,
-       hash, absent, reason = 'unknown' AS retry_of_unknown, tombstone
+       hash, absent, reason = 'unknown' AS retry_of_unknown, tombstone, wave
 FROM c"""
 
 
@@ -167,7 +170,8 @@ def _bodies_sql(q: PendingQuery, columns: dict[str, str], pending: str) -> str:
     """key, body of the model rows whose key is pending (a semi-join: bodies stream)."""
     keys = ", ".join(quote(k) for k in q.key)
     return (f"SELECT key, body FROM ({_model_cte(q, columns, with_body=True)} WHERE "
-            f"json_array({keys})::VARCHAR IN (SELECT key FROM {pending} WHERE NOT absent))")
+            f"json_array({keys})::VARCHAR IN (SELECT key FROM {pending} WHERE NOT absent "
+            "AND op IS NOT NULL))")
 
 
 def pending_sql(q: PendingQuery, columns: dict[str, str], ledger: str = LEDGER) -> str:
@@ -205,14 +209,32 @@ def pending_counts(con: duckdb.DuckDBPyConnection, q: PendingQuery,
     return counts
 
 
+def count_status(con: duckdb.DuckDBPyConnection, publication: str, status: str) -> int:
+    """Ledger rows of a publication in one status (deleted rows not counted)."""
+    (n,), = con.execute(f"SELECT count(*) FROM {ledger_relation(con)} WHERE publication = ? "
+                        "AND status = ? AND NOT coalesce(deleted, false)",
+                        [publication, status]).fetchall()
+    return int(n)
+
+
+def waves(path: Path) -> list[Any]:
+    """The distinct wave values of a pending keys file, in sending order (NULL, e.g. deleted
+    rows, last)."""
+    with duckdb.connect() as con:
+        return [r[0] for r in con.execute(
+            "SELECT DISTINCT wave FROM read_parquet(?) ORDER BY wave NULLS LAST",
+            [str(path)]).fetchall()]
+
+
 def bodies_path(path: Path) -> Path:
     """Where copy_pending puts the bodies beside the pending keys."""
     return path.with_name(path.stem + ".bodies.parquet")
 
 
 def copy_pending(con: duckdb.DuckDBPyConnection, q: PendingQuery, path: Path,
-                 columns: dict[str, str] | None = None) -> int:
-    """Write the pending set to parquet (so the database can be closed while sending).
+                 columns: dict[str, str] | None = None) -> tuple[int, int]:
+    """Write the pending set to parquet (so the database can be closed while sending);
+    returns (rows to send, rows held while an earlier request of theirs settles).
 
     Two files: the pending keys with op and hash (`path`, small), and the bodies of those
     still in the model (`bodies_path(path)`), selected by a semi-join. Attaching bodies to
@@ -222,19 +244,22 @@ def copy_pending(con: duckdb.DuckDBPyConnection, q: PendingQuery, path: Path,
     columns = columns or model_columns(con, q.relation)
     path.parent.mkdir(parents=True, exist_ok=True)
     con.execute(f"CREATE OR REPLACE TEMP TABLE _elt_pending AS SELECT key, key_json, op, hash, "
-                f"retry_of_unknown, absent, tombstone FROM ({classified_sql(q, columns)}) "
-                f"WHERE op IS NOT NULL", [q.publication])
+                f"retry_of_unknown, absent, tombstone, wave, reason FROM "
+                f"({classified_sql(q, columns)}) WHERE op IS NOT NULL OR reason = 'settling'",
+                [q.publication])
     try:
-        con.execute(f"COPY _elt_pending TO {literal(str(path))} (FORMAT parquet)")
+        con.execute("COPY (SELECT * EXCLUDE (reason) FROM _elt_pending WHERE op IS NOT NULL) "
+                    f"TO {literal(str(path))} (FORMAT parquet)")
         con.execute(
             f"COPY ({_bodies_sql(q, columns, '_elt_pending')}) "
             f"TO {literal(str(bodies_path(path)))} "
             # small row groups: the sender reads one at a time, bodies can be large
             "(FORMAT parquet, ROW_GROUP_SIZE 2048, ROW_GROUP_SIZE_BYTES 8000000)")
-        (count,), = con.execute("SELECT count(*) FROM _elt_pending").fetchall()
+        (count, held), = con.execute("SELECT count(op), count(*) FILTER (reason = 'settling') "
+                                     "FROM _elt_pending").fetchall()
     finally:
         con.execute("DROP TABLE IF EXISTS _elt_pending")
-    return int(count)
+    return int(count), int(held)
 
 
 # -- journal merge ------------------------------------------------------------------------

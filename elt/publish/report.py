@@ -6,7 +6,6 @@ only reads the database (opened read-only) or only talks to endpoints without se
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any
 
 from elt.core import db
@@ -15,15 +14,15 @@ from elt.core.results import NodeResult, RunResults
 from elt.publish import journal as jr
 from elt.publish import ledger
 from elt.publish.lock import state_dir
-from elt.publish.spec import Publication, load_publications
+from elt.publish.spec import Publication
 from elt.publish.workspace import Workspace
 
 if TYPE_CHECKING:
     from elt.core.console import Console
     from elt.publish.stream import Tally
 
-STATUS_COLUMNS = ["publication", "model", "endpoint", "total", "acknowledged", "failed",
-                  "pending"]
+STATUS_COLUMNS = ["publication", "model", "endpoint", "total", "acknowledged", "already_there",
+                  "failed", "pending", "held"]
 SAMPLE_CHARS = 400
 
 
@@ -104,7 +103,7 @@ def pending_query(pub: Publication, endpoint: Any = None) -> ledger.PendingQuery
     schema, table = relation(pub)
     return ledger.PendingQuery(pub.name, f"{db.quote(schema)}.{db.quote(table)}", pub.key,
                                pub.mode, pub.body, pub.delete_body,
-                               settle_seconds(endpoint or {}))
+                               settle_seconds(endpoint or {}), pub.wave)
 
 
 def unpublishable(con: Any, pub: Publication) -> str | None:
@@ -177,7 +176,8 @@ def dry_run(ctx: Workspace, pubs: dict[str, Publication], order: list[str]) -> R
             c = ledger.pending_counts(con, query, columns)
             message = (f"dry run: {c['new']:,} new, {c['changed']:,} changed, "
                        f"{c['unchanged']:,} unchanged, {c['delete']:,} to delete, "
-                       f"{c['failed']:,} failed to retry, {c['unknown']:,} unknown to resend")
+                       f"{c['failed']:,} failed to retry, {c['unknown']:,} unknown to resend, "
+                       f"{c['settling']:,} held until their earlier request settles")
             status = "success" if c["pending"] else "up_to_date"
             results.add(NodeResult(name, "publication", status, c["pending"], 0.0, message))
             console.node("publish", name, status, rows=c["pending"], message=message)
@@ -211,56 +211,14 @@ def status(ctx: Workspace, pubs: dict[str, Publication]) -> tuple[list[str], lis
         for name, pub in pubs.items():
             schema, table = relation(pub)
             if not db.table_exists(con, schema, table):
-                rows.append((name, pub.model, pub.endpoint, None, None, None, None))
+                rows.append((name, pub.model, pub.endpoint, None, None, None, None, None, None))
                 continue
             query = pending_query(pub, ctx.project.target.endpoints.get(pub.endpoint))
             c = ledger.pending_counts(con, query)
             (total,), = con.execute(f"SELECT count(*) FROM {query.relation}").fetchall()
-            rows.append((name, pub.model, pub.endpoint, total, c["unchanged"], c["failed"],
-                         c["pending"]))
+            there = ledger.count_status(con, name, "already_there")
+            rows.append((name, pub.model, pub.endpoint, total, c["unchanged"] - there, there,
+                         c["failed"], c["pending"], c["settling"]))
     finally:
         con.close()
     return STATUS_COLUMNS, rows
-
-
-def debug(ctx: Workspace) -> bool:
-    """Profile, database and endpoints, one line each; False when anything failed."""
-    console = ctx.console
-    ok = True
-    project = ctx.project
-    console.info(f"profile {project.profile_name}, target {project.target.name}: ok")
-    path = project.db_path
-    console.info(f"database {path}: " + ("exists" if path.exists() else "not built yet"))
-    try:
-        pubs = load_publications(project)
-        console.info(f"publications: {len(pubs)} ok")
-    except EltError as exc:
-        console.error(f"publications: {exc}")
-        ok = False
-    names = set(project.target.endpoints)
-    if not names:
-        console.info("endpoints: none configured")
-        return ok
-    try:
-        with ctx.endpoints.open(names) as endpoints:
-            return asyncio.run(_debug_endpoints(console, endpoints)) and ok
-    except EltError as exc:
-        console.error(str(exc))
-        return False
-
-
-async def _debug_endpoints(console: Console, endpoints: dict[str, dict[str, Any]]) -> bool:
-    from elt.http.transport import Transport
-
-    ok = True
-    for name, cfg in endpoints.items():
-        try:
-            async with Transport(name, cfg) as transport:
-                version = await transport.heartbeat()
-                await transport.check_auth()
-            console.info(f"endpoint {name}: {cfg.get('url')} up, version {version}, "
-                         "credentials ok")
-        except EltError as exc:
-            console.error(str(exc))
-            ok = False
-    return ok

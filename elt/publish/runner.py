@@ -93,6 +93,7 @@ class _Run:
         self.prepared: dict[str, tuple[str, Any]] = {}  # name -> (count|skip|error, value)
         self.down: dict[str, str] = {}  # endpoint -> why it cannot be used this run
         self.followers: set[str] = set()  # not selected; sent only if their input changes
+        self.held: dict[str, tuple[int, float]] = {}  # name -> (rows held, settle seconds)
 
     # -- database phases --------------------------------------------------------------
     def _connect(self, wait: float = 10.0) -> Any:
@@ -141,7 +142,10 @@ class _Run:
             if count_only:
                 return ("count", ledger.pending_counts(con, query, columns)["pending"])
             parquet = self.run_dir / f"{pub.name}.parquet"
-            return ("count", ledger.copy_pending(con, query, parquet, columns))
+            count, held = ledger.copy_pending(con, query, parquet, columns)
+            if held:
+                self.held[pub.name] = (held, query.settle)
+            return ("count", count)
         except EltError as exc:
             return ("error", str(exc))
 
@@ -261,8 +265,10 @@ class _Run:
             return NodeResult(pub.name, "publication", "skipped", 0, 0.0, value)
         if kind == "error":
             return result("error", value)
+        held = self._held_message(pub)
         if value == 0:
-            return result("up_to_date", "nothing new, changed or failed")
+            return result("error", held) if held else result("up_to_date",
+                                                             "nothing new, changed or failed")
         if pub.endpoint in self.down:
             return result("error", f"endpoint {pub.endpoint} unusable: "
                                    f"{self.down[pub.endpoint]}")
@@ -270,17 +276,23 @@ class _Run:
         if transport is None:  # cannot happen: _begin lists every endpoint that may send
             return result("error", f"endpoint {pub.endpoint} was not checked before sending")
         from elt.publish.sinks import make_sink
-        from elt.publish.stream import stream
+        from elt.publish.stream import Tally, stream
 
         assert self.journal is not None
         progress = self.console.progress(f"publish {pub.name}", value)
         try:
             sink = make_sink(pub.name, pub.kind, pub.sink_config(), pub.base_dir)
             workers = self.concurrency or getattr(transport, "concurrency", None) or 4
-            tally = await stream(publication=pub.name, parquet=self.run_dir / f"{pub.name}.parquet",
-                                 sink=sink, send=transport.send, journal=self.journal,
-                                 encoder=encoder, concurrency=int(workers), progress=progress,
-                                 export=export)
+            parquet = self.run_dir / f"{pub.name}.parquet"
+            tallies = []
+            # In waves (parents before children) when the publication says so: a wave starts
+            # once every row of the one before it has its answer.
+            for wave in ledger.waves(parquet) if pub.wave else [None]:
+                tallies.append(await stream(
+                    publication=pub.name, parquet=parquet, sink=sink, send=transport.send,
+                    journal=self.journal, encoder=encoder, concurrency=int(workers),
+                    progress=progress, export=export, wave=wave, waved=bool(pub.wave)))
+            tally = Tally.total(tallies)
         except EltError as exc:
             return result("error", str(exc))
         finally:
@@ -288,8 +300,18 @@ class _Run:
         seconds = time.monotonic() - started
         for k in self.totals:
             self.totals[k] += getattr(tally, k)
-        return result("error" if tally.failed else "success", report.summary(tally, seconds),
+        message = report.summary(tally, seconds) + (f"; {held}" if held else "")
+        return result("error" if tally.failed or held else "success", message,
                       tally.acknowledged)
+
+    def _held_message(self, pub: Publication) -> str | None:
+        """Rows not sent because their earlier request may still be processing."""
+        if pub.name not in self.held:
+            return None
+        n, settle = self.held[pub.name]
+        return (f"{n:,} row(s) held: an earlier request for them got no answer and may still "
+                f"be processing; they are sent again {settle:g} s after it (endpoint "
+                f"{pub.endpoint} `settle:`), by the next publish")
 
     async def _rebuild(self, upstream: list[str]) -> None:
         """Rebuild the models that read `published.<upstream>` (they need the new answers)."""
@@ -344,4 +366,6 @@ def publication_status(ctx: Workspace) -> tuple[list[str], list[tuple]]:
 
 def check_endpoints(ctx: Workspace) -> bool:
     """`elt debug`: profile, database, and each endpoint's heartbeat and credentials."""
-    return report.debug(ctx)
+    from elt.publish.debug import debug
+
+    return debug(ctx)

@@ -52,6 +52,15 @@ class Tally:
     bytes: int = 0
     first_failure: str | None = None  # why the first failed row failed (status and answer)
 
+    @classmethod
+    def total(cls, tallies: list[Tally]) -> Tally:
+        out = cls()
+        for t in tallies:
+            for name in ("sent", "acknowledged", "failed", "already_there", "requests", "bytes"):
+                setattr(out, name, getattr(out, name) + getattr(t, name))
+            out.first_failure = out.first_failure or t.first_failure
+        return out
+
 
 def already_exists(answer: str | None) -> bool:
     text = (answer or "").lower()
@@ -124,8 +133,11 @@ class _Reader:
     body paired with its key's row; keys without a body (deletes) come last.
     """
 
-    def __init__(self, path: Path, raw: bool = False) -> None:
+    def __init__(self, path: Path, raw: bool = False, wave: Any = None,
+                 waved: bool = False) -> None:
         self.path = path
+        # Only the rows of one wave (`wave IS NOT DISTINCT FROM ?`), when sending in waves.
+        self.filter = ("WHERE wave IS NOT DISTINCT FROM ?", [wave]) if waved else ("", [])
         self.raw = raw  # hand bodies over as RawJSON text (the sink does not look inside)
         self.con: duckdb.DuckDBPyConnection | None = None
         self.meta: dict[str, tuple[str, str, str, bool, str | None]] = {}
@@ -133,15 +145,21 @@ class _Reader:
 
     def _open(self) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect(config={"memory_limit": READER_MEMORY, "threads": "1"})
+        where, params = self.filter
         for key, key_json, op, hsh, rou, absent, tomb in con.execute(
                 "SELECT key, key_json, op, hash, retry_of_unknown, absent, tombstone "
-                "FROM read_parquet(?)", [str(self.path)]).fetchall():
+                f"FROM read_parquet(?) {where}", [str(self.path), *params]).fetchall():
             if absent:  # gone from the model: the body is its recorded delete body
                 self.deletes.append((key, key_json, op, hsh, tomb, bool(rou), None))
             else:
                 self.meta[key] = (key_json, op, hsh, bool(rou), tomb)
-        con.execute("SELECT key, body FROM read_parquet(?)",
-                    [str(ledger.bodies_path(self.path))])
+        if where:
+            con.execute("SELECT key, body FROM read_parquet(?) WHERE key IN (SELECT key FROM "
+                        f"read_parquet(?) {where})",
+                        [str(ledger.bodies_path(self.path)), str(self.path), *params])
+        else:
+            con.execute("SELECT key, body FROM read_parquet(?)",
+                        [str(ledger.bodies_path(self.path))])
         return con
 
     def chunk(self) -> list[tuple[Row, str]]:
@@ -179,6 +197,8 @@ async def stream(
     concurrency: int,
     progress: Progress | None = None,
     export: TextIO | None = None,
+    wave: Any = None,
+    waved: bool = False,
 ) -> Tally:
     """Send every row of the parquet once; journal in-flight rows and every answer."""
     loop = asyncio.get_running_loop()
@@ -187,7 +207,8 @@ async def stream(
     group = max(sink_batch(sink), (64 // sink_batch(sink)) * sink_batch(sink))
     encoded: asyncio.Queue[asyncio.Future[list[Request]] | None] = asyncio.Queue(2)
     requests: asyncio.Queue[Request | None] = asyncio.Queue(concurrency)
-    reader = _Reader(parquet, raw=bool(getattr(sink, "raw_bodies", False)))
+    reader = _Reader(parquet, raw=bool(getattr(sink, "raw_bodies", False)), wave=wave,
+                     waved=waved)
     read_thread = ThreadPoolExecutor(1, thread_name_prefix=f"read-{publication}")
 
     async def produce() -> None:

@@ -1,0 +1,117 @@
+"""`elt debug`: profile, database, and for every endpoint what a publish would need of it,
+checked without sending data.
+
+It tells the truth rather than "ok": the heartbeat's version only when the server names one
+(FlowKit's has none), the token's scopes against the ones the publications declare (a token
+is issued to any known client; FlowKit refuses POST /data without `write:data`), and the
+GraphQL path with a harmless `{ __typename }` query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from typing import Any
+
+from elt.core.console import Console
+from elt.core.errors import EltError
+from elt.http.messages import Request
+from elt.publish.spec import Publication, load_publications
+from elt.publish.workspace import Workspace
+
+PROBE = b'{"query":"{ __typename }"}'
+
+
+def debug(ctx: Workspace) -> bool:
+    """One line per check; False when anything failed."""
+    console = ctx.console
+    ok = True
+    project = ctx.project
+    console.info(f"profile {project.profile_name}, target {project.target.name}: ok")
+    path = project.db_path
+    console.info(f"database {path}: " + ("exists" if path.exists() else "not built yet"))
+    pubs: dict[str, Publication] = {}
+    try:
+        pubs = load_publications(project)
+        console.info(f"publications: {len(pubs)} ok")
+    except EltError as exc:
+        console.error(f"publications: {exc}")
+        ok = False
+    names = set(project.target.endpoints)
+    if not names:
+        console.info("endpoints: none configured")
+        return ok
+    needs: dict[str, set[str]] = {}
+    for pub in pubs.values():
+        needs.setdefault(pub.endpoint, set()).update(pub.scopes)
+    try:
+        with ctx.endpoints.open(names) as endpoints:
+            return asyncio.run(_check_all(console, endpoints, needs)) and ok
+    except EltError as exc:
+        console.error(str(exc))
+        return False
+
+
+async def _check_all(console: Console, endpoints: dict[str, dict[str, Any]],
+                     needs: dict[str, set[str]]) -> bool:
+    from elt.http.transport import Transport
+
+    ok = True
+    for name, cfg in endpoints.items():
+        try:
+            async with Transport(name, cfg) as transport:
+                version = await transport.heartbeat()
+                await transport.check_auth()
+                said = [f"{cfg.get('url')} up",
+                        version if version.startswith("ok") else f"version {version}",
+                        "credentials accepted"]
+                missing = _missing_scopes(transport, needs.get(name, set()))
+                if missing is not None:
+                    said.append("token scopes cover the publications" if not missing else "")
+                if transport.graphql_path:
+                    said.append(await _graphql_probe(transport))
+            if missing:
+                raise EltError(f"the token lacks scope(s) {', '.join(sorted(missing))} that "
+                               "its publications need", where=f"endpoint {name}")
+            console.info(f"endpoint {name}: " + ", ".join(s for s in said if s))
+        except EltError as exc:
+            console.error(str(exc))
+            ok = False
+    return ok
+
+
+def token_scopes(token: str | None) -> set[str] | None:
+    """The `scope` claim of a JWT (unverified), else None (not a JWT, or no such claim)."""
+    try:
+        part = (token or "").split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    except (IndexError, ValueError, TypeError):
+        return None
+    scope = claims.get("scope") if isinstance(claims, dict) else None
+    return set(str(scope).split()) if scope is not None else None
+
+
+def _missing_scopes(transport: Any, needed: set[str]) -> set[str] | None:
+    """Needed scopes the token lacks; None when nothing is needed or the token says nothing."""
+    if not needed:
+        return None
+    have = token_scopes(getattr(transport.auth, "current_token", None))
+    return None if have is None else needed - have
+
+
+async def _graphql_probe(transport: Any) -> str:
+    reply = await transport.send(Request("POST", "", PROBE,
+                                         {"Content-Type": "application/json"}))
+    if reply.status is None:
+        raise EltError(f"GraphQL path {transport.graphql_path}: {reply.error}",
+                       where=transport.where)
+    try:
+        data = json.loads(reply.body)
+    except ValueError:
+        data = None
+    if reply.status != 200 or not isinstance(data, dict) or "data" not in data:
+        text = reply.body.decode("utf-8", "replace")[:200]
+        raise EltError(f"GraphQL path {transport.graphql_path} answered HTTP {reply.status}: "
+                       f"{text}", where=transport.where)
+    return f"GraphQL {transport.graphql_path} answers queries"
