@@ -256,3 +256,21 @@ def test_auth_config_errors() -> None:
         make_auth({"type": "login3", "login_url": LOGIN_URL, "username": "u"}, endpoint="e")
     with pytest.raises(PublishError, match="token_in must be cookie or header"):
         make_auth({**LOGIN, "token_in": "query"}, endpoint="e")
+
+
+def test_login3_never_resends_a_used_key_and_reports_the_first_answer(
+        httpx_mock: HTTPXMock) -> None:
+    """The real login: an unknown user answers 500; POSTing that key again would answer 303
+    to ./login3 (a used key), hiding the cause. Every POST takes a fresh key."""
+    for key in ("k1", "k2", "k3"):
+        httpx_mock.add_response(method="GET", url=LOGIN_URL, json={"key": key})
+    httpx_mock.add_response(method="POST", url=LOGIN_URL, status_code=500,
+                            text="Internal Server Error", is_reusable=True)
+    clock = FakeClock()
+    with pytest.raises(PublishError) as err:
+        run_sends(uois(LOGIN, clock), request=post(path=""))
+    posts = [json.loads(r.content)["key"] for r in httpx_mock.get_requests(method="POST",
+                                                                          url=LOGIN_URL)]
+    assert posts == ["k1", "k2", "k3"]  # each key used once; the same 500 retried twice
+    assert str(err.value) == (f"endpoint uois: login to {LOGIN_URL} answered HTTP 500: "
+                              "Internal Server Error")

@@ -41,6 +41,7 @@ class Reply:
     error: str | None
     attempts: int
     location: str | None = None  # where a 3xx answer pointed (redirects are never followed)
+    reached: bool = True  # False: no attempt ever connected (nothing can be processing)
 
 
 def _number(endpoint: dict, key: str, default: float, where: str) -> float:
@@ -155,11 +156,13 @@ class Transport:
         attempts = tries = 0
         refreshed = False
         repeats = self.policy.tracker()
+        reached = False  # whether any attempt may have reached the server
         while True:
             attempts += 1
             tries += 1
             status, body, exc, retry_after, generation, location = await self._attempt(
                 request, url, authorize)
+            reached = reached or not isinstance(exc, httpx.ConnectError)
             if status == 401 and authorize and self.auth.refreshable and not refreshed:
                 self.auth.invalidate(generation)  # one new token, one resend, not a "try"
                 refreshed = True
@@ -170,7 +173,7 @@ class Transport:
                     or repeats.exhausted(status, body)):
                 error = f"{self.where}: {self._describe(exc)}" if exc is not None else None
                 return Reply(status, body, secrets.redact(error) if error else None, attempts,
-                             location)
+                             location, reached)
             delay = self.policy.delay(tries, retry_after)
             if exc is not None and not isinstance(exc, httpx.ConnectError):
                 delay = max(delay, RESEND_PAUSE)  # it may have reached the server

@@ -68,11 +68,12 @@ def already_exists(answer: str | None) -> bool:
 
 
 def settle(sink: Sink, request: Request, status: int | None, body: bytes, error: str | None,
-           attempts: int, location: str | None = None
+           attempts: int, location: str | None = None, reached: bool = True
            ) -> list[tuple[Row, str, int | None, str | None]]:
     """(row, status, http_status, answer) for every row of a request, whatever the answer."""
-    if status is None:  # transport gave up: the request may or may not have arrived
-        return [(row, "unknown", None, error) for row in request.rows]
+    if status is None:  # no answer: unknown if it may have arrived, failed if it never left
+        return [(row, "unknown" if reached else "failed", None, error)
+                for row in request.rows]
     if location:  # a redirect the sink does not accept: say where it pointed
         return [(row, state, http, f"{answer} (a redirect to {location}, not followed: fix "
                                    "the endpoint url or path)" if state == "failed" else answer)
@@ -239,7 +240,7 @@ async def stream(
                         "status": "unknown"}, key_json.get(r.key)) for r in request.rows)
         reply = await send(request)
         settled = settle(sink, request, reply.status, reply.body, reply.error,
-                         reply.attempts, getattr(reply, "location", None))
+                         reply.attempts, reply.location, reply.reached)
         final, again = follow_ups(sink, settled)
         _record(publication, final, reply.attempts, journal, key_json, export)
         failed = sum(1 for _, state, _, _ in final if state not in DELIVERED)
