@@ -10,12 +10,14 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import duckdb
 import pytest
-from sandbox_client import HTTP, bearer_from, dataset
+from sandbox_client import HTTP, bearer_from, dataset, forged
 
+from elt.sandbox.flowkit import AUDIENCE
 from elt.sandbox.serve import serve
 
 LISTENING = re.compile(r"listening on (http://127\.0\.0\.1:\d+)")
@@ -31,6 +33,32 @@ def test_serve_prints_urls_and_credentials(tmp_path: Path) -> None:
                      "sandbox-secret", "john.newbie@world.com", "/oauth/login3", "/api/gql",
                      "store checkpointed"):
         assert expected in text
+
+
+def test_serve_strict_tokens_option(tmp_path: Path) -> None:
+    """--strict-tokens reaches the FlowKit auth: an expired token is refused."""
+    lines: list[str] = []
+    stop, started = threading.Event(), threading.Event()
+
+    def echo(line: str) -> None:
+        lines.append(line)
+        started.set()
+
+    thread = threading.Thread(target=serve, args=("127.0.0.1", 0, tmp_path / "sb.duckdb", True,
+                                                  echo), kwargs={"stop": stop,
+                                                                 "strict_tokens": True})
+    thread.start()
+    try:
+        assert started.wait(10)
+        match = LISTENING.search(lines[0])
+        assert match is not None
+        expired = forged(scope="write:data", aud=AUDIENCE, exp=int(time.time()) - 60)
+        r = HTTP.post(f"{match.group(1)}/v1/data", json=dataset(), headers=expired)
+        assert (r.status_code, r.json()) == (401, "Token has expired")
+    finally:
+        stop.set()
+        thread.join(10)
+    assert "expiry and audience checked" in "\n".join(lines)
 
 
 def _ignore_sigint() -> None:
