@@ -167,9 +167,11 @@ def sandbox() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8765, show_default=True)
 @click.option("--fresh", is_flag=True, help="Forget everything received so far.")
-def sandbox_serve(host: str, port: int, fresh: bool, **opts: Any) -> None:
-    """Run the sandbox in the foreground until Ctrl-C."""
-    _run(opts, lambda c: c.sandbox_serve(host, port, fresh))
+@click.option("--strict-tokens", is_flag=True,
+              help="Reject expired and wrong-audience FlowKit tokens (the real service does not).")
+def sandbox_serve(host: str, port: int, fresh: bool, strict_tokens: bool, **opts: Any) -> None:
+    """Run the sandbox in the foreground until Ctrl-C or SIGTERM."""
+    _run(opts, lambda c: c.sandbox_serve(host, port, fresh, strict_tokens))
 
 
 def main() -> None:

@@ -153,8 +153,9 @@ class Context:
 
         return check_endpoints(self)
 
-    def sandbox_serve(self, host: str, port: int, fresh: bool) -> None:
-        from elt.sandbox.server import serve
+    def sandbox_serve(self, host: str, port: int, fresh: bool,
+                      strict_tokens: bool = False) -> None:
+        from elt.sandbox.serve import serve
 
         path = Path(self._project_dir or ".").resolve() / "target" / "sandbox.duckdb"
-        serve(host, port, path, fresh, self.console.info)
+        serve(host, port, path, fresh, self.console.info, strict_tokens=strict_tokens)

@@ -7,12 +7,12 @@ from typing import Any
 
 import httpx
 
+import elt.sandbox.flowkit as flowkit
+import elt.sandbox.tokens as tokens
 from elt.sandbox.server import Sandbox
 
 HTTP = httpx.Client(timeout=10)  # one client for the module: creating one costs ~50 ms
-
-
-
+LABEL = "residents|residents.residents|3|2|2020-02-01 00:00:00"  # stats key of dataset()
 
 
 def token(sb: Sandbox, name: str = "flowkit") -> str:
@@ -23,8 +23,22 @@ def token(sb: Sandbox, name: str = "flowkit") -> str:
     return r.json()["access_token"]
 
 
+def bearer_from(url: str) -> dict[str, str]:
+    """The updater's Authorization header from a sandbox known only by its URL."""
+    body = {"client_id": "elt-sandbox-updater", "client_secret": flowkit.SECRET,
+            "audience": flowkit.AUDIENCE, "grant_type": "client_credentials"}
+    r = HTTP.post(f"{url}/oauth/token", json=body)
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
 def bearer(sb: Sandbox, name: str = "flowkit") -> dict[str, str]:
     return {"Authorization": f"Bearer {token(sb, name)}"}
+
+
+def forged(**claims: Any) -> dict[str, str]:
+    """An Authorization header with a token signed by the sandbox's key, claims as given."""
+    return {"Authorization": f"Bearer {tokens.sign(claims, flowkit.SECRET)}"}
 
 
 def dataset(dt: str = "2020-02-01 00:00:00", data: Any = 544650, **meta: Any) -> dict[str, Any]:

@@ -6,15 +6,16 @@ import gzip
 import json
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import duckdb
 import httpx
 import pytest
+from helpers import quiet_stats
 from sandbox_client import (
     HTTP,
+    LABEL,
     USER,
     bearer,
     dataset,
@@ -26,7 +27,7 @@ from sandbox_client import (
 )
 
 from elt.core.errors import EltError
-from elt.sandbox.server import Sandbox, serve
+from elt.sandbox.server import Sandbox
 
 # -- faults ------------------------------------------------------------------------------------
 
@@ -68,6 +69,55 @@ def test_slow_fault(sandbox: Sandbox, client: httpx.Client) -> None:
     assert time.monotonic() - started < 1.0  # not held back
 
 
+def test_a_stalled_request_commits_after_the_client_gave_up(sandbox: Sandbox) -> None:
+    sandbox.set_faults(slow_rate=1.0, slow_seconds=0.5)
+    h = bearer(sandbox)
+    with pytest.raises(httpx.ReadTimeout):
+        HTTP.post(f"{sandbox.url}/v1/data", json=dataset(), headers=h, timeout=0.1)
+    sandbox.set_faults()
+    quiet_stats(sandbox)
+    assert HTTP.post(f"{sandbox.url}/v1/data", json=dataset(), headers=h).status_code == 303
+
+
+def test_slow_commit_commits_and_never_answers(sandbox: Sandbox, client: httpx.Client) -> None:
+    """"Slow but processing": the write lands after the client gave up, whatever its timeout,
+    and a resend while the first copy is held stores the key twice."""
+    h = bearer(sandbox)
+    sandbox.set_faults(slow_commit_rate=1.0, slow_commit_seconds=0.3)
+    with pytest.raises(httpx.TransportError):  # a generous timeout: the answer never comes
+        HTTP.post(f"{sandbox.url}/v1/data", json=dataset(), headers=h, timeout=5)
+    assert sandbox.store.counts()["flowkit_datasets"] == 1
+    sandbox.set_faults(slow_commit_seconds=0.6)
+    body = dataset(dt="2020-03-01 00:00:00")
+    with pytest.raises(httpx.ReadTimeout):  # the client gives up after 0.1 s ...
+        client.post("/v1/data", json=body, headers={**h, "X-Sandbox-Fault": "slow_commit"},
+                    timeout=0.1)
+    resend = client.post("/v1/data", json=body, headers=h)  # ... and resends at once
+    assert resend.status_code == 201
+    quiet_stats(sandbox)
+    label = "residents|residents.residents|3|2|2020-03-01 00:00:00"
+    stats = client.get("/_sandbox/stats").json()
+    assert stats["flowkit"][label]["inserted"] == 2 and stats["flowkit"][label]["races"] == 1
+    assert stats["ambiguous_keys"] == [label] and stats["faults"]["slow_commit"] == 2
+    r = client.post("/v1/data", json=body, headers=h)
+    assert (r.status_code, r.json()) == (500, "Ambiguous dataset")
+
+
+def test_slow_commit_on_graphql_holds_the_insert(sandbox: Sandbox) -> None:
+    tok, uid = uois_token(sandbox), new_id()
+    url, cookie = f"{sandbox.url}/api/gql", {"Cookie": f"authorization={tok}"}
+    body = {"query": USER, "variables": user_vars(uid)}
+    with pytest.raises(httpx.ReadTimeout):
+        HTTP.post(url, json=body, headers={**cookie, "X-Sandbox-Fault": "slow_commit"},
+                  timeout=0.1)
+    resend = HTTP.post(url, json=body, headers=cookie).json()
+    assert resend["data"]["result"]["msg"] == "ok"  # the resend overtook the held copy
+    quiet_stats(sandbox)
+    assert sandbox.store.counts()["uois_users"] == 1
+    stats = HTTP.get(f"{sandbox.url}/_sandbox/stats").json()["uois"][uid]
+    assert (stats["inserted"], stats["duplicates"], stats["races"]) == (1, 1, 1)
+
+
 def test_outage_window(sandbox: Sandbox, client: httpx.Client) -> None:
     r = client.post("/_sandbox/faults", json={"outage_seconds": 0.3})
     assert r.status_code == 200 and r.json()["outage_seconds"] == 0.3
@@ -99,6 +149,7 @@ def test_seeded_rates_are_reproducible_and_spare_auth(sandbox: Sandbox,
 def test_fault_settings_are_validated(client: httpx.Client) -> None:
     assert client.post("/_sandbox/faults", json={"eror_rate": 0.1}).status_code == 400
     assert client.post("/_sandbox/faults", json={"error_rate": 2}).status_code == 400
+    assert client.post("/_sandbox/faults", json={"slow_commit_rate": -1}).status_code == 400
     assert client.get("/v1/heartbeat", headers={"X-Sandbox-Fault": "boom"}).status_code == 400
     assert client.get("/_sandbox/faults").json()["error_rate"] == 0.0
 
@@ -128,16 +179,22 @@ def test_stats_count_per_key_and_reset(sandbox: Sandbox, client: httpx.Client) -
     h = bearer(sandbox)
     client.post("/v1/data", json=dataset(), headers=h)
     client.post("/v1/data", json=dataset(), headers=h)
+    client.patch("/v1/data", json=dataset(), headers=h)
     client.post("/v1/data", json=dataset(dt="2020-02-01"), headers=h)
     tok, uid = uois_token(sandbox), new_id()
     gql(sandbox, USER, user_vars(uid), tok)
     gql(sandbox, USER, user_vars(uid), tok)
     stats = client.get("/_sandbox/stats").json()
-    assert stats["flowkit"]["residents|residents.residents|3|2|2020-02-01 00:00:00"] == {
-        "received": 2, "accepted": 1, "rejected": 0, "duplicates": 1}
+    assert set(stats) == {"since", "requests", "by_status", "faults", "races", "ambiguous",
+                          "ambiguous_keys", "flowkit", "uois"}
+    assert stats["flowkit"][LABEL] == {
+        "received": 3, "accepted": 2, "rejected": 0, "duplicates": 1, "inserted": 1,
+        "patched": 1, "deleted": 0, "races": 0, "ambiguous": 0}
     assert stats["flowkit"]["residents|residents.residents|3|2|2020-02-01"]["rejected"] == 1
-    assert stats["uois"][uid] == {"received": 2, "accepted": 1, "rejected": 0, "duplicates": 1}
-    assert stats["by_status"]["303"] == 1 and stats["requests"] >= 8
+    assert stats["uois"][uid] == {"received": 2, "accepted": 1, "rejected": 0, "duplicates": 1,
+                                  "inserted": 1, "races": 0}
+    assert stats["by_status"]["303"] == 1 and stats["requests"] >= 9
+    assert (stats["races"], stats["ambiguous"], stats["ambiguous_keys"]) == (0, 0, [])
     assert client.post("/_sandbox/reset").status_code == 204
     stats = client.get("/_sandbox/stats").json()
     assert (stats["requests"], stats["flowkit"], stats["uois"]) == (0, {}, {})
@@ -185,14 +242,3 @@ def test_endpoint_configs(sandbox: Sandbox) -> None:
     assert (uo["graphql_path"], uo["heartbeat"], uo["auth"]["type"]) == ("/api/gql", None, "login3")
     with pytest.raises(ValueError):
         sandbox.endpoint_config("nope")
-
-
-def test_serve_prints_urls_and_credentials(tmp_path: Path) -> None:
-    lines: list[str] = []
-    stop = threading.Event()
-    stop.set()
-    serve("127.0.0.1", 0, tmp_path / "sb.duckdb", True, lines.append, stop=stop)
-    text = "\n".join(lines)
-    for expected in ("http://127.0.0.1:", "elt-sandbox-updater", "elt-sandbox-admin",
-                     "sandbox-secret", "john.newbie@world.com", "/oauth/login3", "/api/gql"):
-        assert expected in text

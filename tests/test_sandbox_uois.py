@@ -1,7 +1,9 @@
-"""The sandbox's UOIS GraphQL side over real HTTP: login3, mutations, errors, aliases."""
+"""The sandbox's UOIS GraphQL side over real HTTP: login3, mutations, errors per service
+(gql_ug vs gql_externalids), aliases, gzip, each answering as measured on the real services."""
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 
@@ -20,25 +22,47 @@ from sandbox_client import (
 
 from elt.sandbox.server import Sandbox
 
-# -- UOIS --------------------------------------------------------------------------------------
+PARSE_ERROR = {"detail": "There was an error parsing the body"}
 
 
-def test_login3_and_unauthenticated(sandbox: Sandbox) -> None:
-    url = f"{sandbox.url}/api/gql"
-    r = HTTP.post(url, json={"query": "{ userPage { id } }"})
-    assert (r.status_code, r.json()) == (401, {"data": None, "errors": ["Unauthenticated"]})
-    assert HTTP.post(url, json={"query": "{ userPage { id } }"},
-                     headers={"Cookie": "authorization=junk"}).status_code == 401
+def test_login3_answers_like_the_mock_oauth_server(sandbox: Sandbox) -> None:
     auth = sandbox.endpoint_config("uois")["auth"]
-    key = HTTP.get(auth["login_url"]).json()["key"]
-    bad = {"key": key, "username": auth["username"], "password": "nope"}
-    assert HTTP.post(auth["login_url"], json=bad).status_code == 401
-    reused = {**bad, "password": auth["password"]}
-    assert HTTP.post(auth["login_url"], json=reused).status_code == 401  # keys are single-use
+    url = auth["login_url"]
+    key = HTTP.get(url).json()["key"]
+    r = HTTP.post(url, json={"key": key, "username": auth["username"], "password": "anything"})
+    assert r.status_code == 200  # any password for a known user
+    claims = json.loads(base64.urlsafe_b64decode(r.json()["token"].split(".")[1] + "=="))
+    assert set(claims) == {"token_type", "access_token", "expires_in", "refresh_token",
+                           "user_id"}
+    assert claims["expires_in"] == 3600  # and no `exp`
+    r = HTTP.post(url, json={"key": key, "username": auth["username"], "password": "x"})
+    assert (r.status_code, r.headers["location"]) == (303, "./login3")  # a used key
+    r = HTTP.post(url, json={"key": "never-issued", "username": auth["username"]})
+    assert (r.status_code, r.headers["location"]) == (303, "./login3")
+    key = HTTP.get(url).json()["key"]
+    r = HTTP.post(url, json={"key": key, "username": "nobody@world.com", "password": "x"})
+    assert (r.status_code, r.text) == (500, "Internal Server Error")
+
+
+def test_unauthenticated_echoes_query_and_variables(sandbox: Sandbox) -> None:
+    url = f"{sandbox.url}/api/gql"
+    body = {"query": "{ userPage { id } }", "variables": {"email": "a@b.c"}}
+    for headers in ({}, {"Cookie": "authorization=junk"}, {"Authorization": "Bearer junk"}):
+        r = HTTP.post(url, json=body, headers=headers)
+        assert (r.status_code, r.json()) == (401, {"data": None, "errors": [
+            "Unauthenticated", "{ userPage { id } }", {"email": "a@b.c"}]})
     tok = uois_token(sandbox)
-    r = HTTP.post(url, json={"query": "{ userPage { id } }"},
-                   headers={"Authorization": f"Bearer {tok}"})
-    assert r.status_code == 200 and r.json() == {"data": {"userPage": []}}
+    for headers in ({"Authorization": f"Bearer {tok}"}, {"Cookie": f"authorization={tok}"}):
+        r = HTTP.post(url, json=body, headers=headers)
+        assert (r.status_code, r.json()) == (200, {"data": {"userPage": []}})
+
+
+def test_gzip_bodies_answer_400(sandbox: Sandbox) -> None:
+    raw = json.dumps({"query": "{ userPage { id } }"}).encode()
+    for auth in ({}, {"Cookie": f"authorization={uois_token(sandbox)}"}):
+        r = HTTP.post(f"{sandbox.url}/api/gql", content=gzip.compress(raw), headers={
+            "Content-Encoding": "gzip", "Content-Type": "application/json", **auth})
+        assert (r.status_code, r.json()) == (400, PARSE_ERROR)
 
 
 def test_inserts_and_reads(sandbox: Sandbox) -> None:
@@ -70,23 +94,83 @@ def test_user_page_skip_limit(sandbox: Sandbox) -> None:
     assert r == {"data": {"groupPage": []}}
 
 
-def test_duplicate_id_is_unique_violation_on_http_200(sandbox: Sandbox) -> None:
+def test_duplicate_id_is_a_bare_ug_error_on_http_200(sandbox: Sandbox) -> None:
     tok, uid = uois_token(sandbox), new_id()
     gql(sandbox, USER, user_vars(uid), tok)
     r = gql(sandbox, USER, user_vars(uid), tok)
     assert r.status_code == 200
     body = r.json()
-    assert body["data"] is None
-    assert "UniqueViolation" in body["errors"][0]["message"]
-    assert body["errors"][0]["path"] == ["result"]
+    assert body["data"] is None and len(body["errors"]) == 1
+    (error,) = body["errors"]
+    assert set(error) == {"msg"}  # no path, no locations, no message
+    assert "UniqueViolationError" in error["msg"]
+    assert f"Key (id)=({uid}) already exists" in error["msg"]
+    assert "j@n.org" in error["msg"]  # the SQL parameters, as the real text carries them
 
 
 def test_membership_of_missing_group_is_fk_violation(sandbox: Sandbox) -> None:
     tok, uid = uois_token(sandbox), new_id()
     gql(sandbox, USER, user_vars(uid), tok)
     r = gql(sandbox, MEMBERSHIP, {"id": new_id(), "user_id": uid, "group_id": new_id()}, tok)
-    assert r.status_code == 200 and "ForeignKeyViolation" in r.json()["errors"][0]["message"]
+    assert r.status_code == 200 and r.json()["data"] is None
+    assert "ForeignKeyViolationError" in r.json()["errors"][0]["msg"]
     assert sandbox.store.counts()["uois_memberships"] == 0
+
+
+def test_group_valid_and_mastergroup_parent_first(sandbox: Sandbox) -> None:
+    tok, parent, child, gtype = uois_token(sandbox), new_id(), new_id(), new_id()
+    doc = """mutation ($id: UUID!, $name: String!, $t: UUID!, $m: UUID, $v: Boolean) {
+      result: groupInsert(group: {id: $id, name: $name, grouptypeId: $t, mastergroupId: $m,
+                                  valid: $v}) { id msg } }"""
+    r = gql(sandbox, doc, {"id": child, "name": "C", "t": gtype, "m": parent, "v": True}, tok)
+    assert r.json()["data"] is None
+    assert 'Key (mastergroup_id)=(' in r.json()["errors"][0]["msg"]
+    for gid, master in ((parent, None), (child, parent)):
+        r = gql(sandbox, doc, {"id": gid, "name": "G", "t": gtype, "m": master, "v": False}, tok)
+        assert r.json()["data"]["result"]["msg"] == "ok", r.text
+    rows = sandbox.store.query("SELECT id, mastergroup_id, valid FROM uois_groups ORDER BY seq")
+    assert rows == [{"id": parent, "mastergroup_id": None, "valid": False},
+                    {"id": child, "mastergroup_id": parent, "valid": False}]
+
+
+def test_ug_aliases_run_in_order_and_stop_at_the_first_failure(sandbox: Sandbox) -> None:
+    tok, uid, gid, mid, other = uois_token(sandbox), new_id(), new_id(), new_id(), new_id()
+    doc = """mutation ($u: UUID!, $g: UUID!, $t: UUID!, $m: UUID!, $o: UUID!) {
+      a: userInsert(user: {id: $u, name: "A"}) { id msg }
+      b: userInsert(user: {id: $m, name: "B"}) { id msg }
+      c: groupInsert(group: {id: $g, name: "G", grouptypeId: $t}) { id msg }
+      d: userInsert(user: {id: $o, name: "D"}) { id msg } }"""
+    r = gql(sandbox, doc, {"u": uid, "g": gid, "t": new_id(), "m": uid, "o": other}, tok)
+    assert r.status_code == 200
+    body = r.json()
+    assert body["data"] is None and [set(e) for e in body["errors"]] == [{"msg"}]
+    assert f"Key (id)=({uid}) already exists" in body["errors"][0]["msg"]
+    assert [u["id"] for u in sandbox.store.query("SELECT id FROM uois_users")] == [uid]  # a
+    assert sandbox.store.counts()["uois_groups"] == 0  # c was not run
+    stats = HTTP.get(f"{sandbox.url}/_sandbox/stats").json()["uois"]
+    assert stats[uid] == {"received": 2, "accepted": 1, "rejected": 0, "duplicates": 1,
+                          "inserted": 1, "races": 0}
+    assert gid not in stats and other not in stats
+    ok = gql(sandbox, doc, {"u": new_id(), "g": gid, "t": new_id(), "m": mid, "o": other},
+             tok).json()
+    assert [ok["data"][k]["msg"] for k in "abcd"] == ["ok"] * 4 and "errors" not in ok
+
+
+def test_externalids_errors_keep_path_and_per_field_nulls(sandbox: Sandbox) -> None:
+    tok, eid, type_id = uois_token(sandbox), new_id(), new_id()
+    doc = """mutation ($e: UUID!, $t: UUID!, $i1: UUID!, $i2: UUID!) {
+      a: externalidInsert(externalid: {id: $e, innerId: $i1, typeidId: $t, outerId: "1"}) {
+        id msg }
+      b: externalidInsert(externalid: {id: $e, innerId: $i2, typeidId: $t, outerId: "2"}) {
+        id msg }
+      c: externalidInsert(externalid: {innerId: $i2, typeidId: $t, outerId: "3"}) { msg } }"""
+    r = gql(sandbox, doc, {"e": eid, "t": type_id, "i1": new_id(), "i2": new_id()}, tok)
+    body = r.json()
+    assert r.status_code == 200
+    assert body["data"] == {"a": {"id": eid, "msg": "ok"}, "b": None, "c": {"msg": "ok"}}
+    (error,) = body["errors"]
+    assert error["path"] == ["b"] and "UniqueViolationError" in error["message"]
+    assert {"locations", "nodes", "source", "original_error", "msg_e"} <= set(error)
 
 
 def test_externalid_fail_on_exact_triple_and_other_inner_accepted(sandbox: Sandbox) -> None:
@@ -105,27 +189,3 @@ def test_externalid_fail_on_exact_triple_and_other_inner_accepted(sandbox: Sandb
     q = "query ($i: UUID!) { externalIds(innerId: $i) { outerId typeidId } }"
     assert gql(sandbox, q, {"i": other}, tok).json()["data"]["externalIds"] == [
         {"outerId": "12345", "typeidId": type_id}]
-
-
-def test_aliased_fields_run_in_order_each_with_its_outcome(sandbox: Sandbox) -> None:
-    tok, uid, gid = uois_token(sandbox), new_id(), new_id()
-    doc = """mutation ($u: UUID!, $g: UUID!, $t: UUID!, $m: UUID!) {
-      a: userInsert(user: {id: $u, name: "A"}) { id msg }
-      b: userInsert(user: {id: $u, name: "B"}) { id msg }
-      c: groupInsert(group: {id: $g, name: "G", grouptypeId: $t}) { id msg }
-      d: membershipInsert(membership: {id: $m, userId: $u, groupId: $g}) { id msg } }"""
-    r = gql(sandbox, doc, {"u": uid, "g": gid, "t": new_id(), "m": new_id()}, tok)
-    body = r.json()
-    assert r.status_code == 200
-    assert body["data"]["a"] == {"id": uid, "msg": "ok"} and body["data"]["b"] is None
-    assert body["data"]["c"]["msg"] == "ok" and body["data"]["d"]["msg"] == "ok"
-    assert [e["path"] for e in body["errors"]] == [["b"]]
-    assert "UniqueViolation" in body["errors"][0]["message"]
-
-
-def test_gql_refuses_gzip_bodies(sandbox: Sandbox) -> None:
-    raw = json.dumps({"query": "{ userPage { id } }"}).encode()
-    r = HTTP.post(f"{sandbox.url}/api/gql", content=gzip.compress(raw), headers={
-        "Content-Encoding": "gzip", "Content-Type": "application/json",
-        "Cookie": f"authorization={uois_token(sandbox)}"})
-    assert r.status_code == 400 and "JSON" in r.json()["errors"][0]["message"]

@@ -2,6 +2,15 @@
 
 Faults make the publisher's retry, back-off and exactly-once logic testable on demand; the
 counters say afterwards what the receiver really saw per dataset key / entity id.
+
+The faults imitate what a client meets in production: a 500 (transient, indistinguishable
+from a validation 500), 429 with Retry-After, a reset before processing (nothing stored), a
+reset after processing (stored, answer lost), a stall (`slow`: held `slow_seconds` in flight,
+then processed and answered; a client that timed out meanwhile never sees the answer, but the
+write still lands), `slow_commit` ("slow but processing": held `slow_commit_seconds` in
+flight inside the write, committed, and then the connection is reset, so the client never
+learns that its request committed, whatever its timeout; a resend while it is held races
+it, which on FlowKit stores the key twice) and an outage (every request 503 for a while).
 """
 
 from __future__ import annotations
@@ -23,6 +32,8 @@ class Faults:
     reset_after_rate: float = 0.0  # processed, then the connection is reset (answer lost)
     slow_rate: float = 0.0  # answer after slow_seconds more (held "in flight")
     slow_seconds: float = 1.0
+    slow_commit_rate: float = 0.0  # held in flight, committed, then reset (answer never comes)
+    slow_commit_seconds: float = 1.0
     outage_seconds: float = 0.0  # every request answers 503 for this long from now
     seed: int | None = None  # reproducible draws
     faults_on_auth: bool = False  # also fault /oauth/token and /oauth/login3
@@ -50,9 +61,20 @@ class Faults:
 
 
 class Stats:
-    """Counters for measuring a publish: per dataset key / entity id, per status, per fault."""
+    """Counters for measuring a publish: per dataset key / entity id, per status, per fault.
 
-    FIELDS = ("received", "accepted", "rejected", "duplicates")
+    Per FlowKit key: received, accepted (any 2xx), rejected, duplicates (303s), inserted
+    (POST 201: a new dataset), patched (PATCH 201), deleted, races (requests arriving while
+    another for the key was in flight), ambiguous ("Ambiguous dataset" answers). Per UOIS
+    entity: received, accepted, rejected, duplicates (UniqueViolation / msg "fail"),
+    inserted, races. Exactly-once for a POST-only publish: inserted == 1 and races == 0.
+    """
+
+    FIELDS = {
+        "flowkit": ("received", "accepted", "rejected", "duplicates", "inserted", "patched",
+                    "deleted", "races", "ambiguous"),
+        "uois": ("received", "accepted", "rejected", "duplicates", "inserted", "races"),
+    }
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -68,7 +90,7 @@ class Stats:
 
     def count(self, service: str, key: str, field: str) -> None:
         with self._lock:
-            entry = self.keys[service].setdefault(key, dict.fromkeys(self.FIELDS, 0))
+            entry = self.keys[service].setdefault(key, dict.fromkeys(self.FIELDS[service], 0))
             entry[field] = entry.get(field, 0) + 1
 
     def bump(self, table: str, name: str) -> None:
@@ -81,10 +103,12 @@ class Stats:
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
-            races = sum(e.get("races", 0) for e in self.keys["flowkit"].values())
+            entries = [e for section in self.keys.values() for e in section.values()]
             return {
                 "since": self.since, "requests": self.requests,
-                "by_status": dict(self.by_status), "faults": dict(self.faults), "races": races,
+                "by_status": dict(self.by_status), "faults": dict(self.faults),
+                "races": sum(e.get("races", 0) for e in entries),
+                "ambiguous": sum(e.get("ambiguous", 0) for e in entries),
                 "flowkit": {k: dict(v) for k, v in self.keys["flowkit"].items()},
                 "uois": {k: dict(v) for k, v in self.keys["uois"].items()},
             }

@@ -1,44 +1,46 @@
-"""The FlowKit UI backend's REST API under /v1, quirks included (see flowkit-api.md).
+"""The FlowKit UI backend's REST API under /v1: tokens, auth and routing (see flowkit-api.md).
 
 The point of the sandbox is that a publisher which copes with it copes with the real
-service: so 303 on an existing key, 500 text/plain for validation failures, 500 (not 401)
-without an Authorization header, and the "Ambiguous dataset" trap after two concurrent
-writes of one key are all reproduced, not smoothed over.
+service, so every rule below imitates a measured answer of the real backend:
+- Auth: only the JWT signature is checked. Expired and wrong-audience tokens are accepted
+  (unless the sandbox runs with `strict_tokens`, an option for testing a client's own
+  expiry handling); authorisation reads only the `scope` claim, `permissions` grant nothing.
+  A missing scope answers 401 `"Invalid token: Required permissions ['write:data'] not
+  present"`, an undecodable token 401 `"Could not decode token"`, no Authorization header
+  at all a plain 500 `Internal Server Error` (not 401).
+- GET /heartbeat answers `{datetime, python_version, config{...}}` with no `version`; its
+  config exposes (here: fake) database host, user and port and the Auth0 domain and client id.
+- /data, /setup, /query, /scope_mapping: see flowkit_data.py and flowkit_reads.py.
 """
 
 from __future__ import annotations
 
-import json
-import threading
-import time
+import platform
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import count
 from typing import Any
 from urllib.parse import parse_qsl
 
-from dateutil.relativedelta import relativedelta
-
-import elt.sandbox.dataset as dataset
 import elt.sandbox.tokens as tokens
-from elt import __version__
-from elt.sandbox.dataset import DATA_TYPES, key_label, wrong
+from elt.sandbox.flowkit_data import DataWriter
+from elt.sandbox.flowkit_reads import Reads
 from elt.sandbox.store import Store
 from elt.sandbox.wire import Reply, Request, Response, internal_error, json_response, parse_json
 
 SECRET = "sandbox-secret"
 AUDIENCE = "https://flowkit-ui-backend.sandbox"
+AUTH0_DOMAIN = "elt-sandbox.eu.auth0.com"
 CLIENTS: dict[str, list[str]] = {
     "elt-sandbox-admin": ["admin"],
     "elt-sandbox-updater": ["write:data", "read:free_data"],
 }
 TOKEN_TTL = 86400
-SECTIONS = (
-    "languages", "data_providers", "categories", "indicators",
-    "temporal_resolutions", "spatial_resolutions",
-)
-TRID_UNITS = {1: "years", 2: "months", 3: "weeks", 4: "days"}
+# What the real heartbeat leaks (database and Auth0 settings), with fake values.
+HEARTBEAT_CONFIG = {
+    "db_host": "flowkit-ui-backend-db.sandbox", "db_port": 3306, "db_user": "flowkit",
+    "db_name": "flowkit_ui_backend", "auth0_domain": AUTH0_DOMAIN,
+    "auth0_client_id": "sandbox-auth0-client-id", "auth0_audience": AUDIENCE,
+}
 
 Counter = Callable[[str, str, str], None]  # (service, key, field) -> None
 
@@ -47,22 +49,21 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-@dataclass
-class _Flight:
-    raced: bool = False
+def granted(claims: dict[str, Any]) -> set[str]:
+    """What a token may do: its `scope` claim only (the real backend ignores `permissions`)."""
+    scope = claims.get("scope")
+    return set(scope.split()) if isinstance(scope, str) else set()
 
 
 class FlowKit:
     """Handlers for /oauth/token and /v1/*; every method takes a Request, returns a Response."""
 
-    def __init__(self, store: Store, counter: Counter, *, null_sink: bool = False) -> None:
+    def __init__(self, store: Store, counter: Counter, *, null_sink: bool = False,
+                 strict_tokens: bool = False) -> None:
         self.store = store
-        self.counter = counter
-        self.null_sink = null_sink
-        self.started = _now()
-        self._fake_mdids = count(1)
-        self._flights: dict[str, list[_Flight]] = {}
-        self._flights_lock = threading.Lock()
+        self.strict_tokens = strict_tokens
+        self.data = DataWriter(store, counter, null_sink=null_sink)
+        self.reads = Reads(store)
 
     # -- auth -------------------------------------------------------------------------------
     def token(self, req: Request) -> Response:
@@ -87,7 +88,7 @@ class FlowKit:
             return json_response(403, {"error": "access_denied", "error_description": msg})
         scopes = CLIENTS[client]
         claims = {
-            "iss": "https://sandbox.elt/", "sub": f"{client}@clients", "aud": AUDIENCE,
+            "iss": f"https://{AUTH0_DOMAIN}/", "sub": f"{client}@clients", "aud": AUDIENCE,
             "azp": client, "gty": "client-credentials",
             "scope": " ".join(scopes), "permissions": scopes,
         }
@@ -103,26 +104,18 @@ class FlowKit:
         try:
             if scheme.lower() != "bearer":
                 raise tokens.TokenError("not a bearer token")
-            claims = tokens.verify(token.strip(), SECRET, audience=AUDIENCE)
+            claims = tokens.verify(token.strip(), SECRET, check_expiry=self.strict_tokens,
+                                   audience=AUDIENCE if self.strict_tokens else None)
         except tokens.TokenError as exc:
             text = "Token has expired" if str(exc) == "expired" else "Could not decode token"
             raise Reply(json_response(401, text)) from exc
-        granted = self._granted(claims)
-        admin_ok = "admin" in granted and needed.startswith("read:")
-        if needed not in granted and not admin_ok:
+        scopes = granted(claims)
+        admin_ok = "admin" in scopes and needed.startswith("read:")
+        if needed not in scopes and not admin_ok:
             raise Reply(
                 json_response(401, f"Invalid token: Required permissions ['{needed}'] not present")
             )
         return claims
-
-    @staticmethod
-    def _granted(claims: dict[str, Any]) -> set[str]:
-        scope = claims.get("scope")
-        perms = claims.get("permissions")
-        granted = set(scope.split()) if isinstance(scope, str) else set()
-        if isinstance(perms, list):
-            granted |= {p for p in perms if isinstance(p, str)}
-        return granted
 
     # -- routing ----------------------------------------------------------------------------
     def handle(self, req: Request) -> Response:
@@ -131,26 +124,25 @@ class FlowKit:
         try:
             if path == "/heartbeat" and method == "GET":
                 return json_response(200, {
-                    "datetime": _now().isoformat(), "version": __version__,
-                    "commit": "sandbox", "build_date": self.started.isoformat(),
-                    "service": "elt sandbox: FlowKit UI backend"})
+                    "datetime": _now().isoformat(),
+                    "python_version": platform.python_version(),
+                    "config": HEARTBEAT_CONFIG})
             if path == "/data" and method in ("POST", "PATCH", "DELETE"):
                 self._claims(req, "write:data")
-                return self._data(req)
+                return self.data.handle(req)
             if path == "/setup" and method == "POST":
                 self._claims(req, "admin")
-                return self._setup(req)
+                return self.reads.setup(req)
             if path == "/categories" and method == "GET":
-                return self._categories(self._claims(req, "read:free_data"))
+                return self.reads.categories(granted(self._claims(req, "read:free_data")))
             if path.startswith("/indicators_for_category/") and method == "GET":
-                claims = self._claims(req, "read:free_data")
-                return self._indicators(claims, path.rsplit("/", 1)[1])
+                scopes = granted(self._claims(req, "read:free_data"))
+                return self.reads.indicators(scopes, path.rsplit("/", 1)[1])
             if path == "/query" and method == "POST":
-                self._claims(req, "read:free_data")
-                return self._query(req)
+                return self.reads.query(req, granted(self._claims(req, "read:free_data")))
             if path == "/scope_mapping" and method == "POST":
                 self._claims(req, "write:data")
-                return self._scope_mapping(req)
+                return self.reads.scope_mapping(req)
         except Reply as reply:
             return reply.response
         known = {"/heartbeat", "/data", "/setup", "/categories", "/query", "/scope_mapping"}
@@ -158,224 +150,6 @@ class FlowKit:
             return json_response(405, {"detail": "Method Not Allowed"})
         return json_response(404, {"detail": "Not Found"})
 
-    @staticmethod
-    def _json_object(req: Request) -> dict[str, Any]:
-        try:
-            body = parse_json(req.body)
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            raise Reply(internal_error())
-        return body
-
-    # -- /data ------------------------------------------------------------------------------
-    def _data(self, req: Request) -> Response:
-        if self.null_sink:
-            return self._null_data(req)
-        body = self._json_object(req)
-        label = key_label(body.get("metadata"))
-        self.counter("flowkit", label, "received")
-        try:
-            response = self._data_checked(req, body, label)
-        except Reply as reply:
-            response = reply.response
-        outcome = {201: "accepted", 204: "accepted", 303: "duplicates"}.get(
-            response.status, "rejected")
-        self.counter("flowkit", label, outcome)
-        return response
-
-    def _null_data(self, req: Request) -> Response:
-        try:
-            label = key_label(parse_json(req.body).get("metadata"))
-        except (ValueError, AttributeError):
-            label = "<invalid>"
-        self.counter("flowkit", label, "received")
-        self.counter("flowkit", label, "accepted")
-        if req.method == "DELETE":
-            return Response(204)
-        return json_response(201, next(self._fake_mdids))
-
-    def _data_checked(self, req: Request, body: dict[str, Any], label: str) -> Response:
-        meta, rows = body.get("metadata"), body.get("data_input")
-        if not isinstance(meta, dict) or not isinstance(rows, list):
-            raise Reply(internal_error())
-        if req.method != "DELETE":
-            data_type = body.get("data_type")
-            if not isinstance(data_type, str):
-                raise Reply(internal_error())
-            if not rows:
-                return json_response(400, "No data to ingest")
-            if data_type not in DATA_TYPES:
-                return json_response(400, f"Data type '{data_type}' not supported")
-        key, revision = dataset.metadata(meta)
-        if req.method == "DELETE":
-            time.sleep(req.delay)
-            return self._delete(key)
-        n, lo, hi = dataset.values(rows, DATA_TYPES[data_type])
-        record = (revision, data_type, json.dumps(rows), n, lo, hi)
-        flight = self._take_off(label)
-        try:
-            time.sleep(req.delay)
-            return self._write(req.method, key, record, flight.raced)
-        finally:
-            self._land(label, flight)
-
-    def _take_off(self, label: str) -> _Flight:
-        """Register a write in flight; a second one for the same key marks both as raced."""
-        flight = _Flight()
-        with self._flights_lock:
-            others = self._flights.setdefault(label, [])
-            if others:
-                self.counter("flowkit", label, "races")
-                flight.raced = True
-                for other in others:
-                    other.raced = True
-            others.append(flight)
-        return flight
-
-    def _land(self, label: str, flight: _Flight) -> None:
-        with self._flights_lock:
-            others = self._flights.get(label, [])
-            others.remove(flight)
-            if not others:
-                self._flights.pop(label, None)
-
-    def _write(self, method: str, key: tuple[Any, ...], record: tuple[Any, ...],
-               raced: bool) -> Response:
-        with self.store.atomic() as st:
-            mdids = [r["mdid"] for r in st.query(
-                "SELECT mdid FROM flowkit_datasets WHERE category_id=? AND indicator_id=? "
-                "AND srid=? AND trid=? AND dt=? ORDER BY mdid", key)]
-            if len(mdids) > 1:
-                return json_response(500, "Ambiguous dataset")
-            if mdids and not raced:
-                if method == "POST":
-                    return json_response(303, mdids[0])
-                st.query("UPDATE flowkit_datasets SET revision=?, data_type=?, data=?, n_values=?,"
-                         " min_value=?, max_value=?, date_added=? WHERE mdid=?",
-                         (*record, _now(), mdids[0]))
-                return json_response(201, mdids[0])
-            mdid = st.next_id("mdid_seq")
-            st.query("INSERT INTO flowkit_datasets (mdid, category_id, indicator_id, srid, trid,"
-                     " dt, revision, data_type, data, n_values, min_value, max_value, date_added)"
-                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                     (mdid, *key, *record, _now()))
-            return json_response(201, mdid)
-
-    def _delete(self, key: tuple[Any, ...]) -> Response:
-        where = "category_id=? AND indicator_id=? AND srid=? AND trid=? AND dt=?"
-        with self.store.atomic() as st:
-            mdids = [r["mdid"] for r in st.query(
-                f"SELECT mdid FROM flowkit_datasets WHERE {where}", key)]
-            if len(mdids) > 1:
-                return json_response(500, "Ambiguous dataset")
-            if mdids:
-                st.query("DELETE FROM flowkit_scope_mappings WHERE mdid=?", mdids)
-                st.query("DELETE FROM flowkit_datasets WHERE mdid=?", mdids)
-        return Response(204)
-
-    # -- configuration and reads ------------------------------------------------------------
-    def _setup(self, req: Request) -> Response:
-        config = self._json_object(req)
-        required = {"categories": ("category_id",), "indicators": ("category_id", "indicator_id")}
-        for section in SECTIONS:
-            items = config.get(section)
-            if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-                raise Reply(internal_error())
-            if any(name not in i for i in items for name in required.get(section, ())):
-                raise Reply(internal_error())
-        now = _now()
-        with self.store.atomic() as st:
-            st.query("DELETE FROM flowkit_config")
-            for section in SECTIONS:
-                for pos, item in enumerate(config[section]):
-                    id_name = {"spatial_resolutions": "srid",
-                               "temporal_resolutions": "trid"}.get(section)
-                    if id_name and item.get(id_name) is None:  # auto-increment, as on MySQL
-                        item = {**item, id_name: st.next_id(f"{id_name}_seq")}
-                    st.query("INSERT INTO flowkit_config VALUES (?, ?, ?, ?)",
-                             (section, pos, json.dumps(item), now))
-        return Response(204)
-
-    def _visible(self, claims: dict[str, Any]) -> set[tuple[str, str]] | None:
-        """(category, indicator) pairs the token may see; None = everything (admin)."""
-        granted = self._granted(claims)
-        if "admin" in granted:
-            return None
-        rows = self.store.query(
-            "SELECT DISTINCT d.category_id, d.indicator_id FROM flowkit_datasets d "
-            "JOIN flowkit_scope_mappings m ON m.mdid = d.mdid WHERE list_contains(?, m.scope)",
-            (sorted(granted),))
-        return {(r["category_id"], r["indicator_id"]) for r in rows}
-
-    def _config(self, section: str) -> list[dict[str, Any]]:
-        rows = self.store.query(
-            "SELECT item FROM flowkit_config WHERE section=? ORDER BY position", (section,))
-        return [json.loads(r["item"]) for r in rows]
-
-    def _categories(self, claims: dict[str, Any]) -> Response:
-        visible = self._visible(claims)
-        cats = [c for c in self._config("categories")
-                if visible is None or any(c.get("category_id") == v[0] for v in visible)]
-        return json_response(200, {"categories": cats})
-
-    def _indicators(self, claims: dict[str, Any], category_id: str) -> Response:
-        visible = self._visible(claims)
-        inds = [i for i in self._config("indicators") if i.get("category_id") == category_id
-                and (visible is None or (category_id, i.get("indicator_id")) in visible)]
-        return json_response(200, {"indicators": inds})
-
-    def _query(self, req: Request) -> Response:
-        q = self._json_object(req)
-        types = {"category_id": str, "indicator_id": str, "srid": int, "trid": int,
-                 "start_date": str, "duration": int}
-        if any(not isinstance(q.get(k), t) or isinstance(q.get(k), bool) for k, t in types.items()):
-            raise Reply(internal_error())
-        if q["trid"] not in TRID_UNITS:
-            raise wrong(f"unknown temporal resolution {q['trid']}")
-        text = q["start_date"]
-        try:
-            padded = {4: f"{text}-01-01", 7: f"{text}-01"}.get(len(text), text)
-            start = datetime.fromisoformat(padded)
-        except ValueError:
-            raise wrong(f"cannot parse start_date {text!r}") from None
-        end = start + relativedelta(**{TRID_UNITS[q["trid"]]: q["duration"]})
-        rows = self.store.query(
-            "SELECT mdid, dt, data_type, data, min_value, max_value FROM flowkit_datasets "
-            "WHERE category_id=? AND indicator_id=? AND srid=? AND trid=? AND dt>=? AND dt<? "
-            "ORDER BY dt, mdid",
-            (q["category_id"], q["indicator_id"], q["srid"], q["trid"], start, end))
-        if not rows:
-            return json_response(404, "No metadata found")
-        mdids = [str(r["mdid"]) for r in rows]
-        if q.get("mdids_only"):
-            return json_response(200, {"min": None, "max": None, "data_by_date": None,
-                                       "mdids": mdids})
-        by_date: dict[str, dict[str, Any]] = {}
-        for r in rows:
-            day = by_date.setdefault(r["dt"].strftime("%Y-%m-%d"), {})
-            for item in json.loads(r["data"]):
-                units = item["spatial_unit_ids"]
-                target = day.setdefault(units[0], {}) if len(units) == 2 else day
-                target[units[-1]] = float(item["data"])
-        return json_response(200, {"min": min(r["min_value"] for r in rows),
-                                   "max": max(r["max_value"] for r in rows),
-                                   "data_by_date": by_date, "mdids": mdids})
-
-    def _scope_mapping(self, req: Request) -> Response:
-        body = self._json_object(req)
-        scope, mdid = body.get("scope"), body.get("mdid")
-        if not isinstance(scope, str) or not isinstance(mdid, int) or isinstance(mdid, bool):
-            raise Reply(internal_error())
-        with self.store.atomic() as st:
-            if not st.scalar("SELECT count(*) FROM flowkit_datasets WHERE mdid=?", (mdid,)):
-                raise wrong("(1452, 'Cannot add or update a child row: a foreign key constraint "
-                            "fails (scope_mapping.mdid -> metadata.mdid)')")
-            existing = st.scalar(
-                "SELECT id FROM flowkit_scope_mappings WHERE scope=? AND mdid=?", (scope, mdid))
-            if existing is not None:
-                return json_response(303, existing)
-            new_id = st.next_id("scope_mapping_seq")
-            st.query("INSERT INTO flowkit_scope_mappings VALUES (?, ?, ?, ?)",
-                     (new_id, scope, mdid, _now()))
-        return json_response(201, new_id)
+    def ambiguous_keys(self) -> list[str]:
+        """Keys stored more than once (the "Ambiguous dataset" state), for /_sandbox/stats."""
+        return self.data.ambiguous_keys()

@@ -3,17 +3,26 @@
 Plain `http.server` on real sockets, not an ASGI app: the publisher is tested against what
 it meets in production (keep-alive, 303s, connection resets, slow answers), and a reset
 needs raw control of the socket (SO_LINGER 0, then close). Faults are off by default and
-never touch the /_sandbox/* control routes.
+never touch the /_sandbox/* control routes. What each service answers, and which real
+behaviour each rule imitates: flowkit*.py, dataset.py, uois*.py; the faults: faults.py.
+
+gzip (FlowKit, measured): `Content-Encoding: gzip` on a body that is not gzip, or a gzip
+body without that header, answers 400 `{"detail":"There was an error parsing the body"}`.
+The UOIS services never decode gzip (uois.py answers such a body with the same 400).
 
 Control routes (never faulted, not counted):
   GET  /_sandbox/stats   {"since", "requests", "by_status": {"201": n, "reset": n},
-                          "faults": {"500": n, ...}, "races": n,
+                          "faults": {"500": n, ...}, "races": n, "ambiguous": n,
+                          "ambiguous_keys": [key, ...],
                           "flowkit": {"cat|ind|srid|trid|dt": {received, accepted, rejected,
-                                      duplicates[, races]}}, "uois": {entity id: {...}}}
+                                      duplicates, inserted, patched, deleted, races,
+                                      ambiguous}},
+                          "uois": {entity id: {received, accepted, rejected, duplicates,
+                                   inserted, races}}}
   POST /_sandbox/reset   clear the counters (204)
   GET  /_sandbox/faults  current settings (+ outage_remaining seconds)
   POST /_sandbox/faults  replace the settings (JSON object of Faults fields; 400 if invalid)
-Per request: `X-Sandbox-Fault: 500|429|503|reset|reset_after|slow` and
+Per request: `X-Sandbox-Fault: 500|429|503|reset|reset_after|slow|slow_commit` and
 `X-Sandbox-Delay: <seconds>` (a /v1/data write stays "in flight" that long).
 """
 
@@ -29,7 +38,6 @@ import threading
 import time
 import traceback
 import zlib
-from collections.abc import Callable
 from dataclasses import asdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -45,7 +53,8 @@ from elt.sandbox.uois import Uois
 from elt.sandbox.wire import Request, Response, internal_error, json_response, parse_json
 
 ADMIN_CLIENT, UPDATER_CLIENT = list(flowkit.CLIENTS)
-HEADER_FAULTS = ("500", "429", "503", "reset", "reset_after", "slow")
+HEADER_FAULTS = ("500", "429", "503", "reset", "reset_after", "slow", "slow_commit")
+PARSE_ERROR = {"detail": "There was an error parsing the body"}
 AUTH_ROUTES = ("/oauth/token", "/oauth/login3")
 
 
@@ -138,8 +147,10 @@ class Sandbox:
     """A local FlowKit + UOIS receiver on a background thread; the default publish target."""
 
     def __init__(self, store_path: Path | None = None, host: str = "127.0.0.1", port: int = 0,
-                 *, null_sink: bool = False, fresh: bool = False) -> None:
+                 *, null_sink: bool = False, fresh: bool = False,
+                 strict_tokens: bool = False) -> None:
         self.store_path = store_path
+        self.strict_tokens = strict_tokens  # FlowKit: also check expiry and audience
         self.host, self.port = host, port
         self.null_sink = null_sink
         self.fresh = fresh  # applies at the first start only
@@ -162,7 +173,8 @@ class Sandbox:
             return self
         self.store = Store(self.store_path, fresh=self.fresh)
         self.fresh = False
-        self.flowkit = FlowKit(self.store, self.stats.count, null_sink=self.null_sink)
+        self.flowkit = FlowKit(self.store, self.stats.count, null_sink=self.null_sink,
+                               strict_tokens=self.strict_tokens)
         self.uois = Uois(self.store, self.stats.count, null_sink=self.null_sink)
         self._server = _Server((self.host, self.port), _Handler)
         self._server.sandbox = self
@@ -247,7 +259,7 @@ class Sandbox:
             draw, edge = self._rng.random(), 0.0
             for kind, rate in (("reset", f.reset_rate), ("reset_after", f.reset_after_rate),
                                ("500", f.error_rate), ("429", f.throttle_rate),
-                               ("slow", f.slow_rate)):
+                               ("slow", f.slow_rate), ("slow_commit", f.slow_commit_rate)):
                 edge += rate
                 if draw < edge:
                     return kind
@@ -290,21 +302,26 @@ class Sandbox:
                                      {"Retry-After": str(math.ceil(self.faults.retry_after))})
             if fault == "slow":
                 req.delay += self.faults.slow_seconds
+            if fault == "slow_commit":
+                req.delay += self.faults.slow_commit_seconds
+                req.commit_late = True
         try:
             req.delay += min(max(float(req.header("X-Sandbox-Delay") or 0), 0.0), 60.0)
         except ValueError:
             return json_response(400, {"detail": "X-Sandbox-Delay must be a number of seconds"})
-        if "gzip" in (req.header("Content-Encoding") or "").lower():
-            req.gzipped = True
-            if req.path != "/api/gql":  # the UOIS services do not decode gzip
-                try:
-                    req.body = gzip.decompress(req.body)
-                except (OSError, EOFError, zlib.error):
-                    return json_response(400, "Could not decompress the gzip request body")
-        if req.path != "/v1/data" and req.delay:  # /v1/data holds its delay "in flight"
+        req.gzipped = "gzip" in (req.header("Content-Encoding") or "").lower()
+        if req.path.startswith("/v1/") and (req.gzipped or req.body[:2] == b"\x1f\x8b"):
+            try:  # a gzip header on a plain body, or a gzip body without the header: 400
+                if not req.gzipped:
+                    raise OSError("gzip body without Content-Encoding: gzip")
+                req.body = gzip.decompress(req.body)
+            except (OSError, EOFError, zlib.error):
+                return json_response(400, PARSE_ERROR)
+        held_inside = req.path == "/v1/data" or (req.path == "/api/gql" and req.commit_late)
+        if req.delay and not held_inside:  # /v1/data holds its delay "in flight"
             time.sleep(req.delay)
         response = self._route(req)
-        if fault == "reset_after":
+        if fault in ("reset_after", "slow_commit"):
             response.reset = True
         return response
 
@@ -322,7 +339,8 @@ class Sandbox:
     def _control(self, req: Request) -> Response:
         route = (req.method, req.path)
         if route == ("GET", "/_sandbox/stats"):
-            return json_response(200, self.stats.snapshot())
+            return json_response(200, {**self.stats.snapshot(),
+                                        "ambiguous_keys": self.flowkit.ambiguous_keys()})
         if route == ("POST", "/_sandbox/reset"):
             self.stats.reset()
             return Response(204)
@@ -340,33 +358,4 @@ class Sandbox:
         return json_response(404, {"detail": "Not Found"})
 
 
-def serve(host: str, port: int, store_path: Path, fresh: bool, echo: Callable[[str], None],
-          *, stop: threading.Event | None = None) -> None:
-    """`elt sandbox serve`: run in the foreground until Ctrl-C (or `stop` is set), printing
-    URLs and credentials."""
-    sandbox = Sandbox(store_path, host, port, fresh=fresh).start()
-    fk, admin, uo = (sandbox.endpoint_config(n) for n in ("flowkit", "flowkit_admin", "uois"))
-    lines = [
-        f"elt sandbox listening on {sandbox.url}  (store: {store_path})",
-        f"FlowKit  base url   {fk['url']}   (heartbeat {fk['url']}/heartbeat)",
-        f"         token url  {fk['auth']['token_url']}   audience {fk['auth']['audience']}",
-        f"         updater    client_id {fk['auth']['client_id']}  (write:data read:free_data)",
-        f"         admin      client_id {admin['auth']['client_id']}  (admin)",
-        f"         secret     {fk['auth']['client_secret']}",
-        f"UOIS     graphql    {uo['url']}{uo['graphql_path']}",
-        f"         login3     {uo['auth']['login_url']}",
-        f"         user       {uo['auth']['username']}  password {uo['auth']['password']}",
-        f"Control  {sandbox.url}/_sandbox/stats  /_sandbox/faults  /_sandbox/reset",
-        "Press Ctrl-C to stop.",
-    ]
-    for line in lines:
-        echo(line)
-    try:
-        (stop or threading.Event()).wait()
-    except KeyboardInterrupt:
-        echo("stopping sandbox")
-    finally:
-        sandbox.stop()
-
-
-__all__ = ["Faults", "Sandbox", "Stats", "serve"]
+__all__ = ["Faults", "Sandbox", "Stats"]

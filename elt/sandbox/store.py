@@ -39,7 +39,7 @@ CREATE TABLE IF NOT EXISTS flowkit_datasets (
     indicator_id VARCHAR NOT NULL,
     srid INTEGER NOT NULL,
     trid INTEGER NOT NULL,
-    dt TIMESTAMP NOT NULL,
+    dt TIMESTAMP,                  -- NULL when posted without dt (as on the real backend)
     revision VARCHAR NOT NULL,
     date_added TIMESTAMP NOT NULL,
     data_type VARCHAR NOT NULL,
@@ -105,6 +105,8 @@ class Store:
                 f"sandbox store is in use (is `elt sandbox serve` running?): {exc}", where=str(path)
             ) from exc
         self._con.execute(SCHEMA)
+        # stores written before dt became nullable (a missing dt is stored as NULL)
+        self._con.execute("ALTER TABLE flowkit_datasets ALTER COLUMN dt DROP NOT NULL")
 
     def close(self) -> None:
         """Checkpoint and release the file so a restarted sandbox can open it again."""

@@ -1,8 +1,10 @@
 """HS256 JWTs with the stdlib: the sandbox signs its own tokens, so no JWT library is needed.
 
 Both real services hand out JWTs (Auth0 for FlowKit, login3 for UOIS); clients treat them
-as opaque, but the sandbox must reject forged, foreign and expired tokens the way the real
-services do, so tokens are really signed and verified.
+as opaque. The real services check only the signature (FlowKit accepts expired and
+wrong-audience tokens; UOIS tokens carry no `exp`), so forged tokens are rejected and
+expiry and audience are checked only when asked (the sandbox's strict_tokens option).
+The real tokens are RS256; HS256 keeps the sandbox on the stdlib and clients never look.
 """
 
 from __future__ import annotations
@@ -41,8 +43,9 @@ def sign(claims: dict[str, Any], secret: str, *, ttl: float | None = None) -> st
     return f"{header}.{payload}.{_b64encode(signature)}"
 
 
-def verify(token: str, secret: str, *, audience: str | None = None) -> dict[str, Any]:
-    """Check signature, algorithm, expiry and (optionally) audience; return the claims."""
+def verify(token: str, secret: str, *, check_expiry: bool = True,
+           audience: str | None = None) -> dict[str, Any]:
+    """Check signature and algorithm, optionally expiry and audience; return the claims."""
     parts = token.split(".")
     if len(parts) != 3:
         raise TokenError("not a JWT")
@@ -60,7 +63,7 @@ def verify(token: str, secret: str, *, audience: str | None = None) -> dict[str,
     if not hmac.compare_digest(expected.digest(), signature):
         raise TokenError("bad signature")
     exp = claims.get("exp")
-    if exp is not None and (not isinstance(exp, int | float) or exp < time.time()):
+    if check_expiry and exp is not None and (not isinstance(exp, int | float) or exp < time.time()):
         raise TokenError("expired")
     if audience is not None:
         aud = claims.get("aud")

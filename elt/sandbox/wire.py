@@ -23,6 +23,7 @@ class Request:
     body: bytes
     gzipped: bool = False  # the client sent Content-Encoding: gzip
     delay: float = 0.0  # seconds to hold the request "in flight" (slow fault, X-Sandbox-Delay)
+    commit_late: bool = False  # slow_commit fault: the hold is inside the write, answer lost
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name)

@@ -1,0 +1,69 @@
+"""`elt sandbox serve`: the sandbox in the foreground until SIGTERM, SIGINT or Ctrl-C.
+
+The handlers are installed explicitly: a process started in the background from a script
+(`elt sandbox serve &`) inherits SIGINT as ignored, and SIGTERM would otherwise kill it
+without closing the store. Either signal stops the server, lets running requests finish
+and checkpoints the store, so no `.wal` file is left behind.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from elt.sandbox.server import Sandbox
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def serve(host: str, port: int, store_path: Path, fresh: bool, echo: Callable[[str], None],
+          *, stop: threading.Event | None = None, strict_tokens: bool = False) -> None:
+    """Run until a stop signal (or `stop` is set), printing URLs and credentials."""
+    stop = stop or threading.Event()
+    sandbox = Sandbox(store_path, host, port, fresh=fresh, strict_tokens=strict_tokens).start()
+    previous: dict[int, Any] = {}
+    received: list[str] = []
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        received.append(signal.Signals(signum).name)
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in STOP_SIGNALS:
+            previous[sig] = signal.signal(sig, on_signal)
+    try:
+        for line in _banner(sandbox, store_path, strict_tokens):
+            echo(line)
+        while not stop.wait(0.5):  # a timed wait lets the main thread run signal handlers
+            pass
+        echo(f"stopping sandbox ({received[0]})" if received else "stopping sandbox")
+    except KeyboardInterrupt:
+        echo("stopping sandbox")
+    finally:
+        sandbox.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    echo(f"sandbox stopped; store checkpointed: {store_path}")
+
+
+def _banner(sandbox: Sandbox, store_path: Path, strict_tokens: bool) -> list[str]:
+    fk, admin, uo = (sandbox.endpoint_config(n) for n in ("flowkit", "flowkit_admin", "uois"))
+    tokens = "expiry and audience checked" if strict_tokens else "signature only, like the real one"
+    return [
+        f"elt sandbox listening on {sandbox.url}  (store: {store_path})",
+        f"FlowKit  base url   {fk['url']}   (heartbeat {fk['url']}/heartbeat)",
+        f"         token url  {fk['auth']['token_url']}   audience {fk['auth']['audience']}",
+        f"         updater    client_id {fk['auth']['client_id']}  (write:data read:free_data)",
+        f"         admin      client_id {admin['auth']['client_id']}  (admin)",
+        f"         secret     {fk['auth']['client_secret']}   tokens: {tokens}",
+        f"UOIS     graphql    {uo['url']}{uo['graphql_path']}",
+        f"         login3     {uo['auth']['login_url']}",
+        f"         user       {uo['auth']['username']}  password {uo['auth']['password']}",
+        f"Control  {sandbox.url}/_sandbox/stats  /_sandbox/faults  /_sandbox/reset",
+        "Press Ctrl-C (or send SIGTERM) to stop.",
+    ]
+
