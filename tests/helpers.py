@@ -385,15 +385,17 @@ def check_published(p: E2E, sandbox: Sandbox, *, complete: bool, users: bool = T
     """The publish invariants for flowkit_data (and uois_users).
 
     Always: no two writes of one key were ever in flight together (races == 0), no key was
-    accepted twice, and every acknowledged ledger row names what the receiver stored (FlowKit:
+    stored twice ("Ambiguous dataset"), no key was inserted twice (an update after a 303 is
+    not an insert), and every acknowledged ledger row names what the receiver stored (FlowKit:
     the mdid of that key; UOIS: the user's id). With complete=True also: every model row is
-    acknowledged, stored once, and each key was accepted exactly once.
+    acknowledged, stored once, and each key was inserted exactly once.
     """
     counters = quiet_stats(sandbox)
     assert counters["races"] == 0, counters["races"]
+    assert counters["ambiguous"] == 0, counters["ambiguous_keys"]
     twice = {k: v for section in ("flowkit", "uois") for k, v in counters[section].items()
-             if v["accepted"] > 1}
-    assert not twice, f"accepted more than once: {twice}"
+             if v["inserted"] > 1}
+    assert not twice, f"inserted more than once: {twice}"
     store = sandbox.store
     assert store is not None
     found = store.query("SELECT strftime(dt, '%Y-%m-%d %H:%M:%S') AS dt, mdid "
@@ -419,10 +421,10 @@ def check_published(p: E2E, sandbox: Sandbox, *, complete: bool, users: bool = T
                                    f"{sorted(pending)[:5]}"
     assert set(stored) == expected
     labels = {f"residents|residents.residents|3|2|{dt}" for dt in expected}
-    assert {counters["flowkit"][k]["accepted"] for k in labels} == {1}
+    assert {counters["flowkit"][k]["inserted"] for k in labels} == {1}
     if users:
         ids = {r[0] for r in p.sql("SELECT id FROM uois_users")}
         assert len(ids) == p.users
         assert {i for i, status, _ in urows if status == "acknowledged"} == ids
         assert user_ids == ids
-        assert {counters["uois"][i]["accepted"] for i in ids} == {1}
+        assert {counters["uois"][i]["inserted"] for i in ids} == {1}

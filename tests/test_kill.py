@@ -4,7 +4,7 @@ Publish: one project and one sandbox, a chain of kill/resume cycles; each cycle 
 kills `python -m elt.cli publish` once or twice (at startup, after k journal lines, after a
 random delay: while the pending set is written, while rows are in flight, while answers are
 merged ...), then resumes it; after every kill and every resume the sandbox counters show
-no key accepted twice and no two copies of a key in flight together, and the ledger answers
+no key inserted twice and no two copies of a key in flight together, and the ledger answers
 are what the sandbox stored; after every resume everything is acknowledged.
 
 Build: kill -9 while a big seed loads and while a slow model builds; the re-run leaves no
@@ -84,7 +84,8 @@ def _kill_publish(p: E2E, rng: random.Random, pending: int) -> tuple[str, bool]:
 
 def test_kill_9_publish_chain_then_resume(tmp_path: Path, sb: Sandbox) -> None:
     rng = random.Random(SEED)
-    p = E2E(tmp_path, sb, n=GROW_DATASETS, users=GROW_USERS, concurrency=4)
+    # Requests take ~30 ms: rows in flight at a kill may be resent 0.3 s after they left.
+    p = E2E(tmp_path, sb, n=GROW_DATASETS, users=GROW_USERS, concurrency=4, settle=0.3)
     kills: list[str] = []
     completed = 0  # runs that finished before their kill
     per_cycle = [1] * CYCLES
@@ -109,6 +110,7 @@ def test_kill_9_publish_chain_then_resume(tmp_path: Path, sb: Sandbox) -> None:
         leftover = any(line["status"] == "acknowledged"
                        for line in _journal(tmp_path / "target" / "elt.duckdb.publish"))
         sb.set_faults()
+        time.sleep(0.35)  # the settle time of the killed run's in-flight rows
         run = elt(p.root, *SELECT, "--concurrency", "8")
         assert run.code == 0 and run.exception is None, f"{kills}\n{run.output}"
         if leftover:

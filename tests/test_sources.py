@@ -178,13 +178,13 @@ def test_changed_settings_ask_again(env: Env, seeded: list[str]) -> None:
                     "'ids' ORDER BY ordinal_position")[:2] == [("outer_id",), ("type_id",)]
 
 
-@pytest.mark.xfail(reason="publish vs faithful sandbox: UOIS login accepts any password for a "
-                   "known user (only an unknown user fails, HTTP 500)", strict=False)
 def test_wrong_credentials(tmp_path: Path, sb: Sandbox) -> None:
+    """The real UOIS login takes any password but not an unknown user (HTTP 500)."""
     cfg = sb.endpoint_config("uois")
-    env = Env(tmp_path / "p", {"uois": {**cfg, "auth": {**cfg["auth"], "password": "wrong-pass"}}})
+    env = Env(tmp_path / "p", {"uois": {**cfg, "max_attempts": 2,
+                                        "auth": {**cfg["auth"], "username": "nobody@x"}}})
     env.outer_ids("o0")
-    with pytest.raises(EltError, match=r"api source raw.ids: endpoint uois: login .* HTTP 401"):
+    with pytest.raises(EltError, match=r"api source raw.ids: endpoint uois: login .* HTTP 500"):
         env.fetch("ids", **IDS)
 
 

@@ -72,7 +72,7 @@ def followers(pubs: dict[str, Publication], readers: dict[str, set[str]], order:
 
     FlowKit answers a PATCH with a new mdid and drops the old one's scope mappings: a run of
     `-s flowkit_data` alone must also send the mappings of the new mdids, or leave the data
-    invisible. They go only when their input changed in the run (see runner).
+    invisible. So they come along (and can be left out with --exclude).
     """
     found: set[str] = set()
     frontier = set(order)
@@ -147,9 +147,8 @@ async def check_transports(console: Console, transports: dict[str, Any],
             version = await transport.heartbeat()
             if auth:
                 await transport.check_auth()
-        except EltError as exc:
+        except EltError as exc:  # said once per publication that needed it (runner)
             down[name] = str(exc)
-            console.error(str(exc))
             continue
         shown = version if version.startswith("ok") else f"version {version}"
         console.info(f"endpoint {name}: {endpoints[name].get('url')} up, {shown}")

@@ -92,7 +92,7 @@ class _Run:
                                 for x in order)}
         self.prepared: dict[str, tuple[str, Any]] = {}  # name -> (count|skip|error, value)
         self.down: dict[str, str] = {}  # endpoint -> why it cannot be used this run
-        self.followers: set[str] = set()  # not selected; sent only if their input changes
+        self.followers: set[str] = set()  # not selected: they read a selected one's answers
         self.held: dict[str, tuple[int, float]] = {}  # name -> (rows held, settle seconds)
 
     # -- database phases --------------------------------------------------------------
@@ -213,14 +213,11 @@ class _Run:
                            export: TextIO | None) -> None:
         blocked: dict[str, str] = {}
         answered: set[str] = set()  # got new answers that models read: rebuild them first
-        changed: set[str] = set()  # every publication of this run that got new answers
+        for name in sorted(self.followers):
+            sources = sorted(x for x in self.deps[name] if x in self.order)
+            self.console.info(f"also publishing {name}: it reads the answers of "
+                              f"{', '.join(sources)} (--exclude {name} to leave it)")
         for name in self.order:
-            if name in self.followers:
-                sources = sorted(self.deps[name] & changed)
-                if not sources:
-                    continue  # its input did not change: nothing to follow up
-                self.console.info(f"also publishing {name}: it reads the answers of "
-                                  f"{', '.join(sources)}, which changed in this run")
             if name in blocked:
                 self._add(NodeResult(name, "publication", "skipped", message=blocked[name]))
                 continue
@@ -234,7 +231,6 @@ class _Run:
                     blocked.setdefault(down, f"upstream publication {name} {result.status}")
             elif result.rows and self.readers.get(name):
                 answered.add(name)
-                changed.add(name)
 
     def _add(self, result: NodeResult) -> None:
         self.results.add(result)
@@ -270,8 +266,7 @@ class _Run:
             return result("error", held) if held else result("up_to_date",
                                                              "nothing new, changed or failed")
         if pub.endpoint in self.down:
-            return result("error", f"endpoint {pub.endpoint} unusable: "
-                                   f"{self.down[pub.endpoint]}")
+            return result("error", self.down[pub.endpoint])
         transport = transports.get(pub.endpoint)
         if transport is None:  # cannot happen: _begin lists every endpoint that may send
             return result("error", f"endpoint {pub.endpoint} was not checked before sending")
