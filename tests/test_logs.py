@@ -137,3 +137,15 @@ def test_messages_are_redacted_results_are_not() -> None:
     assert secret not in out.getvalue().splitlines()[0] and "***" in out.getvalue()
     assert secret not in err.getvalue()
     assert out.getvalue().splitlines()[-2:] == [secret, secret]  # table row, result
+
+
+def test_node_lines_are_numbered_within_a_build_only(tmp_path: Path) -> None:
+    from test_build import make_ctx
+
+    ctx, console = make_ctx(tmp_path, BASE)
+    assert not ctx.build().failed
+    built = console.out.getvalue().splitlines()  # type: ignore[attr-defined]
+    assert any(re.match(r"  +1 of 6 START seed +raw\.", line) for line in built), built
+    assert any(re.match(r"  +6 of 6 (OK|PASS) ", line) for line in built), built
+    console.node("publish", "people_out", "success", rows=3)  # e.g. publish, after a build
+    assert console.out.getvalue().splitlines()[-1].split()[:2] == ["publish", "people_out"]

@@ -68,6 +68,7 @@ def run_build(
             _Runner(con, project, graph, console, results, full_refresh, command,
                     endpoints or Endpoints(project, console)).run(names)
     finally:
+        console.plan(0)  # later lines (publish) are not part of this run's `N of M`
         results.write(project.target_dir)
         write_manifest(project.target_dir, graph.manifest())
     _summary(console, results)

@@ -92,7 +92,8 @@ class Progress:
             text = f"{self.label}: {self.done:,} {self.unit}"
         text += f", {rate:,.0f} {self.unit}/s"
         if self.bytes:
-            text += f", {self.bytes / elapsed / 1e6:.1f} MB/s"
+            speed = self.bytes / elapsed
+            text += f", {speed / 1e6:.1f} MB/s" if speed >= 1e6 else f", {speed / 1e3:.0f} kB/s"
         text += f", elapsed {_duration(elapsed)}"
         if self.total and rate > 0 and self.done < self.total:
             text += f", ETA {_duration((self.total - self.done) / rate)}"
