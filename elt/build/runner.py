@@ -229,10 +229,10 @@ class _Runner:
                 runner = {"seed": self._seed, "api": self._api, "model": self._model,
                           "test": self._test}[node.kind]
                 out = runner(cur, node, started)
-            for sql in compiled.selects_run(cur.statements) if node.kind in ("model",
-                                                                             "test") else []:
-                compiled.write(self.project.target_dir, name, sql)
-                db.sql_log.info("%s ran:\n%s", name, sql.rstrip(), extra={"node": name})
+            if node.kind in ("model", "test"):
+                for sql in compiled.selects_run(cur.statements):
+                    compiled.write(self.project.target_dir, name, sql)
+                    db.sql_log.info("%s ran:\n%s", name, sql.rstrip(), extra={"node": name})
         except EltError as exc:
             text = str(exc)
             named = re.search(rf"\b{re.escape(node.identifier)}\b", text) or name in text
