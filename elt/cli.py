@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 import click
 
 from elt.context import Context
-from elt.core import secrets
+from elt.core import log, secrets
 from elt.core.console import Console
 from elt.core.errors import EltError
 
@@ -27,6 +28,13 @@ def _project_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="Output of profiles.yml to use (env: ELT_TARGET).")(f)
     f = click.option("--debug", is_flag=True, help="Show tracebacks.")(f)
     f = click.option("--quiet", "-q", is_flag=True, help="Only errors and results.")(f)
+    f = click.option("--log-format", type=click.Choice(log.FORMATS), default="text",
+                     envvar="ELT_LOG_FORMAT", show_default=True,
+                     help="Format of target/logs/elt.log (env: ELT_LOG_FORMAT).")(f)
+    f = click.option("--log-level", type=click.Choice(log.LEVELS), default="info",
+                     envvar="ELT_LOG_LEVEL", show_default=True,
+                     help="Lowest level written to target/logs/elt.log; debug adds every "
+                     "SQL statement (env: ELT_LOG_LEVEL).")(f)
     return f
 
 
@@ -37,14 +45,46 @@ def _selection(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
+def _quiet_broken_pipe() -> None:
+    """The reader went away (`elt status | head -2`): stop writing, exit 0 like other CLIs.
+    stdout is pointed at /dev/null so the interpreter's final flush cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real file descriptor (e.g. captured in tests)
+        pass
+    finally:
+        os.close(devnull)
+    sys.exit(0)
+
+
+def _start_log(opts: dict[str, Any], command: str) -> None:
+    """target/logs/elt.log of the project this command runs in (when there is one)."""
+    from elt.project.config import find_root
+
+    fmt, level = opts.pop("log_format", "text"), opts.pop("log_level", "info")
+    here = Path(opts.get("project_dir") or ".").resolve()
+    root = here if opts.get("project_dir") else find_root(here)
+    if root is None or not root.is_dir():
+        return
+    try:
+        log.configure(root / "target" / "logs", fmt=fmt, level=level)
+    except OSError:
+        return  # a read-only checkout still runs; it just keeps no log
+    log.root.info("command: %s", command)
+
+
 def _run(opts: dict[str, Any], action: Callable[[Context], Any]) -> None:
     """Build the Context, run one method, turn errors into one line and an exit code."""
     debug = opts.pop("debug", False)
     console = Console(quiet=opts.pop("quiet", False))
+    _start_log(opts, click.get_current_context().command_path)
     ctx = Context(opts.pop("project_dir", None), opts.pop("profiles_dir", None),
                   opts.pop("target", None), console)
     try:
         outcome = action(ctx)
+    except BrokenPipeError:
+        _quiet_broken_pipe()
     except EltError as exc:
         if debug:
             raise
@@ -58,8 +98,10 @@ def _run(opts: dict[str, Any], action: Callable[[Context], Any]) -> None:
             raise
         console.error(f"internal error: {type(exc).__name__}: {secrets.redact(str(exc))} "
                       "(run with --debug for the traceback)")
+        log.root.exception("internal error")
         sys.exit(2)
     failed = getattr(outcome, "failed", outcome is False)
+    log.root.info("finished: %s", "failed" if failed else "ok")
     if failed:
         sys.exit(1)
 
@@ -78,6 +120,32 @@ def build(select: tuple[str, ...], exclude: tuple[str, ...], full_refresh: bool,
           **opts: Any) -> None:
     """Load changed seeds, build changed models, run their data tests."""
     _run(opts, lambda c: c.build(select, exclude, full_refresh))
+
+
+@cli.command("compile")
+@_project_options
+@_selection
+def compile_cmd(select: tuple[str, ...], exclude: tuple[str, ...], **opts: Any) -> None:
+    """Write the SQL each selected model and test runs to target/compiled/."""
+    _run(opts, lambda c: c.compile(select, exclude))
+
+
+@cli.command("init")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--quiet", "-q", is_flag=True, help="Only errors.")
+def init_cmd(directory: Path, quiet: bool) -> None:
+    """Create a minimal working project in DIRECTORY (then: cd DIRECTORY && elt build)."""
+    from elt.project.scaffold import init_project
+
+    console = Console(quiet=quiet)
+    try:
+        written = init_project(directory)
+    except EltError as exc:
+        console.error(str(exc))
+        sys.exit(1)
+    for path in written:
+        console.info(f"created {path}")
+    console.info(f"next: cd {directory} && elt build")
 
 
 @cli.command("test")
@@ -175,7 +243,10 @@ def sandbox_serve(host: str, port: int, fresh: bool, strict_tokens: bool, **opts
 
 
 def main() -> None:
-    cli(prog_name="elt")
+    try:
+        cli(prog_name="elt")
+    except BrokenPipeError:  # raised outside a command (e.g. --help piped into head)
+        _quiet_broken_pipe()
 
 
 if __name__ == "__main__":

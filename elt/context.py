@@ -1,7 +1,8 @@
 """The project API: one method per CLI command (like SQLMesh's Context).
 
-The CLI only parses options and calls these; tests and notebooks can call them directly.
-Each method opens the staging database for as short a time as it needs it.
+The CLI only parses options and calls these; tests, notebooks and schedulers can call them
+directly (README: "Python API"). Each method opens the staging database for as short a
+time as it needs it.
 """
 
 from __future__ import annotations
@@ -79,6 +80,28 @@ class Context:
                              exclude=exclude, full_refresh=full_refresh, command="build",
                              endpoints=self.endpoints)
 
+    def compile(self, select: Sequence[str] = (), exclude: Sequence[str] = ()) -> list[Path]:
+        """Write the SELECT the next build runs for each selected model and test (incremental
+        rewrites included) to target/compiled/<node>.sql; returns the files written."""
+        from elt.build import compiled
+        from elt.build.runner import plan
+
+        graph = self.graph()
+        names = plan(graph, select, exclude, "build")
+        con = self.connect(read_only=True) if self.project.db_path.exists() else None
+        written = []
+        try:
+            for name in names:
+                sql = compiled.compile_node(con, graph, graph.nodes[name])
+                if sql is not None:
+                    written.append(compiled.write(self.project.target_dir, name, sql))
+        finally:
+            if con is not None:
+                con.close()
+        self.console.info(f"compiled {len(written)} node(s) into "
+                          f"{self.project.target_dir / compiled.COMPILED_DIR}")
+        return written
+
     def test(self, select: Sequence[str] = (), exclude: Sequence[str] = ()) -> RunResults:
         """Run data tests only, against the tables as they are."""
         from elt.build.runner import run_build
@@ -155,7 +178,9 @@ class Context:
 
     def sandbox_serve(self, host: str, port: int, fresh: bool,
                       strict_tokens: bool = False) -> None:
+        from elt.project.config import find_root
         from elt.sandbox.serve import serve
 
-        path = Path(self._project_dir or ".").resolve() / "target" / "sandbox.duckdb"
+        here = Path(self._project_dir or ".").resolve()
+        path = (find_root(here) or here) / "target" / "sandbox.duckdb"
         serve(host, port, path, fresh, self.console.info, strict_tokens=strict_tokens)

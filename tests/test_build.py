@@ -224,7 +224,9 @@ def test_failing_model_keeps_previous_table_and_skips_downstream(project: Proj) 
     assert run.failed
     result = by_name(run, "stg_people")
     assert result.status == "error"
-    assert result.message.startswith('model stg_people: Binder Error: Referenced column "nope"')
+    assert result.message.startswith('models/staging/stg_people.sql:1: model stg_people: '
+                                     'Binder Error: Referenced column "nope"')
+    assert 'Candidate bindings: "name"' in result.message
     assert "\n" not in result.message
     assert statuses(run)["people_cities"] == "skipped"
     assert "stg_people" in by_name(run, "people_cities").message
@@ -234,7 +236,8 @@ def test_failing_model_keeps_previous_table_and_skips_downstream(project: Proj) 
     state = query(root, "SELECT status, version, message FROM _elt.nodes "
                         "WHERE name = 'stg_people'")[0]
     assert state[0] == "error" and state[1] == 1 and "nope" in state[2]
-    assert "error: model stg_people: Binder Error" in console.err.getvalue()
+    assert ("error: models/staging/stg_people.sql:1: model stg_people: Binder Error"
+            in console.err.getvalue())
     saved = json.loads((root / "target" / "run_results.json").read_text())
     assert {r["name"]: r["status"] for r in saved["results"]}["people_cities"] == "skipped"
     # fixed: it runs again (its last status was error) and downstream follows
@@ -259,7 +262,7 @@ def test_failing_swap_rolls_back(project: Proj, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(nodestate, "record_success", failing)
     run = ctx.build()
     assert by_name(run, "stg_people").message == \
-        "model stg_people: IO Error: disk full (simulated)"
+        "models/staging/stg_people.sql: model stg_people: IO Error: disk full (simulated)"
     columns = [r[0] for r in query(root, "SELECT column_name FROM information_schema.columns "
                                          "WHERE table_name = 'stg_people'")]
     assert "extra" not in columns  # the DROP + RENAME were rolled back

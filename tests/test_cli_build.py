@@ -46,7 +46,11 @@ def test_build_then_up_to_date(root: Path) -> None:
     again = elt(root, "build")
     assert again.exit_code == 0
     lines = [line.split() for line in again.stdout.splitlines() if line.startswith("  ")]
-    assert len(lines) == 7 and {parts[2] for parts in lines} == {"up_to_date"}
+    starts = [parts for parts in lines if parts[3] == "START"]
+    ends = [parts for parts in lines if parts[3] != "START"]
+    assert [p[:3] for p in starts] == [[str(i), "of", "7"] for i in range(1, 8)]
+    assert len(ends) == 7 and {parts[6] for parts in ends} == {"up_to_date"}
+    assert {parts[3] for parts in ends} == {"OK"}
     assert "Done: 7 up_to_date" in again.stdout
     assert json.loads(elt(root, "sql", "SELECT * FROM sent_report", "--format", "json").stdout) \
         == [{"sent": 0}]
@@ -89,7 +93,9 @@ def test_unknown_column_fails_build(root: Path) -> None:
     write(root, {"models/staging/stg_cities.sql": "SELECT idd AS city_id FROM raw.cities"})
     result = elt(root, "build")
     line = one_error_line(result)
-    assert line.startswith('error: model stg_cities: Binder Error: Referenced column "idd"')
+    assert line.startswith('error: models/staging/stg_cities.sql:1: model stg_cities: '
+                           'Binder Error: Referenced column "idd"')
+    assert 'Candidate bindings: "id", "city"' in line
     assert "skipped  upstream model stg_cities failed" in result.stdout
     saved = json.loads((root / "target" / "run_results.json").read_text())
     assert {r["name"]: r["status"] for r in saved["results"]}["people_cities"] == "skipped"

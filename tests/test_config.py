@@ -91,7 +91,7 @@ def test_bad_yaml_names_file_and_line(tmp_path: Path) -> None:
 def test_missing_profiles_and_profiles_dir(tmp_path: Path, project_dir: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(ConfigError, match="file not found"):
+    with pytest.raises(ConfigError, match=r"empty: not an elt project \(no profiles.yml in it;"):
         load_project(empty)
     assert load_project(empty, profiles_dir=project_dir, target_name="dev").root == empty
 
@@ -131,3 +131,82 @@ def test_only_secret_looking_values_are_redacted(project_dir: Path,
     assert secrets.redact("GET http://api.internal.example/v1") == \
         "GET http://api.internal.example/v1"
     assert secrets.redact("token tok-other-canary-456") == "token ***"
+
+
+STRINGS = """\
+p:
+  target: dev
+  outputs:
+    dev:
+      path: target/dev.duckdb
+      threads: "{{ env_var('T_THREADS', '2') }}"
+      endpoints:
+        api:
+          url: http://localhost/v1
+          timeout: "{{ env_var('T_TIMEOUT', '2.5') }}"
+          retry_timeouts: "{{ env_var('T_RETRY', 'false') }}"
+          auth: {type: login3, login_url: http://x, username: "{{ env_var('T_USER') }}",
+                 password: "{{ env_var('T_PW') }}"}
+"""
+
+
+def test_env_var_values_stay_strings_except_numeric_keys(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "profiles.yml").write_text(STRINGS)
+    monkeypatch.delenv("ELT_TARGET", raising=False)
+    monkeypatch.setenv("T_PW", "007")
+    monkeypatch.setenv("T_USER", "true")
+    monkeypatch.setenv("T_THREADS", "4")
+    target = load_project(tmp_path).target
+    auth = target.endpoints["api"]["auth"]
+    assert auth["password"] == "007" and auth["username"] == "true"   # strings, as given
+    assert target.threads == 4
+    assert target.endpoints["api"]["timeout"] == 2.5
+    assert target.endpoints["api"]["retry_timeouts"] is False
+    monkeypatch.setenv("T_THREADS", "four")
+    with pytest.raises(ConfigError, match=r"outputs.dev.threads: expected a whole number, "
+                                          r"not 'four'"):
+        load_project(tmp_path)
+
+
+def test_unknown_profile_key_names_line_and_suggests(tmp_path: Path) -> None:
+    (tmp_path / "profiles.yml").write_text(STRINGS.replace(" threads:", " treads:")
+                                           .replace(" timeout:", " timout:"))
+    with pytest.raises(ConfigError) as info:
+        load_project(tmp_path)
+    assert str(info.value).startswith(f"{tmp_path / 'profiles.yml'}:6: unknown key `treads`")
+    assert "(did you mean threads?)" in str(info.value)
+    (tmp_path / "profiles.yml").write_text(STRINGS.replace(" timeout:", " timout:"))
+    with pytest.raises(ConfigError, match=r"profiles.yml:10: unknown key `timout` in "
+                                          r"p.outputs.dev.endpoints.api \(did you mean timeout"):
+        load_project(tmp_path)
+    (tmp_path / "profiles.yml").write_text(STRINGS.replace("login_url:", "login_ur1:"))
+    with pytest.raises(ConfigError, match=r"unknown key `login_ur1` .*did you mean login_url"):
+        load_project(tmp_path)
+
+
+def test_repo_profiles_and_published_json_schema_agree() -> None:
+    """The committed JSON Schema is the one the validator's table produces."""
+    import json
+
+    from elt.project import profile_schema
+
+    repo = Path(__file__).resolve().parents[1]
+    published = repo / "elt" / "project" / "profiles.schema.json"
+    assert json.loads(published.read_text()) == profile_schema.json_schema()
+    for name in ("sandbox", "local"):
+        assert load_project(repo, target_name=name).target.threads == 2
+
+
+def test_root_is_found_from_a_subfolder(project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    deep = project_dir / "models" / "staging"
+    deep.mkdir(parents=True)
+    monkeypatch.chdir(deep)
+    monkeypatch.delenv("ELT_TARGET", raising=False)
+    assert load_project().root == project_dir
+    elsewhere = project_dir.parent / "not_a_project"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(ConfigError, match=rf"^{elsewhere}: not an elt project \(no profiles.yml"
+                                          " in it or a parent folder"):
+        load_project()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -124,10 +126,14 @@ def test_warn_severity_only_warns(shop: Proj) -> None:
     run = ctx.build()
     assert not run.failed, output(console)
     warned = by_name(run, "no_negative_amounts")
-    assert warned.status == "success" and warned.rows == 1
+    assert warned.status == "warn" and warned.rows == 1
     # no unique_key: the first columns of the failing row name it
     assert "e.g. id=6, customer_id=2, day=2024-01-05, status=paid;" in warned.message
-    assert by_name(run, "big_orders").status == "success"
+    assert by_name(run, "big_orders").status == "warn"
+    saved = json.loads((root / "target" / "run_results.json").read_text())
+    assert saved["counts"]["warn"] == 2
+    assert {r["name"]: r["status"] for r in saved["results"]}["no_negative_amounts"] == "warn"
+    assert re.search(r"Done: .*2 warn", console.out.getvalue())
     assert "warning: test no_negative_amounts: 1 failing row(s)" in console.err.getvalue()
     assert by_name(run, "summary").status == "success"
     assert query(root, "SELECT tests_ok FROM _elt.nodes WHERE name = 'orders'") == [(True,)]

@@ -223,7 +223,7 @@ def test_kill_9_build_then_rerun_leaves_no_half_table(tmp_path: Path) -> None:
         finally:
             killed = proc.kill()
         assert killed, f"build finished before the kill:\n{proc.output()}"
-        seed_done = any("raw.big" in line for line in proc.lines)
+        seed_done = any("raw.big" in line and " START " not in line for line in proc.lines)
         phases.append("model build" if seed_done else "seed load")
         if db.exists():  # what anyone sees right after the crash: old or new, never half
             _check_tables(db, before, all_there=all_there)
@@ -237,7 +237,8 @@ def test_kill_9_build_then_rerun_leaves_no_half_table(tmp_path: Path) -> None:
                before=[v1], after=v1, all_there=False)
     # 2. a full refresh, killed while the slow model runs (its temp table is being written)
     kill_build("--full-refresh", wait=lambda proc: (
-        proc.wait_for(lambda: any("model    big_groups" in x for x in proc.lines)),
+        proc.wait_for(lambda: any("model    big_groups" in x and " START " not in x
+                                  for x in proc.lines)),
         time.sleep(rng.uniform(0.05, 0.3))), before=[v1], after=v1, all_there=True)
     # 3. a changed seed (reload + incremental merge + rebuilds), killed at a random moment
     for root in (work, clean):

@@ -26,7 +26,8 @@ from elt.sandbox.server import Sandbox
 CANARIES = {name: f"canary-{name.lower()}-{uuid.uuid4().hex}"
             for name in ("SECRET", "PASSWORD", "TOKEN", "WRONG")}
 ENV = {"ELT_CANARY_SECRET": CANARIES["SECRET"], "ELT_CANARY_PASSWORD": CANARIES["PASSWORD"],
-       "ELT_CANARY_TOKEN": CANARIES["TOKEN"]}
+       "ELT_CANARY_TOKEN": CANARIES["TOKEN"],
+       "ELT_LOG_LEVEL": "debug"}  # the log file (target/logs/elt.log) at its most detailed
 KEY = "[category_id, indicator_id, srid, trid, dt]"
 ECHO_REST = ("{insert: {method: POST, path: /echo}, update: {method: PATCH, path: /echo}, "
              "success: [201], compression: gzip}")
@@ -161,5 +162,7 @@ def test_canary_secrets_leave_no_trace(tmp_path: Path, sb: Sandbox) -> None:
         runs.append(CliRun(proc.proc.returncode, proc.output(), ""))
         assert list((root / "target" / "elt.duckdb.publish").glob("*/echo_data.parquet"))
 
+    log_text = (root / "target" / "logs" / "elt.log").read_text()
+    assert " elt.http echo POST /echo 201 " in log_text  # requests were logged: not vacuous
     leaks = _leaks(root, runs)
     assert not leaks, "\n".join(leaks)

@@ -19,7 +19,7 @@ from typing import Any
 
 import duckdb
 
-from elt.build import materialize, nodestate
+from elt.build import compiled, materialize, nodestate
 from elt.build.nodestate import NodeState
 from elt.core import db
 from elt.core.console import Console
@@ -68,6 +68,7 @@ def run_build(
             _Runner(con, project, graph, console, results, full_refresh, command,
                     endpoints or Endpoints(project, console)).run(names)
     finally:
+        console.plan(0)  # later lines (publish) are not part of this run's `N of M`
         results.write(project.target_dir)
         write_manifest(project.target_dir, graph.manifest())
     _summary(console, results)
@@ -107,17 +108,12 @@ def prepare(con: duckdb.DuckDBPyConnection, graph: Graph, console: Console) -> N
 def _summary(console: Console, results: RunResults) -> None:
     counts = Counter(r.status for r in results.results)
     if counts:
-        parts = ", ".join(f"{counts[s]} {s}" for s in ("success", "up_to_date", "error",
+        parts = ", ".join(f"{counts[s]} {s}" for s in ("success", "up_to_date", "warn", "error",
                                                        "skipped") if counts[s])
         console.info(f"Done: {parts} in {time.time() - results.started:.2f}s")
     for result in results.results:
         if result.status == "error":
             console.error(result.message or f"{result.kind} {result.name} failed")
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
 
 
 class _Runner:
@@ -142,6 +138,7 @@ class _Runner:
         blame: dict[str, str] = {}
         pending = list(names)
         running: dict[Future[Outcome], tuple[str, Any]] = {}
+        self.console.plan(len(names))
         with ThreadPoolExecutor(self.workers, thread_name_prefix="elt-build") as pool:
             try:
                 while pending or running:
@@ -156,7 +153,8 @@ class _Runner:
                                 done[name] = self._skip(name, blame[name], done[blame[name]])
                                 progressed = True
                             else:
-                                cur = self.con.cursor()
+                                cur = db.LoggedCursor(self.con.cursor(), name)
+                                self.console.node_start(self.graph.nodes[name].kind, name)
                                 running[pool.submit(self._execute, name, cur)] = (name, cur)
                     if not running:
                         if pending:
@@ -208,9 +206,9 @@ class _Runner:
         expected = self.graph.tests_of.get(node.owner, [])
         if status == "error":
             ok: bool | None = False
-        elif len(seen) == len(expected) and all(s in ("success", "up_to_date")
+        elif len(seen) == len(expected) and all(s in ("success", "up_to_date", "warn")
                                                 for s in seen.values()):
-            ok = True if any(s == "success" for s in seen.values()) else None
+            ok = True if any(s in ("success", "warn") for s in seen.values()) else None
         else:
             ok = None  # still waiting, or a test was skipped: leave it as it is
         if ok is not None:
@@ -218,7 +216,7 @@ class _Runner:
                 nodestate.set_tests_ok(self.con, node.owner, ok)
 
     # -- one node (worker thread) --------------------------------------------------------
-    def _execute(self, name: str, cur: duckdb.DuckDBPyConnection) -> Outcome:
+    def _execute(self, name: str, cur: db.LoggedCursor) -> Outcome:
         node = self.graph.nodes[name]
         started = time.monotonic()
         label = f"{'api source' if node.kind == 'api' else node.kind} {name}"
@@ -231,12 +229,18 @@ class _Runner:
                 runner = {"seed": self._seed, "api": self._api, "model": self._model,
                           "test": self._test}[node.kind]
                 out = runner(cur, node, started)
+            if node.kind in ("model", "test"):
+                for sql in compiled.selects_run(cur.statements):
+                    compiled.write(self.project.target_dir, name, sql)
+                    db.sql_log.info("%s ran:\n%s", name, sql.rstrip(), extra={"node": name})
         except EltError as exc:
             text = str(exc)
             named = re.search(rf"\b{re.escape(node.identifier)}\b", text) or name in text
             out = Outcome("error", message=text if named else f"{label}: {text}")
         except duckdb.Error as exc:
-            out = Outcome("error", message=f"{label}: {_first_line(exc)}")
+            message, details = compiled.describe_error(exc, node, cur.failed_sql,
+                                                       self.project.root, label)
+            out = Outcome("error", message=message, details=details)
         out.seconds = time.monotonic() - started
         if out.status in FAILED:
             with self.lock:
@@ -304,7 +308,8 @@ class _Runner:
                     cur, name=node.name, kind="test", checksum=node.checksum,
                     version=(stored.version or 0) + 1 if stored else 1, inputs=inputs,
                     rows=tested.failures, seconds=seconds, message=tested.message)
-        return Outcome("error" if tested.status == "fail" else "success", rows=tested.failures,
+        status = {"fail": "error", "warn": "warn"}.get(tested.status, "success")
+        return Outcome(status, rows=tested.failures,
                        message=tested.message, display=tested.status, details=tested.samples)
 
     def _missing_inputs(self, cur: duckdb.DuckDBPyConnection, node: Node) -> str | None:

@@ -3,13 +3,20 @@
 DuckDB allows one writing process per file. Commands that only read (`elt sql`, `elt show`,
 `elt status`) open read-only and wait briefly for a writer to finish; when the lock stays
 taken we say which process holds it instead of failing with DuckDB's raw message.
+
+Storage version: a database file is created in DuckDB's v1.4.0 storage format
+(`storage_compatibility_version`), not the running DuckDB's newest one, so DuckDB 1.4 LTS
+and 1.5 (CLI, DBeaver, another service) open what elt wrote; duckdb 2.0's default would be
+v2.0.0, which every 1.x refuses. A file keeps the format it was created with.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -21,6 +28,24 @@ PUBLISHED_SCHEMA = "published"  # per publication: what the endpoint acknowledge
 RAW_SCHEMA = "raw"
 
 _LOCK_HOLDER = re.compile(r"\(PID (\d+)\)")
+STORAGE_VERSION = "v1.4.0"  # readable by DuckDB >= 1.4 (see the module docstring)
+sql_log = logging.getLogger("elt.sql")
+
+
+def _storage_setting() -> dict[str, str]:
+    """The storage version to create files with, where this DuckDB knows the setting."""
+    try:
+        major, minor = (int(p) for p in duckdb.__version__.split(".")[:2])
+    except ValueError:
+        return {}
+    return {"storage_compatibility_version": STORAGE_VERSION} if (major, minor) >= (1, 4) else {}
+
+
+def storage_version(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The storage format the open database file declares, e.g. 'v1.4.0+'."""
+    row = con.execute("SELECT tags['storage_version'] FROM duckdb_databases() "
+                      "WHERE database_name = current_database()").fetchone()
+    return str(row[0]) if row and row[0] else None
 
 
 def connect(
@@ -36,7 +61,7 @@ def connect(
         raise EltError("staging database does not exist yet; run `elt build` first",
                        where=str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    config: dict[str, str] = {}
+    config: dict[str, str] = _storage_setting()
     if memory_limit:
         config["memory_limit"] = str(memory_limit)
     if threads:
@@ -83,3 +108,35 @@ def table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool
         [schema, name],
     ).fetchone()
     return bool(row and row[0])
+
+
+class LoggedCursor:
+    """A DuckDB cursor that logs every statement (for `target/logs/elt.log`) and keeps the
+    ones a node ran, so the build can write them to `target/compiled/` and map a DuckDB
+    error's `LINE n` back to the model file. Everything else is the wrapped cursor's."""
+
+    def __init__(self, cur: duckdb.DuckDBPyConnection, node: str) -> None:
+        self._cur = cur
+        self.node = node
+        self.statements: list[str] = []
+        self.failed_sql: str | None = None
+
+    def execute(self, query: str, parameters: Any = None) -> Any:
+        self.statements.append(query)
+        sql_log.debug("%s: %s", self.node, query, extra={"node": self.node})
+        try:
+            if parameters is None:
+                return self._cur.execute(query)
+            return self._cur.execute(query, parameters)
+        except duckdb.Error:
+            self.failed_sql = query
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cur, name)
+
+    def __enter__(self) -> LoggedCursor:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._cur.close()

@@ -1,4 +1,9 @@
-"""Per-node results and the artifacts every run leaves in target/."""
+"""Per-node results and the artifacts every run leaves in target/.
+
+Both artifacts carry `schema_version` (bumped when a field changes meaning or goes away, so
+a scheduler's parser can refuse what it does not understand) and the run's
+`invocation_id` (the same id the log file's lines carry).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-STATUSES = ("success", "up_to_date", "error", "skipped")
+from elt.core.log import INVOCATION_ID
+
+STATUSES = ("success", "up_to_date", "warn", "error", "skipped")
+RUN_RESULTS_SCHEMA = 1
+MANIFEST_SCHEMA = 1
 
 
 @dataclass
@@ -46,10 +55,14 @@ class RunResults:
     def write(self, target_dir: Path) -> Path:
         target_dir.mkdir(parents=True, exist_ok=True)
         path = target_dir / "run_results.json"
+        counts = {s: sum(r.status == s for r in self.results) for s in STATUSES}
         doc: dict[str, Any] = {
+            "schema_version": RUN_RESULTS_SCHEMA,
+            "invocation_id": INVOCATION_ID,
             "command": self.command,
             "started": datetime.fromtimestamp(self.started, UTC).isoformat(),
             "elapsed": round(time.time() - self.started, 3),
+            "counts": counts,
             "results": [asdict(r) for r in self.results],
         }
         _write_json_atomic(path, doc)
@@ -61,6 +74,8 @@ def write_manifest(target_dir: Path, nodes: list[dict[str, Any]]) -> Path:
     target_dir.mkdir(parents=True, exist_ok=True)
     path = target_dir / "manifest.json"
     doc = {
+        "schema_version": MANIFEST_SCHEMA,
+        "invocation_id": INVOCATION_ID,
         "generated_at": datetime.now(UTC).isoformat(),
         "nodes": {n["name"]: n for n in nodes},
     }

@@ -9,13 +9,19 @@ timed out waiting for its answer is NOT resent in the same run (unless the endpo
 corrupts a key posted twice at the same time ("Ambiguous dataset", fixed only by database
 surgery). Its outcome stays unknown; the next publish resends it, and a POST the first copy
 did store then answers 303 (acknowledged).
+
+Every request (token fetches included) is one line in the log (`elt.http`): method, path
+(no query string), status or error, latency. Never bodies or headers; the log handler
+redacts secrets as a second guard.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
+import time
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
@@ -30,6 +36,26 @@ from elt.http.messages import Request
 from elt.http.retry import RetryPolicy, retry_after_seconds, retryable_status
 
 RESEND_PAUSE = 1.0  # minimum wait after a timeout before resending (see module docstring)
+http_log = logging.getLogger("elt.http")
+
+
+def _hooks(endpoint: str) -> dict[str, list[Any]]:
+    """httpx event hooks logging one line per answered request (see the module docstring)."""
+
+    async def started(request: httpx.Request) -> None:
+        request.extensions["elt_started"] = time.monotonic()
+
+    async def answered(response: httpx.Response) -> None:
+        request = response.request
+        begun = request.extensions.get("elt_started")
+        ms = round((time.monotonic() - begun) * 1000, 1) if begun is not None else None
+        http_log.info("%s %s %s %s %sms", endpoint, request.method, request.url.path,
+                      response.status_code, ms,
+                      extra={"endpoint": endpoint, "method": request.method,
+                             "path": request.url.path, "status": response.status_code,
+                             "ms": ms})
+
+    return {"request": [started], "response": [answered]}
 
 
 @dataclass(frozen=True)
@@ -100,7 +126,7 @@ class Transport:
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(self.timeout), limits=limits, transport=transport,
             follow_redirects=False, cookies=_stateless_cookies(),
-            headers={"User-Agent": "elt-publish"})
+            headers={"User-Agent": "elt-publish"}, event_hooks=_hooks(name))
         self._slots = asyncio.Semaphore(self.concurrency)
         self._next_start: float | None = None
         self.requests = 0
@@ -198,6 +224,14 @@ class Transport:
                 resp = await self.client.request(request.method, url, content=request.content,
                                                  headers=headers)
             except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                try:
+                    path = httpx.URL(url).path
+                except (httpx.InvalidURL, ValueError):
+                    path = "?"
+                http_log.warning("%s %s %s failed: %s", self.name, request.method, path,
+                                 self._describe(exc), extra={
+                                     "endpoint": self.name, "method": request.method,
+                                     "path": path, "status": None})
                 return None, b"", exc, None, generation, None
         retry_after = None
         if resp.status_code in (429, 503):

@@ -2,7 +2,12 @@
 
 profiles.yml is dbt-shaped: `{profile: {target: NAME, outputs: {NAME: {...}}}}`. Values may
 use `{{ env_var('X') }}` or `{{ env_var('X', 'default') }}`; only the chosen output is rendered,
-so a production target's secrets are not needed to build against the sandbox.
+so a production target's secrets are not needed to build against the sandbox. Rendered
+values are strings; only keys that expect a number or boolean convert them
+(profile_schema.py), and unknown keys are errors naming the line.
+
+The project root is the folder holding profiles.yml: `--project-dir`, else the current
+folder or the nearest parent that has one, so commands work from any subfolder.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import yaml
 
 from elt.core import secrets
 from elt.core.errors import ConfigError
+from elt.project import profile_schema
 
 _ENV_VAR = re.compile(
     r"\{\{\s*env_var\(\s*(['\"])(?P<name>[^'\"]+)\1\s*(?:,\s*(['\"])(?P<default>.*?)\3\s*)?\)\s*\}\}"
@@ -77,16 +83,34 @@ def render_env(value: Any, where: str) -> Any:
     if _LEFTOVER.search(rendered):
         raise ConfigError(f"unsupported template {_LEFTOVER.search(rendered).group(0)!r}; "
                           "only {{ env_var('NAME'[, 'default']) }} is supported", where=where)
-    return _coerce_scalar(rendered) if rendered != value else rendered
+    return rendered  # a string: numbers only where the key wants one (profile_schema.coerce)
 
 
-def _coerce_scalar(text: str) -> Any:
-    """env vars are strings; `threads: "{{ env_var('T', '4') }}"` should still be an int."""
-    if re.fullmatch(r"-?\d+", text):
-        return int(text)
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    return text
+def find_root(start: Path) -> Path | None:
+    """`start` or the nearest parent folder holding profiles.yml."""
+    for folder in (start, *start.parents):
+        if (folder / "profiles.yml").is_file():
+            return folder
+    return None
+
+
+def _key_line(text: str, dotted: str) -> int | None:
+    """The line of a dotted key path (profile.outputs.dev.threads) in YAML text."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
+    line = None
+    for part in dotted.split("."):
+        if not isinstance(node, yaml.MappingNode):
+            break
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.value == part:
+                line, node = key.start_mark.line + 1, value
+                break
+        else:
+            break
+    return line
 
 
 @dataclass
@@ -132,15 +156,29 @@ def load_project(
     target_name: str | None = None,
 ) -> Project:
     """Read profiles.yml and pick the target (option > ELT_TARGET > profile's `target:`)."""
-    root = Path(project_dir or ".").resolve()
-    if not root.is_dir():
-        raise ConfigError("project directory does not exist", where=str(root))
+    start = Path(project_dir or ".").resolve()
+    if not start.is_dir():
+        raise ConfigError("project directory does not exist", where=str(start))
+    found = start if project_dir or profiles_dir else find_root(start)
+    if found is None or (profiles_dir is None and not (found / "profiles.yml").is_file()):
+        looked = "in it" if project_dir else "in it or a parent folder"
+        raise ConfigError(f"not an elt project (no profiles.yml {looked}; `elt init DIR` "
+                          "makes one)", where=str(start))
+    root = found
     profiles_path = Path(profiles_dir or root).resolve() / "profiles.yml"
     raw = load_yaml(profiles_path)
     where = str(profiles_path)
     if not isinstance(raw, dict) or not raw:
         raise ConfigError("expected a mapping `profile: {target: ..., outputs: {...}}`",
                           where=where)
+    text = profiles_path.read_text(encoding="utf-8")
+
+    def at(dotted: str) -> str:
+        line = _key_line(text, dotted)
+        return f"{where}:{line}" if line else where
+
+    for name, body in raw.items():
+        profile_schema.check_keys(body, "profile", str(name), at)
     profile_name, profile = next(iter(raw.items()))
     if not isinstance(profile, dict) or not isinstance(profile.get("outputs"), dict):
         raise ConfigError(f"profile {profile_name!r} needs an `outputs:` mapping", where=where)
@@ -158,6 +196,7 @@ def load_project(
     output = render_env(outputs[chosen] or {}, f"{where}: outputs.{chosen}")
     if not isinstance(output, dict):
         raise ConfigError(f"output {chosen!r} must be a mapping", where=where)
+    output = profile_schema.coerce(output, "output", f"{where}: outputs.{chosen}")
     db_type = output.get("type", "duckdb")
     if db_type != "duckdb":
         raise ConfigError(f"output {chosen!r}: type {db_type!r} is not supported (duckdb)",

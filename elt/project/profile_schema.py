@@ -1,0 +1,134 @@
+"""What profiles.yml may contain: allowed keys and their types, in one table.
+
+Used three ways: unknown keys are errors with a did-you-mean (a typo like `treads:` must not
+silently fall back to a default); values rendered from `{{ env_var() }}` stay strings except
+where the key expects a number or a boolean (`threads`, `timeout`, `retry_timeouts` ...), so
+a password `007` stays "007"; and `json_schema()` publishes the same table for editors
+(`elt/project/profiles.schema.json`).
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from elt.core.errors import ConfigError
+
+# key -> type name ("str", "int", "number", "bool", or the name of a nested mapping below)
+OUTPUT: dict[str, str] = {"type": "str", "path": "str", "threads": "int",
+                          "memory_limit": "str", "endpoints": "endpoints"}
+ENDPOINT: dict[str, str] = {
+    "sandbox": "str", "url": "str", "heartbeat": "str", "graphql_path": "str",
+    "timeout": "number", "concurrency": "int", "rate_limit": "number", "max_attempts": "int",
+    "retry_timeouts": "bool", "auth": "auth",
+}
+AUTH: dict[str, str] = {
+    "type": "str", "token": "str", "token_url": "str", "client_id": "str",
+    "client_secret": "str", "audience": "str", "login_url": "str", "username": "str",
+    "password": "str", "token_in": "str",
+}
+PROFILE: dict[str, str] = {"target": "str", "outputs": "outputs"}
+_NESTED = {"output": OUTPUT, "endpoint": ENDPOINT, "auth": AUTH, "profile": PROFILE}
+_DESCRIPTIONS = {
+    "threads": "models built in parallel", "timeout": "seconds per request",
+    "concurrency": "requests in flight", "rate_limit": "requests per second, 0 = unlimited",
+    "sandbox": "flowkit | flowkit_admin | uois: use the embedded sandbox",
+}
+
+
+def _suggest(key: str, allowed: dict[str, str]) -> str:
+    close = difflib.get_close_matches(str(key), list(allowed), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def check_keys(mapping: Any, kind: str, path: str, where: Any) -> None:
+    """Raise on a key the `kind` mapping does not know; recurse into nested mappings.
+    `where(path)` names the file and line of a dotted path."""
+    if not isinstance(mapping, dict):
+        return
+    allowed = _NESTED[kind]
+    for key, value in mapping.items():
+        if key == "<<":
+            continue
+        if key not in allowed:
+            known = ", ".join(sorted(allowed))
+            raise ConfigError(f"unknown key `{key}` in {path or kind}{_suggest(key, allowed)}; "
+                              f"allowed: {known}", where=where(f"{path}.{key}".lstrip(".")))
+        child = allowed[key]
+        sub = f"{path}.{key}".lstrip(".")
+        if child in _NESTED:
+            check_keys(value, child, sub, where)
+        elif child == "outputs" and isinstance(value, dict):
+            for name, output in value.items():
+                check_keys(output, "output", f"{sub}.{name}", where)
+        elif child == "endpoints" and isinstance(value, dict):
+            for name, endpoint in value.items():
+                check_keys(endpoint, "endpoint", f"{sub}.{name}", where)
+
+
+def coerce(mapping: dict[str, Any], kind: str, where: str) -> dict[str, Any]:
+    """Turn strings into numbers/booleans for the keys that expect them (env_var values)."""
+    allowed = _NESTED[kind]
+    out = dict(mapping)
+    for key, value in mapping.items():
+        want = allowed.get(key)
+        if want in ("int", "number", "bool"):
+            out[key] = _scalar(value, want, f"{where}.{key}")
+        elif want in _NESTED and isinstance(value, dict):
+            out[key] = coerce(value, want, f"{where}.{key}")
+        elif want == "endpoints" and isinstance(value, dict):
+            out[key] = {n: coerce(e, "endpoint", f"{where}.{key}.{n}") if isinstance(e, dict)
+                        else e for n, e in value.items()}
+    return out
+
+
+def _scalar(value: Any, want: str, where: str) -> Any:
+    if not isinstance(value, str) or value == "":
+        return value
+    text = value.strip()
+    try:
+        if want == "bool":
+            if text.lower() in ("true", "false", "yes", "no", "1", "0"):
+                return text.lower() in ("true", "yes", "1")
+            raise ValueError(text)
+        number = float(text)
+        if want == "int":
+            if not number.is_integer():
+                raise ValueError(text)
+            return int(number)
+        return int(number) if number.is_integer() else number
+    except ValueError:
+        kind = "true or false" if want == "bool" else ("a whole number" if want == "int"
+                                                        else "a number")
+        raise ConfigError(f"expected {kind}, not {value!r}", where=where) from None
+
+
+def json_schema() -> dict[str, Any]:
+    """A JSON Schema (draft 2020-12) of profiles.yml for editors."""
+
+    def obj(fields: dict[str, str]) -> dict[str, Any]:
+        props = {k: _type(t) | ({"description": _DESCRIPTIONS[k]} if k in _DESCRIPTIONS else {})
+                 for k, t in fields.items()}
+        return {"type": "object", "properties": props, "additionalProperties": False}
+
+    def _type(name: str) -> dict[str, Any]:
+        templated = {"type": "string", "pattern": r"\{\{\s*env_var\("}
+        if name == "str":
+            return {"type": "string"}
+        if name in ("int", "number"):
+            return {"anyOf": [{"type": "integer" if name == "int" else "number"}, templated]}
+        if name == "bool":
+            return {"anyOf": [{"type": "boolean"}, templated]}
+        if name == "outputs":
+            return {"type": "object", "additionalProperties": {"$ref": "#/$defs/output"}}
+        if name == "endpoints":
+            return {"type": "object", "additionalProperties": {"$ref": "#/$defs/endpoint"}}
+        return {"$ref": f"#/$defs/{name}"}
+
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "elt profiles.yml",
+        "type": "object",
+        "additionalProperties": {"$ref": "#/$defs/profile"},
+        "$defs": {name: obj(fields) for name, fields in _NESTED.items()},
+    }
