@@ -73,7 +73,7 @@ def seeds_yml() -> str:
              "# FlowKit exports load as text: the staging models decide what a value is (empty,",
              "# NaN, Inf and -Inf are not values), so raw.* holds exactly what was exported.",
              "seeds:"]
-    for category, data_type, trid, file, _, _ in EXPORTS:
+    for category, data_type, trid, _, _, _ in EXPORTS:
         what = "per communal section" if data_type == "single_location" else \
             "between communal sections"
         lines += [f"  flowkit_{category}:", f"    path: {export_glob(category)}",
