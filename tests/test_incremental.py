@@ -210,3 +210,32 @@ def test_project_incremental_models_equal_full_refresh(tmp_path: Path) -> None:
     assert messages[2]["stg_flowkit_relocations"] == (
         "full build (rows of raw.flowkit_relocations were replaced or removed)")
     assert not any("error" in m for m in messages[-1].values())
+
+
+@pytest.mark.parametrize("sql, row_level, unsafe", [
+    ("SELECT k, x FROM raw.f", True, {}),
+    ("WITH f AS (SELECT * FROM raw.f) SELECT k FROM f LEFT JOIN other USING (k)", True, {}),
+    ("SELECT k, histogram(x) FROM raw.f GROUP BY k", False, {}),
+    ("SELECT k, my_agg(x) AS a FROM raw.f", False, {}),  # an aggregate sqlglot does not know
+    ("SELECT * FROM raw.f JOIN raw.d USING (k)", False, {}),
+    ("(SELECT k FROM raw.f) UNION ALL (SELECT k FROM raw.d)", False, {}),
+    ("SELECT * FROM raw.f LEFT JOIN raw.d USING (k)", False, {"raw.d": "NULL side"}),
+    ("SELECT * FROM raw.d RIGHT JOIN other USING (k)", False, {"raw.d": "NULL side"}),
+    ("SELECT * FROM other FULL JOIN raw.d USING (k)", False, {"raw.d": "NULL side"}),
+    ("SELECT k FROM raw.f ANTI JOIN raw.d USING (k)", False, {"raw.d": "ANTI JOIN"}),
+    ("SELECT k FROM raw.f WHERE k NOT IN (SELECT k FROM raw.d)", False, {"raw.d": "NOT"}),
+    ("SELECT k FROM raw.f EXCEPT SELECT k FROM raw.d", False, {"raw.d": "EXCEPT"}),
+    ("SELECT k, (SELECT max(x) FROM raw.d) AS m FROM raw.f", False,
+     {"raw.d": "scalar subquery"}),
+])
+def test_which_inputs_allow_a_delta(sql: str, row_level: bool, unsafe: dict[str, str]) -> None:
+    from types import SimpleNamespace
+
+    from elt.build.incremental import analyse
+
+    node = SimpleNamespace(sql=sql, name="m", path=Path("m.sql"), unique_key=["k"])
+    shape = analyse(node, {"raw.f", "raw.d"}, {"histogram", "my_agg"})  # type: ignore[arg-type]
+    assert shape.row_level == row_level
+    assert set(shape.unsafe) == set(unsafe)
+    for rel, why in unsafe.items():
+        assert why in shape.unsafe[rel]

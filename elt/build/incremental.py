@@ -107,7 +107,7 @@ def _unsafe(ref: exp.Table) -> str | None:
             return "it is read on the NULL side of an outer join"
         if isinstance(parent, exp.Join) and (parent.kind or "").upper() == "ANTI":
             return "it is read by an ANTI JOIN"
-        if isinstance(parent, exp.Select) and child.arg_key in ("from", "joins") and any(
+        if isinstance(parent, exp.Select) and isinstance(child, exp.From | exp.Join) and any(
                 j.side in ("RIGHT", "FULL") for j in parent.args.get("joins") or []):
             return "it is read on the NULL side of an outer join"
         if isinstance(parent, exp.Not):
