@@ -150,7 +150,8 @@ def _incremental(cur: duckdb.DuckDBPyConnection, node: Node, shape: incremental.
 
     Row by row models merge the new rows' result; others recompute those keys from all
     input rows. Either way the keys' old rows are replaced in one transaction."""
-    tmp_name, keys_name = TMP_PREFIX + node.identifier, TMP_PREFIX + "keys_" + node.identifier
+    # "/" cannot be in a model name (a file stem): no other model's temp table is called so
+    tmp_name, keys_name = TMP_PREFIX + node.identifier, TMP_PREFIX + "keys/" + node.identifier
     tmp = f"{quote(node.schema)}.{quote(tmp_name)}"
     keys = f"{quote(node.schema)}.{quote(keys_name)}"
     cur.execute(f"DROP TABLE IF EXISTS {tmp}; DROP TABLE IF EXISTS {keys}")
