@@ -143,6 +143,9 @@ def test_test_project_incremental_equals_full_refresh(tmp_path: Path) -> None:
 @pytest.mark.parametrize("sql, why", [
     ("SELECT id, row_number() OVER (ORDER BY day) AS n FROM raw.sales", "a window function"),
     ("SELECT id FROM raw.sales ORDER BY id LIMIT 2", "LIMIT"),
+    ("WITH s AS (SELECT * FROM raw.sales), t AS (SELECT id FROM s) "
+     "SELECT id FROM (SELECT id FROM t QUALIFY row_number() OVER (PARTITION BY id) = 1) x",
+     "a window function"),
 ])
 def test_sql_that_cannot_be_incremental_is_refused(tmp_path: Path, sql: str, why: str) -> None:
     ctx, console = make_ctx(tmp_path, {**STEPS[0], "seeds/seeds.yml": MODELS["seeds/seeds.yml"],
@@ -151,7 +154,7 @@ def test_sql_that_cannot_be_incremental_is_refused(tmp_path: Path, sql: str, why
     bad = by_name(run, "bad")
     assert bad.status == "error"
     assert bad.message.startswith(f"{tmp_path / 'models' / 'bad.sql'}: model bad: materialized: "
-                                  f"incremental cannot use {why}"), bad.message
+                                  f"incremental cannot use {why} over raw.sales"), bad.message
     assert "materialized: table" in bad.message and "\n" not in bad.message
     assert "Traceback" not in output(console)
 
@@ -227,6 +230,9 @@ def test_project_incremental_models_equal_full_refresh(tmp_path: Path) -> None:
     ("SELECT k FROM raw.f EXCEPT SELECT k FROM raw.d", False, {"raw.d": "EXCEPT"}),
     ("SELECT k, (SELECT max(x) FROM raw.d) AS m FROM raw.f", False,
      {"raw.d": "scalar subquery"}),
+    # a window or LIMIT over a model read whole: any change of it rebuilds fully anyway
+    ("SELECT f.k, r.n FROM raw.f JOIN (SELECT k, row_number() OVER (ORDER BY k) AS n "
+     "FROM other LIMIT 9) AS r USING (k)", True, {}),
 ])
 def test_which_inputs_allow_a_delta(sql: str, row_level: bool, unsafe: dict[str, str]) -> None:
     from types import SimpleNamespace

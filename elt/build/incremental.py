@@ -12,12 +12,14 @@ rows' result is the merge.
 
 Some occurrences make the key set unknowable: on the NULL side of an outer join, under NOT
 (NOT EXISTS, NOT IN), in EXCEPT, in a scalar subquery. When such an input has new rows the
-model is rebuilt fully. Window functions, QUALIFY and LIMIT/OFFSET let a new row change any
-other row's result: such a model is refused (it is a table, not an incremental model).
+model is rebuilt fully. Window functions, QUALIFY and LIMIT/OFFSET over a watermarked input
+let a new row change any other row's result: such a model is refused (it is a table, not an
+incremental model); over a model read whole they are fine.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlglot import exp
@@ -48,14 +50,17 @@ def analyse(node: Node, watermarked: set[str], aggregates: set[str]) -> Shape:
     `aggregates`: the database's aggregate function names, for those sqlglot does not know.
     """
     tree = parse_select(node.sql, node.name, str(node.path))
-    where = str(node.path)
+    reads = _reads_watermarked(tree, watermarked)
     for kind, why in ((exp.Window, "a window function"), (exp.Qualify, "QUALIFY"),
                       (exp.Limit, "LIMIT"), (exp.Offset, "OFFSET"), (exp.Fetch, "FETCH")):
-        if tree.find(kind) is not None:
-            raise ModelError(f"model {node.name}: materialized: incremental cannot use {why}: "
-                             "a new input row may change any other row's result, so merging "
-                             "the new rows' result would differ from a full build; use "
-                             "materialized: table", where=where)
+        for found in tree.find_all(kind):  # over rows read whole (a model) it is fine
+            scope = found.find_ancestor(exp.Select) or tree
+            if reads(scope):
+                raise ModelError(f"model {node.name}: materialized: incremental cannot use "
+                                 f"{why} over {', '.join(sorted(watermarked))}: a new input "
+                                 "row may change any other row's result, so merging the new "
+                                 "rows' result would differ from a full build; use "
+                                 "materialized: table", where=str(node.path))
     shape = Shape(tree, _occurrences(tree, watermarked))
     for ref in shape.refs:
         why = _unsafe(ref)
@@ -66,6 +71,21 @@ def analyse(node: Node, watermarked: set[str], aggregates: set[str]) -> Shape:
     shape.row_level = (len(shape.refs) == 1 and not shape.unsafe and not grouped
                        and not _in_expression(shape.refs[0]))
     return shape
+
+
+def _reads_watermarked(tree: exp.Expression, watermarked: set[str]) -> Callable[[exp.Expression],
+                                                                                  bool]:
+    """A test: does this part of the SQL read a watermarked input, directly or by a CTE?"""
+    tainted: set[str] = set()
+
+    def reads(part: exp.Expression) -> bool:
+        return any(relation_of(t) in watermarked or (not t.db and t.name.lower() in tainted)
+                   for t in part.find_all(exp.Table))
+
+    for cte in tree.find_all(exp.CTE):  # in order: a CTE sees only those before it
+        if reads(cte.this):
+            tainted.add(cte.alias_or_name.lower())
+    return reads
 
 
 def relation_of(table: exp.Table) -> str:
