@@ -181,14 +181,17 @@ def uois(auth: dict, clock: FakeClock | None = None) -> Transport:
                               "auth": auth}, clock=clock or FakeClock())
 
 
-def test_login3_two_steps_and_cookie(httpx_mock: HTTPXMock) -> None:
+def test_login3_two_steps_bearer_and_cookie(httpx_mock: HTTPXMock) -> None:
+    """The real front end forwards only `Authorization`: it is sent besides the cookie."""
     login_responses(httpx_mock, "jwt-1")
     httpx_mock.add_response(method="POST", url="http://uois.test/api/gql", json={"data": {}},
-                            match_headers={"Cookie": "authorization=jwt-1"})
+                            match_headers={"Cookie": "authorization=jwt-1",
+                                           "Authorization": "Bearer jwt-1"})
     [reply] = run_sends(uois(LOGIN), request=post(path=""))
     assert reply.status == 200
     [gql] = httpx_mock.get_requests(url="http://uois.test/api/gql")
-    assert "Authorization" not in gql.headers
+    assert gql.headers["Authorization"] == "Bearer jwt-1"
+    assert gql.headers["Cookie"] == "authorization=jwt-1"
     assert [r.method for r in httpx_mock.get_requests(url=LOGIN_URL)] == ["GET", "POST"]
 
 
@@ -211,6 +214,8 @@ def test_graphql_401_logs_in_again(httpx_mock: HTTPXMock) -> None:
     assert (reply.status, reply.attempts) == (200, 2)
     cookies = [r.headers["Cookie"] for r in httpx_mock.get_requests(url="http://uois.test/api/gql")]
     assert cookies == ["authorization=expired", "authorization=fresh"]
+    assert auth_headers(httpx_mock, "http://uois.test/api/gql") == ["Bearer expired",
+                                                                     "Bearer fresh"]
 
 
 def test_login3_refreshes_before_the_jwt_expires(httpx_mock: HTTPXMock) -> None:

@@ -3,7 +3,8 @@
 Every case starts from a copy of one project that had a good build and a good publish (to a
 sandbox), breaks one thing, runs one command and asserts: exit code 1, exactly one `error:`
 line that names the file and line (or model, or endpoint) at fault, no traceback, and the
-previous good tables and ledger intact. A header-only CSV legitimately succeeds with 0 rows.
+previous good tables and ledger intact. A header-only CSV or a JSON export without its key
+fails too, unless its seed says `allow_empty: true`.
 """
 
 from __future__ import annotations
@@ -164,8 +165,11 @@ CASES: dict[str, Case] = {
     "csv_missing_column_used_by_model": Case(
         {"seeds/cities.csv": "id,town\n10,Oslo\n"}, ("people_cities", "city"),
         changed=('"raw"."cities"',)),
-    "csv_header_only": Case(  # legitimately 0 rows: success, and the downstream join is empty
-        {"seeds/cities.csv": "id,city\n"}, ok=r"raw\.cities +success +0 rows",
+    "csv_header_only": Case(  # an empty export would empty raw.cities and the join over it
+        {"seeds/cities.csv": "id,city\n"}, ("seeds/cities.csv", "only a header", "allow_empty")),
+    "csv_header_only_allowed": Case(  # declared: 0 rows, and the downstream join is empty
+        {"seeds/cities.csv": "id,city\n", "seeds/seeds.yml": GOOD["seeds/seeds.yml"]
+         + "  cities: {allow_empty: true}\n"}, ok=r"raw\.cities +success +0 rows",
         changed=('"raw"."cities"', '"main"."people_cities"')),
     "csv_gzip_corrupt": Case(
         {"seeds/cities.csv": None, "seeds/cities.csv.gz": b"\x1f\x8bnot really gzip"},
@@ -182,6 +186,9 @@ CASES: dict[str, Case] = {
     "json_key_not_a_list": Case(
         {"seeds/system.json": json.dumps({"users": {"id": 1}})},
         ("seeds/system.json", "'users'")),
+    "json_key_missing": Case(  # raw.users and every model over it would have 0 rows
+        {"seeds/system.json": json.dumps({"groups": SYSTEM["groups"]})},
+        ("seeds/system.json", "key 'users' is missing", "allow_empty")),
     "json_key_item_not_object": Case(
         {"seeds/system.json": json.dumps({"users": [SYSTEM["users"][0], "bob"]})},
         ("seeds/system.json", "item 1")),

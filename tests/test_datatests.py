@@ -179,3 +179,27 @@ def test_config_errors(tmp_path: Path) -> None:
                                           "SELECT 1 AS id"})
     with pytest.raises(ConfigError, match=r"needs `values: \[...\]`"):
         load_graph(ctx.project)
+
+
+def test_huge_cells_in_samples_are_cut(shop: Proj) -> None:
+    """A 1.3 MB payload in a failing row once made a 3.9 MB log: samples cut every cell."""
+    ctx, console, root = shop
+    write(root, {
+        "models/payloads.sql": """
+            /* elt
+            tests:
+              - expression: "length(payload) < 100"
+            */
+            SELECT 1 AS id, repeat('x', 1300000) AS payload
+            UNION ALL SELECT 2, 'short'
+            """,
+    })
+    run = ctx.build()
+    result = by_name(run, "expression_payloads_length_payload_100")
+    assert result.status == "error" and result.rows == 1
+    assert f"payload={'x' * 200}... [+1,299,800 chars]".replace(",", "") in result.message
+    assert len(result.message) < 600, len(result.message)
+    assert len(output(console)) < 5000
+    # the failing row itself is kept whole
+    assert query(root, "SELECT length(payload) FROM test_failures."
+                       "expression_payloads_length_payload_100") == [(1300000,)]

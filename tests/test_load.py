@@ -44,11 +44,12 @@ def test_default_names_formats_and_ignored_files(root: Path, con: Con) -> None:
     write(root, "nd.ndjson", '{"a": 1}\n{"a": 2}\n{"a": 3}\n')
     write(root, "cfg.json", '{"x": {"y": [1, 2]}}')
     write(root, "doc.json.gz", '{"k": [1, 2, 3]}')
-    write(root, "header_only.csv", "id,name\n")  # not an error: 0 rows, the header's columns
+    write(root, "header_only.csv", "id,name\n")  # with allow_empty: 0 rows, the header's columns
     for ignored in ("README.md", "notes.yml", ".hidden/x.csv", "odd.xlsx"):
         write(root, ignored, "a\n1\n")
     (root / "seeds/pq").mkdir()
     con.execute(f"COPY (SELECT 1 AS a, 'p' AS b) TO '{root}/seeds/pq/part.parquet'")
+    config(root, "seeds:\n  header_only: {allow_empty: true}\n")
     specs = {s.name: s for s in discover_seeds(load_project(root))}
     assert {n: s.options["format"] for n, s in specs.items()} == {
         "flowkit_residents_2024": "csv", "flowkit_indicators": "csv", "data": "tsv", "arr": "json",
@@ -137,9 +138,10 @@ def test_json_key_several_seeds_share_one_file(root: Path, con: Con) -> None:
         (7, "uois/systemdata.json")]
 
 
-def test_missing_or_empty_lists_warn_and_make_empty_tables(root: Path, con: Con) -> None:
-    config(root, "seeds:\n  roles: {path: sys.json, json_key: roles, columns: {id: INTEGER}}\n"
-                 "  users: {path: sys.json, json_key: users}\n")
+def test_allowed_missing_or_empty_lists_warn_and_make_empty_tables(root: Path, con: Con) -> None:
+    config(root, "seeds:\n  roles: {path: sys.json, json_key: roles, columns: {id: INTEGER}, "
+                 "allow_empty: true}\n  users: {path: sys.json, json_key: users, allow_empty: true}"
+                 "\n  none: {allow_empty: true}\n")
     write(root, "sys.json", '{"users": []}')
     write(root, "none.json", "[]")
     err = io.StringIO()
@@ -248,7 +250,8 @@ def test_full_reloads(root: Path, con: Con) -> None:
 
 
 def test_json_key_drops_load_incrementally(root: Path, con: Con) -> None:
-    config(root, "seeds:\n  users: {path: 'uois/systemdata_*.json.gz', json_key: users}\n")
+    config(root, "seeds:\n  users: {path: 'uois/systemdata_*.json.gz', json_key: users, "
+                 "allow_empty: true}\n")
     write(root, "uois/systemdata_1.json.gz", '{"users": [{"id": 1}, {"id": 2}]}')
     write(root, "uois/systemdata_2.json.gz", '{"users": [{"id": 3}]}')
     assert load(con, root, "users").rows == 3

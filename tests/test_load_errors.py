@@ -8,8 +8,11 @@ import pytest
 from seed_helpers import (
     Con,
     config,
+    load,
     load_error,
+    rows,
     spec,
+    state,
     write,
 )
 
@@ -84,6 +87,60 @@ def test_json_key_and_document_errors(root: Path, con: Con) -> None:
         "seeds/many.json: expected one JSON document, found 2 values")
 
 
+# -- empty exports: an error keeping the last good rows, unless the seed allows them -----------
+EMPTY = "(`allow_empty: true` in seeds.yml if an empty export is expected)"
+
+
+@pytest.mark.parametrize("rel, good, empty, expected", [
+    ("uois/sys.json", '{"users": [{"id": 1}], "groups": []}', '{"groups": [{"id": 1}]}',
+     "seeds/uois/sys.json: key 'users' is missing, so no rows for raw.users"),
+    ("uois/sys.json", '{"users": [{"id": 1}]}', '{"users": []}',
+     "seeds/uois/sys.json: key 'users' is an empty list, so no rows for raw.users"),
+    ("a.csv", "id,name\n1,x\n", "id,name\n",
+     "seeds/a.csv: only a header, so no rows for raw.a"),
+    ("a.json", '[{"id": 1}]', "[]", "seeds/a.json: no objects (empty list), so no rows for raw.a"),
+    ("a.ndjson", '{"id": 1}\n', "\n", "seeds/a.ndjson: no objects (empty list), so no rows"),
+    ("a.parquet", "SELECT 1 AS id", "SELECT 1 AS id WHERE false",
+     "seeds/a.parquet: no data, so no rows for raw.a"),
+])
+def test_an_empty_export_is_an_error_keeping_the_last_good_rows(
+        root: Path, con: Con, rel: str, good: str, empty: str, expected: str) -> None:
+    name = "users" if rel.startswith("uois") else "a"
+
+    def declare(extra: str) -> None:
+        config(root, f"seeds:\n  users: {{path: {rel}, json_key: users{extra}}}\n"
+               if name == "users" else f"seeds:\n  a: {{path: {rel}{extra}}}\n")
+
+    def put(content: str) -> None:
+        if rel.endswith(".parquet"):
+            con.execute(f"COPY ({content}) TO '{root}/seeds/{rel}'")
+        else:
+            write(root, rel, content)
+    declare("")
+    put(good)
+    assert load(con, root, name).rows == 1
+    before = rows(con, f"SELECT * FROM raw.{name}"), state(con, name)
+    put(empty)
+    message = load_error(con, root, name)
+    assert message.startswith(expected) and message.endswith(EMPTY), message
+    assert (rows(con, f"SELECT * FROM raw.{name}"), state(con, name)) == before
+    # declared: an empty export is loaded (0 rows), with a warning for JSON
+    declare(", allow_empty: true")
+    assert load(con, root, name).rows == 0
+
+
+def test_an_empty_drop_among_others_is_an_error_too(root: Path, con: Con) -> None:
+    config(root, "seeds:\n  daily: {path: 'drops/*.csv'}\n")
+    write(root, "drops/d1.csv", "id,v\n1,a\n")
+    assert load(con, root, "daily").rows == 1
+    write(root, "drops/d2.csv", "id,v\n")
+    assert load_error(con, root, "daily").startswith(
+        "seeds/drops/d2.csv: only a header, so no rows for raw.daily")
+    assert rows(con, "SELECT id FROM raw.daily") == [(1,)]
+    write(root, "drops/d2.csv", "id,v\n2,b\n")
+    assert load(con, root, "daily").rows == 2
+
+
 def test_file_gone_after_discovery(root: Path, con: Con) -> None:
     write(root, "gone.csv", "a\n1\n")
     gone = spec(root, "gone")
@@ -110,6 +167,8 @@ def test_file_gone_after_discovery(root: Path, con: Con) -> None:
     ("seeds:\n  bad-name: {path: a.csv}\n", {"a.csv": "x\n"}, r"not a valid table name"),
     ("seeds:\n  j: {path: ../a.csv}\n", {}, r"relative to seeds/"),
     ("tables: {}\n", {}, r"seeds\.yml:1: expected a top-level `seeds:`"),
+    ("seeds:\n  a: {path: a.csv, allow_empty: 'yes'}\n", {"a.csv": "x\n"},
+     r"seeds\.yml:2: seed 'a': allow_empty must be true or false"),
 ])
 def test_bad_seeds_yml(root: Path, text: str, files: dict[str, str], expected: str) -> None:
     config(root, text)

@@ -269,3 +269,56 @@ def test_rows_with_too_few_cells_load_and_are_cleaned_alike(project, tmp_path: P
     assert all(r.status == "success" for r in results.results if r.kind == "seed")
     counts = "SELECT " + ", ".join(f"(SELECT count(*) FROM {m})" for m in STAGING)
     assert query(root, counts) == query(built, counts)
+
+
+def test_real_export_names_load_without_renaming(project, tmp_path: Path):
+    """Exports come with dated names; dropped into flowkit/ they feed the same seeds."""
+    built, _, _ = project
+    root = make_project(tmp_path)
+    flowkit = root / "seeds" / "flowkit"
+    (flowkit / "residents.csv").rename(flowkit / "residents_admin3_monthly_small.csv")
+    (flowkit / "relocations.csv").rename(flowkit / "relocations_admin3_monthly_small.csv")
+    (flowkit / "movements.csv").rename(flowkit / "movements_admin3_daily_small.csv")
+    for path in sorted((flowkit / "presence").glob("*.csv")):
+        day = path.stem.split("_")[-1]
+        path.rename(flowkit / f"presence_admin3_daily_{day}.csv")
+    (flowkit / "presence").rmdir()
+    results, output = build(root, exclude=["kind:api"])
+    assert not results.failed, output
+    seeds = {r.name for r in results.results if r.kind == "seed"}
+    assert seeds == {r.name for r in project[1].results if r.kind == "seed"}  # none unclaimed
+    files = query(root, "SELECT seed, count(*) FROM _elt.files WHERE seed LIKE 'flowkit_%' "
+                        "AND path LIKE '%admin3%' GROUP BY ALL ORDER BY 1")
+    assert files == [("flowkit_movements", 1), ("flowkit_presence", 3),
+                     ("flowkit_relocations", 1), ("flowkit_residents", 1)]
+    counts = "SELECT " + ", ".join(f"(SELECT count(*) FROM {m})" for m in
+                                   [*STAGING, "flowkit_datasets"])
+    assert query(root, counts) == query(built, counts)
+
+
+def test_publishing_external_ids_makes_their_lookups_stale(tmp_path: Path):
+    """uois_internal_ids (max_age 1h) answers what uois_externalids_to_register reads: after
+    `elt publish` registers the external ids, the next build asks again instead of keeping
+    the answers from before ("missing") for an hour."""
+    root = make_project(tmp_path)
+    results, output = build(root)
+    assert not results.failed, output
+    status = ("SELECT status, count(*) FROM uois_externalids_to_register GROUP BY ALL "
+              "ORDER BY ALL")
+    [(state, n)] = query(root, status)
+    assert state == "missing" and n > 0
+    fetched = query(root, "SELECT max(fetched_at) FROM raw.uois_internal_ids")
+    out = io.StringIO()
+    ctx = Context(project_dir=root, target="sandbox", console=Console(out=out, err=out,
+                                                                      color=False))
+    published = ctx.publish(select=["uois_users", "uois_externalids"])
+    assert not published.failed, out.getvalue()
+    again, output = build(root)
+    assert not again.failed, output
+    statuses = {r.name: r.status for r in again.results}
+    assert statuses["raw.uois_internal_ids"] == "success", output
+    assert query(root, status) == [("registered", n)]
+    assert query(root, "SELECT min(fetched_at) FROM raw.uois_internal_ids") > fetched
+    # nothing published since: the answers are fresh again
+    third, _ = build(root)
+    assert {r.name: r.status for r in third.results}["raw.uois_internal_ids"] == "up_to_date"

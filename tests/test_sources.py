@@ -87,12 +87,13 @@ class Env:
         self.out, self.err = io.StringIO(), io.StringIO()
         self.console = Console(self.out, self.err)
 
-    def fetch(self, name: str, full_refresh: bool = False, **config: Any) -> Any:
+    def fetch(self, name: str, full_refresh: bool = False, published: list[str] | None = None,
+              **config: Any) -> Any:
         node = SimpleNamespace(name=f"raw.{name}", config=config,
                                path=self.project.models_dir / "sources.yml")
         endpoints = Endpoints(self.project, self.console, start_sandbox)
         return fetch_source(self.con, self.project, node, self.console, endpoints,
-                            full_refresh=full_refresh)
+                            full_refresh=full_refresh, published=published)
 
     def rows(self, sql: str) -> list[tuple]:
         return self.con.execute(sql).fetchall()
@@ -166,6 +167,31 @@ def test_max_age_and_full_refresh(env: Env, sb: Sandbox, seeded: list[str]) -> N
     assert env.fetch("ids", **IDS, max_age="1h").status == "up_to_date"
     out = env.fetch("ids", full_refresh=True, **IDS)
     assert (out.status, out.added, out.rows) == ("success", 3, 3)
+
+
+def test_an_acknowledgement_since_the_fetch_makes_answers_stale(env: Env, sb: Sandbox,
+                                                                seeded: list[str]) -> None:
+    """A publication the answers depend on acknowledged rows after they were fetched: they
+    are asked again however young they are (max_age 1h); failures acknowledge nothing."""
+    env.outer_ids("o0", "o1", "o9")
+    env.con.execute("CREATE SCHEMA published; CREATE TABLE published.ext (outer_id VARCHAR, "
+                    "status VARCHAR, seq BIGINT, last_sent TIMESTAMP)")
+    aged = {**IDS, "max_age": "1h", "published": ["published.ext"]}
+    assert env.fetch("ids", **aged).added == 3
+    assert env.fetch("ids", **aged).status == "up_to_date"
+    env.con.execute("INSERT INTO published.ext VALUES ('o9', 'failed', 1, "
+                    "now()::TIMESTAMP + INTERVAL 1 SECOND)")  # UTC or later: after the fetch
+    assert env.fetch("ids", **aged).status == "up_to_date"
+    env.con.execute("INSERT INTO published.ext VALUES ('o9', 'acknowledged', 2, "
+                    "(now() AT TIME ZONE 'UTC') + INTERVAL 1 SECOND)")
+    before = requests_seen(sb)
+    out = env.fetch("ids", **aged)
+    assert (out.status, out.added) == ("success", 3)
+    assert requests_seen(sb) - before == 2 + 2  # login + 2 batches of 2
+    # fetched after the acknowledgement: fresh until the next one
+    env.con.execute("UPDATE raw.ids SET fetched_at = fetched_at + INTERVAL 2 SECOND")
+    assert env.fetch("ids", **aged).status == "up_to_date"
+    assert env.fetch("ids", **{**aged, "published": None}).status == "up_to_date"
 
 
 def test_changed_settings_ask_again(env: Env, seeded: list[str]) -> None:

@@ -16,6 +16,7 @@ from elt.graph.dag import Graph, Node
 from elt.project.modelfile import strip_sql
 
 SAMPLE_ROWS = 5
+MAX_CELL = 200  # characters of one cell in a sample; a payload of megabytes is cut here
 
 
 @dataclass
@@ -38,7 +39,7 @@ def run_test(cur: duckdb.DuckDBPyConnection, node: Node, graph: Graph) -> TestOu
         return TestOutcome("pass", 0)
     keys = _key_columns(cur, node, graph)
     described = ", ".join(
-        f"'{c.replace(chr(39), chr(39) * 2)}=' || coalesce(CAST({quote(c)} AS VARCHAR), 'NULL')"
+        f"'{c.replace(chr(39), chr(39) * 2)}=' || {_cut(f'CAST({quote(c)} AS VARCHAR)')}"
         for c in keys)
     order = ", ".join(quote(c) for c in keys)
     samples = [r[0] for r in cur.execute(
@@ -52,6 +53,13 @@ def run_test(cur: duckdb.DuckDBPyConnection, node: Node, graph: Graph) -> TestOu
 
 
 run_test.__test__ = False  # type: ignore[attr-defined]
+
+
+def _cut(text: str) -> str:
+    """SQL: the text (or NULL) cut to MAX_CELL characters with a marker of what was left out,
+    so a failing row with a huge cell cannot flood the log (it is whole in test_failures)."""
+    return (f"coalesce(CASE WHEN length({text}) > {MAX_CELL} THEN left({text}, {MAX_CELL}) "
+            f"|| '... [+' || (length({text}) - {MAX_CELL}) || ' chars]' ELSE {text} END, 'NULL')")
 
 
 def _key_columns(cur: duckdb.DuckDBPyConnection, node: Node, graph: Graph) -> list[str]:

@@ -16,14 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import duckdb
-from sqlglot import exp
 
-from elt.build import nodestate
+from elt.build import incremental, nodestate
 from elt.build.nodestate import NodeState
 from elt.core.db import quote
 from elt.core.errors import ModelError
 from elt.graph.dag import Graph, Node
-from elt.project.modelfile import parse_select, strip_sql
+from elt.project.modelfile import strip_sql
 
 TMP_PREFIX = "__elt_tmp_"
 LOAD_ID = "_elt_load_id"
@@ -104,12 +103,21 @@ def build_model(
     if node.materialized != "incremental":
         return _full(cur, node, lock, record)
     new_marks = watermarks(cur, graph, node)
-    reason = _full_reason(cur, graph, node, stored, new_marks, full_refresh)
+    aggregates = {r[0] for r in cur.execute("SELECT DISTINCT function_name FROM "
+                                            "duckdb_functions() WHERE function_type = "
+                                            "'aggregate'").fetchall()}
+    shape = incremental.analyse(node, set(new_marks), aggregates)  # raises if it never can be
+    reason = _full_reason(cur, graph, node, stored, inputs, new_marks, full_refresh)
     if reason is None and stored is not None and stored.watermark is not None:
-        built = _incremental(cur, node, stored.watermark, new_marks, lock, record)
-        if built is not None:
-            return built
-        reason = "output columns changed"
+        old = {rel: int(stored.watermark[rel][0]) for rel in new_marks}
+        grown = {rel for rel in new_marks if new_marks[rel][0] > old[rel]}
+        reason = next((f"new rows in {rel}: {shape.unsafe[rel]}" for rel in sorted(grown)
+                       if rel in shape.unsafe), None)
+        if reason is None:
+            built = _incremental(cur, node, shape, old, grown, new_marks, lock, record)
+            if built is not None:
+                return built
+            reason = "output columns changed"
     return _full(cur, node, lock, record, watermark=new_marks, note=f"full build ({reason})")
 
 
@@ -135,29 +143,41 @@ def _full(cur: duckdb.DuckDBPyConnection, node: Node, lock: threading.Lock,
     return Built(rows, note)
 
 
-def _incremental(cur: duckdb.DuckDBPyConnection, node: Node, old: dict[str, Any],
-                 new: dict[str, Any], lock: threading.Lock,
-                 record: Callable[..., None]) -> Built | None:
-    """Merge only rows from batches newer than the watermark; None means 'do a full build'."""
-    sql = rewrite_incremental(node, {rel: int(old[rel]) for rel in new})
-    tmp_name = TMP_PREFIX + node.identifier
+def _incremental(cur: duckdb.DuckDBPyConnection, node: Node, shape: incremental.Shape,
+                 old: dict[str, int], grown: set[str], new: dict[str, Any],
+                 lock: threading.Lock, record: Callable[..., None]) -> Built | None:
+    """Redo only the keys new input rows reach (incremental.py); None: do a full build.
+
+    Row by row models merge the new rows' result; others recompute those keys from all
+    input rows. Either way the keys' old rows are replaced in one transaction."""
+    # "/" cannot be in a model name (a file stem): no other model's temp table is called so
+    tmp_name, keys_name = TMP_PREFIX + node.identifier, TMP_PREFIX + "keys/" + node.identifier
     tmp = f"{quote(node.schema)}.{quote(tmp_name)}"
-    cur.execute(f"DROP TABLE IF EXISTS {tmp}")
+    keys = f"{quote(node.schema)}.{quote(keys_name)}"
+    cur.execute(f"DROP TABLE IF EXISTS {tmp}; DROP TABLE IF EXISTS {keys}")
     try:
-        cur.execute(f"CREATE TABLE {tmp} AS\n{sql}")
+        if shape.row_level:
+            cur.execute(f"CREATE TABLE {tmp} AS\n{incremental.delta_sql(shape, old)}")
+            keys = tmp
+        else:
+            cur.execute(f"CREATE TABLE {keys} AS\n"
+                        f"{incremental.keys_sql(node, shape, old, grown)}")
+            cur.execute(f"CREATE TABLE {tmp} AS\n{incremental.recompute_sql(node, keys)}")
         wanted = {c.lower() for c in columns_of(cur, node.schema, tmp_name)}
         if wanted != {c.lower() for c in columns_of(cur, node.schema, node.identifier)}:
             return None
         check_keys(cur, node, tmp_name)
         batch = _count(cur, tmp)
         on = " AND ".join(f"t.{quote(k)} = s.{quote(k)}" for k in node.unique_key)
-        note = f"incremental: {batch:,} rows merged"
+        note = (f"incremental: {batch:,} rows merged" if shape.row_level else
+                f"incremental: {_count(cur, keys):,} keys recomputed, {batch:,} rows")
         with lock, transaction(cur):
-            cur.execute(f"DELETE FROM {node.qualified} AS t USING {tmp} AS s WHERE {on}")
+            cur.execute(f"DELETE FROM {node.qualified} AS t USING {keys} AS s WHERE {on}")
             cur.execute(f"INSERT INTO {node.qualified} BY NAME SELECT * FROM {tmp}")
             record(_count(cur, node.qualified), new, note)
     finally:
-        cur.execute(f"DROP TABLE IF EXISTS {tmp}")
+        cur.execute(f"DROP TABLE IF EXISTS {tmp}; "
+                    f"DROP TABLE IF EXISTS {quote(node.schema)}.{quote(keys_name)}")
     return Built(batch, note)
 
 
@@ -177,28 +197,30 @@ def check_keys(cur: duckdb.DuckDBPyConnection, node: Node, table: str) -> None:
                              f"{nulls:,} row(s); nothing was changed")
 
 
-def watermarks(cur: duckdb.DuckDBPyConnection, graph: Graph, node: Node) -> dict[str, int]:
-    """Per input relation carrying `_elt_load_id`: the newest batch it holds now."""
-    having = {(s, t.lower()) for s, t in cur.execute(
-        "SELECT table_schema, table_name FROM information_schema.columns "
-        "WHERE column_name = ?", [LOAD_ID]).fetchall()}
-    marks: dict[str, int] = {}
+def watermarks(cur: duckdb.DuckDBPyConnection, graph: Graph, node: Node) -> dict[str, list[int]]:
+    """Per seed or API source input: [newest batch it holds, its number of rows].
+
+    Only raw relations are read by watermark: their rows never change in place (a new
+    answer or file version is a new batch), so the row count at or below an old mark tells
+    whether rows were removed or replaced since. A model input is read whole."""
+    marks: dict[str, list[int]] = {}
     for dep in node.depends_on:
         up = graph.nodes[dep]
-        if (up.schema, up.identifier.lower()) not in having:
+        if up.kind not in ("seed", "api") or LOAD_ID not in {
+                c.lower() for c in columns_of(cur, up.schema, up.identifier)}:
             continue
-        row = cur.execute(f"SELECT coalesce(max({LOAD_ID}), 0) FROM {up.qualified}").fetchone()
-        mark = int(row[0]) if row else 0
+        mark, rows = cur.execute(f"SELECT coalesce(max({LOAD_ID}), 0), count(*) "
+                                 f"FROM {up.qualified}").fetchone() or (0, 0)
         if up.kind == "seed":  # removals leave no rows behind, only an event
             event = cur.execute("SELECT coalesce(max(load_id), 0) FROM _elt.loads WHERE seed = ?",
                                 [up.spec.name]).fetchone()
             mark = max(mark, int(event[0]) if event else 0)
-        marks[up.relation] = mark
+        marks[up.relation] = [int(mark), int(rows)]
     return marks
 
 
 def _full_reason(cur: duckdb.DuckDBPyConnection, graph: Graph, node: Node,
-                 stored: NodeState | None, marks: dict[str, int],
+                 stored: NodeState | None, inputs: dict[str, Any], marks: dict[str, list[int]],
                  full_refresh: bool) -> str | None:
     """Why an incremental model must be rebuilt from scratch, or None."""
     if full_refresh:
@@ -210,39 +232,21 @@ def _full_reason(cur: duckdb.DuckDBPyConnection, graph: Graph, node: Node,
     if relation_type(cur, node.schema, node.identifier) != "BASE TABLE":
         return "table missing"
     for rel in marks:
-        if rel not in stored.watermark:
-            return f"new input {rel}"
+        old = stored.watermark.get(rel)
+        if not isinstance(old, list):
+            return f"new input {rel}" if old is None else "watermark of an older elt"
     for dep in node.depends_on:
         up = graph.nodes[dep]
-        if up.kind == "seed" and up.relation in stored.watermark:
-            row = cur.execute(
-                "SELECT count(*) FROM _elt.loads WHERE seed = ? AND kind = 'removed' "
-                "AND load_id > ?", [up.spec.name, int(stored.watermark[up.relation])]).fetchone()
-            if row and row[0]:
-                return f"files removed from {up.relation}"
+        if up.relation not in marks and (stored.inputs or {}).get(dep) != inputs.get(dep):
+            return f"{dep} changed and is read whole"
+    for rel in marks:
+        mark, rows = stored.watermark[rel]
+        schema, _, name = rel.partition(".")
+        row = cur.execute(f"SELECT count(*) FROM {quote(schema)}.{quote(name)} "
+                          f"WHERE {LOAD_ID} <= ?", [int(mark)]).fetchone()
+        if row and int(row[0]) != int(rows):
+            return f"rows of {rel} were replaced or removed"
     return None
-
-
-def rewrite_incremental(node: Node, marks: dict[str, int]) -> str:
-    """Replace each input carrying `_elt_load_id` by its rows newer than the watermark."""
-    tree = parse_select(node.sql, node.name, str(node.path))
-    ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
-
-    def swap(table: exp.Expression) -> exp.Expression:
-        if not isinstance(table, exp.Table) or not isinstance(table.this, exp.Identifier):
-            return table
-        schema, name = table.db.lower(), table.name.lower()
-        if table.catalog or (not schema and name in ctes):
-            return table
-        rel = f"{schema or 'main'}.{name}"
-        if rel not in marks:
-            return table
-        source = table.copy()
-        source.set("alias", None)
-        newer = exp.GT(this=exp.column(LOAD_ID), expression=exp.Literal.number(marks[rel]))
-        return exp.select("*").from_(source).where(newer).subquery(table.alias_or_name)
-
-    return tree.transform(swap).sql(dialect="duckdb")
 
 
 def _count(cur: duckdb.DuckDBPyConnection, relation: str) -> int:

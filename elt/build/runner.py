@@ -264,12 +264,14 @@ class _Runner:
         return Outcome(loaded.status, rows=loaded.rows, message=loaded.message)
 
     def _api(self, cur: duckdb.DuckDBPyConnection, node: Node, started: float) -> Outcome:
-        from elt.sources.fetch import fetch_source  # lazily: httpx and graphql cost imports
+        # lazily: httpx and graphql cost imports
+        from elt.sources.fetch import fetch_source, published_inputs
 
         inputs = self._inputs(cur, node)
         # Not under the lock: fetching is network-bound; sources write their own raw table.
         fetched = fetch_source(cur, self.project, node, self.console, self.endpoints,
-                               full_refresh=self.full_refresh)
+                               full_refresh=self.full_refresh,
+                               published=published_inputs(self.graph, node))
         with self.lock:
             stored = nodestate.read(cur, node.name)
             if fetched.status != "up_to_date" or stored is None or stored.status != "success":

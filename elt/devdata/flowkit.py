@@ -60,16 +60,23 @@ CELLS = {
 }
 
 
+def export_glob(category: str) -> str:
+    """The seeds.yml glob of a category: these files and the real exports' dated names
+    (`residents_admin3_monthly_small.csv`, `presence_admin3_daily_20200201.csv`) dropped
+    in flowkit/ or any folder below it, so nobody renames an export."""
+    return f"flowkit/**/{category}*.csv"
+
+
 def seeds_yml() -> str:
     """seeds/seeds.yml for these files (written beside them: edit it here)."""
     lines = ["# Written by `python -m elt.devdata` with the data beside it: edit it there.",
              "# FlowKit exports load as text: the staging models decide what a value is (empty,",
              "# NaN, Inf and -Inf are not values), so raw.* holds exactly what was exported.",
              "seeds:"]
-    for category, data_type, trid, file, _, _ in EXPORTS:
+    for category, data_type, trid, _, _, _ in EXPORTS:
         what = "per communal section" if data_type == "single_location" else \
             "between communal sections"
-        lines += [f"  flowkit_{category}:", f"    path: flowkit/{file}",
+        lines += [f"  flowkit_{category}:", f"    path: {export_glob(category)}",
                   f"    description: {'Monthly' if trid == 2 else 'Daily'} {category} {what}"
                   f" (srid 3, trid {trid}).", "    format: csv", "    header: true",
                   "    all_varchar: true",

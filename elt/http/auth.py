@@ -206,7 +206,11 @@ class OAuth2ClientCredentials(_TokenAuth):
 
 
 class Login3(_TokenAuth):
-    """UOIS two-step login: GET a key, POST key + username + password, get a JWT."""
+    """UOIS two-step login: GET a key, POST key + username + password, get a JWT.
+
+    The token always goes as `Authorization: Bearer` (the production front end forwards
+    only that header); `token_in: cookie` (the default) sends the `authorization` cookie too.
+    """
 
     kind = "login3"
 
@@ -254,9 +258,8 @@ class Login3(_TokenAuth):
     async def apply(self, client: httpx.AsyncClient, request_headers: dict[str, str],
                     cookies: dict[str, str]) -> None:
         token = await self.token(client)
-        if self.token_in == "header":
-            request_headers["Authorization"] = f"Bearer {token}"
-        else:
+        request_headers["Authorization"] = f"Bearer {token}"
+        if self.token_in == "cookie":
             cookies["authorization"] = token
 
 

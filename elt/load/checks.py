@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 
 from elt.core.errors import LoadError
-from elt.project import seeds as ss
+from elt.project import seedsql as ss
 from elt.project.seeds import SeedSpec
 
 
@@ -22,6 +22,19 @@ class SeedFile:
     size: int
     mtime: float
     sha256: str
+
+
+def empty_error(spec: SeedSpec, where: str, what: str) -> LoadError:
+    """A file that gives no rows: loading it would empty raw.<seed> and the models over it."""
+    return LoadError(f"{what}, so no rows for raw.{spec.name}: its last good rows are kept "
+                     "(`allow_empty: true` in seeds.yml if an empty export is expected)",
+                     where=where)
+
+
+def _empty(spec: SeedSpec, where: str, what: str, warnings: list[str]) -> None:
+    if not spec.allow_empty:
+        raise empty_error(spec, where, what)
+    warnings.append(f"{where}: {what}; no rows for raw.{spec.name}")
 
 
 def check_keyed(con: duckdb.DuckDBPyConnection, spec: SeedSpec, files: list[SeedFile],
@@ -43,13 +56,14 @@ def check_keyed(con: duckdb.DuckDBPyConnection, spec: SeedSpec, files: list[Seed
                             "objects", where=where)
         if kt is None or n == 0:
             state = "is missing" if kt is None else "is an empty list"
-            warnings.append(f"{where}: key {key!r} {state}; no rows for raw.{spec.name}")
+            _empty(spec, where, f"key {key!r} {state}", warnings)
         elif bi is not None:
             raise LoadError(f"key {key!r} item {bi} is {ss.JSON_KIND.get(bt, bt)}, expected "
                             "an object", where=where)
         else:
             keep.append(f)
     return keep
+
 
 def check_items(con: duckdb.DuckDBPyConnection, spec: SeedSpec, files: list[SeedFile],
                 warnings: list[str]) -> list[SeedFile]:
@@ -70,8 +84,7 @@ def check_items(con: duckdb.DuckDBPyConnection, spec: SeedSpec, files: list[Seed
             raise LoadError(f"item {i} is {ss.JSON_KIND.get(kind, kind)}, expected an "
                             "object", where=f"seeds/{f.rel}")
         if n == 0:
-            warnings.append(f"seeds/{f.rel}: no objects (empty list); no rows for "
-                            f"raw.{spec.name}")
+            _empty(spec, f"seeds/{f.rel}", "no objects (empty list)", warnings)
         else:
             keep.append(f)
     return keep

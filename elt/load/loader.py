@@ -22,8 +22,8 @@ from elt.core import db
 from elt.core.console import Console, Progress
 from elt.core.db import literal, quote
 from elt.core.errors import LoadError
-from elt.load.checks import SeedFile, check_items, check_keyed
-from elt.project import seeds as ss
+from elt.load.checks import SeedFile, check_items, check_keyed, empty_error
+from elt.project import seedsql as ss
 from elt.project.config import Project
 from elt.project.seeds import SeedSpec
 
@@ -288,6 +288,11 @@ class _Job:
             if n > 1:
                 raise LoadError(f"expected one JSON document, found {n} values (NDJSON? use "
                                 "format: ndjson)", where=f"seeds/{rel}")
+        for f in [] if self.spec.allow_empty else to_load:  # JSON ones failed in _prepare
+            if not rows.get(f.rel):
+                what = "only a header" if self.csv and self.spec.options["header"] \
+                    else "no data"
+                raise empty_error(self.spec, f"seeds/{f.rel}", what)
         now = datetime.now(UTC).replace(tzinfo=None)
         events = [(f.rel, "replaced" if f.rel in self.stored else "added", rows.get(f.rel, 0))
                   for f in to_load] + [(r, "removed", self.stored[r][4]) for r in self.removed]

@@ -1,12 +1,11 @@
-"""Seeds: which raw files exist, which raw table each feeds, and how DuckDB should read them.
+"""Seeds: which raw files exist, which raw table each feeds, with which options.
 
 `seeds/seeds.yml` configures sources; every other data file under `seeds/` is a seed of its
-own, named from its path. The reader SQL lives here too, so one place knows every option.
+own, named from its path. How DuckDB reads them (the SQL of every option) is seedsql.py.
 """
 
 from __future__ import annotations
 
-import csv
 import gzip
 import hashlib
 import json
@@ -17,7 +16,6 @@ from typing import Any
 
 import yaml
 
-from elt.core.db import literal, quote
 from elt.core.errors import ConfigError
 from elt.project.config import Project, load_yaml
 
@@ -25,15 +23,13 @@ SEEDS_FILE = "seeds.yml"
 FORMATS = ("csv", "tsv", "json", "ndjson", "parquet", "document")
 OPTIONS = ("format", "delimiter", "header", "null_strings", "columns", "date_format",
            "all_varchar", "null_padding", "json_key")
-ENTRY_KEYS = ("path", "description", *OPTIONS)
+ENTRY_KEYS = ("path", "description", "allow_empty", *OPTIONS)
 _EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".ndjson": "ndjson",
                ".jsonl": "ndjson", ".parquet": "parquet"}
 _CSV_ONLY = ("delimiter", "header", "null_strings", "all_varchar", "null_padding")
 _NEVER_DATA = (".yml", ".yaml", ".md")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _LOADER_VERSION = 1  # bump when the way files are read changes: every seed reloads fully
-# a json_key file is one JSON value; DuckDB's 16 MB default would reject real exports
-MAX_OBJECT_SIZE = 4_000_000_000
 
 
 @dataclass
@@ -47,6 +43,9 @@ class SeedSpec:
     description: str | None
     checksum: str
     config_path: Path | None
+    # a file giving no rows (header only, missing/empty json_key) is an error unless True:
+    # an empty export would otherwise empty raw.<name> and every model over it
+    allow_empty: bool = False
 
     def rel(self, path: Path, seeds_dir: Path) -> str:
         """The path as stored in `_elt_source_file` (relative to seeds/, with `/`)."""
@@ -188,8 +187,13 @@ def _configured(seeds_dir: Path, config_path: Path, name: str, entry: dict[str, 
     description = entry.get("description")
     if description is not None and not isinstance(description, str):
         raise ConfigError(f"seed {name!r}: description must be a string", where=where)
+    allow_empty = entry.get("allow_empty", False)
+    if not isinstance(allow_empty, bool):
+        raise ConfigError(f"seed {name!r}: allow_empty must be true or false", where=where)
     options = {k: entry[k] for k in OPTIONS if entry.get(k) is not None}
-    return _spec(name, pattern, paths, options, description, config_path, where)
+    spec = _spec(name, pattern, paths, options, description, config_path, where)
+    spec.allow_empty = allow_empty  # not in the checksum: it changes no row that is read
+    return spec
 
 
 def _spec(name: str, pattern: str, paths: list[Path], given: dict[str, Any],
@@ -258,143 +262,3 @@ def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []
     return [value] if isinstance(value, str) else list(value)
-
-
-def reader_sql(spec: SeedSpec, files: list[Path], *, types: dict[str, str] | None = None,
-               cast: bool = True, exhaustive: bool = False) -> str:
-    """A SELECT of the files' rows plus `_elt_source_file` (the absolute path, as given).
-
-    `types` fixes CSV column types (the existing table's, so increments match it); `cast`
-    applies the configured `columns:` types (off: to see what the file itself holds).
-    """
-    o = spec.options
-    paths = "[" + ", ".join(literal(p.as_posix()) for p in files) + "]"
-    common = "union_by_name = true, filename = '_elt_source_file'"
-    fmt = o["format"]
-    forced = dict(o["columns"])
-    if fmt in ("csv", "tsv"):
-        args = [paths, f"delim = {literal(o['delimiter'])}", f"header = {str(o['header']).lower()}",
-                "skip = 0", "quote = '\"'", "escape = '\"'", common]
-        if o["null_strings"]:
-            args.append("nullstr = [" + ", ".join(literal(n) for n in o["null_strings"]) + "]")
-        if o["date_format"]:
-            args.append(f"dateformat = {literal(o['date_format'])}")
-        if o["all_varchar"]:
-            args.append("all_varchar = true")
-        if o.get("null_padding"):  # exports with short rows: missing trailing cells are NULL
-            args.append("null_padding = true")
-        if exhaustive:
-            args.append("sample_size = -1")
-        merged = {**(types or {}), **(forced if cast else {})}
-        if merged:
-            args.append("types = {" + ", ".join(f"{literal(k)}: {literal(v)}" for k, v in
-                                                merged.items()) + "}")
-        return f"SELECT * FROM read_csv({', '.join(args)})"
-    if fmt == "parquet":
-        inner = f"SELECT * FROM read_parquet({paths}, {common})"
-    elif fmt == "document":
-        return (f"SELECT json AS content, filename AS _elt_source_file FROM read_json_objects("
-                f"{paths}, format = 'unstructured', filename = true, "
-                f"maximum_object_size = {MAX_OBJECT_SIZE})")
-    else:
-        args = [paths, "records = true", common, f"maximum_object_size = {MAX_OBJECT_SIZE}",
-                "map_inference_threshold = -1", "field_appearance_threshold = 0"]
-        if fmt == "ndjson":
-            args.append("format = 'newline_delimited'")
-        if o["date_format"]:
-            args.append(f"dateformat = {literal(o['date_format'])}")
-        if exhaustive:
-            args.append("sample_size = -1")
-        inner = f"SELECT * FROM read_json({', '.join(args)})"
-        if o["json_key"]:
-            inner = (f"SELECT unnest(__elt_item), _elt_source_file FROM (SELECT unnest("
-                     f"{quote(o['json_key'])}) AS __elt_item, _elt_source_file "
-                     f"FROM ({inner}))")
-    if forced and cast:
-        casts = ", ".join(f"CAST({quote(c)} AS {t}) AS {quote(c)}" for c, t in forced.items())
-        inner = f"SELECT * REPLACE ({casts}) FROM ({inner})"
-    return inner
-
-
-JSON_KIND = {"VARCHAR": "a string", "BIGINT": "a number", "UBIGINT": "a number",
-             "DOUBLE": "a number", "BOOLEAN": "a boolean", "NULL": "null", "ARRAY": "a list",
-             "OBJECT": "an object"}
-
-
-def json_objects(paths: list[Path], fmt: str = "unstructured") -> str:
-    """read_json_objects over the files: raw JSON values, no type inference."""
-    listed = "[" + ", ".join(literal(p.as_posix()) for p in paths) + "]"
-    return (f"read_json_objects({listed}, format = '{fmt}', filename = true, "
-            f"maximum_object_size = {MAX_OBJECT_SIZE})")
-
-
-def keyed_check_sql(paths: list[Path], key: str) -> str:
-    """Per file: number of values, top type, type and length of `key`, first non-object."""
-    at = literal('$."' + key.replace('"', '\\"') + '"')
-    return f"""
-        WITH o AS (SELECT filename AS f, json AS j FROM {json_objects(paths)}),
-        s AS (SELECT f, count(*) AS nv, any_value(json_type(j)) AS top,
-              any_value(json_type(j, {at})) AS kt, any_value(json_array_length(j, {at})) AS n
-              FROM o GROUP BY f),
-        b AS (SELECT o.f, min(TRY_CAST(e.key AS BIGINT)) AS bi,
-              arg_min(e.type, TRY_CAST(e.key AS BIGINT)) AS bt FROM o, json_each(o.j, {at}) e
-              WHERE json_type(o.j, {at}) = 'ARRAY' AND e.type <> 'OBJECT' GROUP BY o.f)
-        SELECT s.f, nv, top, kt, n, bi, bt FROM s LEFT JOIN b USING (f)"""
-
-
-def items_check_sql(paths: list[Path], ndjson: bool) -> str:
-    """Per file: number of items and of items that are not objects."""
-    src = json_objects(paths, "newline_delimited" if ndjson else "auto")
-    return (f"SELECT filename, count(*), count(*) FILTER (WHERE json_type(json) <> 'OBJECT') "
-            f"FROM {src} GROUP BY 1")
-
-
-def first_bad_sql(path: Path, single_value: bool) -> str:
-    """Index of the first non-object: json_each in one array, else the value's position."""
-    src = json_objects([path])
-    query = (f"SELECT TRY_CAST(e.key AS BIGINT) AS i, e.type AS t FROM {src} o, "
-             "json_each(o.json) e" if single_value else
-             f"SELECT row_number() OVER () - 1 AS i, json_type(json) AS t FROM {src}")
-    return f"SELECT i, t FROM ({query}) WHERE t <> 'OBJECT' ORDER BY i LIMIT 1"
-
-
-def strict_csv_sql(spec: SeedSpec, path: Path) -> str:
-    """A read without sniffing, as wide as the first line: DuckDB then names the bad line."""
-    o = spec.options
-    opener: Any = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as fh:
-        first = fh.readline()
-    delim = o["delimiter"]
-    width = (len(next(csv.reader([first], delimiter=delim), [])) if len(delim) == 1
-             else len(first.split(delim)))
-    columns = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(max(width, 1)))
-    return (f"SELECT count(*) FROM read_csv({literal(path.as_posix())}, auto_detect = false, "
-            f"header = {str(o['header']).lower()}, delim = {literal(o['delimiter'])}, "
-            f"quote = '\"', escape = '\"', skip = 0, columns = {{{columns}}})")
-
-
-def one_line(text: str, path: Path | None) -> tuple[str, str | None]:
-    """DuckDB's multi-line error -> (one-line message, line number if it gave one)."""
-    line = re.search(r"CSV Error on Line: (\d+)", text)
-    original = re.search(r"Original Line: (.*)", text)
-    convert = re.search(r'Error when converting column "(.+?)"\. Could not convert string '
-                        r'"(.*?)" to \'(.+?)\'', text)
-    detail = re.search(r"(Expected Number of Columns: \d+ Found: \d+|Value with unterminated "
-                       r"quote found\.|Maximum line size.*|Invalid unicode.*)", text)
-    if convert:
-        message = (f"column {convert.group(1)!r}: cannot convert {convert.group(2)!r} to "
-                   f"{convert.group(3)}")
-    elif detail and detail.group(1).startswith("Invalid unicode"):
-        message = "invalid UTF-8 byte sequence (the file is not UTF-8 encoded)"
-    elif detail:
-        message = detail.group(1).rstrip(".")
-    else:
-        message = re.sub(r"^[A-Za-z ]*Error: ", "", text.strip().splitlines()[0]).strip()
-        if path is not None:
-            full = path.as_posix()
-            for wrapper in (f' in file "{full}",', f' in file "{full}"', f' "{full}"',
-                            f" '{full}'", f": {full}", f" {full}", full):
-                message = message.replace(wrapper, "")
-    if line and original and detail and not detail.group(1).startswith("Invalid unicode"):
-        message += f" (row: {original.group(1).strip()[:80]!r})"
-    return message, line.group(1) if line else None

@@ -5,7 +5,11 @@ answer yet, or whose answer errored or is older than `max_age`, so a re-run with
 new sends no request at all. Answers are collected in memory and written in batches with
 set-based SQL (one DELETE + INSERT from column arrays per batch), each batch committed on
 its own: when an endpoint fails half-way, what was answered stays and the next run asks
-only the rest. Requests go through the publisher's Transport (retries, backoff, auth).
+only the rest. Requests go through the publisher's Transport (client.py).
+
+A publication can make answers stale whatever their age: registering an external id
+changes what the lookup of that id answers. An answer fetched before the last
+acknowledgement of a publication the source depends on (`published_inputs`) is asked again.
 """
 
 from __future__ import annotations
@@ -15,33 +19,22 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import duckdb
 
-from elt.core.console import Console, Progress
+from elt.core.console import Console
 from elt.core.db import quote
 from elt.core.errors import EltError
+from elt.graph.dag import Graph
 from elt.http.endpoints import Endpoints
-from elt.http.messages import Request, answer_text, pick, truncate
 from elt.load.loader import LoadOutcome
 from elt.project.config import Project
 from elt.project.modelfile import relative
-from elt.sources.spec import (
-    Answer,
-    Key,
-    SourceSpec,
-    Tally,
-    dump,
-    graphql_request,
-    parse_source,
-    rest_request,
-)
+from elt.sources.client import fetch_all
+from elt.sources.spec import Answer, Key, SourceSpec, Tally, parse_source
 
-if TYPE_CHECKING:  # httpx and graphql-core load only when there is something to ask
-    from elt.http.transport import Transport
-
-__all__ = ["fetch_source", "load_spec"]
+__all__ = ["fetch_source", "load_spec", "published_inputs"]
 
 FLUSH_EVERY = 2000  # answered tuples per write transaction
 MARK = "elt-api:"  # table comment prefix holding the checksum of the request settings
@@ -53,10 +46,25 @@ def load_spec(project: Project, node: Any) -> SourceSpec:
     return parse_source(name, node.config, node.path, relative(node.path, project.root))
 
 
+def published_inputs(graph: Graph, node: Any) -> list[str]:
+    """The `published.<pub>` views whose acknowledgements make the source's answers stale:
+    those of publications sending its for_each model's rows (the very rows it asks about,
+    e.g. external ids it looks up and publish registers), and any the for_each model reads."""
+    models = set(node.depends_on)
+    found = {n for n in graph.upstream(node.name) if graph.nodes[n].kind == "published"}
+    for name, pub in graph.nodes.items():
+        target = str(pub.config.get("model") or "").lower() if pub.kind == "published" else ""
+        schema, _, table = target.rpartition(".")
+        if target and graph.resolve_table(schema, table) in models:
+            found.add(name)
+    return sorted(graph.nodes[n].qualified for n in found)
+
+
 def fetch_source(con: duckdb.DuckDBPyConnection, project: Project, node: Any,
                  console: Console, endpoints: Endpoints, *,
-                 full_refresh: bool = False) -> LoadOutcome:
-    """Ask what is not answered yet; EltError names source, endpoint, status on failures."""
+                 full_refresh: bool = False, published: list[str] | None = None) -> LoadOutcome:
+    """Ask what is not answered yet, or was answered before one of the `published` views
+    (qualified relations) acknowledged rows; EltError names source, endpoint, status."""
     spec = load_spec(project, node)
     table = f"raw.{quote(spec.name)}"
     with _labelled(spec):  # a bad endpoint name fails even when there is nothing to ask
@@ -65,7 +73,7 @@ def fetch_source(con: duckdb.DuckDBPyConnection, project: Project, node: Any,
         created = _ensure_table(con, spec, table)
         full = full_refresh or created
         removed = _prune(con, spec, table)
-        todo = _pending(con, spec, table, full)
+        todo = _pending(con, spec, table, full, _acknowledged_at(con, published or []))
     except duckdb.Error as exc:
         raise EltError(f"api source {spec.label}: {str(exc).splitlines()[0]}",
                        where=spec.where) from None
@@ -78,8 +86,8 @@ def fetch_source(con: duckdb.DuckDBPyConnection, project: Project, node: Any,
     with _labelled(spec), endpoints.open([spec.endpoint]) as configs:
         progress = console.progress(f"api source {spec.label}", None, "requests")
         try:
-            asyncio.run(_fetch_all(spec, configs[spec.endpoint], todo, writer, tally,
-                                   progress))
+            asyncio.run(fetch_all(spec, configs[spec.endpoint], todo, writer, tally,
+                                  progress))
         finally:
             progress.close()
             writer.flush()
@@ -149,15 +157,32 @@ def _prune(con: duckdb.DuckDBPyConnection, spec: SourceSpec, table: str) -> int:
     return int(row[0]) if row else 0
 
 
+def _acknowledged_at(con: duckdb.DuckDBPyConnection, views: list[str]) -> datetime | None:
+    """When the latest acknowledgement of any of these `published.<pub>` views arrived."""
+    if not views:
+        return None
+    union = " UNION ALL ".join(f"SELECT max(last_sent) AS t FROM {v} WHERE status = "
+                               "'acknowledged'" for v in views)
+    row = con.execute(f"SELECT max(t) FROM ({union})").fetchone()
+    return row[0] if row else None
+
+
 def _pending(con: duckdb.DuckDBPyConnection, spec: SourceSpec, table: str,
-             full: bool) -> list[tuple[Key, dict[str, Any], bool]]:
+             full: bool, stale_before: datetime | None = None
+             ) -> list[tuple[Key, dict[str, Any], bool]]:
     """Distinct tuples without a good, fresh answer (all on a full refresh), and whether
-    the table has rows for them already (only those need a DELETE when answered)."""
+    the table has rows for them already (only those need a DELETE when answered).
+
+    Fresh: no error, younger than max_age, and fetched after `stale_before` (the last
+    acknowledgement of a publication the answers depend on)."""
     fresh = "error IS NULL"
     params: list[Any] = []
     if spec.max_age is not None:
         fresh += " AND fetched_at >= ?"
         params.append(_now() - timedelta(seconds=spec.max_age))
+    if stale_before is not None:
+        fresh += " AND fetched_at > ?"
+        params.append(stale_before)
     if not spec.variables:
         done = not full and _count(con, f"{table} WHERE {fresh}", params)
         return [] if done else [((), {}, _count(con, table) > 0)]
@@ -252,148 +277,3 @@ class _Writer:
                 for column, value in zip(out, values, strict=True):
                     column.append(value)
         return out
-
-
-# -- HTTP ----------------------------------------------------------------------------------
-async def _fetch_all(spec: SourceSpec, endpoint: dict[str, Any],
-                     todo: list[tuple[Key, dict[str, Any], bool]], writer: _Writer, tally: Tally,
-                     progress: Progress) -> None:
-    """Bounded concurrency: as many workers as the transport has slots, sharing one queue."""
-    size = spec.batch_size if spec.kind == "graphql" and not spec.paging else 1
-    asks = [(key, values) for key, values, _ in todo]
-    units = iter([asks[i:i + size] for i in range(0, len(asks), size)])
-    from elt.http.transport import Transport
-
-    async with Transport(spec.endpoint, endpoint, concurrency=spec.concurrency) as transport:
-        await transport.check_auth()
-        client = _Client(spec, transport, tally, progress)
-
-        async def worker() -> None:
-            for unit in units:
-                writer.add(await client.fetch(unit))
-
-        await asyncio.gather(*(worker() for _ in range(transport.concurrency)))
-
-
-class _Client:
-    """Builds each request from a spec and reads each answer into Answers."""
-
-    def __init__(self, spec: SourceSpec, transport: Transport, tally: Tally,
-                 progress: Progress) -> None:
-        self.spec, self.transport, self.tally, self.progress = spec, transport, tally, progress
-        self.documents: dict[int, tuple[str, Any]] = {}
-
-    async def send(self, request: Request) -> tuple[int | None, Any, str | None]:
-        """(status, parsed JSON body, failure text or None)."""
-        reply = await self.transport.send(request)  # raises when credentials fail: stop all
-        self.tally.sent += 1
-        failed = reply.status is None or not 200 <= reply.status < 300
-        self.progress.advance(errors=int(failed))
-        if failed:
-            text = reply.error or answer_text(reply.body) or f"HTTP {reply.status}"
-            return reply.status, None, self.tally.fail(reply.status, text)
-        try:
-            return reply.status, json.loads(reply.body) if reply.body.strip() else None, None
-        except ValueError:
-            return reply.status, reply.body.decode("utf-8", "replace"), None
-
-    async def fetch(self, unit: list[tuple[Key, dict[str, Any]]]) -> list[Answer]:
-        if self.spec.paging:
-            return [await self.fetch_pages(*unit[0])]
-        if self.spec.kind == "rest":
-            key, values = unit[0]
-            status, body, failure = await self.send(rest_request(self.spec, values, {}))
-            if failure:
-                return [Answer(key, http_status=status, error=failure)]
-            return [Answer(key, [(None, None, dump(pick(body, self.spec.result)))], status)]
-        return await self.fetch_graphql(unit)
-
-    async def fetch_graphql(self, unit: list[tuple[Key, dict[str, Any]]]) -> list[Answer]:
-        from elt.http.graphql import batch_alias, build_batched_document
-
-        spec = self.spec
-        rows = [{**spec.fixed_variables, **values} for _, values in unit]
-        if spec.batch_size == 1:
-            request, aliases = graphql_request(spec, spec.document_text, rows[0]), None
-        else:
-            if len(unit) not in self.documents:
-                self.documents[len(unit)] = build_batched_document(
-                    spec.document_text, len(unit), source=str(spec.document_path))
-            query, mapper = self.documents[len(unit)]
-            request, aliases = graphql_request(spec, query, mapper(rows)), True
-        status, body, failure = await self.send(request)
-        keys = [spec.response_key] if not aliases else [batch_alias(i) for i in range(len(unit))]
-        if failure is None:
-            values, errors, failure = self.read_graphql(status, body, keys)
-        if failure:
-            return [Answer(key, http_status=status, error=failure) for key, _ in unit]
-        out = []
-        for (key, _), alias in zip(unit, keys, strict=True):
-            if alias in errors:
-                self.tally.field_errors += 1
-                out.append(Answer(key, http_status=status, error=truncate(errors[alias], 500)))
-            else:
-                result = pick(values.get(alias), spec.result, spec.response_key)
-                out.append(Answer(key, [(None, None, dump(result))], status))
-        return out
-
-    def read_graphql(self, status: int | None, body: Any, keys: list[str]
-                     ) -> tuple[dict[str, Any], dict[str, str], str | None]:
-        """(data per alias, error per alias, failure of the whole request or None)."""
-        if not isinstance(body, dict):
-            return {}, {}, self.tally.fail(status, f"not a GraphQL answer: {body!r}"[:200])
-        data = body.get("data") if isinstance(body.get("data"), dict) else {}
-        by_alias: dict[str, str] = {}
-        general: list[str] = []
-        for err in body.get("errors") or []:
-            path = err.get("path") if isinstance(err, dict) else None
-            msg = err.get("message") or err.get("msg") if isinstance(err, dict) else None
-            text = str(msg or err)
-            if isinstance(path, list) and path and path[0] in keys:
-                by_alias[path[0]] = "; ".join(filter(None, [by_alias.get(path[0]), text]))
-            else:
-                general.append(text)
-        if general and not any(data.get(k) is not None for k in keys):
-            return {}, {}, self.tally.fail(status, "GraphQL errors: " + "; ".join(general))
-        return data, by_alias, None
-
-    async def fetch_pages(self, key: Key, values: dict[str, Any]) -> Answer:
-        """Walk the pages of one tuple; any failing page makes the whole tuple an error."""
-        spec, paging = self.spec, self.spec.paging
-        assert paging is not None
-        rows: list[tuple[int | None, int | None, str | None]] = []
-        offset, cursor, status = 0, None, None
-        for page in range(1, spec.max_pages + 1):
-            extra: dict[str, Any] = {paging.limit_param: paging.size} if paging.limit_param else {}
-            if paging.style != "cursor":
-                extra[paging.offset_param] = offset
-            elif cursor is not None:
-                extra[paging.cursor_param] = cursor
-            if spec.kind == "rest":
-                status, answer, failure = await self.send(rest_request(spec, values, extra))
-            else:
-                variables = {**spec.fixed_variables, **values, **extra}
-                request = graphql_request(spec, spec.document_text, variables)
-                status, answer, failure = await self.send(request)
-                if failure is None:
-                    data, errors, failure = self.read_graphql(status, answer, [spec.response_key])
-                    answer = data.get(spec.response_key)
-                    if failure is None and spec.response_key in errors:
-                        self.tally.field_errors += 1
-                        failure = truncate(errors[spec.response_key], 500)
-            if failure:
-                return Answer(key, http_status=status, error=failure)
-            items = pick(answer, spec.result, spec.response_key)
-            if not isinstance(items, list | None):
-                text = f"page {page}: {spec.result or 'the answer'} is not a list"
-                return Answer(key, http_status=status, error=self.tally.fail(status, text))
-            items = items or []
-            rows += [(page, i + 1, dump(item)) for i, item in enumerate(items)]
-            offset += len(items)
-            if paging.style == "cursor":
-                cursor = pick(answer, paging.next, spec.response_key)
-                if not items or cursor in (None, ""):
-                    break
-            elif len(items) < paging.size:
-                break
-        return Answer(key, rows or [(None, None, None)], status)

@@ -45,8 +45,9 @@ Table raw.<name>: a VARCHAR column per variable, (paged only) `page` and `item`,
 JSON (the extracted value; paged: one row per item, or one row with page/item/result NULL
 when there were none), `http_status` INTEGER, `error` VARCHAR (NULL when answered),
 `fetched_at` TIMESTAMP (UTC), `_elt_load_id` BIGINT (new answers get a new id).
-A build asks only tuples with no answer, an error, or an answer older than max_age
-(`--full-refresh`: all); rows of tuples gone from for_each are deleted. A failed re-ask
+A build asks only tuples with no answer, an error, an answer older than max_age, or one
+fetched before a publication it depends on last acknowledged rows (fetch.published_inputs;
+`--full-refresh`: all); rows of tuples gone from for_each are deleted. A failed re-ask
 keeps the older good answer. Changing the request settings (document, path, result, ...)
 recreates the table and asks everything again.
 """
