@@ -54,12 +54,10 @@ def compile_node(cur: duckdb.DuckDBPyConnection | None, graph: Graph, node: Node
     if node.materialized != "incremental" or cur is None:
         return _normal(strip_sql(node.sql))
     stored = nodestate.read(cur, node.name)
-    marks = materialize.watermarks(cur, graph, node)
-    reason = materialize._full_reason(cur, graph, node, stored, marks, full_refresh)
-    if reason is not None or stored is None or stored.watermark is None:
-        return _normal(strip_sql(node.sql))
-    old = {rel: int(stored.watermark[rel]) for rel in marks}
-    return _normal(materialize.rewrite_incremental(node, old))
+    # Inputs read whole are taken as unchanged: compile does not version them.
+    inputs = dict(stored.inputs or {}) if stored else {}
+    plan = materialize.plan_incremental(cur, graph, node, stored, inputs, full_refresh)
+    return _normal(plan.select(node))
 
 
 def describe_error(exc: duckdb.Error, node: Node, failed_sql: str | None, root: Path,

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
@@ -102,23 +102,55 @@ def build_model(
         return Built(None)
     if node.materialized != "incremental":
         return _full(cur, node, lock, record)
-    new_marks = watermarks(cur, graph, node)
+    plan = plan_incremental(cur, graph, node, stored, inputs, full_refresh)
+    if plan.reason is None:
+        built = _incremental(cur, node, plan.shape, plan.old, plan.grown, plan.marks, lock,
+                             record)
+        if built is not None:
+            return built
+        plan.reason = "output columns changed"
+    return _full(cur, node, lock, record, watermark=plan.marks,
+                 note=f"full build ({plan.reason})")
+
+
+@dataclass
+class IncrementalPlan:
+    """What the next build of an incremental model does: a full build (`reason`) or only
+    the keys that the new rows of `grown` inputs reach."""
+
+    reason: str | None
+    shape: incremental.Shape
+    marks: dict[str, list[int]]
+    old: dict[str, int] = field(default_factory=dict)
+    grown: set[str] = field(default_factory=set)
+
+    def select(self, node: Node) -> str:
+        """The last SELECT the build runs (what `elt compile` shows)."""
+        if self.reason is not None:
+            return strip_sql(node.sql)
+        if self.shape.row_level:
+            return incremental.delta_sql(self.shape, self.old)
+        keys = f"{quote(node.schema)}.{quote(TMP_PREFIX + 'keys/' + node.identifier)}"
+        return incremental.recompute_sql(node, keys)
+
+
+def plan_incremental(cur: duckdb.DuckDBPyConnection, graph: Graph, node: Node,
+                     stored: NodeState | None, inputs: dict[str, Any],
+                     full_refresh: bool) -> IncrementalPlan:
+    """Decide full or incremental (shared by the build and `elt compile`)."""
+    marks = watermarks(cur, graph, node)
     aggregates = {r[0] for r in cur.execute("SELECT DISTINCT function_name FROM "
                                             "duckdb_functions() WHERE function_type = "
                                             "'aggregate'").fetchall()}
-    shape = incremental.analyse(node, set(new_marks), aggregates)  # raises if it never can be
-    reason = _full_reason(cur, graph, node, stored, inputs, new_marks, full_refresh)
-    if reason is None and stored is not None and stored.watermark is not None:
-        old = {rel: int(stored.watermark[rel][0]) for rel in new_marks}
-        grown = {rel for rel in new_marks if new_marks[rel][0] > old[rel]}
-        reason = next((f"new rows in {rel}: {shape.unsafe[rel]}" for rel in sorted(grown)
-                       if rel in shape.unsafe), None)
-        if reason is None:
-            built = _incremental(cur, node, shape, old, grown, new_marks, lock, record)
-            if built is not None:
-                return built
-            reason = "output columns changed"
-    return _full(cur, node, lock, record, watermark=new_marks, note=f"full build ({reason})")
+    shape = incremental.analyse(node, set(marks), aggregates)  # raises if it never can be
+    plan = IncrementalPlan(_full_reason(cur, graph, node, stored, inputs, marks, full_refresh),
+                           shape, marks)
+    if plan.reason is None and stored is not None and stored.watermark is not None:
+        plan.old = {rel: int(stored.watermark[rel][0]) for rel in marks}
+        plan.grown = {rel for rel in marks if marks[rel][0] > plan.old[rel]}
+        plan.reason = next((f"new rows in {rel}: {shape.unsafe[rel]}"
+                            for rel in sorted(plan.grown) if rel in shape.unsafe), None)
+    return plan
 
 
 def _full(cur: duckdb.DuckDBPyConnection, node: Node, lock: threading.Lock,

@@ -20,7 +20,7 @@ OUTPUT: dict[str, str] = {"type": "str", "path": "str", "threads": "int",
 ENDPOINT: dict[str, str] = {
     "sandbox": "str", "url": "str", "heartbeat": "str", "graphql_path": "str",
     "timeout": "number", "concurrency": "int", "rate_limit": "number", "max_attempts": "int",
-    "retry_timeouts": "bool", "auth": "auth",
+    "retry_timeouts": "bool", "settle": "number", "same_error_retries": "int", "auth": "auth",
 }
 AUTH: dict[str, str] = {
     "type": "str", "token": "str", "token_url": "str", "client_id": "str",
@@ -33,6 +33,8 @@ _DESCRIPTIONS = {
     "threads": "models built in parallel", "timeout": "seconds per request",
     "concurrency": "requests in flight", "rate_limit": "requests per second, 0 = unlimited",
     "sandbox": "flowkit | flowkit_admin | uois: use the embedded sandbox",
+    "settle": "seconds an unanswered request may still be processing before its rows go again",
+    "same_error_retries": "times the same 5xx answer is retried before the row is failed",
 }
 
 
