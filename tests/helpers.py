@@ -79,7 +79,7 @@ FLOWKIT_REST = ("{insert: {method: POST, path: /data}, update: {method: PATCH, p
                 "delete: {method: DELETE, path: /data}, success: [201, 204], "
                 "already_there: [303], compression: gzip}")
 GRAPHQL = "{{document: uois/{doc}.gql, result: result.msg, success: ok, already_there: [fail], " \
-          "answer: result.id}}"
+          "already_there_errors: [UniqueViolation], answer: result.id}}"
 PUBLICATIONS = f"""
 publications:
   flowkit_setup:

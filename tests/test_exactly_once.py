@@ -133,3 +133,179 @@ def wait_until(condition, timeout: float = 10.0) -> None:  # noqa: ANN001
     while not condition():
         assert time.monotonic() < deadline
         time.sleep(0.05)
+
+
+# -- 1. a request that may still be processing is not resent until it settles ---------------
+def test_slow_commit_is_held_then_verified_never_stored_twice(tmp_path: Path,
+                                                             sb: Sandbox) -> None:
+    """The answer never comes but the request commits (measured: 136 keys stored twice when
+    an immediate re-run resent them). The re-run holds them; after `settle` they go again,
+    meet 303 and are patched (verified), each key inserted once."""
+    p = E2E(tmp_path, sb, n=12, timeout=0.5, settle=2.0)
+    p.build()
+    sb.set_faults(slow_commit_rate=0.5, slow_commit_seconds=0.8, seed=7)
+    first = elt(p.root, "publish", "-s", "flowkit_data")
+    assert first.code == 1 and "timed out" in first.output, first.output
+    unknown = [k for k, (s, _) in ledger(p, "flowkit_data").items() if s == "unknown"]
+    assert unknown
+    sb.set_faults()
+    held = elt(p.root, "publish", "-s", "flowkit_data", "--exclude", "flowkit_scopes")
+    assert held.code == 1 and f"{len(unknown)} row(s) held" in held.output, held.output
+    status = elt(p.root, "status", "--format", "json")
+    row = next(r for r in json.loads(status.stdout) if r["publication"] == "flowkit_data")
+    assert row["held"] == len(unknown)
+    assert stats(sb)["races"] == 0 and stats(sb)["ambiguous"] == 0
+    time.sleep(2.1)
+    done = elt(p.root, "publish", "-s", "flowkit_data")
+    assert done.code == 0, done.output
+    keys = flowkit_keys(stats(sb))
+    assert {v["inserted"] for v in keys.values()} == {1}
+    assert sum(v["patched"] for v in keys.values()) == len(unknown)  # 303 -> PATCH: verified
+    assert stats(sb)["ambiguous"] == 0
+    assert {s for s, _ in ledger(p, "flowkit_data").values()} == {"acknowledged"}
+
+
+# -- 3. GraphQL errors without a path ------------------------------------------------------------
+def test_gql_ug_error_without_path_is_attributed_row_by_row(tmp_path: Path,
+                                                            sb: Sandbox) -> None:
+    """gql_ug runs aliased fields in order and stops at the first failure with `data: null`
+    and no path: the fields before it are committed. Each row is sent again alone: committed
+    ones answer UniqueViolation (acknowledged), the bad one fails, the rest go in."""
+    p = E2E(tmp_path, sb, n=1, users=5)
+    bad = "md5('m2')::UUID::VARCHAR"
+    (p.root / "models" / "uois_memberships.sql").write_text(
+        (p.root / "models" / "uois_memberships.sql").read_text().replace(
+            "md5('group' || (i % 3))::UUID::VARCHAR AS group_id",
+            f"CASE WHEN i = 2 THEN {bad} ELSE md5('group' || (i % 3))::UUID::VARCHAR END "
+            "AS group_id"))  # membership 2 names a group that does not exist
+    p.build()
+    run = p.publish(select=["uois_users", "uois_groups", "uois_memberships"])
+    assert run.failed
+    states = ledger(p, "uois_memberships")
+    failed = {k for k, (s, _) in states.items() if s == "failed"}
+    assert len(failed) == 1 and "ForeignKeyViolation" in states[failed.pop()][1]
+    assert sorted(s for s, _ in states.values()) == ["acknowledged"] * 4 + ["failed"]
+    ids = [r[0] for r in p.sql("SELECT id FROM uois_memberships ORDER BY id")]
+    counters = stats(sb)["uois"]
+    stored = {r["id"] for r in sb.store.query("SELECT id FROM uois_memberships")}
+    assert len(stored) == 4 and stored <= set(ids)
+    assert all(counters[i]["inserted"] == 1 for i in stored)
+
+
+# -- 4. rows that already exist ------------------------------------------------------------------
+def test_a_lost_ledger_converges_without_failures(tmp_path: Path, sb: Sandbox) -> None:
+    """Everything was published, then the staging database is lost: the next publish meets
+    303s (FlowKit: patched, as the data may differ) and UniqueViolations (UOIS: recorded
+    already_there, counted apart), and ends with no failure and nothing stored twice."""
+    p = E2E(tmp_path, sb, n=6, users=4)
+    p.build()
+    assert not p.publish().failed, p.out.getvalue()
+    for path in (p.db, p.db.with_name("elt.duckdb.wal")):
+        path.unlink(missing_ok=True)
+    import shutil
+    shutil.rmtree(p.db.with_name("elt.duckdb.publish"))
+    p.build()
+    again = p.publish()
+    assert not again.failed, p.out.getvalue()
+    assert {s for s, _ in ledger(p, "flowkit_data").values()} == {"acknowledged"}
+    assert {s for s, _ in ledger(p, "uois_groups").values()} == {"already_there"}
+    # batched users: gql_ug's first error (no path) leaves every row open; each goes again
+    # alone and "already exists" may be our own batch's commit: delivered either way
+    assert {s for s, _ in ledger(p, "uois_users").values()} <= {"acknowledged", "already_there"}
+    keys = flowkit_keys(stats(sb))
+    assert {v["inserted"] for v in keys.values()} == {1}
+    assert {v["patched"] for v in keys.values()} == {1}
+    assert stats(sb)["ambiguous"] == 0
+    status = json.loads(elt(p.root, "status", "-t", "local", "--format", "json").stdout)
+    groups = next(r for r in status if r["publication"] == "uois_groups")
+    assert (groups["already_there"], groups["failed"], groups["pending"]) == (3, 0, 0)
+    assert elt(p.root, "publish", "-t", "local").code == 0  # and nothing more to do
+
+
+# -- 5. PATCH changes the mdid ---------------------------------------------------------------------
+def test_publishing_data_alone_remaps_the_new_mdids(tmp_path: Path, sb: Sandbox) -> None:
+    p = E2E(tmp_path, sb, n=3)
+    p.build()
+    assert not p.publish().failed, p.out.getvalue()
+    p.set_datasets("CASE WHEN i = 1 THEN 500 ELSE i + 1 END")
+    p.build()
+    run = p.publish(select=["flowkit_data"])
+    assert not run.failed, p.out.getvalue()
+    assert "also publishing flowkit_scopes" in p.out.getvalue()
+    new = sb.store.scalar("SELECT mdid FROM flowkit_datasets WHERE dt = '2020-01-02'")
+    assert sb.store.scalar("SELECT count(*) FROM flowkit_scope_mappings WHERE mdid = ? AND "
+                           "scope = 'public'", [new]) == 1
+    assert ("public", str(new)) in p.sql("SELECT scope, mdid FROM published.flowkit_scopes")
+
+
+# -- 6. mirror deletes send a full Dataset -----------------------------------------------------
+def test_mirror_deletes_a_date_with_a_full_dataset_body(tmp_path: Path, sb: Sandbox) -> None:
+    p = E2E(tmp_path, sb, n=3)
+    pubs = p.root / "models" / "publications.yml"
+    text = pubs.read_text()
+    start = text.index("  flowkit_data:")
+    block = text[start:text.index("\n  ", start + 5) if False else len(text)]
+    assert "mode: upsert" in block
+    pubs.write_text(text[:start] + block.replace("mode: upsert", "mode: mirror, "
+                                                  "delete_body: delete_payload", 1))
+    model = p.root / "models" / "flowkit_datasets.sql"
+
+    def with_delete_body() -> None:  # what FlowKit's DELETE needs: the Dataset, no data
+        model.write_text(model.read_text().replace(
+            "AS payload\n", "AS payload,\n  json_object('metadata', payload->'metadata', "
+            "'data_type', 'single_location', 'data_input', json_array()) AS delete_payload\n"))
+
+    with_delete_body()
+    p.build()
+    assert not p.publish(select=["flowkit_data"]).failed, p.out.getvalue()
+    assert sb.store.scalar("SELECT count(*) FROM flowkit_datasets") == 3
+    p.set_datasets(n=2)  # the third date is gone from the export
+    with_delete_body()
+    p.build()
+    run = p.publish(select=["flowkit_data"], exclude=["flowkit_scopes"])
+    assert not run.failed, p.out.getvalue()
+    assert sb.store.scalar("SELECT count(*) FROM flowkit_datasets") == 2
+    assert sb.store.scalar("SELECT count(*) FROM flowkit_datasets WHERE dt = '2020-01-03'") == 0
+    assert flowkit_keys(stats(sb))[
+        "residents|residents.residents|3|2|2020-01-03 00:00:00"]["deleted"] == 1
+
+
+# -- 10. debug tells the truth ---------------------------------------------------------------------
+def test_debug_checks_scopes_and_the_graphql_path(tmp_path: Path, sb: Sandbox) -> None:
+    p = E2E(tmp_path, sb, n=1)
+    pubs = p.root / "models" / "publications.yml"
+    pubs.write_text(pubs.read_text().replace("key: [category_id, indicator_id, srid, trid, dt]",
+                                             "key: [category_id, indicator_id, srid, trid, dt], "
+                                             "scopes: [write:data]", 1))
+    ok = elt(p.root, "debug", "-t", "local")
+    assert ok.code == 0, ok.output
+    assert "ok (no version)" in ok.stdout and "version ok" not in ok.stdout
+    assert "token scopes cover the publications" in ok.stdout
+    assert "GraphQL /api/gql answers queries" in ok.stdout
+    doc = json.loads((p.root / "profiles.yml").read_text())
+    endpoints = doc["elt"]["outputs"]["local"]["endpoints"]
+    endpoints["flowkit"] = {**endpoints["flowkit_admin"]}  # a token issued, without write:data
+    (p.root / "profiles.yml").write_text(json.dumps(doc))
+    bad = elt(p.root, "debug", "-t", "local")
+    assert bad.code == 1
+    assert any("endpoint flowkit" in line and "lacks scope(s) write:data" in line
+               for line in bad.error_lines()), bad.output
+
+
+# -- 11. UOIS groups: valid and mastergroupId, parents first ---------------------------------------
+def test_project_groups_go_with_their_master_groups_first(tmp_path: Path) -> None:
+    import shutil
+
+    from helpers import REPO
+    for name in ("seeds", "models"):
+        shutil.copytree(REPO / name, tmp_path / name)
+    shutil.copy(REPO / "profiles.yml", tmp_path / "profiles.yml")
+    assert elt(tmp_path, "build", "-s", "+uois_groups").code == 0
+    run = elt(tmp_path, "publish", "-s", "uois_groups")
+    assert run.code == 0, run.output
+    expected = {(g["id"], g["mastergroup_id"], g["valid"]) for g in json.loads(
+        (REPO / "seeds" / "uois" / "systemdata.json").read_text())["groups"]}
+    with Sandbox(tmp_path / "target" / "sandbox.duckdb") as sandbox:  # what it stored
+        stored = {(r["id"], r["mastergroup_id"], r["valid"]) for r in sandbox.store.query(
+            "SELECT id, mastergroup_id, valid FROM uois_groups")}
+    assert stored == expected

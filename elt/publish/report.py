@@ -127,8 +127,10 @@ def unpublishable(con: Any, pub: Publication) -> str | None:
 
 def summary(tally: Tally, seconds: float) -> str:
     pct = 100.0 * tally.acknowledged / tally.sent if tally.sent else 100.0
-    text = (f"{tally.acknowledged:,}/{tally.sent:,} acknowledged ({pct:.0f}%) in "
-            f"{seconds:.1f} s, {tally.failed:,} failed")
+    there = getattr(tally, "already_there", 0)
+    text = (f"{tally.acknowledged:,}/{tally.sent:,} acknowledged ({pct:.0f}%)"
+            + (f", {there:,} already there" if there else "")
+            + f" in {seconds:.1f} s, {tally.failed:,} failed")
     first = getattr(tally, "first_failure", None)
     return f"{text} (first: {first})" if tally.failed and first else text
 
