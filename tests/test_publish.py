@@ -18,7 +18,7 @@ from pytest_httpx import HTTPXMock
 from elt.build import nodestate
 from elt.context import Context
 from elt.core.console import Console
-from elt.core.errors import ConfigError
+from elt.core.errors import ConfigError, PublishError
 from elt.core.results import RunResults
 from elt.publish import journal, runner
 
@@ -398,3 +398,34 @@ def test_journal_is_merged_while_sending(proj: Project, httpx_mock: HTTPXMock,
     assert not results.failed and any(merged)
     assert proj.sql("SELECT count(*), min(status) FROM published.data") == [(3, "acknowledged")]
     assert list((proj.root / "target" / "elt.duckdb.publish").glob("journal*")) == []
+
+
+def test_dry_run_applies_the_same_gating(proj: Project, api: FakeApi,
+                                         httpx_mock: HTTPXMock) -> None:
+    """A dry run must not promise rows the real run would skip (failed tests upstream)."""
+    with duckdb.connect(str(proj.root / "target" / "elt.duckdb")) as con:
+        nodestate.set_tests_ok(con, "datasets", False)
+    run = proj.publish(dry_run=True)
+    results = by_name(run)
+    assert run.failed and httpx_mock.get_requests() == []
+    assert results["data"].message.startswith("would be skipped: model datasets failed")
+    assert results["items"].status == "skipped"
+    assert results["items"].message == "would be skipped: upstream publication data skipped"
+
+
+@pytest.mark.parametrize("broken, message", [
+    ("graphql: {document: nowhere.gql}", "nowhere.gql"),
+    ("rest: {insert: {method: POST}}", "rest.insert needs a `path`"),
+])
+def test_a_broken_publication_fails_before_anything_is_sent(
+        proj: Project, api: FakeApi, httpx_mock: HTTPXMock, broken: str, message: str) -> None:
+    """Nothing of `ghost` is pending (its model is empty), and another one is selected:
+    the mistake is still reported at once, not on the day rows appear."""
+    (proj.root / "models" / "ghost.sql").write_text("SELECT 1 AS id WHERE false")
+    with open(proj.root / "models" / "publications.yml", "a") as f:
+        f.write(f"  ghost:\n    model: ghost\n    endpoint: api\n    key: [id]\n"
+                f"    {broken}\n")
+    proj.build()
+    with pytest.raises(PublishError, match=message):
+        proj.publish(select=["data"])
+    assert httpx_mock.get_requests() == []

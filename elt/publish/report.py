@@ -14,7 +14,7 @@ from elt.core.results import NodeResult, RunResults
 from elt.publish import journal as jr
 from elt.publish import ledger
 from elt.publish.lock import state_dir
-from elt.publish.spec import Publication
+from elt.publish.spec import Publication, downstream
 from elt.publish.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -158,19 +158,26 @@ async def check_transports(console: Console, transports: dict[str, Any],
 
 
 # -- dry run -----------------------------------------------------------------------------
-def dry_run(ctx: Workspace, pubs: dict[str, Publication], order: list[str]) -> RunResults:
-    """Counts per publication and one sample body; reads only, sends nothing."""
+def dry_run(ctx: Workspace, pubs: dict[str, Publication], order: list[str],
+            deps: dict[str, set[str]]) -> RunResults:
+    """Counts per publication and one sample body; reads only, sends nothing. The same
+    gating as a real run: a publication skipped for its model's failed build or tests skips
+    the publications downstream of it, and says so."""
     results = RunResults("publish", skips_fail=True)
     console = ctx.console
     _warn_unmerged(ctx)
+    blocked: dict[str, str] = {}
     con = ctx.connect(read_only=True)
     try:
         for name in order:
             pub = pubs[name]
-            reason = unpublishable(con, pub)
+            reason = blocked.get(name) or unpublishable(con, pub)
             if reason:
-                results.add(NodeResult(name, "publication", "skipped", 0, 0.0, reason))
-                console.node("publish", name, "skipped", message=reason)
+                results.add(NodeResult(name, "publication", "skipped", 0, 0.0,
+                                       f"would be skipped: {reason}"))
+                console.node("publish", name, "skipped", message=f"would be skipped: {reason}")
+                for down in downstream(name, deps):
+                    blocked.setdefault(down, f"upstream publication {name} skipped")
                 continue
             query = pending_query(pub, ctx.project.target.endpoints.get(pub.endpoint))
             columns = ledger.check_model(con, query)

@@ -27,6 +27,7 @@ from elt.core.results import NodeResult, RunResults
 from elt.publish import journal as jr
 from elt.publish import ledger, report
 from elt.publish.lock import publish_lock, state_dir
+from elt.publish.sinks import make_sink
 from elt.publish.spec import Publication, downstream, exclude_names, load_publications
 from elt.publish.spec import select as select_pubs
 from elt.publish.workspace import Workspace
@@ -46,8 +47,10 @@ def run_publish(ctx: Workspace, select: Sequence[str] = (), exclude: Sequence[st
     if not order:
         ctx.console.info("no publications declared (models/**/*.yml `publications:`)")
         return RunResults("publish")
+    for name, pub in pubs.items():  # every document and REST path now, pending rows or not
+        make_sink(name, pub.kind, pub.sink_config(), pub.base_dir)
     if dry_run:
-        return report.dry_run(ctx, pubs, order)
+        return report.dry_run(ctx, pubs, order, deps)
     followers = report.followers(pubs, readers, order, exclude_names(pubs, exclude, deps))
     order = [n for n in select_pubs(pubs, (), (), deps) if n in set(order) | followers]
     if concurrency is not None and concurrency < 1:
@@ -270,7 +273,6 @@ class _Run:
         transport = transports.get(pub.endpoint)
         if transport is None:  # cannot happen: _begin lists every endpoint that may send
             return result("error", f"endpoint {pub.endpoint} was not checked before sending")
-        from elt.publish.sinks import make_sink
         from elt.publish.stream import Tally, stream
 
         assert self.journal is not None

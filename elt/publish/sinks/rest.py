@@ -62,7 +62,9 @@ class RestSink(Sink):
         if method not in METHODS:
             raise self.error(f"rest.{op}.method {method!r} is not one of {', '.join(METHODS)}")
         path = str(spec.get("path") or "")
-        if path and not path.startswith("/"):
+        if not path:
+            raise self.error(f"rest.{op} needs a `path` (e.g. /data)")
+        if not path.startswith("/"):
             path = "/" + path
         return method, path
 
