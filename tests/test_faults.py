@@ -7,6 +7,7 @@ carries what the receiver stored (the mdid of that dataset, the id of that user)
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -116,6 +117,10 @@ def test_fault_matrix(tmp_path: Path, sb: Sandbox, scenario: str) -> None:
                    "WHERE status NOT IN ('acknowledged', 'already_there')")
     assert failed == []
     assert stats(sb)["races"] == 0 and stats(sb)["ambiguous"] == 0
+    status = json.loads(elt(p.root, "status", "--format", "json").stdout)
+    for row in status:
+        if row["publication"] in ("flowkit_data", "flowkit_scopes", "uois_users"):
+            assert (row["failed"], row["pending"], row["held"]) == (0, 0, 0), row
 
 
 def test_outage_at_start_fails_fast_then_rerun_publishes(tmp_path: Path, sb: Sandbox) -> None:
@@ -158,4 +163,8 @@ def test_long_stall_is_never_resent_while_the_first_copy_processes(tmp_path: Pat
     run = elt(p.root, "publish", "-s", "flowkit_data")
     assert run.code == 0, run.output
     assert stats(sb)["races"] == 0 and stats(sb)["ambiguous"] == 0
+    status = json.loads(elt(p.root, "status", "--format", "json").stdout)
+    for row in status:
+        if row["publication"] in ("flowkit_data", "flowkit_scopes", "uois_users"):
+            assert (row["failed"], row["pending"], row["held"]) == (0, 0, 0), row
     assert all(v["inserted"] == 1 for v in stats(sb)["flowkit"].values())
