@@ -53,12 +53,14 @@ def run_publish(ctx: Workspace, select: Sequence[str] = (), exclude: Sequence[st
         return report.dry_run(ctx, pubs, order, deps)
     followers = report.followers(pubs, readers, order, exclude_names(pubs, exclude, deps))
     order = [n for n in select_pubs(pubs, (), (), deps) if n in set(order) | followers]
+    for name in sorted(followers):
+        sources = sorted(x for x in deps[name] if x in order)
+        ctx.console.info(f"also publishing {name}: it reads the answers of "
+                         f"{', '.join(sources)} (--exclude {name} to leave it)")
     if concurrency is not None and concurrency < 1:
         raise PublishError("--concurrency must be at least 1")
     with publish_lock(ctx.project.target.path, ctx.project.root):
-        run = _Run(ctx, pubs, order, deps, readers, concurrency, export_results)
-        run.followers = followers
-        results = run.execute()
+        results = _Run(ctx, pubs, order, deps, readers, concurrency, export_results).execute()
     results.write(ctx.project.target_dir)
     for result in results.results:  # one error line per failed publication, like the build
         if result.status == "error":
@@ -95,7 +97,6 @@ class _Run:
                                 for x in order)}
         self.prepared: dict[str, tuple[str, Any]] = {}  # name -> (count|skip|error, value)
         self.down: dict[str, str] = {}  # endpoint -> why it cannot be used this run
-        self.followers: set[str] = set()  # not selected: they read a selected one's answers
         self.held: dict[str, tuple[int, float]] = {}  # name -> (rows held, settle seconds)
 
     # -- database phases --------------------------------------------------------------
@@ -216,10 +217,6 @@ class _Run:
                            export: TextIO | None) -> None:
         blocked: dict[str, str] = {}
         answered: set[str] = set()  # got new answers that models read: rebuild them first
-        for name in sorted(self.followers):
-            sources = sorted(x for x in self.deps[name] if x in self.order)
-            self.console.info(f"also publishing {name}: it reads the answers of "
-                              f"{', '.join(sources)} (--exclude {name} to leave it)")
         for name in self.order:
             if name in blocked:
                 self._add(NodeResult(name, "publication", "skipped", message=blocked[name]))
