@@ -35,6 +35,15 @@ def _jwt_lifetime(token: str) -> float | None:
         return None
 
 
+class CallError(PublishError):
+    """A token or login request that failed: its HTTP status (None: no answer) and body."""
+
+    def __init__(self, message: str, *, where: str, status: int | None = None,
+                 body: bytes = b"") -> None:
+        super().__init__(message, where=where)
+        self.status, self.body = status, body
+
+
 class Auth:
     """No credentials (`type: none`); also the base class of the others."""
 
@@ -148,7 +157,8 @@ class _TokenAuth(Auth):
                     await self.clock.sleep(self.policy.backoff(attempt))
                     continue
                 detail = str(exc) or type(exc).__name__
-                raise self._error(f"{what} {url}: cannot connect: {detail}") from None
+                raise CallError(secrets.redact(f"{what} {url}: cannot connect: {detail}"),
+                                where=self.where) from None
             if (retryable_status(resp.status_code) and attempt < attempts
                     and not repeats.exhausted(resp.status_code, resp.content)):
                 after = retry_after_seconds(resp.headers.get("Retry-After"))
@@ -157,8 +167,9 @@ class _TokenAuth(Auth):
             break
         if resp.status_code != 200:
             body = secrets.redact(resp.text.strip())[:200]  # redact before cutting
-            raise self._error(f"{what} {url} answered HTTP {resp.status_code}"
-                              + (f": {body}" if body else ""))
+            raise CallError(secrets.redact(f"{what} {url} answered HTTP {resp.status_code}"
+                                           + (f": {body}" if body else "")),
+                            where=self.where, status=resp.status_code, body=resp.content)
         try:
             data = resp.json()
         except ValueError:
@@ -230,7 +241,8 @@ class Login3(_TokenAuth):
         """A fresh key for every POST (a used key answers 303 to ./login3); a failed login is
         tried again from a new key, and the error reported is the first answer, not the 303s
         or repeats that follow it."""
-        first: PublishError | None = None
+        first: CallError | None = None
+        repeats = self.policy.tracker()
         for attempt in range(1, self.policy.max_attempts + 1):
             data = await self._call(client, "GET", self.login_url, "login key request to")
             key = data.get("key")
@@ -240,11 +252,11 @@ class Login3(_TokenAuth):
             try:
                 data = await self._call(client, "POST", self.login_url, "login to",
                                         retry=False, json=body)
-            except PublishError as exc:
+            except CallError as exc:
                 first = first or exc
-                if "answered HTTP 5" not in str(exc) and "cannot connect" not in str(exc):
-                    raise first from None
-                if attempt >= self.policy.same_error_retries + 1:
+                blip = exc.status is None or exc.status >= 500
+                if not blip or repeats.exhausted(exc.status, exc.body) \
+                        or attempt == self.policy.max_attempts:
                     raise first from None
                 await self.clock.sleep(self.policy.backoff(attempt))
                 continue
