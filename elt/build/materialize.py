@@ -13,16 +13,19 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from elt.build import incremental, nodestate
+from elt.build import nodestate
 from elt.build.nodestate import NodeState
 from elt.core.db import quote
 from elt.core.errors import ModelError
 from elt.graph.dag import Graph, Node
 from elt.project.modelfile import strip_sql
+
+if TYPE_CHECKING:  # incremental.py needs sqlglot: imported only to plan an incremental build
+    from elt.build import incremental
 
 TMP_PREFIX = "__elt_tmp_"
 LOAD_ID = "_elt_load_id"
@@ -126,6 +129,8 @@ class IncrementalPlan:
 
     def select(self, node: Node) -> str:
         """The last SELECT the build runs (what `elt compile` shows)."""
+        from elt.build import incremental
+
         if self.reason is not None:
             return strip_sql(node.sql)
         if self.shape.row_level:
@@ -138,6 +143,8 @@ def plan_incremental(cur: duckdb.DuckDBPyConnection, graph: Graph, node: Node,
                      stored: NodeState | None, inputs: dict[str, Any],
                      full_refresh: bool) -> IncrementalPlan:
     """Decide full or incremental (shared by the build and `elt compile`)."""
+    from elt.build import incremental
+
     marks = watermarks(cur, graph, node)
     aggregates = {r[0] for r in cur.execute("SELECT DISTINCT function_name FROM "
                                             "duckdb_functions() WHERE function_type = "
@@ -182,6 +189,8 @@ def _incremental(cur: duckdb.DuckDBPyConnection, node: Node, shape: incremental.
 
     Row by row models merge the new rows' result; others recompute those keys from all
     input rows. Either way the keys' old rows are replaced in one transaction."""
+    from elt.build import incremental
+
     # "/" cannot be in a model name (a file stem): no other model's temp table is called so
     tmp_name, keys_name = TMP_PREFIX + node.identifier, TMP_PREFIX + "keys/" + node.identifier
     tmp = f"{quote(node.schema)}.{quote(tmp_name)}"

@@ -10,13 +10,13 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any
-
-import sqlglot
-from sqlglot import exp
+from typing import TYPE_CHECKING, Any
 
 from elt.core.errors import ConfigError, ModelError
 from elt.project.config import Project, parse_yaml
+
+if TYPE_CHECKING:  # sqlglot is imported when a model is parsed (a no-op build need not)
+    from sqlglot import exp
 
 MODEL_KEYS = {"materialized", "unique_key", "tags", "description", "columns", "tests"}
 SINGULAR_TEST_KEYS = {"severity", "tags", "description"}
@@ -147,6 +147,9 @@ def str_list(value: Any, what: str, where: str) -> list[str]:
 
 def parse_select(sql: str, name: str, where: str, kind: str = "model") -> exp.Expression:
     """Parse one SELECT (duckdb dialect); errors name the model and the line."""
+    import sqlglot
+    from sqlglot import exp
+
     try:
         statements = [s for s in sqlglot.parse(sql, read="duckdb") if s is not None]
     except sqlglot.errors.ParseError as exc:
@@ -175,6 +178,8 @@ def parse_select(sql: str, name: str, where: str, kind: str = "model") -> exp.Ex
 
 def table_refs(tree: exp.Expression) -> list[tuple[str, str]]:
     """(schema, table) of every real table a query reads: CTEs, functions, files excluded."""
+    from sqlglot import exp
+
     ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
     refs: list[tuple[str, str]] = []
     for table in tree.find_all(exp.Table):
