@@ -235,7 +235,11 @@ class _Runner:
                           "test": self._test}[node.kind]
                 out = runner(cur, node, started)
             if node.kind in ("model", "test"):
-                for sql in compiled.selects_run(cur.statements):
+                ran = compiled.selects_run(cur.statements)
+                if node.kind == "test" and any(  # the test ran, wrapped (count, LIMIT 0)
+                        q.startswith("CREATE OR REPLACE TABLE") for q in cur.statements):
+                    ran = [compiled.compile_node(None, self.graph, node) or ""]
+                for sql in ran:
                     compiled.write(self.project.target_dir, name, sql)
                     db.sql_log.info("%s ran:\n%s", name, sql.rstrip(), extra={"node": name})
         except EltError as exc:
