@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from elt.build import nodestate
+from elt.build import changes, nodestate
 from elt.build.nodestate import NodeState
 from elt.core.db import quote
 from elt.core.errors import ModelError
@@ -85,8 +85,10 @@ def build_model(
     full_refresh: bool,
     lock: threading.Lock,
     started: float,
+    partitioned: Callable[..., Built] | None = None,
 ) -> Built:
-    """(Re)build one model according to its materialization."""
+    """(Re)build one model according to its materialization; `partitioned` builds a model
+    with partition_by (partitioned.py, passed in: it builds on this module)."""
     version = (stored.version or 0) + 1 if stored else 1
     tests_ok = None if graph.tests_of.get(node.name) else True
 
@@ -104,7 +106,11 @@ def build_model(
             record(None, None, None)
         return Built(None)
     if node.materialized != "incremental":
-        return _full(cur, node, lock, record)
+        diff = (stored.version if stored else None, version) \
+            if node.materialized == "table" and changes.wanted(graph, node) else None
+        return full(cur, node, lock, record, diff=diff)
+    if partitioned is not None:
+        return partitioned(cur, graph, node, stored, full_refresh, lock, record)
     plan = plan_incremental(cur, graph, node, stored, inputs, full_refresh)
     if plan.reason is None:
         built = _incremental(cur, node, plan.shape, plan.old, plan.grown, plan.marks, lock,
@@ -112,7 +118,7 @@ def build_model(
         if built is not None:
             return built
         plan.reason = "output columns changed"
-    return _full(cur, node, lock, record, watermark=plan.marks,
+    return full(cur, node, lock, record, watermark=plan.marks,
                  note=f"full build ({plan.reason})")
 
 
@@ -160,18 +166,24 @@ def plan_incremental(cur: duckdb.DuckDBPyConnection, graph: Graph, node: Node,
     return plan
 
 
-def _full(cur: duckdb.DuckDBPyConnection, node: Node, lock: threading.Lock,
+def full(cur: duckdb.DuckDBPyConnection, node: Node, lock: threading.Lock,
           record: Callable[..., None], *, watermark: dict[str, Any] | None = None,
-          note: str | None = None) -> Built:
-    """CREATE TABLE tmp AS <sql>, then swap it in with the state row in one transaction."""
+          note: str | None = None, diff: tuple[int | None, int] | None = None) -> Built:
+    """CREATE TABLE tmp AS <sql>, then swap it in with the state row in one transaction.
+
+    `diff` (old version, new version): a partitioned model reads this table, so the rows
+    that differ between the old and the new table are kept for it (changes.py)."""
     tmp = f"{quote(node.schema)}.{quote(TMP_PREFIX + node.identifier)}"
     cur.execute(f"DROP TABLE IF EXISTS {tmp}")
     try:
         cur.execute(f"CREATE TABLE {tmp} AS\n{strip_sql(node.sql)}")
         if node.materialized == "incremental":
             check_keys(cur, node, TMP_PREFIX + node.identifier)
-        rows = _count(cur, tmp)
+        rows = count_rows(cur, tmp)
+        kept = diff is not None and changes.prepare(cur, node, TMP_PREFIX + node.identifier)
         with lock, transaction(cur):
+            if diff is not None:
+                changes.record(cur, node, kept, *diff)
             existing = relation_type(cur, node.schema, node.identifier)
             if existing:
                 cur.execute(f"DROP {'VIEW' if existing == 'VIEW' else 'TABLE'} {node.qualified}")
@@ -208,14 +220,14 @@ def _incremental(cur: duckdb.DuckDBPyConnection, node: Node, shape: incremental.
         if wanted != {c.lower() for c in columns_of(cur, node.schema, node.identifier)}:
             return None
         check_keys(cur, node, tmp_name)
-        batch = _count(cur, tmp)
+        batch = count_rows(cur, tmp)
         on = " AND ".join(f"t.{quote(k)} = s.{quote(k)}" for k in node.unique_key)
         note = (f"incremental: {batch:,} rows merged" if shape.row_level else
-                f"incremental: {_count(cur, keys):,} keys recomputed, {batch:,} rows")
+                f"incremental: {count_rows(cur, keys):,} keys recomputed, {batch:,} rows")
         with lock, transaction(cur):
             cur.execute(f"DELETE FROM {node.qualified} AS t USING {keys} AS s WHERE {on}")
             cur.execute(f"INSERT INTO {node.qualified} BY NAME SELECT * FROM {tmp}")
-            record(_count(cur, node.qualified), new, note)
+            record(count_rows(cur, node.qualified), new, note)
     finally:
         cur.execute(f"DROP TABLE IF EXISTS {tmp}; "
                     f"DROP TABLE IF EXISTS {quote(node.schema)}.{quote(keys_name)}")
@@ -225,9 +237,15 @@ def _incremental(cur: duckdb.DuckDBPyConnection, node: Node, shape: incremental.
 def check_keys(cur: duckdb.DuckDBPyConnection, node: Node, table: str) -> None:
     """Every unique_key column exists and holds no NULL (a NULL key cannot be merged)."""
     present = {c.lower() for c in columns_of(cur, node.schema, table)}
+    for key in node.config.get("partition_by") or []:
+        if key.lower() not in present:
+            raise ModelError(f"model {node.name}: partition_by column {key} is not in its "
+                             "output")
     for key in node.unique_key:
         if key.lower() not in present:
             raise ModelError(f"model {node.name}: unique_key column {key} is not in its output")
+    if not node.unique_key:
+        return
     counts = cur.execute(
         "SELECT " + ", ".join(f"count(*) FILTER (WHERE {quote(k)} IS NULL)"
                               for k in node.unique_key)
@@ -290,6 +308,6 @@ def _full_reason(cur: duckdb.DuckDBPyConnection, graph: Graph, node: Node,
     return None
 
 
-def _count(cur: duckdb.DuckDBPyConnection, relation: str) -> int:
+def count_rows(cur: duckdb.DuckDBPyConnection, relation: str) -> int:
     row = cur.execute(f"SELECT count(*) FROM {relation}").fetchone()
     return int(row[0]) if row else 0

@@ -296,9 +296,12 @@ class _Runner:
         inputs = self._inputs(cur, node)
         if self._fresh(cur, node, stored, inputs):
             return Outcome("up_to_date", rows=stored.rows if stored else None)
+        partitioned = None
+        if node.config.get("partition_by"):
+            from elt.build.partitioned import build_partitioned as partitioned
         built = materialize.build_model(cur, self.graph, node, stored=stored, inputs=inputs,
                                         full_refresh=self.full_refresh, lock=self.lock,
-                                        started=started)
+                                        started=started, partitioned=partitioned)
         return Outcome("success", rows=built.rows, message=built.message)
 
     def _test(self, cur: duckdb.DuckDBPyConnection, node: Node, started: float) -> Outcome:
