@@ -59,3 +59,24 @@ def test_object_size_follows_the_largest_uncompressed_file(tmp_path: Path) -> No
     assert object_size([small]) == MIN_OBJECT_SIZE
     assert object_size([small, big]) == len(payload) + 1
     assert big.stat().st_size < MIN_OBJECT_SIZE  # compressed size alone would be too small
+
+
+def test_project_builds_under_a_small_memory_limit(tmp_path: Path) -> None:
+    """This repository's project (its committed seeds) under 128MB, then one changed cell:
+    the partitioned flowkit_datasets rebuilds its partitions under the same limit."""
+    import shutil
+
+    repo = Path(__file__).resolve().parents[1]
+    for name in ("seeds", "models"):
+        shutil.copytree(repo / name, tmp_path / name)
+    (tmp_path / "profiles.yml").write_text(SMALL_PROFILE.format(limit="128MB"))
+    args = ["build", "--exclude", "kind:api", "--project-dir", str(tmp_path)]
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code == 0, first.output
+    export = sorted((tmp_path / "seeds/flowkit/presence").glob("*.csv"))[-1]
+    lines = export.read_text().splitlines(keepends=True)
+    lines[1] = lines[1].replace(",", ",1", 2).replace(",1", ",", 1)  # one cell gets a 1
+    export.write_text("".join(lines))
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0, again.output
+    assert "partitions rebuilt" in again.output
