@@ -62,14 +62,14 @@ def test_object_size_follows_the_largest_uncompressed_file(tmp_path: Path) -> No
 
 
 def test_project_builds_under_a_small_memory_limit(tmp_path: Path) -> None:
-    """This repository's project (its committed seeds) under 128MB, then one changed cell:
+    """This repository's project (its committed seeds) under 256MB, then one changed cell:
     the partitioned flowkit_datasets rebuilds its partitions under the same limit."""
     import shutil
 
     repo = Path(__file__).resolve().parents[1]
     for name in ("seeds", "models"):
         shutil.copytree(repo / name, tmp_path / name)
-    (tmp_path / "profiles.yml").write_text(SMALL_PROFILE.format(limit="128MB"))
+    (tmp_path / "profiles.yml").write_text(SMALL_PROFILE.format(limit="256MB"))
     args = ["build", "--exclude", "kind:api", "--project-dir", str(tmp_path)]
     first = CliRunner().invoke(cli, args)
     assert first.exit_code == 0, first.output

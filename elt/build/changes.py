@@ -1,4 +1,5 @@
-"""Changed rows of table models that a partitioned model reads (partitions.py).
+"""Changed rows of table models that a partitioned model reads (partitions.py), and the
+partitions a partitioned model rebuilt last, which its data tests then check alone.
 
 When such a table is rebuilt, the rows that differ between the old and the new table
 (EXCEPT ALL both ways, so a duplicate that comes or goes counts) are kept in
@@ -9,10 +10,16 @@ those rows reach; any other reader rebuilds fully. Kept only for the latest rebu
 
 from __future__ import annotations
 
+from typing import Any
+
 import duckdb
 
+from elt.build.nodestate import NodeState, read
 from elt.core.db import quote
 from elt.graph.dag import Graph, Node
+
+# tests whose failing rows each lie in one partition: they may check the rebuilt ones only
+_ROW_TESTS = ("not_null", "accepted_values", "expression", "relationships")
 
 DDL = ("CREATE TABLE IF NOT EXISTS _elt.changes (model VARCHAR PRIMARY KEY, "
        "from_version BIGINT, to_version BIGINT, rows BIGINT)")
@@ -82,3 +89,42 @@ def _columns(cur: duckdb.DuckDBPyConnection, schema: str, name: str) -> list[tup
     return [(r[0], r[1]) for r in cur.execute(
         "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? "
         "AND table_name = ? ORDER BY ordinal_position", [schema, name]).fetchall()]
+
+
+def partitions_table(node: Node) -> str:
+    """The keys of the partitions the last (partial) build of `node` rebuilt."""
+    return f"_elt.{quote('partitions/' + node.name)}"
+
+
+def restricted_test_sql(cur: duckdb.DuckDBPyConnection, graph: Graph, test: Node,
+                        stored: NodeState | None, inputs: dict[str, Any]) -> str | None:
+    """The test's SQL over the partitions its model just rebuilt, or None (test all rows).
+
+    Only when the test passed with no failing row on the model's version before that
+    partial build and nothing else it reads changed: the other partitions are the rows it
+    passed on. Only for tests whose failing rows lie in one partition each (row tests, and
+    unique over columns that include the partition columns)."""
+    owner = graph.nodes.get(test.owner or "")
+    columns = list(owner.config.get("partition_by") or []) if owner else []
+    if not owner or not columns or stored is None or stored.status != "success" \
+            or stored.rows or stored.checksum != test.checksum:
+        return None
+    kind = test.config.get("test")
+    unique_ok = kind == "unique" and {c.lower() for c in columns} <= {
+        c.lower() for c in test.config.get("columns") or []}
+    source = f"FROM {owner.qualified}"
+    if (kind not in _ROW_TESTS and not unique_ok) or test.sql.count(owner.qualified) != 1 \
+            or source not in test.sql:
+        return None
+    state = read(cur, owner.name)
+    partial = (state.watermark or {}).get("partial") if state else None
+    before = stored.inputs or {}
+    if not partial or before.get(owner.name) != partial[0] or inputs.get(owner.name) != partial[1]:
+        return None
+    if any(before.get(k) != v for k, v in inputs.items() if k != owner.name):
+        return None
+    on = " AND ".join(f"__elt_m.{quote(c)} IS NOT DISTINCT FROM __elt_p.{quote(c)}"
+                      for c in columns)
+    rebuilt = (f"(SELECT __elt_m.* FROM {owner.qualified} AS __elt_m SEMI JOIN "
+               f"{partitions_table(owner)} AS __elt_p ON {on})")
+    return test.sql.replace(source, f"FROM {rebuilt}", 1)

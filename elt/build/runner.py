@@ -19,7 +19,7 @@ from typing import Any
 
 import duckdb
 
-from elt.build import compiled, materialize, nodestate
+from elt.build import changes, compiled, materialize, nodestate
 from elt.build.nodestate import NodeState
 from elt.build.snapshot import Snapshot
 from elt.core import db
@@ -311,7 +311,11 @@ class _Runner:
         inputs = self._inputs(cur, node)
         if self.command == "build" and self._fresh(cur, node, stored, inputs):
             return Outcome("up_to_date", rows=stored.rows if stored else None, display=None)
-        tested = datatests.run_test(cur, node, self.graph)
+        only = changes.restricted_test_sql(cur, self.graph, node, stored, inputs) \
+            if self.command == "build" else None
+        tested = datatests.run_test(cur, node, self.graph, only)
+        if only and tested.status == "pass":
+            tested.message = "tested the rebuilt partitions only"
         seconds = round(time.monotonic() - started, 3)
         with self.lock:
             if tested.status == "fail":
