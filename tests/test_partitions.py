@@ -61,3 +61,18 @@ def test_partition_by_config_errors(tmp_path: Path) -> None:
     run = Context(tmp_path).build()
     assert by_name(run, "daily").status == "error"
     assert "partition_by column month is not in its output" in by_name(run, "daily").message
+
+
+def test_a_full_build_runs_in_batches_of_partitions(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import elt.build.partitioned
+
+    ctx, _ = make_ctx(tmp_path, {**FILES, "seeds/sales/d2.csv": HEAD + "3,2024-01-03,4\n"
+                                                                       "4,2024-01-01,1\n"})
+    monkeypatch.setattr(elt.build.partitioned, "BATCH", 2)  # 3 partitions: 2 batches
+    run = ctx.build()
+    assert by_name(run, "daily").message == "full build (first build, 2 batches)"
+    assert sorted(query(tmp_path, "SELECT CAST(day AS VARCHAR), total FROM daily")) == [
+        ("2024-01-01", 11), ("2024-01-02", 5), ("2024-01-03", 4)]
+    assert query(tmp_path, "SELECT count(*) FROM information_schema.tables "
+                           "WHERE starts_with(table_name, '__elt_tmp')") == [(0,)]

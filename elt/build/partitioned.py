@@ -26,7 +26,10 @@ from elt.build.materialize import (
     transaction,
 )
 from elt.core.db import quote
+from elt.core.errors import ModelError
 from elt.graph.dag import Graph, Node
+
+BATCH = 1000  # partitions per batch of a full build
 
 
 def build_partitioned(cur: duckdb.DuckDBPyConnection, graph: Graph, node: Node, stored: Any,
@@ -41,8 +44,60 @@ def build_partitioned(cur: duckdb.DuckDBPyConnection, graph: Graph, node: Node, 
         if built is not None:
             return built
         plan.reason = "output columns changed"
-    return full(cur, node, lock, record, watermark=plan.state,
-                note=f"full build ({plan.reason})")
+        plan.state.pop("partial")
+    note = f"full build ({plan.reason})"
+    built = _batched(cur, node, plan, lock, record, note)
+    return built or full(cur, node, lock, record, watermark=plan.state, note=note)
+
+
+def _batched(cur: duckdb.DuckDBPyConnection, node: Node, plan: partitions.Plan,
+             lock: threading.Lock, record: Callable[..., None], note: str) -> Built | None:
+    """A full build in batches of BATCH partitions (in partition_by order), so memory is
+    bounded by a batch, not by the table; None when one batch would do."""
+    columns = partitions.partition_by(node)
+    cols = ", ".join(quote(c) for c in columns)
+    tmp_name, keys_name = TMP_PREFIX + node.identifier, TMP_PREFIX + "keys/" + node.identifier
+    tmp = f"{quote(node.schema)}.{quote(tmp_name)}"
+    keys = f"{quote(node.schema)}.{quote(keys_name)}"
+    every = f"{quote(node.schema)}.{quote(TMP_PREFIX + 'all/' + node.identifier)}"
+    cur.execute(f"DROP TABLE IF EXISTS {tmp}; DROP TABLE IF EXISTS {keys}; "
+                f"DROP TABLE IF EXISTS {every}")
+    output = {d[0].lower() for d in cur.execute(
+        f"SELECT * FROM ({plan.tree.sql('duckdb')}) AS m LIMIT 0").description or []}
+    for key in columns:
+        if key.lower() not in output:
+            raise ModelError(f"model {node.name}: partition_by column {key} is not in its "
+                             "output")
+    try:
+        # the model's other columns are not needed: DuckDB leaves their aggregates out
+        cur.execute(f"CREATE TABLE {every} AS SELECT DISTINCT {cols} "
+                    f"FROM ({plan.tree.sql('duckdb')}) AS m")
+        batches = -(-count_rows(cur, every) // BATCH)
+        if batches <= 1:
+            return None
+        cur.execute(f"CREATE OR REPLACE TABLE {every} AS SELECT *, ntile({batches}) OVER "
+                    f"(ORDER BY {cols}) AS __elt_batch FROM {every}")
+        for batch in range(1, batches + 1):
+            cur.execute(f"CREATE OR REPLACE TABLE {keys} AS SELECT {cols} FROM {every} "
+                        f"WHERE __elt_batch = {batch}")
+            select = partitions.recompute_sql(plan.tree, columns, keys,
+                                              partitions.bounds(cur, columns, keys))
+            cur.execute(f"INSERT INTO {tmp} BY NAME {select}" if batch > 1
+                        else f"CREATE TABLE {tmp} AS {select}")
+        check_keys(cur, node, tmp_name)
+        rows = count_rows(cur, tmp)
+        note = f"{note[:-1]}, {batches} batches)"
+        with lock, transaction(cur):
+            existing = relation_type(cur, node.schema, node.identifier)
+            if existing:
+                cur.execute(f"DROP {'VIEW' if existing == 'VIEW' else 'TABLE'} "
+                            f"{node.qualified}")
+            cur.execute(f"ALTER TABLE {tmp} RENAME TO {quote(node.identifier)}")
+            record(rows, plan.state, note)
+    finally:
+        cur.execute(f"DROP TABLE IF EXISTS {tmp}; DROP TABLE IF EXISTS {keys}; "
+                    f"DROP TABLE IF EXISTS {every}")
+    return Built(rows, note)
 
 
 def _replace(cur: duckdb.DuckDBPyConnection, node: Node, plan: partitions.Plan,
@@ -55,8 +110,9 @@ def _replace(cur: duckdb.DuckDBPyConnection, node: Node, plan: partitions.Plan,
     cur.execute(f"DROP TABLE IF EXISTS {tmp}; DROP TABLE IF EXISTS {keys}")
     try:
         cur.execute(f"CREATE TABLE {keys} AS\n{plan.keys_sql}")
+        ranges = partitions.bounds(cur, columns, keys)
         cur.execute(f"CREATE TABLE {tmp} AS\n"
-                    f"{partitions.recompute_sql(plan.tree, columns, keys)}")
+                    f"{partitions.recompute_sql(plan.tree, columns, keys, ranges)}")
         wanted = {c.lower() for c in columns_of(cur, node.schema, tmp_name)}
         if wanted != {c.lower() for c in columns_of(cur, node.schema, node.identifier)}:
             return None

@@ -30,7 +30,7 @@ from sqlglot import exp
 
 from elt.build import changes, nodestate
 from elt.build.incremental import LOAD_ID, _unsafe
-from elt.core.db import quote
+from elt.core.db import literal, quote
 from elt.graph.dag import Graph, Node
 from elt.project.modelfile import parse_select
 
@@ -222,16 +222,34 @@ def _only_branch(node: exp.Expression) -> None:
         child, parent = parent, parent.parent
 
 
-def recompute_sql(tree: exp.Expression, columns: list[str], keys_table: str) -> str:
-    """The model's rows of the given partitions, filtered as deep as the SQL allows."""
+def bounds(cur: duckdb.DuckDBPyConnection, columns: list[str],
+           keys_table: str) -> list[str | None]:
+    """Per partition column, `BETWEEN <min> AND <max>` of the keys as literals (None if a
+    key is NULL): constants DuckDB pushes down to the scans, unlike the EXISTS."""
+    out: list[str | None] = []
+    for c in columns:
+        lo, hi, kind, nulls = cur.execute(
+            f"SELECT min({quote(c)})::VARCHAR, max({quote(c)})::VARCHAR, typeof(min({quote(c)})), "
+            f"count(*) FILTER (WHERE {quote(c)} IS NULL) FROM {keys_table}").fetchone() or (
+                None, None, None, 1)
+        out.append(None if nulls or lo is None else
+                   f"BETWEEN CAST({literal(lo)} AS {kind}) AND CAST({literal(hi)} AS {kind})")
+    return out
+
+
+def recompute_sql(tree: exp.Expression, columns: list[str], keys_table: str,
+                  ranges: list[str | None] | None = None) -> str:
+    """The model's rows of the given partitions, filtered as deep as the SQL allows
+    (`ranges`: bounds() of the keys, to prune the scans too)."""
     copy = tree.copy()
-    if _push_filter(copy, columns, keys_table):
+    if _push_filter(copy, columns, keys_table, ranges or [None] * len(columns)):
         return copy.sql("duckdb")
     on = " AND ".join(f"m.{quote(c)} IS NOT DISTINCT FROM k.{quote(c)}" for c in columns)
     return f"SELECT m.* FROM ({tree.sql('duckdb')}) AS m SEMI JOIN {keys_table} AS k ON {on}"
 
 
-def _push_filter(tree: exp.Expression, columns: list[str], keys_table: str) -> bool:
+def _push_filter(tree: exp.Expression, columns: list[str], keys_table: str,
+                 ranges: list[str | None]) -> bool:
     """Add `EXISTS (keys matching the partition expressions)` to the deepest SELECT that
     computes the partition columns before any aggregation over other rows."""
     select = tree
@@ -253,8 +271,10 @@ def _push_filter(tree: exp.Expression, columns: list[str], keys_table: str) -> b
         renamed = ", ".join(f"{quote(c)} AS __elt_p{i}" for i, c in enumerate(columns))
         cond = " AND ".join(f"__elt_k.__elt_p{i} IS NOT DISTINCT FROM ({e.sql('duckdb')})"
                             for i, e in enumerate(exprs))
-        select.where(f"EXISTS (SELECT 1 FROM (SELECT {renamed} FROM {keys_table}) AS __elt_k "
-                     f"WHERE {cond})", dialect="duckdb", copy=False)
+        pruned = "".join(f"({e.sql('duckdb')}) {r} AND "
+                         for e, r in zip(exprs, ranges, strict=True) if r)
+        select.where(f"{pruned}EXISTS (SELECT 1 FROM (SELECT {renamed} FROM {keys_table}) "
+                     f"AS __elt_k WHERE {cond})", dialect="duckdb", copy=False)
         return True
 
 

@@ -2,7 +2,7 @@
 # Rebuilt per (indicator, date): one changed export cell redoes only the datasets its rows
 # reach (the staging tables keep their changed rows for it; see DESIGN.md, partition_by).
 materialized: incremental
-partition_by: [indicator_id, dt]
+partition_by: [dt, indicator_id]  # full builds run in batches in this order: by date
 tags: [flowkit]
 description: >
   One row per dataset to send with POST /data (key: category, indicator, srid, trid, dt):
