@@ -68,6 +68,14 @@ def test_all_kinds_pass(shop: Proj) -> None:
     assert statuses(run)["summary"] == "success"
     assert query(root, "SELECT tests_ok FROM _elt.nodes WHERE name = 'orders'") == [(True,)]
     assert query(root, "SELECT count(*) FROM test_failures.unique_orders_id") == [(0,)]
+    # passing tests only count (no failing rows stored), yet leave an empty table of the
+    # test's columns, and compiled/ shows the test's own SELECT, not the count around it
+    assert query(root, "SELECT column_name FROM information_schema.columns WHERE table_schema "
+                       "= 'test_failures' AND table_name = 'expression_orders_amount_0' "
+                       "ORDER BY ordinal_position") == [
+        ("id",), ("customer_id",), ("day",), ("status",), ("amount",)]
+    compiled = (root / "target/compiled/expression_orders_amount_0.sql").read_text()
+    assert "amount >= 0" in compiled and "__elt_failing" not in compiled
     # nothing changed: the tests do not run again either
     assert {r.status for r in ctx.build().results} == {"up_to_date"}
 

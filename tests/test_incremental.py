@@ -24,6 +24,10 @@ def incremental(sql: str, key: str) -> str:
     return f"/* elt\nmaterialized: incremental\nunique_key: [{key}]\n*/\n{sql}\n"
 
 
+def partitioned(sql: str, columns: str) -> str:
+    return f"/* elt\nmaterialized: incremental\npartition_by: [{columns}]\n*/\n{sql}\n"
+
+
 # sales arrive in daily drops; the shops dimension in drops too
 MODELS = {
     "seeds/seeds.yml": "seeds:\n  sales: {path: 'sales/*.csv'}\n  shops: {path: 'shops/*.csv'}\n",
@@ -62,6 +66,17 @@ MODELS = {
                             "SELECT id, shop, amount, _elt_load_id FROM raw.sales\n",
     "models/inc_over_view.sql": incremental(
         "SELECT shop, sum(amount) AS total FROM stg_sales GROUP BY shop", "shop"),
+    # partitioned: through a view over a table model (its changed rows are kept) and a seed
+    "models/stg_sales_t.sql": "SELECT DISTINCT id, day, shop, amount FROM raw.sales\n",
+    "models/sales_region.sql": "/* elt\nmaterialized: view\n*/\nSELECT s.id, s.day, s.amount, "
+                               "h.region FROM stg_sales_t AS s JOIN raw.shops AS h USING (shop)\n",
+    "models/inc_part.sql": partitioned(
+        "WITH x AS (SELECT region, day, amount FROM sales_region) "
+        "SELECT region, day, sum(amount) AS total, count(*) AS n FROM x GROUP BY ALL",
+        "region, day"),
+    "models/inc_part_raw.sql": partitioned(
+        "SELECT shop, day, sum(amount) AS total, list(id ORDER BY id) AS ids FROM raw.sales "
+        "GROUP BY ALL", "shop"),
 }
 HEAD = "id,name,day,shop,amount\n"
 STEPS: list[dict[str, str | None]] = [
@@ -138,6 +153,13 @@ def test_test_project_incremental_equals_full_refresh(tmp_path: Path) -> None:
                                        "NULL side")
     assert shop["inc_rows"] == "up_to_date"
     assert fixed["inc_daily"] == "full build (rows of raw.sales were replaced or removed)"
+    # partitioned: only the partitions the changed rows reach, also rows gone from a table
+    assert drop["inc_part"] == "incremental: 2 partitions rebuilt, 2 rows"
+    assert drop["inc_part_raw"] == "incremental: 2 partitions rebuilt, 3 rows"
+    assert shop["inc_part"] == "incremental: 1 partitions rebuilt, 1 rows"
+    assert shop["inc_part_raw"] == "up_to_date"
+    assert fixed["inc_part"] == "incremental: 2 partitions rebuilt, 1 rows"
+    assert fixed["inc_part_raw"] == "full build (raw.sales: its changed rows are not known)"
 
 
 @pytest.mark.parametrize("sql, why", [
@@ -189,8 +211,8 @@ def test_project_incremental_models_equal_full_refresh(tmp_path: Path) -> None:
             shutil.copytree(REPO / name, root / name)
         shutil.copy(REPO / "profiles.yml", root / "profiles.yml")
         made = _keyed_tables_made_incremental(root)
-    assert {"stg_flowkit_presence", "stg_flowkit_residents", "uois_externalids",
-            "flowkit_datasets"} <= set(made)
+    assert {"stg_flowkit_presence", "stg_flowkit_residents", "uois_externalids"} <= set(made)
+    assert "flowkit_datasets" in incremental_models(inc)  # partitioned in the project itself
     presence = sorted((inc / "seeds/flowkit/presence").glob("*.csv"))
     aside.mkdir()
     for path in presence[1:]:  # the later daily drops arrive one by one
@@ -245,3 +267,32 @@ def test_which_inputs_allow_a_delta(sql: str, row_level: bool, unsafe: dict[str,
     assert set(shape.unsafe) == set(unsafe)
     for rel, why in unsafe.items():
         assert why in shape.unsafe[rel]
+
+
+def test_project_one_changed_cell_rebuilds_its_partitions(tmp_path: Path) -> None:
+    """flowkit_datasets as committed (staging tables, partition_by): one changed export
+    cell rebuilds only the (indicator, date) partitions of its row, equal to a full refresh."""
+    inc, full = tmp_path / "inc", tmp_path / "full"
+    for root in (inc, full):
+        for name in ("seeds", "models"):
+            shutil.copytree(REPO / name, root / name)
+        shutil.copy(REPO / "profiles.yml", root / "profiles.yml")
+    export = sorted((inc / "seeds/flowkit/presence").glob("*.csv"))[0]
+    lines = export.read_text(encoding="utf-8").splitlines(keepends=True)
+    cells = lines[1].rstrip("\n").split(",")
+    column = next(i for i, c in enumerate(cells) if i >= 2 and c.strip().isdigit())
+
+    def step(root: Path, n: list[int] = [0]) -> None:  # noqa: B006 - the step counter
+        i, n[0] = n[0], n[0] + 1
+        if i == 1:
+            cells[column] = str(int(cells[column]) + 1)
+            export.write_text("".join([lines[0], ",".join(cells) + "\n", *lines[2:]]),
+                              encoding="utf-8")
+
+    messages = compare_with_full_refresh(step, 2, inc, full, exclude=["kind:api"])
+    header = lines[0].rstrip("\n").split(",")
+    indicators = len(header) - 2  # every value column of the row: a superset of the one
+    assert messages[1]["flowkit_datasets"].startswith(
+        f"incremental: {indicators} partitions rebuilt"), messages[1]
+    assert query(inc, "SELECT count(*) FROM _elt.changes WHERE model = "
+                      "'stg_flowkit_presence' AND rows = 2") == [(1,)]

@@ -54,6 +54,15 @@ def compile_node(cur: duckdb.DuckDBPyConnection | None, graph: Graph, node: Node
     if node.materialized != "incremental" or cur is None:
         return _normal(strip_sql(node.sql))
     stored = nodestate.read(cur, node.name)
+    if node.config.get("partition_by"):
+        from elt.build import partitions
+
+        exists = materialize.relation_type(cur, node.schema, node.identifier) == "BASE TABLE"
+        pplan = partitions.plan(cur, graph, node, stored, full_refresh, exists)
+        if pplan.reason is not None:
+            return _normal(strip_sql(node.sql))
+        keys = f'"{node.schema}"."{materialize.TMP_PREFIX}keys/{node.identifier}"'
+        return _normal(partitions.recompute_sql(pplan.tree, partitions.partition_by(node), keys))
     # Inputs read whole are taken as unchanged: compile does not version them.
     inputs = dict(stored.inputs or {}) if stored else {}
     plan = materialize.plan_incremental(cur, graph, node, stored, inputs, full_refresh)

@@ -13,16 +13,19 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from elt.build import incremental, nodestate
+from elt.build import changes, nodestate
 from elt.build.nodestate import NodeState
 from elt.core.db import quote
 from elt.core.errors import ModelError
 from elt.graph.dag import Graph, Node
 from elt.project.modelfile import strip_sql
+
+if TYPE_CHECKING:  # incremental.py needs sqlglot: imported only to plan an incremental build
+    from elt.build import incremental
 
 TMP_PREFIX = "__elt_tmp_"
 LOAD_ID = "_elt_load_id"
@@ -82,8 +85,10 @@ def build_model(
     full_refresh: bool,
     lock: threading.Lock,
     started: float,
+    partitioned: Callable[..., Built] | None = None,
 ) -> Built:
-    """(Re)build one model according to its materialization."""
+    """(Re)build one model according to its materialization; `partitioned` builds a model
+    with partition_by (partitioned.py, passed in: it builds on this module)."""
     version = (stored.version or 0) + 1 if stored else 1
     tests_ok = None if graph.tests_of.get(node.name) else True
 
@@ -101,7 +106,11 @@ def build_model(
             record(None, None, None)
         return Built(None)
     if node.materialized != "incremental":
-        return _full(cur, node, lock, record)
+        diff = (stored.version if stored else None, version) \
+            if node.materialized == "table" and changes.wanted(graph, node) else None
+        return full(cur, node, lock, record, diff=diff)
+    if partitioned is not None:
+        return partitioned(cur, graph, node, stored, full_refresh, lock, record)
     plan = plan_incremental(cur, graph, node, stored, inputs, full_refresh)
     if plan.reason is None:
         built = _incremental(cur, node, plan.shape, plan.old, plan.grown, plan.marks, lock,
@@ -109,7 +118,7 @@ def build_model(
         if built is not None:
             return built
         plan.reason = "output columns changed"
-    return _full(cur, node, lock, record, watermark=plan.marks,
+    return full(cur, node, lock, record, watermark=plan.marks,
                  note=f"full build ({plan.reason})")
 
 
@@ -126,6 +135,8 @@ class IncrementalPlan:
 
     def select(self, node: Node) -> str:
         """The last SELECT the build runs (what `elt compile` shows)."""
+        from elt.build import incremental
+
         if self.reason is not None:
             return strip_sql(node.sql)
         if self.shape.row_level:
@@ -138,6 +149,8 @@ def plan_incremental(cur: duckdb.DuckDBPyConnection, graph: Graph, node: Node,
                      stored: NodeState | None, inputs: dict[str, Any],
                      full_refresh: bool) -> IncrementalPlan:
     """Decide full or incremental (shared by the build and `elt compile`)."""
+    from elt.build import incremental
+
     marks = watermarks(cur, graph, node)
     aggregates = {r[0] for r in cur.execute("SELECT DISTINCT function_name FROM "
                                             "duckdb_functions() WHERE function_type = "
@@ -153,18 +166,24 @@ def plan_incremental(cur: duckdb.DuckDBPyConnection, graph: Graph, node: Node,
     return plan
 
 
-def _full(cur: duckdb.DuckDBPyConnection, node: Node, lock: threading.Lock,
+def full(cur: duckdb.DuckDBPyConnection, node: Node, lock: threading.Lock,
           record: Callable[..., None], *, watermark: dict[str, Any] | None = None,
-          note: str | None = None) -> Built:
-    """CREATE TABLE tmp AS <sql>, then swap it in with the state row in one transaction."""
+          note: str | None = None, diff: tuple[int | None, int] | None = None) -> Built:
+    """CREATE TABLE tmp AS <sql>, then swap it in with the state row in one transaction.
+
+    `diff` (old version, new version): a partitioned model reads this table, so the rows
+    that differ between the old and the new table are kept for it (changes.py)."""
     tmp = f"{quote(node.schema)}.{quote(TMP_PREFIX + node.identifier)}"
     cur.execute(f"DROP TABLE IF EXISTS {tmp}")
     try:
         cur.execute(f"CREATE TABLE {tmp} AS\n{strip_sql(node.sql)}")
         if node.materialized == "incremental":
             check_keys(cur, node, TMP_PREFIX + node.identifier)
-        rows = _count(cur, tmp)
+        rows = count_rows(cur, tmp)
+        kept = diff is not None and changes.prepare(cur, node, TMP_PREFIX + node.identifier)
         with lock, transaction(cur):
+            if diff is not None:
+                changes.record(cur, node, kept, *diff)
             existing = relation_type(cur, node.schema, node.identifier)
             if existing:
                 cur.execute(f"DROP {'VIEW' if existing == 'VIEW' else 'TABLE'} {node.qualified}")
@@ -182,6 +201,8 @@ def _incremental(cur: duckdb.DuckDBPyConnection, node: Node, shape: incremental.
 
     Row by row models merge the new rows' result; others recompute those keys from all
     input rows. Either way the keys' old rows are replaced in one transaction."""
+    from elt.build import incremental
+
     # "/" cannot be in a model name (a file stem): no other model's temp table is called so
     tmp_name, keys_name = TMP_PREFIX + node.identifier, TMP_PREFIX + "keys/" + node.identifier
     tmp = f"{quote(node.schema)}.{quote(tmp_name)}"
@@ -199,14 +220,14 @@ def _incremental(cur: duckdb.DuckDBPyConnection, node: Node, shape: incremental.
         if wanted != {c.lower() for c in columns_of(cur, node.schema, node.identifier)}:
             return None
         check_keys(cur, node, tmp_name)
-        batch = _count(cur, tmp)
+        batch = count_rows(cur, tmp)
         on = " AND ".join(f"t.{quote(k)} = s.{quote(k)}" for k in node.unique_key)
         note = (f"incremental: {batch:,} rows merged" if shape.row_level else
-                f"incremental: {_count(cur, keys):,} keys recomputed, {batch:,} rows")
+                f"incremental: {count_rows(cur, keys):,} keys recomputed, {batch:,} rows")
         with lock, transaction(cur):
             cur.execute(f"DELETE FROM {node.qualified} AS t USING {keys} AS s WHERE {on}")
             cur.execute(f"INSERT INTO {node.qualified} BY NAME SELECT * FROM {tmp}")
-            record(_count(cur, node.qualified), new, note)
+            record(count_rows(cur, node.qualified), new, note)
     finally:
         cur.execute(f"DROP TABLE IF EXISTS {tmp}; "
                     f"DROP TABLE IF EXISTS {quote(node.schema)}.{quote(keys_name)}")
@@ -216,9 +237,15 @@ def _incremental(cur: duckdb.DuckDBPyConnection, node: Node, shape: incremental.
 def check_keys(cur: duckdb.DuckDBPyConnection, node: Node, table: str) -> None:
     """Every unique_key column exists and holds no NULL (a NULL key cannot be merged)."""
     present = {c.lower() for c in columns_of(cur, node.schema, table)}
+    for key in node.config.get("partition_by") or []:
+        if key.lower() not in present:
+            raise ModelError(f"model {node.name}: partition_by column {key} is not in its "
+                             "output")
     for key in node.unique_key:
         if key.lower() not in present:
             raise ModelError(f"model {node.name}: unique_key column {key} is not in its output")
+    if not node.unique_key:
+        return
     counts = cur.execute(
         "SELECT " + ", ".join(f"count(*) FILTER (WHERE {quote(k)} IS NULL)"
                               for k in node.unique_key)
@@ -281,6 +308,6 @@ def _full_reason(cur: duckdb.DuckDBPyConnection, graph: Graph, node: Node,
     return None
 
 
-def _count(cur: duckdb.DuckDBPyConnection, relation: str) -> int:
+def count_rows(cur: duckdb.DuckDBPyConnection, relation: str) -> int:
     row = cur.execute(f"SELECT count(*) FROM {relation}").fetchone()
     return int(row[0]) if row else 0

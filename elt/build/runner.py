@@ -19,8 +19,9 @@ from typing import Any
 
 import duckdb
 
-from elt.build import compiled, materialize, nodestate
+from elt.build import changes, compiled, materialize, nodestate
 from elt.build.nodestate import NodeState
+from elt.build.snapshot import Snapshot
 from elt.core import db
 from elt.core.console import Console
 from elt.core.errors import EltError
@@ -129,6 +130,7 @@ class _Runner:
         self.workers = max(1, int(project.target.threads or 1))
         self.test_status: dict[str, dict[str, str]] = {}
         self.in_run: set[str] = set()
+        self.snapshot = Snapshot(con)
 
     # -- scheduling ----------------------------------------------------------------------
     def run(self, names: list[str]) -> None:
@@ -180,6 +182,7 @@ class _Runner:
                                     message=message)
         self.console.node(node.kind, name, "skipped", message=message)
         self.results.add(NodeResult(name, node.kind, "skipped", None, 0.0, message))
+        self.snapshot.dirty.add(name)
         self._track_test(node, "skipped")
         return "skipped"
 
@@ -195,6 +198,8 @@ class _Runner:
         self.results.add(NodeResult(name, node.kind, out.status, out.rows,
                                     round(out.seconds, 3), out.message))
         self._track_test(node, out.status)
+        if out.status != "up_to_date":
+            self.snapshot.dirty.add(name)  # its dependents, scheduled after this, re-read it
         return out.status
 
     def _track_test(self, node: Node, status: str) -> None:
@@ -230,7 +235,11 @@ class _Runner:
                           "test": self._test}[node.kind]
                 out = runner(cur, node, started)
             if node.kind in ("model", "test"):
-                for sql in compiled.selects_run(cur.statements):
+                ran = compiled.selects_run(cur.statements)
+                if node.kind == "test" and any(  # the test ran, wrapped (count, LIMIT 0)
+                        q.startswith("CREATE OR REPLACE TABLE") for q in cur.statements):
+                    ran = [compiled.compile_node(None, self.graph, node) or ""]
+                for sql in ran:
                     compiled.write(self.project.target_dir, name, sql)
                     db.sql_log.info("%s ran:\n%s", name, sql.rstrip(), extra={"node": name})
         except EltError as exc:
@@ -283,23 +292,30 @@ class _Runner:
         return Outcome(fetched.status, rows=fetched.rows, message=fetched.message)
 
     def _model(self, cur: duckdb.DuckDBPyConnection, node: Node, started: float) -> Outcome:
-        stored = nodestate.read(cur, node.name)
+        stored = self.snapshot.state(cur, node.name)
         inputs = self._inputs(cur, node)
         if self._fresh(cur, node, stored, inputs):
             return Outcome("up_to_date", rows=stored.rows if stored else None)
+        partitioned = None
+        if node.config.get("partition_by"):
+            from elt.build.partitioned import build_partitioned as partitioned
         built = materialize.build_model(cur, self.graph, node, stored=stored, inputs=inputs,
                                         full_refresh=self.full_refresh, lock=self.lock,
-                                        started=started)
+                                        started=started, partitioned=partitioned)
         return Outcome("success", rows=built.rows, message=built.message)
 
     def _test(self, cur: duckdb.DuckDBPyConnection, node: Node, started: float) -> Outcome:
         from elt.build import datatests
 
-        stored = nodestate.read(cur, node.name)
+        stored = self.snapshot.state(cur, node.name)
         inputs = self._inputs(cur, node)
         if self.command == "build" and self._fresh(cur, node, stored, inputs):
             return Outcome("up_to_date", rows=stored.rows if stored else None, display=None)
-        tested = datatests.run_test(cur, node, self.graph)
+        only = changes.restricted_test_sql(cur, self.graph, node, stored, inputs) \
+            if self.command == "build" else None
+        tested = datatests.run_test(cur, node, self.graph, only)
+        if only and tested.status == "pass":
+            tested.message = "tested the rebuilt partitions only"
         seconds = round(time.monotonic() - started, 3)
         with self.lock:
             if tested.status == "fail":
@@ -321,27 +337,25 @@ class _Runner:
             up = self.graph.nodes[dep]
             if dep in self.in_run or up.kind == "published":
                 continue
-            if materialize.relation_type(cur, up.schema, up.identifier) is None:
+            if not self.snapshot.exists(cur, up):
                 return f"{up.kind} {dep}"
         return None
 
     # -- up-to-date ------------------------------------------------------------------------
     def _inputs(self, cur: duckdb.DuckDBPyConnection, node: Node) -> dict[str, int | None]:
         """Current version of everything the node reads (DESIGN.md: versions)."""
-        from elt.load import loader as load
-
         versions: dict[str, int | None] = {}
         for dep in node.depends_on:
             up = self.graph.nodes[dep]
             if up.kind == "seed":
-                versions[dep] = load.seed_version(cur, up.spec.name)
+                versions[dep] = self.snapshot.seed_version(cur, up)
             elif up.kind == "published":
                 exists = materialize.relation_type(cur, up.schema, up.identifier)
                 row = cur.execute(f"SELECT coalesce(max(seq), 0) FROM {up.qualified}"
                                   ).fetchone() if exists else None
                 versions[dep] = int(row[0]) if row else None
             else:
-                state = nodestate.read(cur, dep)
+                state = self.snapshot.state(cur, dep)
                 versions[dep] = state.version if state else None
         return versions
 
@@ -352,5 +366,4 @@ class _Runner:
             return False
         if stored.checksum != node.checksum or (stored.inputs or {}) != inputs:
             return False
-        return node.kind == "test" or materialize.relation_type(
-            cur, node.schema, node.identifier) is not None
+        return node.kind == "test" or self.snapshot.exists(cur, node)

@@ -14,17 +14,16 @@ from typing import Any
 from elt.core import db
 from elt.core.errors import ConfigError, ModelError
 from elt.graph.dag import Graph, Node
+from elt.graph.parsecache import ParseCache
 from elt.graph.tests import generic_tests
 from elt.project.config import Project
 from elt.project.modelfile import (
     SINGULAR_TEST_KEYS,
     checksum,
-    parse_select,
     project_yaml,
     read_sql_file,
     relative,
     str_list,
-    table_refs,
     validate_model_config,
 )
 from elt.project.seeds import discover_seeds
@@ -49,17 +48,19 @@ def discover_graph(project: Project) -> Graph:
                  description=spec.description, paths=list(spec.paths)))
     sections = _yaml_nodes(project, add)
     sql_files = sorted(project.models_dir.rglob("*.sql")) if project.models_dir.is_dir() else []
-    parsed: dict[str, Any] = {}
+    parsed: dict[str, list[tuple[str, str]]] = {}
+    cache = ParseCache(project.target_dir)
     for path in sql_files:
         if any(part.startswith(".") for part in path.relative_to(project.root).parts):
             continue
-        node, tree = _sql_node(path, project)
+        node, refs = _sql_node(path, project, cache)
         add(node)
-        parsed[node.name] = tree
+        parsed[node.name] = refs
+    cache.save()
     graph = Graph(nodes, project.root)  # no edges yet: used to resolve references
-    for name, tree in parsed.items():
+    for name, refs in parsed.items():
         node = nodes[name]
-        for schema, table in table_refs(tree):
+        for schema, table in refs:
             target = graph.resolve_table(schema, table)
             if target is None:
                 ref = f"{schema}.{table}" if schema else table
@@ -90,14 +91,15 @@ def _hint(graph: Graph, ref: str) -> str:
     return f" (did you mean {candidates[close[0]]}?)" if close else ""
 
 
-def _sql_node(path: Path, project: Project) -> tuple[Node, Any]:
-    """A model or singular test from its file; dependencies are resolved later."""
+def _sql_node(path: Path, project: Project,
+              cache: ParseCache) -> tuple[Node, list[tuple[str, str]]]:
+    """A model or singular test from its file and the tables it reads (resolved later)."""
     where = relative(path, project.root)
     is_test = path.name.endswith(".test.sql")
     name = path.name[: -len(".test.sql" if is_test else ".sql")].lower()
     config, body = read_sql_file(path, project.root)
     kind = "test" if is_test else "model"
-    tree = parse_select(body, name, where, kind)
+    refs = cache.table_refs(body, name, where, kind)
     if is_test:
         unknown = sorted(set(config) - SINGULAR_TEST_KEYS)
         if unknown:
@@ -110,14 +112,14 @@ def _sql_node(path: Path, project: Project) -> tuple[Node, Any]:
                     path=path, sql=body, config=config, checksum=checksum(body, config),
                     tags=str_list(config.get("tags"), f"test {name}: tags", where),
                     severity=severity, description=config.get("description"))
-        return node, tree
+        return node, refs
     config = validate_model_config(config, name, where)
     built = {k: v for k, v in config.items() if k not in ("tests", "columns", "description")}
     node = Node(name=name, kind="model", schema="main", identifier=name, path=path, sql=body,
                 config=config, checksum=checksum(body, built), tags=config["tags"],
                 materialized=config["materialized"], unique_key=config["unique_key"],
                 description=config.get("description"), columns=config["columns"])
-    return node, tree
+    return node, refs
 
 
 def _yaml_nodes(project: Project, add: Any) -> list[tuple[str, Node, str]]:

@@ -10,9 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from sqlglot import exp
-
-from elt.core.db import FAILURES_SCHEMA, quote
+from elt.core.db import FAILURES_SCHEMA, literal, quote
 from elt.core.errors import ConfigError
 from elt.graph.dag import Graph, Node
 from elt.project.modelfile import checksum, relative, str_list, strip_sql
@@ -76,7 +74,7 @@ def _compile(entry: Any, column: str | None, model: Node, graph: Graph, where: s
         values = args if isinstance(args, list) else opts.get("values")
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{what}: needs `values: [...]`", where=where)
-        literals = ", ".join(exp.convert(v).sql(dialect="duckdb") for v in values)
+        literals = ", ".join(_value_sql(v) for v in values)
         sql = (f"SELECT * FROM {rel} WHERE {quote(col)} IS NOT NULL "
                f"AND {quote(col)} NOT IN ({literals})")
         cols, parts = [col], [col]
@@ -153,3 +151,14 @@ def test_name(kind: str, model: str, parts: list[str]) -> str:
 
 
 test_name.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
+
+
+def _value_sql(value: Any) -> str:
+    """A YAML scalar as a SQL literal (accepted_values)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | float):
+        return repr(value)
+    return literal(str(value))

@@ -10,15 +10,16 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any
-
-import sqlglot
-from sqlglot import exp
+from typing import TYPE_CHECKING, Any
 
 from elt.core.errors import ConfigError, ModelError
 from elt.project.config import Project, parse_yaml
 
-MODEL_KEYS = {"materialized", "unique_key", "tags", "description", "columns", "tests"}
+if TYPE_CHECKING:  # sqlglot is imported when a model is parsed (a no-op build need not)
+    from sqlglot import exp
+
+MODEL_KEYS = {"materialized", "unique_key", "partition_by", "tags", "description", "columns",
+              "tests"}
 SINGULAR_TEST_KEYS = {"severity", "tags", "description"}
 PROJECT_YAML_KEYS = {"publications", "api_sources"}
 MATERIALIZATIONS = ("view", "table", "incremental")
@@ -118,9 +119,15 @@ def validate_model_config(config: dict[str, Any], name: str, where: str) -> dict
     out["materialized"] = materialized
     out["unique_key"] = str_list(out.get("unique_key"), f"model {name}: unique_key", where)
     out["tags"] = str_list(out.get("tags"), f"model {name}: tags", where)
-    if materialized == "incremental" and not out["unique_key"]:
-        raise ConfigError(f"model {name}: materialized: incremental needs a unique_key",
+    partitioned = str_list(out.pop("partition_by", None), f"model {name}: partition_by", where)
+    if partitioned:  # only when given: the checksum of every other model stays as it was
+        out["partition_by"] = partitioned
+    if partitioned and materialized != "incremental":
+        raise ConfigError(f"model {name}: partition_by needs materialized: incremental",
                           where=where)
+    if materialized == "incremental" and not out["unique_key"] and not partitioned:
+        raise ConfigError(f"model {name}: materialized: incremental needs a unique_key "
+                          "(or partition_by)", where=where)
     columns = out.get("columns") or {}
     if not isinstance(columns, dict):
         raise ConfigError(f"model {name}: columns must be a mapping", where=where)
@@ -147,6 +154,9 @@ def str_list(value: Any, what: str, where: str) -> list[str]:
 
 def parse_select(sql: str, name: str, where: str, kind: str = "model") -> exp.Expression:
     """Parse one SELECT (duckdb dialect); errors name the model and the line."""
+    import sqlglot
+    from sqlglot import exp
+
     try:
         statements = [s for s in sqlglot.parse(sql, read="duckdb") if s is not None]
     except sqlglot.errors.ParseError as exc:
@@ -175,6 +185,8 @@ def parse_select(sql: str, name: str, where: str, kind: str = "model") -> exp.Ex
 
 def table_refs(tree: exp.Expression) -> list[tuple[str, str]]:
     """(schema, table) of every real table a query reads: CTEs, functions, files excluded."""
+    from sqlglot import exp
+
     ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
     refs: list[tuple[str, str]] = []
     for table in tree.find_all(exp.Table):

@@ -12,8 +12,32 @@ from typing import Any
 from elt.core.db import literal, quote
 from elt.project.seeds import SeedSpec
 
-# a json_key file is one JSON value; DuckDB's 16 MB default would reject real exports
-MAX_OBJECT_SIZE = 4_000_000_000
+# DuckDB rejects a JSON value larger than maximum_object_size (16 MB by default) and
+# reserves buffers of about twice that size up front: a fixed large value fails under any
+# memory_limit below it, so it is sized from the files (no value is larger than its file)
+MIN_OBJECT_SIZE = 16 * 1024 * 1024
+_GZ_CHUNK = 1 << 20
+
+
+def object_size(paths: list[Path]) -> int:
+    """maximum_object_size for these files: the largest (uncompressed) file, at least 16 MB."""
+    largest = 0
+    for path in paths:
+        try:
+            largest = max(largest, _uncompressed_size(path))
+        except OSError:
+            continue  # the read itself then names the file
+    return max(MIN_OBJECT_SIZE, largest + 1)
+
+
+def _uncompressed_size(path: Path) -> int:
+    if not path.name.lower().endswith(".gz"):
+        return path.stat().st_size
+    size = 0  # the gzip trailer holds the size mod 2**32 of the last member only: count
+    with gzip.open(path, "rb") as fh:
+        while chunk := fh.read(_GZ_CHUNK):
+            size += len(chunk)
+    return size
 
 
 def reader_sql(spec: SeedSpec, files: list[Path], *, types: dict[str, str] | None = None,
@@ -51,9 +75,9 @@ def reader_sql(spec: SeedSpec, files: list[Path], *, types: dict[str, str] | Non
     elif fmt == "document":
         return (f"SELECT json AS content, filename AS _elt_source_file FROM read_json_objects("
                 f"{paths}, format = 'unstructured', filename = true, "
-                f"maximum_object_size = {MAX_OBJECT_SIZE})")
+                f"maximum_object_size = {object_size(files)})")
     else:
-        args = [paths, "records = true", common, f"maximum_object_size = {MAX_OBJECT_SIZE}",
+        args = [paths, "records = true", common, f"maximum_object_size = {object_size(files)}",
                 "map_inference_threshold = -1", "field_appearance_threshold = 0"]
         if fmt == "ndjson":
             args.append("format = 'newline_delimited'")
@@ -81,7 +105,7 @@ def json_objects(paths: list[Path], fmt: str = "unstructured") -> str:
     """read_json_objects over the files: raw JSON values, no type inference."""
     listed = "[" + ", ".join(literal(p.as_posix()) for p in paths) + "]"
     return (f"read_json_objects({listed}, format = '{fmt}', filename = true, "
-            f"maximum_object_size = {MAX_OBJECT_SIZE})")
+            f"maximum_object_size = {object_size(paths)})")
 
 
 def keyed_check_sql(paths: list[Path], key: str) -> str:

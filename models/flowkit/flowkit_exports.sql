@@ -9,15 +9,18 @@ tests:
   - unique: category_id
   - relationships: {column: category_id, to: flowkit_categories, field: category_id}
 */
-SELECT 'residents' AS category_id, 3 AS srid, 2 AS trid, ['month', 'pcod'] AS key_columns,
-       json_keys(to_json(r)) AS export_columns
-FROM (SELECT * FROM raw.flowkit_residents LIMIT 1) AS r
-UNION ALL
-SELECT 'relocations', 3, 2, ['date', 'pcod_from', 'pcod_to'], json_keys(to_json(r))
-FROM (SELECT * FROM raw.flowkit_relocations LIMIT 1) AS r
-UNION ALL
-SELECT 'presence', 3, 4, ['date', 'pcod'], json_keys(to_json(r))
-FROM (SELECT * FROM raw.flowkit_presence LIMIT 1) AS r
-UNION ALL
-SELECT 'movements', 3, 4, ['date', 'pcod_from', 'pcod_to'], json_keys(to_json(r))
-FROM (SELECT * FROM raw.flowkit_movements LIMIT 1) AS r
+SELECT r.category_id, r.srid, r.trid, r.key_columns, e.export_columns
+FROM flowkit_resolutions AS r
+JOIN (
+    SELECT 'residents' AS category_id, json_keys(to_json(x)) AS export_columns
+    FROM (SELECT * FROM raw.flowkit_residents LIMIT 1) AS x
+    UNION ALL
+    SELECT 'relocations', json_keys(to_json(x))
+    FROM (SELECT * FROM raw.flowkit_relocations LIMIT 1) AS x
+    UNION ALL
+    SELECT 'presence', json_keys(to_json(x))
+    FROM (SELECT * FROM raw.flowkit_presence LIMIT 1) AS x
+    UNION ALL
+    SELECT 'movements', json_keys(to_json(x))
+    FROM (SELECT * FROM raw.flowkit_movements LIMIT 1) AS x
+) AS e USING (category_id)

@@ -1,0 +1,126 @@
+"""The second baseline: the FlowKit job in plain DuckDB SQL, as a skilled user writes it.
+
+Same job as `elt build --select +flowkit_datasets`: the four CSV exports (all text, as
+exported) and config.json -> one POST /data body per (category, indicator, srid, trid, dt),
+byte for byte what `flowkit_datasets.payload` holds. No state, no tests, no incremental
+anything: read, clean, unpivot, aggregate, write one parquet file. Prints a JSON line with
+the number of datasets and a fingerprint of all payloads (compare with elt's, see
+`fingerprint_sql`).
+
+    python bench/plain_duckdb.py SEEDS_DIR OUT.parquet [--memory-limit 2GB] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+
+# export: (key columns in the file, names of the spatial units, srid, trid)
+EXPORTS = {
+    "residents": (["month", "pcod"], ["pcod"], 3, 2),
+    "relocations": (["date", "pcod_from", "pcod_to"], ["pcod_from", "pcod_to"], 3, 2),
+    "presence": (["date", "pcod"], ["pcod"], 3, 4),
+    "movements": (["date", "pcod_from", "pcod_to"], ["pcod_from", "pcod_to"], 3, 4),
+}
+
+FINGERPRINT = ("SELECT count(*), sum(hash(category_id, indicator_id, srid, trid, dt, payload)"
+               "::HUGEINT)::VARCHAR FROM {rel}")
+
+
+def fingerprint_sql(relation: str) -> str:
+    """Datasets and an order-independent hash of keys and payload bytes."""
+    return FINGERPRINT.format(rel=relation)
+
+
+def values_sql(seeds: Path, category: str) -> str:
+    """One export's values: parsed, deduplicated like the staging models, unpivoted."""
+    keys, units, _, _ = EXPORTS[category]
+    date_col = keys[0]
+    glob = (seeds / "flowkit" / "**" / f"{category}*.csv").as_posix()
+    unit_cells = ", ".join(f"nullif(trim({u}), '') AS u{i}" for i, u in enumerate(units))
+    excluded = ", ".join(f'"{k}"' for k in keys)
+    value = f"COLUMNS(* EXCLUDE ({excluded}, filename))"
+    not_null = " AND ".join(f"u{i} IS NOT NULL" for i in range(len(units)))
+    unit_list = "[" + ", ".join(f"u{i}" for i in range(len(units))) + "]"
+    return f"""
+        SELECT '{category}' AS category_id, date, {unit_list} AS spatial_unit_ids,
+               column_name, value
+        FROM (UNPIVOT (
+            SELECT DISTINCT * FROM (
+                SELECT try_strptime(trim("{date_col}"), ['%Y-%m-%d', '%Y-%m']) AS date,
+                       {unit_cells},
+                       CASE WHEN isfinite(try_cast({value} AS DOUBLE))
+                            THEN try_cast({value} AS DOUBLE) END
+                FROM read_csv('{glob}', all_varchar = true, null_padding = true,
+                              union_by_name = true, filename = true, header = true))
+            WHERE date IS NOT NULL AND {not_null})
+          ON COLUMNS(* EXCLUDE (date, {", ".join(f"u{i}" for i in range(len(units)))}))
+          INTO NAME column_name VALUE value)"""
+
+
+def job_sql(seeds: Path) -> str:
+    config = (seeds / "flowkit" / "config.json").as_posix()
+    values = "\nUNION ALL\n".join(values_sql(seeds, c) for c in EXPORTS)
+    exports = " UNION ALL ".join(f"SELECT '{c}' AS category_id, {s} AS srid, {t} AS trid"
+                                 for c, (_, _, s, t) in EXPORTS.items())
+    return f"""
+    WITH cfg AS (SELECT json AS content FROM read_json_objects('{config}',
+                                                                format = 'unstructured')),
+    indicators AS (
+        SELECT i ->> 'category_id' AS category_id, i ->> 'indicator_id' AS indicator_id,
+               substr(i ->> 'indicator_id', length(i ->> 'category_id') + 2) AS column_name
+        FROM (SELECT unnest(json_extract(content, '$.indicators[*]')) AS i FROM cfg)),
+    categories AS (
+        SELECT c ->> 'category_id' AS category_id, c ->> 'type' AS data_type
+        FROM (SELECT unnest(json_extract(content, '$.categories[*]')) AS c FROM cfg)),
+    v AS ({values}),
+    datasets AS (
+        SELECT v.category_id, i.indicator_id, e.srid, e.trid, v.date AS dt, c.data_type,
+               '[' || string_agg('{{"spatial_unit_ids":' || to_json(v.spatial_unit_ids)
+                   || ',"data":' || CASE WHEN value = trunc(value) AND abs(value) < 1e15
+                      THEN CAST(CAST(value AS BIGINT) AS VARCHAR) ELSE to_json(value)::VARCHAR
+                      END || '}}', ',' ORDER BY v.spatial_unit_ids) || ']' AS data_input
+        FROM v
+        JOIN indicators i ON i.category_id = v.category_id AND i.column_name = v.column_name
+        JOIN categories c ON c.category_id = v.category_id
+        JOIN ({exports}) e ON e.category_id = v.category_id
+        WHERE v.value IS NOT NULL
+        GROUP BY ALL)
+    SELECT category_id, indicator_id, srid, trid, dt,
+           '{{"metadata":' || json_object('revision', 'v1', 'category_id', category_id,
+               'indicator_id', indicator_id, 'srid', srid, 'trid', trid,
+               'dt', strftime(dt, '%Y-%m-%d %H:%M:%S'))::VARCHAR
+           || ',"data_type":' || to_json(data_type)::VARCHAR
+           || ',"data_input":' || data_input || '}}' AS payload
+    FROM datasets"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("seeds", type=Path)
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--memory-limit", default=None)
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args(argv)
+    start, cpu0 = time.perf_counter(), time.process_time()
+    config = {k: v for k, v in (("memory_limit", args.memory_limit),
+                                ("threads", args.threads)) if v is not None}
+    con = duckdb.connect(config=config)
+    con.execute(f"COPY ({job_sql(args.seeds.resolve())}) TO '{args.out.as_posix()}' "
+                "(FORMAT parquet)")
+    n, fp = con.execute(fingerprint_sql(f"read_parquet('{args.out.as_posix()}')")).fetchone()
+    report = {"datasets": n, "fingerprint": fp, "wall_s": round(time.perf_counter() - start, 3),
+              "cpu_s": round(time.process_time() - cpu0, 3),
+              "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    sys.stdout.write(json.dumps(report) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,129 @@
+"""elt against the plain-DuckDB script, side by side in one run: build CPU, wall, peak RSS,
+one changed row, and the no-op build against bare interpreter start-up.
+
+Per run, each as its own measured process on the same generated data:
+  plain      `plain_duckdb.py` (the best a skilled user writes in an hour)
+  elt build  `elt build --select +flowkit_datasets` in a fresh project copy
+  no-op      the same command again, `--noop-runs` times, each next to
+             `python -c "import duckdb"` (the floor of any Python tool using DuckDB)
+  changed    one value changed in one export row (run.change_one_row), then the build
+The payload fingerprints of the plain script and of elt must be equal (same bytes).
+
+    python bench/vs_plain.py --scale 0.1 --runs 3        # scale 0.1 = devdata --scale 30
+    python bench/vs_plain.py --scale 1 --runs 1 --memory-limit 2GB
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from plain_duckdb import fingerprint_sql
+from procs import machine, measure
+from run import PY, REPO, change_one_row
+
+BENCH = Path(__file__).resolve().parent
+ELT = str(Path(PY).with_name("elt"))
+SELECT = "+flowkit_datasets"
+
+
+def profile(limit: str | None, threads: int) -> str:
+    extra = f", memory_limit: {limit}" if limit else ""
+    return (f"elt: {{target: bench, outputs: {{bench: {{type: duckdb, path: target/elt.duckdb, "
+            f"threads: {threads}{extra}}}}}}}\n")
+
+
+def seeds_for(scale: float, work: Path) -> Path:
+    """Generated once per scale (the layout run.py uses, so its cache is shared)."""
+    seeds = work / "data" / f"scale-{scale:g}" / "seeds"
+    if not (seeds / "seeds.yml").exists():
+        measure("generate", [PY, "-m", "elt.devdata", "--out", str(seeds), "--scale",
+                             f"{scale * 300:g}"], cwd=REPO, log_dir=seeds.parent)
+    return seeds
+
+
+def fingerprint(db: Path | str, relation: str) -> list[Any]:
+    with duckdb.connect(str(db), read_only=str(db) != ":memory:") as con:
+        return list(con.execute(fingerprint_sql(relation)).fetchone() or ())
+
+
+def run_once(i: int, args: argparse.Namespace, seeds: Path) -> dict[str, Any]:
+    run_dir = args.work / f"vs-plain-{i}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    project = run_dir / "project"
+    shutil.copytree(REPO / "models", project / "models")
+    shutil.copytree(seeds, project / "seeds")
+    (project / "profiles.yml").write_text(profile(args.memory_limit, args.threads))
+    logs = run_dir / "logs"
+    out: dict[str, Any] = {}
+    plain_out = run_dir / "plain.parquet"
+    cmd = [PY, str(BENCH / "plain_duckdb.py"), str(seeds), str(plain_out), "--threads",
+           str(args.threads)]  # no memory limit: its string_agg would not fit in one
+    out["plain"] = measure("plain", cmd, cwd=run_dir, log_dir=logs).to_dict()
+    build = [ELT, "build", "--select", SELECT]
+    out["elt_build"] = measure("elt_build", build, cwd=project, log_dir=logs).to_dict()
+    same = fingerprint(project / "target/elt.duckdb", "main.flowkit_datasets")
+    out["same_payloads"] = same == fingerprint(":memory:", f"read_parquet('{plain_out}')")
+    out["datasets"] = same[0] if same else None
+    noop, floor = [], []
+    for k in range(args.noop_runs):
+        floor.append(measure(f"floor{k}", [PY, "-c", "import duckdb"], cwd=project,
+                             log_dir=logs).wall_s)
+        noop.append(measure(f"noop{k}", build, cwd=project, log_dir=logs).wall_s)
+    out["noop_wall_s"], out["import_duckdb_wall_s"] = noop, floor
+    out["changed_row"] = change_one_row(project / "seeds")
+    out["elt_changed"] = measure("elt_changed", build, cwd=project, log_dir=logs).to_dict()
+    return out
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    def med(stage: str, key: str) -> float:
+        return statistics.median(r[stage][key] for r in runs)
+
+    s: dict[str, Any] = {}
+    for stage in ("plain", "elt_build", "elt_changed"):
+        for key in ("wall_s", "cpu_s", "peak_rss_mb"):
+            s[f"{stage}.{key}"] = round(med(stage, key), 3)
+    s["noop_wall_s"] = round(statistics.median(w for r in runs for w in r["noop_wall_s"]), 3)
+    s["import_duckdb_wall_s"] = round(statistics.median(
+        w for r in runs for w in r["import_duckdb_wall_s"]), 3)
+    s["ratio.build_cpu_elt_over_plain"] = round(s["elt_build.cpu_s"] / s["plain.cpu_s"], 2)
+    s["ratio.build_wall_elt_over_plain"] = round(s["elt_build.wall_s"] / s["plain.wall_s"], 2)
+    s["ratio.changed_over_full_build"] = round(s["elt_changed.wall_s"] / s["elt_build.wall_s"],
+                                               3)
+    s["ratio.noop_over_import_duckdb"] = round(s["noop_wall_s"] / s["import_duckdb_wall_s"], 2)
+    s["all_ok"] = all(r[k]["ok"] for r in runs for k in ("plain", "elt_build", "elt_changed"))
+    s["same_payloads"] = all(r["same_payloads"] for r in runs)
+    return s
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scale", type=float, default=0.1)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--noop-runs", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--memory-limit", default=None, help="elt's profile memory_limit")
+    ap.add_argument("--work", type=Path, default=BENCH / "work")
+    ap.add_argument("--out", type=Path, default=None, help="JSON results file")
+    args = ap.parse_args(argv)
+    seeds = seeds_for(args.scale, args.work)
+    runs = [run_once(i, args, seeds) for i in range(args.runs)]
+    result = {"scale": args.scale, "runs": args.runs, "memory_limit": args.memory_limit,
+              "threads": args.threads, "machine": machine(), "summary": summarise(runs),
+              "per_run": runs}
+    text = json.dumps(result, indent=1, default=str)
+    out = args.out or BENCH / f"vs_plain-scale-{args.scale:g}.json"
+    out.write_text(text + "\n")
+    sys.stdout.write(json.dumps(result["summary"], indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,78 @@
+"""Partitioned incremental models: config errors, data tests on the rebuilt partitions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_build import by_name, make_ctx, query, write
+
+from elt.context import Context
+from elt.core.errors import ConfigError
+
+HEAD = "id,day,amount\n"
+FILES = {
+    "seeds/seeds.yml": "seeds:\n  sales: {path: 'sales/*.csv'}\n",
+    "seeds/sales/d1.csv": HEAD + "1,2024-01-01,10\n2,2024-01-02,5\n",
+    "models/daily.sql": """
+        /* elt
+        materialized: incremental
+        partition_by: day
+        columns:
+          total: {tests: [{expression: "total >= 0"}]}
+        tests:
+          - unique: [day]
+        */
+        SELECT day, sum(amount) AS total FROM raw.sales GROUP BY day
+        """,
+}
+EXPR, UNIQUE = "expression_daily_total__total_0", "unique_daily_day"
+
+
+def test_tests_check_only_the_rebuilt_partitions(tmp_path: Path) -> None:
+    ctx, _ = make_ctx(tmp_path, FILES)
+    first = ctx.build()
+    assert by_name(first, "daily").message == "full build (first build)"
+    assert by_name(first, EXPR).message is None  # the first run tests every row
+    write(tmp_path, {"seeds/sales/d2.csv": HEAD + "3,2024-01-03,-4\n"})
+    bad = ctx.build()
+    assert by_name(bad, "daily").message == "incremental: 1 partitions rebuilt, 1 rows"
+    assert by_name(bad, EXPR).status == "error"  # the new partition's failing row is found
+    assert "1 failing row(s), e.g. " in by_name(bad, EXPR).message
+    assert by_name(bad, UNIQUE).message == "tested the rebuilt partitions only"
+    write(tmp_path, {"seeds/sales/d3.csv": HEAD + "4,2024-01-03,9\n"})
+    fixed = ctx.build()  # after a failure the test checks every row again
+    assert by_name(fixed, EXPR).status == "success" and by_name(fixed, EXPR).message is None
+    write(tmp_path, {"seeds/sales/d4.csv": HEAD + "5,2024-01-04,1\n"})
+    more = ctx.build()
+    assert by_name(more, EXPR).message == "tested the rebuilt partitions only"
+    assert query(tmp_path, "SELECT * FROM _elt.\"partitions/daily\"") == [
+        (query(tmp_path, "SELECT max(day) FROM daily")[0][0],)]
+    assert query(tmp_path, "SELECT count(*), sum(total) FROM daily") == [(4, 21)]
+
+
+def test_partition_by_config_errors(tmp_path: Path) -> None:
+    ctx, _ = make_ctx(tmp_path, {
+        **FILES, "models/daily.sql": "/* elt\npartition_by: [day]\n*/\nSELECT 1 AS day\n"})
+    with pytest.raises(ConfigError, match="partition_by needs materialized: incremental"):
+        ctx.build()
+    write(tmp_path, {"models/daily.sql": "/* elt\nmaterialized: incremental\npartition_by: "
+                                         "[month]\n*/\nSELECT 1 AS day\n"})
+    run = Context(tmp_path).build()
+    assert by_name(run, "daily").status == "error"
+    assert "partition_by column month is not in its output" in by_name(run, "daily").message
+
+
+def test_a_full_build_runs_in_batches_of_partitions(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import elt.build.partitioned
+
+    ctx, _ = make_ctx(tmp_path, {**FILES, "seeds/sales/d2.csv": HEAD + "3,2024-01-03,4\n"
+                                                                       "4,2024-01-01,1\n"})
+    monkeypatch.setattr(elt.build.partitioned, "BATCH", 2)  # 3 partitions: 2 batches
+    run = ctx.build()
+    assert by_name(run, "daily").message == "full build (first build, 2 batches)"
+    assert sorted(query(tmp_path, "SELECT CAST(day AS VARCHAR), total FROM daily")) == [
+        ("2024-01-01", 11), ("2024-01-02", 5), ("2024-01-03", 4)]
+    assert query(tmp_path, "SELECT count(*) FROM information_schema.tables "
+                           "WHERE starts_with(table_name, '__elt_tmp')") == [(0,)]
