@@ -23,7 +23,8 @@ from typing import Any
 
 import duckdb
 
-from elt.build.spark_rules import MissingRule, to_spark
+from elt.build.spark_rules import MissingRule
+from elt.build.spark_sql import to_spark
 from elt.core.errors import ConfigError, ModelError
 from elt.graph.dag import Graph, Node
 from elt.project.config import Project, Target
