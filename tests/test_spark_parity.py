@@ -35,6 +35,15 @@ elt:
         flowkit_admin: {sandbox: flowkit_admin}
         flowkit: {sandbox: flowkit}
         uois: {sandbox: uois}
+    spark_own:
+      type: spark
+      master: local[2]
+      path: target/spark-state.duckdb
+      warehouse: target/warehouse
+      endpoints:
+        flowkit_admin: {sandbox: flowkit_admin}
+        flowkit: {sandbox: flowkit}
+        uois: {sandbox: uois}
     spark:
       type: spark
       master: local[2]
@@ -144,6 +153,35 @@ def test_publication_keys_and_body_hashes_equal(built: Any) -> None:
                                         .fetchall())
             assert rows["spark_model"] == rows[f'main."{pub.model}"'], pub.name
             assert rows["spark_model"], pub.name
+
+
+def test_publish_from_spark_tables_resends_nothing(built: Any) -> None:
+    """A Spark target with its own state file (the DuckDB target's ledger and raw tables,
+    no DuckDB-built models): publish reads Spark's parquet tables and finds every row
+    unchanged."""
+    import duckdb
+
+    from elt.build.spark_build import record_in_state
+
+    root, duck, _, results, _ = built
+    state = root / "target" / "spark-state.duckdb"
+    shutil.copy(root / "target" / "elt.duckdb", state)
+    with duckdb.connect(str(state)) as con:
+        for name, kind in con.execute(
+                "SELECT table_name, table_type FROM information_schema.tables "
+                "WHERE table_schema = 'main'").fetchall():
+            con.execute(f'DROP {"VIEW" if kind == "VIEW" else "TABLE"} main."{name}"')
+        con.execute("DELETE FROM _elt.nodes WHERE kind = 'model'")
+    own = Context(root, target="spark_own", console=_quiet())
+    assert record_in_state(own.project, own.graph(), results) >= 10
+    published = own.publish()
+    assert not published.failed, [(r.name, r.message) for r in published.results]
+    sent = {r.name: r.rows for r in published.results if r.kind == "publication"}
+    assert sent and all(not n for n in sent.values()), sent
+    with duckdb.connect(str(state), read_only=True) as con:
+        kind = con.execute("SELECT table_type FROM information_schema.tables WHERE "
+                           "table_schema = 'main' AND table_name = 'flowkit_datasets'").fetchone()
+    assert kind == ("VIEW",)
 
 
 def test_compile_spark_names_a_missing_rule_and_takes_an_override(built: Any,

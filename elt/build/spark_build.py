@@ -149,3 +149,44 @@ def _run_node(spark: Any, compiler: se.Compiler, project: Project, node: Node) -
     status = "error" if node.severity == "error" else "warn"
     return NodeResult(node.name, "test", status, failures, seconds,
                       f"test {node.name}: {failures:,} failing row(s)")
+
+
+def record_in_state(project: Project, graph: Graph, results: RunResults) -> int:
+    """Make Spark's tables what `elt publish` reads: in the state DuckDB, `main.<model>`
+    becomes a view over the model's parquet directory, and `_elt.nodes` says how the model
+    and its error-severity tests fared (publish skips a model that failed either). The
+    pending set, key text and body hash are then computed exactly as for a DuckDB target,
+    so switching engines resends nothing. A model that is a DuckDB table in that file (a
+    state file shared with a DuckDB target) is left alone. Returns the views written."""
+    from elt.build import nodestate
+
+    outcome = {r.name: r for r in results.results}
+    failed_tests = {graph.nodes[r.name].owner for r in results.results
+                    if r.kind == "test" and r.status == "error" and r.name in graph.nodes}
+    written = 0
+    with db.connect(project.target.path) as con:
+        nodestate.ensure(con)
+        for name, r in outcome.items():
+            node = graph.nodes.get(name)
+            if node is None or node.kind != "model" or node.materialized == "view":
+                continue
+            kind = con.execute("SELECT table_type FROM information_schema.tables WHERE "
+                               "table_schema = 'main' AND table_name = ?",
+                               [node.identifier]).fetchone()
+            if kind and kind[0] == "BASE TABLE":
+                continue
+            if r.status != "success":
+                nodestate.record_status(con, name=name, kind="model", status=r.status,
+                                        message=r.message, seconds=r.seconds)
+                continue
+            files = se.warehouse(project.target) / "main" / node.identifier / "*.parquet"
+            con.execute(f"CREATE OR REPLACE VIEW main.{db.quote(node.identifier)} AS "
+                        f"SELECT * FROM read_parquet('{files}')")
+            stored = nodestate.read(con, name)
+            nodestate.record_success(
+                con, name=name, kind="model", checksum=node.checksum,
+                version=(stored.version or 0) + 1 if stored else 1, inputs={},
+                rows=r.rows, seconds=r.seconds, message="built on Spark",
+                tests_ok=name not in failed_tests)
+            written += 1
+    return written
