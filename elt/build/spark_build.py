@@ -68,7 +68,7 @@ def run_spark_build(project: Project, graph: Graph, console: Console, names: lis
     if seeds:
         for r in duckdb_build(seeds).results:
             results.add(r)
-    _empty_sources(project, graph, [n for n in names if graph.nodes[n].kind == "api"])
+    _empty_sources(project, graph, [n for n in graph.order if graph.nodes[n].kind == "api"])
     failed = {r.name for r in results.results if r.status in ("error", "skipped")}
     todo = [n for n in names if graph.nodes[n].kind in ("model", "test")]
     for n in names:
