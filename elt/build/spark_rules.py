@@ -3,12 +3,14 @@ Spark dialect.
 
 sqlglot transpiles every model of this project to Spark without a warning, yet most of them
 fail there: DuckDB constructs that have no Spark spelling (COLUMNS(* EXCLUDE), UNPIVOT ON
-COLUMNS, json_object, ...) are passed through as they are. Each such construct has one named
-rule below. Rules that must know a relation's columns (a star to expand, a column's type)
-ask `Columns`, a callback that analyzes a Spark SELECT and returns its (name, type) pairs:
-Spark itself is the schema oracle, so a CTE's columns are known once the CTEs before it are
-rewritten. What no rule handles is reported by `missing()`: an error naming the construct,
-instead of a Spark error far from its cause.
+COLUMNS, json_object, ...) are passed through as they are. Each such construct has one
+named rule: here those that need a relation's columns, in spark_exprs.py those on single
+expressions; spark_sql.to_spark runs both. Rules that must know a relation's columns (a
+star to expand, a column's type) ask `Columns`, a callback that analyzes a Spark SELECT and
+returns its (name, type) pairs: Spark itself is the schema oracle, so a CTE's columns are
+known once the CTEs before it are rewritten. What no rule handles is reported by
+`spark_sql.missing()`: an error naming the construct, instead of a Spark error far from
+its cause.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from sqlglot import exp
 from elt.build.spark_exprs import NODE_RULES
 from elt.build.spark_rules import SELECT_RULES, Columns, MissingRule, Rewrite
 
-# DuckDB-only spellings sqlglot passes through unchanged and no rule above rewrote
+# DuckDB-only spellings sqlglot passes through unchanged and no rule rewrote
 _UNSUPPORTED = (exp.Columns, exp.JSONObject)
 
 
