@@ -125,9 +125,13 @@ def build(select: tuple[str, ...], exclude: tuple[str, ...], full_refresh: bool,
 @cli.command("compile")
 @_project_options
 @_selection
-def compile_cmd(select: tuple[str, ...], exclude: tuple[str, ...], **opts: Any) -> None:
-    """Write the SQL each selected model and test runs to target/compiled/."""
-    _run(opts, lambda c: c.compile(select, exclude))
+@click.option("--engine", type=click.Choice(["duckdb", "spark"]), default=None,
+              help="SQL dialect to compile to (default: the target's type).")
+def compile_cmd(select: tuple[str, ...], exclude: tuple[str, ...], engine: str | None,
+                **opts: Any) -> None:
+    """Write the SQL each selected model and test runs to target/compiled/ (spark:
+    target/compiled/spark/, checked by Spark's analyzer)."""
+    _run(opts, lambda c: c.compile(select, exclude, engine))
 
 
 @cli.command("init")

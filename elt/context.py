@@ -75,19 +75,52 @@ class Context:
         from elt.build.runner import run_build
 
         graph = self.graph()
+        if self.project.target.type == "spark":
+            return self._build_spark(graph, select, exclude, full_refresh)
         with self.connect() as con:
             return run_build(con, self.project, graph, self.console, select=select,
                              exclude=exclude, full_refresh=full_refresh, command="build",
                              endpoints=self.endpoints)
 
-    def compile(self, select: Sequence[str] = (), exclude: Sequence[str] = ()) -> list[Path]:
+    def _build_spark(self, graph: Graph, select: Sequence[str], exclude: Sequence[str],
+                     full_refresh: bool) -> RunResults:
+        """A `type: spark` target: seeds loaded by DuckDB into the state file, models and
+        tests on Spark (elt/build/spark_build.py)."""
+        from elt.build.runner import plan, run_build
+        from elt.build.spark_build import record_in_state, run_spark_build
+
+        def seeds(names: list[str]) -> RunResults:
+            with self.connect() as con:
+                return run_build(con, self.project, graph, self.console, select=names,
+                                 full_refresh=full_refresh, command="build",
+                                 endpoints=self.endpoints)
+
+        results = run_spark_build(self.project, graph, self.console,
+                                  plan(graph, select, exclude, "build"), seeds)
+        record_in_state(self.project, graph, results)
+        results.write(self.project.target_dir)
+        counts: dict[str, int] = {}
+        for r in results.results:
+            counts[r.status] = counts.get(r.status, 0) + 1
+        self.console.info("spark build: " + ", ".join(f"{n} {s}" for s, n in
+                                                       sorted(counts.items())))
+        return results
+
+    def compile(self, select: Sequence[str] = (), exclude: Sequence[str] = (),
+                engine: str | None = None) -> list[Path]:
         """Write the SELECT the next build runs for each selected model and test (incremental
-        rewrites included) to target/compiled/<node>.sql; returns the files written."""
+        rewrites included) to target/compiled/<node>.sql; returns the files written.
+        engine="spark" (or a spark target): Spark SQL to target/compiled/spark/, each model
+        checked by Spark's analyzer."""
         from elt.build import compiled
         from elt.build.runner import plan
 
         graph = self.graph()
         names = plan(graph, select, exclude, "build")
+        if (engine or self.project.target.type) == "spark":
+            from elt.build.spark_build import compile_spark
+
+            return compile_spark(self.project, graph, names, self.console)
         con = self.connect(read_only=True) if self.project.db_path.exists() else None
         written = []
         try:

@@ -53,6 +53,8 @@ def discover_graph(project: Project) -> Graph:
     for path in sql_files:
         if any(part.startswith(".") for part in path.relative_to(project.root).parts):
             continue
+        if path.name.endswith(".spark.sql"):  # a hand port for Spark targets, not a model
+            continue
         node, refs = _sql_node(path, project, cache)
         add(node)
         parsed[node.name] = refs

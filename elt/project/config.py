@@ -123,6 +123,11 @@ class Target:
     threads: int = 1
     memory_limit: str | None = None
     endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # type: spark only. `path` is then the DuckDB file that keeps raw seeds, `_elt` state
+    # and the ledger; models are parquet tables under `warehouse`.
+    master: str | None = None
+    warehouse: Path | None = None
+    spark_conf: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -198,9 +203,9 @@ def load_project(
         raise ConfigError(f"output {chosen!r} must be a mapping", where=where)
     output = profile_schema.coerce(output, "output", f"{where}: outputs.{chosen}")
     db_type = output.get("type", "duckdb")
-    if db_type != "duckdb":
-        raise ConfigError(f"output {chosen!r}: type {db_type!r} is not supported (duckdb)",
-                          where=where)
+    if db_type not in ("duckdb", "spark"):
+        raise ConfigError(f"output {chosen!r}: type {db_type!r} is not supported "
+                          "(duckdb | spark)", where=where)
     path = Path(output.get("path", "target/elt.duckdb"))
     if not path.is_absolute():
         path = root / path
@@ -215,4 +220,9 @@ def load_project(
         memory_limit=output.get("memory_limit"),
         endpoints=endpoints,
     )
+    if db_type == "spark":
+        warehouse = Path(output.get("warehouse", "target/spark-warehouse"))
+        target.master = str(output.get("master", "local[*]"))
+        target.warehouse = warehouse if warehouse.is_absolute() else root / warehouse
+        target.spark_conf = {str(k): str(v) for k, v in (output.get("conf") or {}).items()}
     return Project(root=root, target=target, profile_name=profile_name)

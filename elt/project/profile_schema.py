@@ -16,7 +16,8 @@ from elt.core.errors import ConfigError
 
 # key -> type name ("str", "int", "number", "bool", or the name of a nested mapping below)
 OUTPUT: dict[str, str] = {"type": "str", "path": "str", "threads": "int",
-                          "memory_limit": "str", "endpoints": "endpoints"}
+                          "memory_limit": "str", "endpoints": "endpoints",
+                          "master": "str", "warehouse": "str", "conf": "conf"}
 ENDPOINT: dict[str, str] = {
     "sandbox": "str", "url": "str", "heartbeat": "str", "graphql_path": "str",
     "timeout": "number", "concurrency": "int", "rate_limit": "number", "max_attempts": "int",
@@ -35,6 +36,11 @@ _DESCRIPTIONS = {
     "sandbox": "flowkit | flowkit_admin | uois: use the embedded sandbox",
     "settle": "seconds an unanswered request may still be processing before its rows go again",
     "same_error_retries": "times the same 5xx answer is retried before the row is failed",
+    "type": "output: duckdb (default) | spark; auth: the auth scheme",
+    "path": "the DuckDB file (spark: holds raw seeds, _elt state and the ledger)",
+    "master": "spark: local[*] or a cluster URL (spark://host:7077, yarn, k8s://...)",
+    "warehouse": "spark: directory (or URI) of the models' parquet tables",
+    "conf": "spark: extra Spark settings, e.g. spark.executor.memory: 4g",
 }
 
 
@@ -66,6 +72,9 @@ def check_keys(mapping: Any, kind: str, path: str, where: Any) -> None:
         elif child == "endpoints" and isinstance(value, dict):
             for name, endpoint in value.items():
                 check_keys(endpoint, "endpoint", f"{sub}.{name}", where)
+        elif child == "conf" and value is not None and not isinstance(value, dict):
+            raise ConfigError(f"`{key}` must be a mapping of Spark settings",
+                              where=where(sub))
 
 
 def coerce(mapping: dict[str, Any], kind: str, where: str) -> dict[str, Any]:
@@ -123,6 +132,9 @@ def json_schema() -> dict[str, Any]:
             return {"anyOf": [{"type": "boolean"}, templated]}
         if name == "outputs":
             return {"type": "object", "additionalProperties": {"$ref": "#/$defs/output"}}
+        if name == "conf":
+            return {"type": "object", "additionalProperties": {"type": ["string", "number",
+                                                                        "boolean"]}}
         if name == "endpoints":
             return {"type": "object", "additionalProperties": {"$ref": "#/$defs/endpoint"}}
         return {"$ref": f"#/$defs/{name}"}

@@ -1,0 +1,200 @@
+"""Running the project's models on Apache Spark (`type: spark` targets).
+
+DuckDB stays the embedded staging database: it loads the seeds (its readers give the
+file:line errors and the incremental file fingerprints), fetches API sources, and keeps
+`_elt` state and the publish ledger. Spark gets what DuckDB staged as parquet files under
+`<warehouse>/raw/` and `<warehouse>/published/` (UUID and JSON columns as text), registered
+as `raw.<seed>` and `published.<pub>`; models are parquet tables `<warehouse>/main/<model>`
+(registered as `main.<model>`) or views, built in dependency order. Handing parquet over is
+cheaper and stricter than reading the raw files a second time with Spark's readers, whose
+CSV/JSON inference differs from DuckDB's: the models would then see other types.
+
+Each model's SQL is the DuckDB model rewritten by `spark_rules` (or `<model>.spark.sql`
+beside it), written to `target/compiled/spark/<node>.sql` and checked by Spark's analyzer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from elt.build.spark_rules import MissingRule
+from elt.build.spark_sql import to_spark
+from elt.core.errors import ConfigError, ModelError
+from elt.graph.dag import Graph, Node
+from elt.project.config import Project, Target
+from elt.project.modelfile import relative, strip_sql
+
+COMPILED_DIR = Path("compiled") / "spark"
+_TEXT_TYPES = ("UUID", "JSON")
+
+
+def session(target: Target) -> Any:
+    """A Spark session for the target (pyspark imported here: it is an optional extra)."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise ConfigError(f"target {target.name!r} is type: spark but pyspark is not "
+                          "installed (pip install -e '.[spark]')") from None
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        raise ConfigError(f"target {target.name!r} is type: spark but no Java runtime was "
+                          "found (install Java 17 or set JAVA_HOME)")
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # pyspark logs every analysis error with its Java stack; elt reports one line instead
+    logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
+    builder = (SparkSession.builder.appName("elt").master(target.master or "local[*]")
+               .config("spark.ui.enabled", "false")
+               .config("spark.sql.session.timeZone", "UTC")
+               .config("spark.sql.timestampType", "TIMESTAMP_NTZ")
+               .config("spark.sql.shuffle.partitions", "2")
+               .config("spark.sql.warehouse.dir", str(warehouse(target) / "_catalog")))
+    for key, value in target.spark_conf.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("OFF")  # errors reach the user as one line, not a log dump
+    spark.sql("CREATE DATABASE IF NOT EXISTS main")
+    spark.catalog.setCurrentDatabase("main")  # models are read by bare name
+    return spark
+
+
+def warehouse(target: Target) -> Path:
+    return target.warehouse or target.path.parent / "spark-warehouse"
+
+
+# -- inputs: DuckDB's raw.* and published.* as parquet --------------------------------------------
+def stage_inputs(con: duckdb.DuckDBPyConnection, spark: Any, target: Target) -> list[str]:
+    """Copy every raw.* table and published.* view of the state DuckDB to parquet and
+    register it in Spark under the same name; returns the names."""
+    rows = con.execute(
+        "SELECT table_schema, table_name FROM information_schema.tables "
+        "WHERE table_schema IN ('raw', 'published') ORDER BY 1, 2").fetchall()
+    names = []
+    for schema, table in rows:
+        cols = con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+            [schema, table]).fetchall()
+        select = ", ".join(f'CAST("{c}" AS VARCHAR) AS "{c}"' if t in _TEXT_TYPES else f'"{c}"'
+                           for c, t in cols)
+        path = warehouse(target) / schema / table
+        path.parent.mkdir(parents=True, exist_ok=True)
+        con.execute(f"COPY (SELECT {select} FROM \"{schema}\".\"{table}\") TO "
+                    f"'{path}.parquet' (FORMAT parquet)")
+        register_parquet(spark, f"{schema}.{table}", Path(f"{path}.parquet"))
+        names.append(f"{schema}.{table}")
+    return names
+
+
+def register_parquet(spark: Any, name: str, path: Path) -> None:
+    schema, table = name.split(".")
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS `{schema}`")
+    drop(spark, f"`{schema}`.`{table}`")
+    spark.sql(f"CREATE TABLE `{schema}`.`{table}` USING parquet LOCATION '{path.as_uri()}'")
+
+
+def drop(spark: Any, name: str) -> None:
+    """Drop a table or view of that name, whichever it is (Spark wants the right verb)."""
+    for verb in ("VIEW", "TABLE"):
+        try:
+            spark.sql(f"DROP {verb} IF EXISTS {name}")
+        except Exception:  # noqa: BLE001, S112 - WRONG_COMMAND_FOR_OBJECT_TYPE: the other verb
+            continue
+
+
+# -- compile ---------------------------------------------------------------------------------------
+class Compiler:
+    """Model/test SQL for Spark: override file or rewrite, checked by the analyzer."""
+
+    def __init__(self, spark: Any, project: Project) -> None:
+        self.spark = spark
+        self.project = project
+        self._known: dict[str, bool] = {}
+
+    def columns(self, sql: str) -> list[tuple[str, str]]:
+        return [(f.name, f.dataType.simpleString()) for f in self.spark.sql(sql).schema.fields]
+
+    def known_function(self, name: str) -> bool:
+        if name not in self._known:
+            self._known[name] = bool(self.spark.catalog.functionExists(name))
+        return self._known[name]
+
+    def override(self, node: Node) -> Path | None:
+        if node.path is None:
+            return None
+        path = node.path.with_name(node.path.name[: -len(".sql")] + ".spark.sql")
+        return path if path.is_file() else None
+
+    def compile(self, node: Node) -> str:
+        """The Spark SELECT of a model or test; raises ModelError naming the model (and the
+        construct no rule rewrites, or Spark's analyzer message)."""
+        where = relative(node.path, self.project.root) if node.path else node.name
+        own = self.override(node)
+        try:
+            if own is not None:
+                sql = strip_sql(own.read_text(encoding="utf-8"))
+            else:
+                sql, _ = to_spark(strip_sql(node.sql), self.columns, self.known_function)
+        except MissingRule as exc:
+            raise ModelError(f"{node.kind} {node.name}: no Spark rule for DuckDB construct "
+                             f"`{exc.construct}`; write {node.name}.spark.sql beside the "
+                             "model to port it by hand", where=where) from None
+        except Exception as exc:  # noqa: BLE001 - Spark's analyzer while reading a schema
+            raise ModelError(f"{node.kind} {node.name}: Spark: {_first_line(exc)}",
+                             where=where) from None
+        try:
+            self.spark.sql(sql)  # a SELECT is analyzed eagerly: names, types, functions
+        except Exception as exc:  # noqa: BLE001 - AnalysisException, ParseException
+            source = own.name if own is not None else f"target/{COMPILED_DIR}/{node.name}.sql"
+            raise ModelError(f"{node.kind} {node.name}: Spark ({source}): {_first_line(exc)}",
+                             where=where) from None
+        return sql + "\n"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def write_compiled(target_dir: Path, name: str, sql: str) -> Path:
+    folder = target_dir / COMPILED_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.sql"
+    path.write_text(sql, encoding="utf-8")
+    return path
+
+
+# -- materialize -----------------------------------------------------------------------------------
+def materialize(spark: Any, target: Target, node: Node, sql: str) -> int | None:
+    """Build one model: a view (`main.<model>`), or a parquet table written to a fresh
+    directory and swapped in (the old one stays until the new one is complete)."""
+    spark.sql("CREATE DATABASE IF NOT EXISTS main")
+    name = f"main.`{node.identifier}`"
+    if node.materialized == "view":
+        drop(spark, name)
+        spark.sql(f"CREATE OR REPLACE VIEW {name} AS {sql}")
+        return None
+    # table and incremental: rebuilt whole (incremental maintenance is DuckDB-only so far)
+    final = warehouse(target) / "main" / node.identifier
+    fresh = final.with_name(node.identifier + ".new")
+    shutil.rmtree(fresh, ignore_errors=True)
+    spark.sql(sql).write.mode("overwrite").parquet(fresh.as_uri())
+    drop(spark, name)
+    shutil.rmtree(final, ignore_errors=True)
+    fresh.rename(final)
+    spark.sql(f"CREATE TABLE {name} USING parquet LOCATION '{final.as_uri()}'")
+    return int(spark.table(name).count())
+
+
+def register_built(spark: Any, target: Target, graph: Graph) -> None:
+    """Register the parquet tables of an earlier build (a new session knows none)."""
+    spark.sql("CREATE DATABASE IF NOT EXISTS main")
+    for node in graph.nodes.values():
+        path = warehouse(target) / "main" / node.identifier
+        if node.kind == "model" and node.materialized != "view" and path.is_dir():
+            spark.sql(f"CREATE TABLE IF NOT EXISTS main.`{node.identifier}` USING parquet "
+                      f"LOCATION '{path.as_uri()}'")

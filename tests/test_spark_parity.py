@@ -1,0 +1,209 @@
+"""The project's models on Spark give DuckDB's rows, and the publish ledger's key text and
+body hash of every row come out the same from Spark's tables (switching engines resends
+nothing). One small Spark session (local[2]) for the whole module."""
+
+from __future__ import annotations
+
+import decimal
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from elt.context import Console, Context
+from elt.core.errors import EltError
+
+pyspark = pytest.importorskip("pyspark", reason="pyspark is not installed: "
+                              "pip install -e '.[spark]' to run the Spark parity tests")
+if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+    pytest.skip("no Java runtime (java on PATH or JAVA_HOME): Spark cannot start",
+                allow_module_level=True)
+
+REPO = Path(__file__).resolve().parents[1]
+PROFILES = """
+elt:
+  target: duck
+  outputs:
+    duck:
+      type: duckdb
+      path: target/elt.duckdb
+      threads: 2
+      endpoints:
+        flowkit_admin: {sandbox: flowkit_admin}
+        flowkit: {sandbox: flowkit}
+        uois: {sandbox: uois}
+    spark_own:
+      type: spark
+      master: local[2]
+      path: target/spark-state.duckdb
+      warehouse: target/warehouse
+      endpoints:
+        flowkit_admin: {sandbox: flowkit_admin}
+        flowkit: {sandbox: flowkit}
+        uois: {sandbox: uois}
+    spark:
+      type: spark
+      master: local[2]
+      path: target/elt.duckdb
+      warehouse: target/warehouse
+      conf: {spark.sql.shuffle.partitions: 2, spark.default.parallelism: 2}
+      endpoints:
+        flowkit_admin: {sandbox: flowkit_admin}
+        flowkit: {sandbox: flowkit}
+        uois: {sandbox: uois}
+"""
+
+
+def _quiet() -> Console:
+    return Console(quiet=True)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The repo's project built and published with DuckDB (so published.* has rows and the
+    scope mappings are not empty), then built again on Spark from the same state file."""
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    root = tmp_path_factory.mktemp("spark_parity")
+    shutil.copytree(REPO / "models", root / "models")
+    shutil.copytree(REPO / "seeds", root / "seeds")
+    (root / "profiles.yml").write_text(PROFILES)
+    duck = Context(root, target="duck", console=_quiet())
+    assert not duck.build().failed
+    assert not duck.publish().failed
+    spark_ctx = Context(root, target="spark", console=_quiet())
+    results = spark_ctx.build()
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.getActiveSession()
+    yield root, duck, spark_ctx, results, spark
+    spark.stop()
+
+
+def _norm(value: Any) -> Any:
+    """Doubles to 9 decimals, -0.0 as 0.0, lists as tuples (Spark rows vs DuckDB tuples)."""
+    if isinstance(value, decimal.Decimal):
+        value = float(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        value = round(value, 9)
+        return 0.0 if value == 0 else value
+    if isinstance(value, list | tuple):
+        return tuple(_norm(v) for v in value)
+    return value
+
+
+def _rows(rows: Any) -> list[tuple]:
+    return sorted((tuple(_norm(v) for v in r) for r in rows), key=repr)
+
+
+def test_spark_build_succeeds_with_models_and_tests(built: Any) -> None:
+    root, _, _, results, _ = built
+    by_status = {(r.kind, r.status) for r in results.results}
+    errors = [f"{r.name}: {r.message}" for r in results.results if r.status == "error"]
+    assert not errors, errors
+    assert ("model", "success") in by_status and ("test", "success") in by_status
+    assert (root / "target" / "warehouse" / "main" / "flowkit_datasets").is_dir()
+    assert (root / "target" / "compiled" / "spark" / "flowkit_values.sql").is_file()
+
+
+def test_every_model_equals_duckdb(built: Any) -> None:
+    _, duck, _, _, spark = built
+    graph = duck.graph()
+    models = [n for n in graph.order if graph.nodes[n].kind == "model"]
+    assert len(models) >= 19
+    with duck.connect(read_only=True) as con:
+        for name in models:
+            cur = con.execute(f'SELECT * FROM main."{name}"')
+            duck_cols = [d[0] for d in cur.description]
+            duck_rows = _rows(cur.fetchall())
+            frame = spark.table(f"main.`{name}`")
+            assert frame.columns == duck_cols, name
+            assert _rows(frame.collect()) == duck_rows, name
+    # the scope mappings read what FlowKit answered: not a trivially empty comparison
+    assert spark.table("main.flowkit_scope_mappings").count() > 0
+
+
+def test_publication_keys_and_body_hashes_equal(built: Any) -> None:
+    """The ledger's key text and md5 of the body, computed as publish computes them, are the
+    same for every row of every publication whether the model was built by DuckDB or
+    Spark: a publish after switching engines finds nothing changed."""
+    from elt.publish import ledger
+    from elt.publish.spec import load_publications
+
+    root, duck, _, _, _ = built
+    project = duck.project
+    pubs = list(load_publications(project).values())
+    assert pubs
+    with duck.connect() as con:
+        for pub in pubs:
+            files = root / "target" / "warehouse" / "main" / pub.model / "*.parquet"
+            con.execute(f"CREATE OR REPLACE TEMP VIEW spark_model AS SELECT * FROM "
+                        f"read_parquet('{files}')")
+            rows = {}
+            for relation in (f'main."{pub.model}"', "spark_model"):
+                q = ledger.PendingQuery(pub.name, relation, tuple(pub.key), pub.mode,
+                                        body=pub.body)
+                columns = ledger.model_columns(con, relation)
+                sql = ledger._model_cte(q, columns, with_body=False)
+                rows[relation] = sorted(con.execute(f"SELECT key, hash FROM ({sql})")
+                                        .fetchall())
+            assert rows["spark_model"] == rows[f'main."{pub.model}"'], pub.name
+            assert rows["spark_model"], pub.name
+
+
+def test_publish_from_spark_tables_resends_nothing(built: Any) -> None:
+    """A Spark target with its own state file (the DuckDB target's ledger and raw tables,
+    no DuckDB-built models): publish reads Spark's parquet tables and finds every row
+    unchanged."""
+    import duckdb
+
+    from elt.build.spark_build import record_in_state
+
+    root, duck, _, results, _ = built
+    state = root / "target" / "spark-state.duckdb"
+    shutil.copy(root / "target" / "elt.duckdb", state)
+    with duckdb.connect(str(state)) as con:
+        for name, kind in con.execute(
+                "SELECT table_name, table_type FROM information_schema.tables "
+                "WHERE table_schema = 'main'").fetchall():
+            con.execute(f'DROP {"VIEW" if kind == "VIEW" else "TABLE"} main."{name}"')
+        con.execute("DELETE FROM _elt.nodes WHERE kind = 'model'")
+    own = Context(root, target="spark_own", console=_quiet())
+    assert record_in_state(own.project, own.graph(), results) >= 10
+    published = own.publish()
+    assert not published.failed, [(r.name, r.message) for r in published.results]
+    sent = {r.name: r.rows for r in published.results if r.kind == "publication"}
+    assert sent and all(not n for n in sent.values()), sent
+    with duckdb.connect(str(state), read_only=True) as con:
+        kind = con.execute("SELECT table_type FROM information_schema.tables WHERE "
+                           "table_schema = 'main' AND table_name = 'flowkit_datasets'").fetchone()
+    assert kind == ("VIEW",)
+
+
+def test_compile_spark_names_a_missing_rule_and_takes_an_override(built: Any,
+                                                                   tmp_path: Path) -> None:
+    (tmp_path / "seeds").mkdir()
+    (tmp_path / "seeds" / "words.csv").write_text("w\nkitten\nsitting\n")
+    (tmp_path / "models").mkdir()
+    model = tmp_path / "models" / "distances.sql"
+    model.write_text("SELECT w, damerau_levenshtein(w, 'kitten') AS d FROM raw.words\n")
+    (tmp_path / "profiles.yml").write_text(
+        "elt:\n  target: dev\n  outputs:\n    dev: {type: duckdb, path: target/elt.duckdb}\n")
+    ctx = Context(tmp_path, console=_quiet())
+    assert not ctx.build().failed
+    with pytest.raises(EltError) as err:
+        ctx.compile(engine="spark")
+    message = str(err.value)
+    assert "models/distances.sql" in message and "model distances" in message
+    assert "damerau_levenshtein" in message and "distances.spark.sql" in message
+    model.with_name("distances.spark.sql").write_text(
+        "SELECT w, levenshtein(w, 'kitten') AS d FROM raw.words\n")
+    written = ctx.compile(engine="spark")
+    out = tmp_path / "target" / "compiled" / "spark" / "distances.sql"
+    assert out in written and "levenshtein(w, 'kitten')" in out.read_text()
+    # the override is no model of its own
+    assert [n for n in ctx.graph().nodes if "spark" in n] == []
