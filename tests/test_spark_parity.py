@@ -184,13 +184,13 @@ def test_publish_from_spark_tables_resends_nothing(built: Any) -> None:
     assert kind == ("VIEW",)
 
 
-def test_compile_spark_names_a_missing_rule_and_takes_an_override(built: Any,
-                                                                   tmp_path: Path) -> None:
+def test_compile_spark_names_a_missing_rule_and_takes_an_override(tmp_path: Path) -> None:
     (tmp_path / "seeds").mkdir()
     (tmp_path / "seeds" / "words.csv").write_text("w\nkitten\nsitting\n")
     (tmp_path / "models").mkdir()
     model = tmp_path / "models" / "distances.sql"
-    model.write_text("SELECT w, damerau_levenshtein(w, 'kitten') AS d FROM raw.words\n")
+    model.write_text("/* elt\ncolumns:\n  w: {tests: [not_null]}\n*/\n"
+                     "SELECT w, damerau_levenshtein(w, 'kitten') AS d FROM raw.words\n")
     (tmp_path / "profiles.yml").write_text(
         "elt:\n  target: dev\n  outputs:\n    dev: {type: duckdb, path: target/elt.duckdb}\n")
     ctx = Context(tmp_path, console=_quiet())
@@ -205,5 +205,7 @@ def test_compile_spark_names_a_missing_rule_and_takes_an_override(built: Any,
     written = ctx.compile(engine="spark")
     out = tmp_path / "target" / "compiled" / "spark" / "distances.sql"
     assert out in written and "levenshtein(w, 'kitten')" in out.read_text()
+    # the model's data test compiles against it (Spark's analyzer resolved main.distances)
+    assert (out.parent / "not_null_distances_w.sql").is_file()
     # the override is no model of its own
     assert [n for n in ctx.graph().nodes if "spark" in n] == []

@@ -25,7 +25,7 @@ from elt.project.config import Project
 
 
 def _start(project: Project, console: Console) -> Any:
-    console.info(f"starting Spark ({project.target.master}) ...")
+    console.info(f"starting Spark ({project.target.master or 'local[*]'}) ...")
     return se.session(project.target)
 
 
@@ -51,8 +51,9 @@ def compile_spark(project: Project, graph: Graph, names: Sequence[str],
         if node.kind not in ("model", "test"):
             continue
         sql = compiler.compile(node)
-        if node.kind == "model":
-            spark.sql(f"CREATE OR REPLACE TEMP VIEW `{node.identifier}` AS {sql}")
+        if node.kind == "model":  # a view: downstream nodes compile against its columns
+            se.drop(spark, f"main.`{node.identifier}`")
+            spark.sql(f"CREATE VIEW main.`{node.identifier}` AS {sql}")
         written.append(se.write_compiled(project.target_dir, name, sql))
     console.info(f"compiled {len(written)} node(s) for Spark into "
                  f"{project.target_dir / se.COMPILED_DIR}")
