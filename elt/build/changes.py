@@ -21,10 +21,6 @@ from elt.graph.dag import Graph, Node
 # tests whose failing rows each lie in one partition: they may check the rebuilt ones only
 _ROW_TESTS = ("not_null", "accepted_values", "expression", "relationships")
 
-DDL = ("CREATE TABLE IF NOT EXISTS _elt.changes (model VARCHAR PRIMARY KEY, "
-       "from_version BIGINT, to_version BIGINT, rows BIGINT)")
-
-
 def table_of(node: Node) -> str:
     return f"_elt.{quote('changes/' + node.name)}"
 
@@ -50,7 +46,6 @@ def wanted(graph: Graph, node: Node) -> bool:
 def prepare(cur: duckdb.DuckDBPyConnection, node: Node, new_table: str) -> bool:
     """Before the swap: diff the old table against the new one; False if there is no old
     table of the same columns (then readers rebuild fully)."""
-    cur.execute(DDL)
     cur.execute("DELETE FROM _elt.changes WHERE model = ?", [node.name])  # before its rows go
     cur.execute(f"DROP TABLE IF EXISTS {table_of(node)}")
     old = _columns(cur, node.schema, node.identifier)

@@ -52,9 +52,16 @@ class NodeState:
     watermark: dict[str, Any] | None
 
 
+# changes.py: between which versions the kept changed rows of a table model lie (created
+# here, before a run starts, so parallel builds never race to create it)
+CHANGES_DDL = ("CREATE TABLE IF NOT EXISTS _elt.changes (model VARCHAR PRIMARY KEY, "
+               "from_version BIGINT, to_version BIGINT, rows BIGINT)")
+
+
 def ensure(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE SCHEMA IF NOT EXISTS _elt")
     con.execute(NODES_DDL)
+    con.execute(CHANGES_DDL)
 
 
 def read(con: duckdb.DuckDBPyConnection, name: str) -> NodeState | None:

@@ -102,7 +102,10 @@ def current_state(cur: duckdb.DuckDBPyConnection, graph: Graph,
         else:
             stored = nodestate.read(cur, name)
             entry["version"] = stored.version if stored else None
-        if up.kind in ("seed", "api"):
+        if up.kind in ("seed", "api") and LOAD_ID in {
+                r[0].lower() for r in cur.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_schema = ? "
+                    "AND table_name = ?", [up.schema, up.identifier]).fetchall()}:
             row = cur.execute(f"SELECT coalesce(max({LOAD_ID}), 0), count(*) "
                               f"FROM {up.qualified}").fetchone() or (0, 0)
             mark = int(row[0])

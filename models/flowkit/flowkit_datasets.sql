@@ -66,7 +66,7 @@ WITH declared AS (
     FROM flowkit_values AS v
     JOIN flowkit_indicators AS i ON i.category_id = v.category_id AND i.column_name = v.column_name
     JOIN flowkit_categories AS c ON c.category_id = v.category_id
-    JOIN flowkit_resolutions AS e ON e.category_id = v.category_id
+    JOIN flowkit_exports AS e ON e.category_id = v.category_id
 ),
 datasets AS (
     -- data_input is built as text, one JSON fragment per value joined by string_agg: a

@@ -1,5 +1,7 @@
 /* elt
-materialized: view
+# a table: flowkit_datasets reads it, and a table keeps its changed rows for a partitioned
+# reader (a view over raw.* with LIMIT would make every export change a full rebuild)
+materialized: table
 tags: [flowkit]
 description: >
   One row per FlowKit export: the category it feeds, its spatial (srid) and temporal (trid)

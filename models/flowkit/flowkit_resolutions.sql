@@ -3,8 +3,8 @@ materialized: view
 tags: [flowkit]
 description: >
   Per FlowKit category (one export each): its spatial (srid) and temporal (trid)
-  resolution and the key columns its export must have. Constants, apart from the exports'
-  rows, so that flowkit_datasets can be rebuilt partition by partition.
+  resolution and the key columns its export must have (flowkit_exports adds the columns
+  each export has).
 tests:
   - unique: category_id
 */
