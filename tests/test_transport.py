@@ -223,15 +223,19 @@ def test_concurrency_is_bounded(httpx_mock: HTTPXMock) -> None:
     assert Transport("x", {"url": URL, "concurrency": 5}).concurrency == 5
 
 
+def beat(t: Transport) -> str:
+    """The heartbeat of a fresh transport, opened and closed around it."""
+    async def go() -> str:
+        async with t:
+            return await t.heartbeat()
+    return run(go)
+
+
 def test_heartbeat_returns_version(httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_response(method="GET", url=f"{URL}/heartbeat",
                             json={"datetime": "2024-01-01", "version": "1.4.2"})
     t = make(heartbeat="/heartbeat")
-
-    async def go() -> str:
-        async with t:
-            return await t.heartbeat()
-    assert run(go) == "1.4.2"
+    assert beat(t) == "1.4.2"
 
 
 def test_heartbeat_unreachable_names_the_endpoint(httpx_mock: HTTPXMock) -> None:
@@ -239,12 +243,8 @@ def test_heartbeat_unreachable_names_the_endpoint(httpx_mock: HTTPXMock) -> None
                              is_reusable=True)
     clock = FakeClock()
     t = make(clock, heartbeat="/heartbeat", max_attempts=3)
-
-    async def go() -> str:
-        async with t:
-            return await t.heartbeat()
     with pytest.raises(PublishError) as err:
-        run(go)
+        beat(t)
     assert str(err.value) == (f"endpoint flowkit ({URL}): cannot connect: "
                               "[Errno 111] Connection refused")
     assert len(httpx_mock.get_requests()) == 3 and len(clock.sleeps) == 2  # retried like data
@@ -254,11 +254,7 @@ def test_heartbeat_blip_is_retried_and_no_version_is_said(httpx_mock: HTTPXMock)
     httpx_mock.add_response(url=f"{URL}/heartbeat", status_code=502, text="bad gateway")
     httpx_mock.add_response(url=f"{URL}/heartbeat", json={"datetime": "x", "config": {}})
     t = make(heartbeat="/heartbeat")
-
-    async def go() -> str:
-        async with t:
-            return await t.heartbeat()
-    assert run(go) == "ok (no version)"
+    assert beat(t) == "ok (no version)"
 
 
 def test_same_500_is_retried_twice_then_given_up(httpx_mock: HTTPXMock) -> None:

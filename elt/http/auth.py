@@ -25,13 +25,22 @@ def _margin(lifetime: float) -> float:
     return min(60.0, 0.1 * lifetime)
 
 
-def _jwt_lifetime(token: str) -> float | None:
-    """exp - iat of a JWT (unverified: only to schedule a refresh), else None."""
+def jwt_claims(token: str | None) -> dict[str, Any] | None:
+    """The claims of a JWT, unverified (to schedule a refresh, to read scopes), else None."""
     try:
-        part = token.split(".")[1]
+        part = (token or "").split(".")[1]
         claims = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    except (IndexError, ValueError, TypeError):
+        return None
+    return claims if isinstance(claims, dict) else None
+
+
+def _jwt_lifetime(token: str) -> float | None:
+    """exp - iat of a JWT, else None (UOIS tokens carry no exp)."""
+    claims = jwt_claims(token) or {}
+    try:
         return float(claims["exp"]) - float(claims["iat"])
-    except (IndexError, ValueError, KeyError, TypeError):
+    except (KeyError, TypeError, ValueError):
         return None
 
 

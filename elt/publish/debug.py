@@ -10,12 +10,12 @@ GraphQL path with a harmless `{ __typename }` query.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 from typing import Any
 
 from elt.core.console import Console
 from elt.core.errors import EltError
+from elt.http.auth import jwt_claims
 from elt.http.messages import Request
 from elt.publish.spec import Publication, load_publications
 from elt.publish.workspace import Workspace
@@ -83,12 +83,7 @@ async def _check_all(console: Console, endpoints: dict[str, dict[str, Any]],
 
 def token_scopes(token: str | None) -> set[str] | None:
     """The `scope` claim of a JWT (unverified), else None (not a JWT, or no such claim)."""
-    try:
-        part = (token or "").split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
-    except (IndexError, ValueError, TypeError):
-        return None
-    scope = claims.get("scope") if isinstance(claims, dict) else None
+    scope = (jwt_claims(token) or {}).get("scope")
     return set(str(scope).split()) if scope is not None else None
 
 

@@ -47,8 +47,9 @@ def run_publish(ctx: Workspace, select: Sequence[str] = (), exclude: Sequence[st
     if not order:
         ctx.console.info("no publications declared (models/**/*.yml `publications:`)")
         return RunResults("publish")
-    for name, pub in pubs.items():  # every document and REST path now, pending rows or not
-        make_sink(name, pub.kind, pub.sink_config(), pub.base_dir)
+    # every document and REST path now, pending rows or not; the run sends through these
+    sinks = {name: make_sink(name, pub.kind, pub.sink_config(), pub.base_dir)
+             for name, pub in pubs.items()}
     if dry_run:
         return report.dry_run(ctx, pubs, order, deps)
     followers = report.followers(pubs, readers, order, exclude_names(pubs, exclude, deps))
@@ -60,7 +61,8 @@ def run_publish(ctx: Workspace, select: Sequence[str] = (), exclude: Sequence[st
     if concurrency is not None and concurrency < 1:
         raise PublishError("--concurrency must be at least 1")
     with publish_lock(ctx.project.target.path, ctx.project.root):
-        results = _Run(ctx, pubs, order, deps, readers, concurrency, export_results).execute()
+        results = _Run(ctx, pubs, sinks, order, deps, readers, concurrency,
+                       export_results).execute()
     results.write(ctx.project.target_dir)
     for result in results.results:  # one error line per failed publication, like the build
         if result.status == "error":
@@ -74,10 +76,12 @@ def run_publish(ctx: Workspace, select: Sequence[str] = (), exclude: Sequence[st
 class _Run:
     """State of one publish run."""
 
-    def __init__(self, ctx: Workspace, pubs: dict[str, Publication], order: list[str],
+    def __init__(self, ctx: Workspace, pubs: dict[str, Publication], sinks: dict[str, Any],
+                 order: list[str],
                  deps: dict[str, set[str]], readers: dict[str, set[str]],
                  concurrency: int | None, export_results: Path | None) -> None:
         self.ctx, self.pubs, self.order, self.deps = ctx, pubs, order, deps
+        self.sinks = sinks
         self.readers = readers
         self.concurrency = concurrency
         self.export_path = export_results
@@ -275,7 +279,7 @@ class _Run:
         assert self.journal is not None
         progress = self.console.progress(f"publish {pub.name}", value)
         try:
-            sink = make_sink(pub.name, pub.kind, pub.sink_config(), pub.base_dir)
+            sink = self.sinks[pub.name]
             workers = self.concurrency or getattr(transport, "concurrency", None) or 4
             parquet = self.run_dir / f"{pub.name}.parquet"
             tallies = []
