@@ -66,6 +66,10 @@ class Auth:
         self.clock = clock
         self.policy = policy or RetryPolicy(clock)
         self.generation = 0  # bumped per new token, so a 401 invalidates only its own token
+        self._configure(config)
+
+    def _configure(self, config: dict) -> None:
+        """Read and check this auth type's keys (a subclass's own settings)."""
 
     @property
     def where(self) -> str:
@@ -98,9 +102,7 @@ class BearerAuth(Auth):
 
     kind = "bearer"
 
-    def __init__(self, config: dict, endpoint: str, clock: Clock,
-                 policy: RetryPolicy | None = None) -> None:
-        super().__init__(config, endpoint, clock, policy)
+    def _configure(self, config: dict) -> None:
         self.token = self.require("token")
         secrets.register(self.token)
 
@@ -196,9 +198,7 @@ class OAuth2ClientCredentials(_TokenAuth):
 
     kind = "oauth2_client_credentials"
 
-    def __init__(self, config: dict, endpoint: str, clock: Clock,
-                 policy: RetryPolicy | None = None) -> None:
-        super().__init__(config, endpoint, clock, policy)
+    def _configure(self, config: dict) -> None:
         self.token_url = self.require("token_url")
         self.client_id = self.require("client_id")
         self.client_secret = self.require("client_secret")
@@ -234,9 +234,7 @@ class Login3(_TokenAuth):
 
     kind = "login3"
 
-    def __init__(self, config: dict, endpoint: str, clock: Clock,
-                 policy: RetryPolicy | None = None) -> None:
-        super().__init__(config, endpoint, clock, policy)
+    def _configure(self, config: dict) -> None:
         self.login_url = self.require("login_url")
         self.username = self.require("username")
         self.password = self.require("password")
