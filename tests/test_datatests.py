@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 
@@ -211,3 +212,46 @@ def test_huge_cells_in_samples_are_cut(shop: Proj) -> None:
     # the failing row itself is kept whole
     assert query(root, "SELECT length(payload) FROM test_failures."
                        "expression_payloads_length_payload_100") == [(1300000,)]
+
+
+def _scans_of(caplog: pytest.LogCaptureFixture, relation: str) -> list[str]:
+    """Statements the build ran that read `relation` for a test (from the SQL log)."""
+    return [r.getMessage() for r in caplog.records if r.name == "elt.sql"
+            and f"FROM {relation}" in r.getMessage() and "count" in r.getMessage()]
+
+
+def test_row_tests_of_a_model_are_counted_in_one_scan(shop: Proj,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """not_null, accepted_values, relationships and expression tests of `orders` read the
+    model once between them (a payload column is read once, not once per test)."""
+    ctx, console, root = shop
+    caplog.set_level(logging.DEBUG, logger="elt.sql")
+    run = ctx.build()
+    assert not run.failed, output(console)
+    fused = [s for s in _scans_of(caplog, '"main"."orders" AS child') if "count_if" in s]
+    assert len(fused) == 1, fused
+    for name in ("not_null_orders_id", "accepted_values_orders_status",
+                 "relationships_orders_customer_id__customers__id",
+                 "expression_orders_amount_0"):
+        assert by_name(run, name).status == "success"
+        assert query(root, f"SELECT count(*) FROM test_failures.{name}") == [(0,)]
+    # no row test counted on its own; the unique tests (GROUP BY) still do
+    alone = [s for s in _scans_of(caplog, '"main"."orders"') if "count_if" not in s
+             and "__elt_failing" in s and "GROUP BY" not in s and "LIMIT 0" not in s]
+    assert alone == []
+
+
+def test_a_broken_condition_fails_alone(shop: Proj) -> None:
+    """One expression that DuckDB rejects makes the shared count fail: each test then runs
+    alone, so the broken one reports its own error and its siblings still pass."""
+    ctx, console, root = shop
+    write(root, {"models/orders.sql": FILES["models/orders.sql"].replace(
+        '- expression: "amount >= 0"',
+        '- expression: "amount >= 0"\n          - expression: "no_such_column > 0"')})
+    run = ctx.build()
+    assert run.failed
+    broken = by_name(run, "expression_orders_no_such_column_0")
+    assert broken.status == "error" and "no_such_column" in (broken.message or "")
+    for name in ("not_null_orders_id", "expression_orders_amount_0",
+                 "relationships_orders_customer_id__customers__id"):
+        assert by_name(run, name).status == "success", name

@@ -93,7 +93,17 @@ def partitions_table(node: Node) -> str:
 
 def restricted_test_sql(cur: duckdb.DuckDBPyConnection, graph: Graph, test: Node,
                         stored: NodeState | None, inputs: dict[str, Any]) -> str | None:
-    """The test's SQL over the partitions its model just rebuilt, or None (test all rows).
+    """The test's SQL over the partitions its model just rebuilt, or None (test all rows)."""
+    rebuilt = restricted_relation(cur, graph, test, stored, inputs)
+    if rebuilt is None:
+        return None
+    owner = graph.nodes[test.owner or ""]
+    return test.sql.replace(f"FROM {owner.qualified}", f"FROM {rebuilt}", 1)
+
+
+def restricted_relation(cur: duckdb.DuckDBPyConnection, graph: Graph, test: Node,
+                        stored: NodeState | None, inputs: dict[str, Any]) -> str | None:
+    """The rows of the partitions the test's model just rebuilt, or None (test all rows).
 
     Only when the test passed with no failing row on the model's version before that
     partial build and nothing else it reads changed: the other partitions are the rows it
@@ -120,6 +130,5 @@ def restricted_test_sql(cur: duckdb.DuckDBPyConnection, graph: Graph, test: Node
         return None
     on = " AND ".join(f"__elt_m.{quote(c)} IS NOT DISTINCT FROM __elt_p.{quote(c)}"
                       for c in columns)
-    rebuilt = (f"(SELECT __elt_m.* FROM {owner.qualified} AS __elt_m SEMI JOIN "
-               f"{partitions_table(owner)} AS __elt_p ON {on})")
-    return test.sql.replace(source, f"FROM {rebuilt}", 1)
+    return (f"(SELECT __elt_m.* FROM {owner.qualified} AS __elt_m SEMI JOIN "
+            f"{partitions_table(owner)} AS __elt_p ON {on})")

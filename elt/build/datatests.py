@@ -7,6 +7,7 @@ actionable on its own.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 import duckdb
@@ -65,6 +66,58 @@ def run_test(cur: duckdb.DuckDBPyConnection, node: Node, graph: Graph,
 
 
 run_test.__test__ = False  # type: ignore[attr-defined]
+
+
+def passed(cur: duckdb.DuckDBPyConnection, node: Node, sql: str | None = None) -> TestOutcome:
+    """A test known to have no failing row: leave its empty test_failures table."""
+    cur.execute(f"CREATE OR REPLACE TABLE {node.qualified} AS SELECT * FROM (\n"
+                f"{strip_sql(sql or node.sql)}\n) AS __elt_failing LIMIT 0")
+    return TestOutcome("pass", 0)
+
+
+class FusedCounts:
+    """The row tests of one model counted in one scan of it, not one scan per test.
+
+    Row tests (not_null, accepted_values, relationships, expression) are a predicate over
+    the model's rows; a model of large text (payloads) costs most in reading the text, so
+    reading it once for all its tests is the saving. The first test of a model to run
+    counts for its siblings in this run; a sibling reads its count. Counts over the same
+    relation only (the rebuilt partitions, or the whole table)."""
+
+    def __init__(self, graph: Graph, names: list[str]) -> None:
+        self._siblings: dict[str, list[Node]] = {}
+        for name in names:
+            node = graph.nodes[name]
+            if node.kind == "test" and node.condition and node.owner:
+                self._siblings.setdefault(node.owner, []).append(node)
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+        self._counts: dict[str, dict[str, int] | None] = {}
+
+    def failing(self, cur: duckdb.DuckDBPyConnection, node: Node, relation: str) -> int | None:
+        """Failing rows of `node` over `relation`, or None: count it alone (an error in any
+        sibling's condition makes the fused query fail; each then reports its own)."""
+        siblings = self._siblings.get(node.owner or "", [])
+        if len(siblings) < 2 or not node.condition:
+            return None
+        key = f"{node.owner}\0{relation}"
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._counts:
+                self._counts[key] = _count_all(cur, relation, siblings)
+        counts = self._counts[key]
+        return None if counts is None else counts.get(node.name)
+
+
+def _count_all(cur: duckdb.DuckDBPyConnection, relation: str,
+               tests: list[Node]) -> dict[str, int] | None:
+    columns = ", ".join(f"count_if(({t.condition}))" for t in tests)
+    try:
+        row = cur.execute(f"SELECT {columns} FROM {relation} AS child").fetchone()
+    except duckdb.Error:
+        return None
+    return {t.name: int(n) for t, n in zip(tests, row or (), strict=True)}
 
 
 def _cut(text: str) -> str:

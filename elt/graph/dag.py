@@ -45,6 +45,8 @@ class Node:
     columns: dict[str, dict[str, Any]] = field(default_factory=dict)
     owner: str | None = None        # test: the model whose downstream it guards
     severity: str = "error"         # test: error | warn
+    condition: str | None = None    # row test: its failing rows' predicate over `child`,
+    #                                 the owner's rows (row tests of a model share one scan)
     spec: Any = None                # seed: load.SeedSpec
     paths: list[Path] = field(default_factory=list)  # every file the node comes from
 

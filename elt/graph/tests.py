@@ -65,9 +65,14 @@ def _compile(entry: Any, column: str | None, model: Node, graph: Graph, where: s
     if opts.get("where"):
         rel = f"(SELECT * FROM {rel} WHERE {opts['where']})"
     deps = [model.name]
+    condition: str | None = None  # failing rows of a row test, when the SQL is rel WHERE it
     if kind in ("not_null", "unique"):
         cols = [column] if column else _columns(args, what, where)
-        sql = _not_null(rel, cols) if kind == "not_null" else _unique(rel, cols)
+        if kind == "not_null":
+            condition = " OR ".join(f"{quote(c)} IS NULL" for c in cols)
+            sql = f"SELECT * FROM {rel} WHERE {condition}"
+        else:
+            sql = _unique(rel, cols)
         parts = cols
     elif kind == "accepted_values":
         col = column or _one_column(opts, what, where)
@@ -75,8 +80,8 @@ def _compile(entry: Any, column: str | None, model: Node, graph: Graph, where: s
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{what}: needs `values: [...]`", where=where)
         literals = ", ".join(_value_sql(v) for v in values)
-        sql = (f"SELECT * FROM {rel} WHERE {quote(col)} IS NOT NULL "
-               f"AND {quote(col)} NOT IN ({literals})")
+        condition = f"{quote(col)} IS NOT NULL AND {quote(col)} NOT IN ({literals})"
+        sql = f"SELECT * FROM {rel} WHERE {condition}"
         cols, parts = [col], [col]
     elif kind == "relationships":
         col = column or _one_column(opts, what, where)
@@ -88,9 +93,10 @@ def _compile(entry: Any, column: str | None, model: Node, graph: Graph, where: s
                               f"{graph.suggest(target_name)}", where=where)
         field_name = str(opts.get("field") or col)
         parent = graph.nodes[target]
-        sql = (f"SELECT * FROM {rel} AS child WHERE child.{quote(col)} IS NOT NULL AND NOT EXISTS "
-               f"(SELECT 1 FROM {parent.qualified} AS parent "
-               f"WHERE parent.{quote(field_name)} = child.{quote(col)})")
+        condition = (f"child.{quote(col)} IS NOT NULL AND NOT EXISTS "
+                     f"(SELECT 1 FROM {parent.qualified} AS parent "
+                     f"WHERE parent.{quote(field_name)} = child.{quote(col)})")
+        sql = f"SELECT * FROM {rel} AS child WHERE {condition}"
         deps.append(target)
         cols, parts = [col], [col, parent.identifier, field_name]
     else:  # expression
@@ -98,16 +104,18 @@ def _compile(entry: Any, column: str | None, model: Node, graph: Graph, where: s
         if not isinstance(condition, str) or not condition.strip():
             raise ConfigError(f"{what}: needs the SQL condition (`expression: \"x > 0\"` or "
                               "`expression: {sql: ...}`)", where=where)
-        sql = f"SELECT * FROM {rel} WHERE ({strip_sql(condition)}) IS NOT TRUE"
+        parts = [*([column] if column else []), condition[:40]]
+        condition = f"({strip_sql(condition)}) IS NOT TRUE"
+        sql = f"SELECT * FROM {rel} WHERE {condition}"
         cols = [column] if column else []
-        parts = [*cols, condition[:40]]
     name = _sanitize(str(opts["name"])) if opts.get("name") else test_name(kind, model.name, parts)
     config = {"test": kind, "model": model.name, "columns": cols, "severity": severity,
               **{k: v for k, v in opts.items() if k not in ("severity",)}}
     return Node(name=name, kind="test", schema=FAILURES_SCHEMA, identifier=name,
                 path=model.path, sql=sql, config=config, depends_on=deps,
                 checksum=checksum(sql, severity), tags=list(model.tags), owner=model.name,
-                severity=severity, columns={c: {} for c in cols})
+                severity=severity, columns={c: {} for c in cols},
+                condition=_within(condition, opts.get("where")))
 
 
 def _columns(args: Any, what: str, where: str) -> list[str]:
@@ -126,8 +134,11 @@ def _one_column(opts: dict[str, Any], what: str, where: str) -> str:
     return opts["column"]
 
 
-def _not_null(rel: str, cols: list[str]) -> str:
-    return f"SELECT * FROM {rel} WHERE " + " OR ".join(f"{quote(c)} IS NULL" for c in cols)
+def _within(condition: str | None, where: Any) -> str | None:
+    """The failing-row predicate over the model's own rows (a `where:` narrows it)."""
+    if condition is None or not where:
+        return condition
+    return f"({where}) AND ({condition})"
 
 
 def _unique(rel: str, cols: list[str]) -> str:
