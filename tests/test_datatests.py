@@ -255,3 +255,14 @@ def test_a_broken_condition_fails_alone(shop: Proj) -> None:
     for name in ("not_null_orders_id", "expression_orders_amount_0",
                  "relationships_orders_customer_id__customers__id"):
         assert by_name(run, name).status == "success", name
+
+
+def test_row_tests_of_an_empty_model_pass(shop: Proj) -> None:
+    """count_if over no rows is NULL in DuckDB: no rows is no failing row."""
+    ctx, console, root = shop
+    write(root, {"models/orders.sql": FILES["models/orders.sql"].replace(
+        "FROM raw.orders", "FROM raw.orders WHERE false")})
+    run = ctx.build()
+    assert not run.failed, output(console)
+    assert by_name(run, "not_null_orders_id").status == "success"
+    assert by_name(run, "expression_orders_amount_0").rows == 0

@@ -117,7 +117,7 @@ def _count_all(cur: duckdb.DuckDBPyConnection, relation: str,
         row = cur.execute(f"SELECT {columns} FROM {relation} AS child").fetchone()
     except duckdb.Error:
         return None
-    return {t.name: int(n) for t, n in zip(tests, row or (), strict=True)}
+    return {t.name: int(n or 0) for t, n in zip(tests, row or (), strict=True)}  # NULL: no rows
 
 
 def _cut(text: str) -> str:
