@@ -53,22 +53,15 @@ def build_partitioned(cur: duckdb.DuckDBPyConnection, graph: Graph, node: Node, 
 def _batched(cur: duckdb.DuckDBPyConnection, node: Node, plan: partitions.Plan,
              lock: threading.Lock, record: Callable[..., None], note: str) -> Built | None:
     """A full build in batches of BATCH partitions (in partition_by order), so memory is
-    bounded by a batch, not by the table; None when one batch would do.
-
-    The batches gather in a TEMP table (this connection's, spilled to DuckDB's temp
-    directory under a memory_limit) that is written to the database once at the end:
-    appending them to a table of the database instead makes every automatic checkpoint
-    rewrite the table's growing last row group, a cost that grows with the square of the
-    batches (12 of 67 CPU-seconds of a full-scale FlowKit build)."""
+    bounded by a batch, not by the table; None when one batch would do."""
     columns = partitions.partition_by(node)
     cols = ", ".join(quote(c) for c in columns)
-    tmp_name = TMP_PREFIX + node.identifier
+    tmp_name, keys_name = TMP_PREFIX + node.identifier, TMP_PREFIX + "keys/" + node.identifier
     tmp = f"{quote(node.schema)}.{quote(tmp_name)}"
-    stage, keys, every = (f"temp.main.{quote(TMP_PREFIX + part + node.identifier)}"
-                          for part in ("batches/", "keys/", "all/"))
-    scratch = f"DROP TABLE IF EXISTS {stage}; DROP TABLE IF EXISTS {keys}; " \
-              f"DROP TABLE IF EXISTS {every}"
-    cur.execute(f"DROP TABLE IF EXISTS {tmp}; {scratch}")
+    keys = f"{quote(node.schema)}.{quote(keys_name)}"
+    every = f"{quote(node.schema)}.{quote(TMP_PREFIX + 'all/' + node.identifier)}"
+    cur.execute(f"DROP TABLE IF EXISTS {tmp}; DROP TABLE IF EXISTS {keys}; "
+                f"DROP TABLE IF EXISTS {every}")
     output = {d[0].lower() for d in cur.execute(
         f"SELECT * FROM ({plan.tree.sql('duckdb')}) AS m LIMIT 0").description or []}
     for key in columns:
@@ -77,24 +70,20 @@ def _batched(cur: duckdb.DuckDBPyConnection, node: Node, plan: partitions.Plan,
                              "output")
     try:
         # the model's other columns are not needed: DuckDB leaves their aggregates out
-        cur.execute(f"CREATE TEMP TABLE {every.removeprefix('temp.main.')} AS "
-                    f"SELECT DISTINCT {cols} FROM ({plan.tree.sql('duckdb')}) AS m")
+        cur.execute(f"CREATE TABLE {every} AS SELECT DISTINCT {cols} "
+                    f"FROM ({plan.tree.sql('duckdb')}) AS m")
         batches = -(-count_rows(cur, every) // BATCH)
         if batches <= 1:
             return None
-        cur.execute(f"CREATE OR REPLACE TEMP TABLE {every.removeprefix('temp.main.')} AS "
-                    f"SELECT *, ntile({batches}) OVER (ORDER BY {cols}) AS __elt_batch "
-                    f"FROM {every}")
+        cur.execute(f"CREATE OR REPLACE TABLE {every} AS SELECT *, ntile({batches}) OVER "
+                    f"(ORDER BY {cols}) AS __elt_batch FROM {every}")
         for batch in range(1, batches + 1):
-            cur.execute(f"CREATE OR REPLACE TEMP TABLE {keys.removeprefix('temp.main.')} AS "
-                        f"SELECT {cols} FROM {every} WHERE __elt_batch = {batch}")
+            cur.execute(f"CREATE OR REPLACE TABLE {keys} AS SELECT {cols} FROM {every} "
+                        f"WHERE __elt_batch = {batch}")
             select = partitions.recompute_sql(plan.tree, columns, keys,
                                               partitions.bounds(cur, columns, keys))
-            cur.execute(f"INSERT INTO {stage} BY NAME {select}" if batch > 1
-                        else f"CREATE TEMP TABLE {stage.removeprefix('temp.main.')} AS "
-                             f"{select}")
-        cur.execute(f"CREATE TABLE {tmp} AS SELECT * FROM {stage}")
-        cur.execute(scratch)
+            cur.execute(f"INSERT INTO {tmp} BY NAME {select}" if batch > 1
+                        else f"CREATE TABLE {tmp} AS {select}")
         check_keys(cur, node, tmp_name)
         rows = count_rows(cur, tmp)
         note = f"{note[:-1]}, {batches} batches)"
@@ -106,7 +95,8 @@ def _batched(cur: duckdb.DuckDBPyConnection, node: Node, plan: partitions.Plan,
             cur.execute(f"ALTER TABLE {tmp} RENAME TO {quote(node.identifier)}")
             record(rows, plan.state, note)
     finally:
-        cur.execute(f"DROP TABLE IF EXISTS {tmp}; {scratch}")
+        cur.execute(f"DROP TABLE IF EXISTS {tmp}; DROP TABLE IF EXISTS {keys}; "
+                    f"DROP TABLE IF EXISTS {every}")
     return Built(rows, note)
 
 
