@@ -196,6 +196,17 @@ class Context:
         return run_publish(self, select=select, exclude=exclude, dry_run=dry_run,
                            concurrency=concurrency, export_results=export_results)
 
+    def pending_engine(self, work_dir: Path):  # noqa: ANN201 - SparkPending | None
+        """A `type: spark` target computes publish's pending sets in Spark (the session
+        made when first needed, with the models' parquet tables registered)."""
+        if self.project.target.type != "spark":
+            return None
+        from elt.build.spark_build import publish_session
+        from elt.publish.spark_pending import SparkPending
+
+        return SparkPending(lambda: publish_session(self.project, self.graph(), self.console),
+                            work_dir)
+
     def status(self, fmt: str = "table") -> None:
         from elt.inspect import render
         from elt.publish.runner import publication_status

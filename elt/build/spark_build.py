@@ -38,6 +38,15 @@ def _stage(project: Project, spark: Any, graph: Graph) -> None:
     se.register_built(spark, project.target, graph)
 
 
+def publish_session(project: Project, graph: Graph, console: Console) -> Any:
+    """The Spark session publish computes pending sets in: the models' parquet tables of
+    the last build registered under their names."""
+    spark = _start(project, console)
+    spark.sql("CREATE DATABASE IF NOT EXISTS main")
+    se.register_built(spark, project.target, graph)
+    return spark
+
+
 def compile_spark(project: Project, graph: Graph, names: Sequence[str],
                   console: Console) -> list[Path]:
     """Write target/compiled/spark/<node>.sql for each model and test and check it with

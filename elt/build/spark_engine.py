@@ -49,6 +49,7 @@ def session(target: Target) -> Any:
     logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
     builder = (SparkSession.builder.appName("elt").master(target.master or "local[*]")
                .config("spark.ui.enabled", "false")
+               .config("spark.ui.showConsoleProgress", "false")  # elt prints its own lines
                .config("spark.sql.session.timeZone", "UTC")
                .config("spark.sql.timestampType", "TIMESTAMP_NTZ")
                .config("spark.sql.shuffle.partitions", "2")
