@@ -17,6 +17,7 @@ The Spark session comes from a factory the Context injects: publish imports no S
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -86,9 +87,9 @@ def _col(name: str) -> str:
 
 
 def spark_relation(q: PendingQuery) -> str:
-    """main."x" (DuckDB quoting, as PendingQuery holds it) -> `main`.`x`."""
-    parts = [p.strip('"').replace('""', '"') for p in q.relation.split('"."')]
-    return ".".join(_col(p) for p in parts)
+    """"main"."x" (DuckDB quoting, as PendingQuery holds it) -> `main`.`x`."""
+    parts = re.findall(r'"((?:[^"]|"")*)"|([^."]+)', q.relation)
+    return ".".join(_col(quoted.replace('""', '"') or bare) for quoted, bare in parts)
 
 
 class SparkPending:
