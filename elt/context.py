@@ -87,7 +87,7 @@ class Context:
         """A `type: spark` target: seeds loaded by DuckDB into the state file, models and
         tests on Spark (elt/build/spark_build.py)."""
         from elt.build.runner import plan, run_build
-        from elt.build.spark_build import record_in_state, run_spark_build
+        from elt.build.spark_build import run_spark_build
 
         def seeds(names: list[str]) -> RunResults:
             with self.connect() as con:
@@ -97,7 +97,6 @@ class Context:
 
         results = run_spark_build(self.project, graph, self.console,
                                   plan(graph, select, exclude, "build"), seeds)
-        record_in_state(self.project, graph, results)
         results.write(self.project.target_dir)
         counts: dict[str, int] = {}
         for r in results.results:

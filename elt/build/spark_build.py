@@ -3,8 +3,8 @@
 Seeds are loaded by the DuckDB runner into the target's state file (`path:`), exactly as
 for a DuckDB target; then every raw.* and published.* relation goes to Spark as parquet
 (spark_engine.stage_inputs) and models and data tests run there in DAG order. API sources
-are not fetched by a Spark build: what an earlier DuckDB build of the same state file
-fetched is used. Every model is rebuilt (no up-to-date checks or incremental maintenance
+are fetched by DuckDB into the state file when their turn comes and handed over likewise.
+Every model is rebuilt (no up-to-date checks or incremental maintenance
 on Spark yet); a failed model skips what depends on it.
 """
 
@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from elt.build import spark_engine as se
+from elt.build.datatests import key_columns
 from elt.core import db
 from elt.core.console import Console
+from elt.core.db import FAILURES_SCHEMA
 from elt.core.errors import EltError
 from elt.core.results import NodeResult, RunResults
 from elt.graph.dag import Graph, Node
@@ -71,8 +73,10 @@ def compile_spark(project: Project, graph: Graph, names: Sequence[str],
 
 def run_spark_build(project: Project, graph: Graph, console: Console, names: list[str],
                     duckdb_build: Any) -> RunResults:
-    """Seeds with DuckDB (`duckdb_build(seed names)` returns its RunResults), then models
-    and tests on Spark."""
+    """Seeds with DuckDB (`duckdb_build(node names)` returns its RunResults), then models
+    and tests on Spark in DAG order; an API source is fetched by DuckDB into the state file
+    when its turn comes (the models it asks about recorded there first) and handed to Spark
+    like a seed. Ends by recording the models in the state file (record_in_state)."""
     results = RunResults(command="build")
     seeds = [n for n in names if graph.nodes[n].kind == "seed"]
     if seeds:
@@ -80,11 +84,7 @@ def run_spark_build(project: Project, graph: Graph, console: Console, names: lis
             results.add(r)
     _empty_sources(project, graph, [n for n in graph.order if graph.nodes[n].kind == "api"])
     failed = {r.name for r in results.results if r.status in ("error", "skipped")}
-    todo = [n for n in names if graph.nodes[n].kind in ("model", "test")]
-    for n in names:
-        if graph.nodes[n].kind == "api":
-            results.add(NodeResult(n, "api", "skipped", message="API sources are fetched by "
-                                   "DuckDB targets; a Spark build reads raw.* as staged"))
+    todo = [n for n in names if graph.nodes[n].kind in ("model", "test", "api")]
     if not todo:
         return results
     spark = _start(project, console)
@@ -92,21 +92,54 @@ def run_spark_build(project: Project, graph: Graph, console: Console, names: lis
     compiler = se.Compiler(spark, project)
     _views(spark, compiler, graph, set(todo))
     console.plan(len(todo))
+    recorded: set[str] = set()
     for name in todo:
         node = graph.nodes[name]
         bad = next((d for d in graph.run_after(name) if d in failed), None)
         if bad is not None:
             failed.add(name)
             result = NodeResult(name, node.kind, "skipped", message=f"upstream {bad} failed")
+        elif node.kind == "api":
+            result = _fetch(project, graph, spark, results, recorded, node, duckdb_build)
+            results.add(result)  # the DuckDB runner printed its line
+            if result.status in ("error", "skipped"):
+                failed.add(name)
+            continue
         else:
             console.node_start(node.kind, name)
-            result = _run_node(spark, compiler, project, node)
+            result = _run_node(spark, compiler, project, node, graph)
             if result.status == "error" and node.kind == "model":
                 failed.add(name)
         console.node(node.kind, name, result.status, rows=result.rows,
                      seconds=result.seconds, message=result.message)
         results.add(result)
+    rest = RunResults(command="build")
+    for r in results.results:
+        if r.name not in recorded:
+            rest.add(r)
+    record_in_state(project, graph, rest)
     return results
+
+
+def _fetch(project: Project, graph: Graph, spark: Any, results: RunResults,
+           recorded: set[str], node: Node, duckdb_build: Any) -> NodeResult:
+    """Fetch one API source with the DuckDB runner into the state file, as a DuckDB target
+    does (the for_each model it reads is Spark's, recorded in the state file first), then
+    hand raw.<source> to Spark as parquet."""
+    upstream = set(graph.upstream(node.name))
+    ready = RunResults(command="build")
+    for r in results.results:
+        if r.name in upstream and r.kind == "model" and r.name not in recorded:
+            ready.add(r)
+            recorded.add(r.name)
+    record_in_state(project, graph, ready)
+    fetched = [r for r in duckdb_build([node.name]).results if r.name == node.name]
+    result = fetched[0] if fetched else NodeResult(node.name, "api", "error",
+                                                   message="the DuckDB runner did not run it")
+    if result.status not in ("error", "skipped"):
+        with db.connect(project.target.path, read_only=True) as con:
+            se.stage_table(con, spark, project.target, "raw", node.identifier)
+    return result
 
 
 def _views(spark: Any, compiler: se.Compiler, graph: Graph, todo: set[str]) -> None:
@@ -137,8 +170,10 @@ def _empty_sources(project: Project, graph: Graph, names: list[str]) -> None:
                 _ensure_table(con, spec, f"raw.{db.quote(spec.name)}")
 
 
-def _run_node(spark: Any, compiler: se.Compiler, project: Project, node: Node) -> NodeResult:
+def _run_node(spark: Any, compiler: se.Compiler, project: Project, node: Node,
+              graph: Graph) -> NodeResult:
     started = time.perf_counter()
+    samples: list[str] = []
     try:
         sql = compiler.compile(node)
         se.write_compiled(project.target_dir, node.name, sql)
@@ -146,7 +181,10 @@ def _run_node(spark: Any, compiler: se.Compiler, project: Project, node: Node) -
             rows = se.materialize(spark, project.target, node, sql)
             return NodeResult(node.name, "model", "success", rows,
                               time.perf_counter() - started)
-        failures = int(spark.sql(sql).count())
+        failures = se.store_failures(spark, project.target, node, sql)
+        if failures:
+            columns = spark.table(f"`{FAILURES_SCHEMA}`.`{node.identifier}`").columns
+            samples = se.describe_failures(spark, node, key_columns(columns, node, graph))
     except EltError as exc:
         return NodeResult(node.name, node.kind, "error", None, time.perf_counter() - started,
                           str(exc))
@@ -157,8 +195,25 @@ def _run_node(spark: Any, compiler: se.Compiler, project: Project, node: Node) -
     if not failures:
         return NodeResult(node.name, "test", "success", 0, seconds)
     status = "error" if node.severity == "error" else "warn"
+    more = f" (+{failures - 1:,} more)" if failures > 1 else ""
     return NodeResult(node.name, "test", status, failures, seconds,
-                      f"test {node.name}: {failures:,} failing row(s)")
+                      f"test {node.name}: {failures:,} failing row(s), e.g. {samples[0]}{more}; "
+                      f"see {FAILURES_SCHEMA}.{node.identifier}")
+
+
+def _failures_view(con: Any, project: Project, node: Node) -> None:
+    """`test_failures.<test>` in the state DuckDB: a view over the Spark test's parquet, so
+    `elt sql` shows a Spark build's failing rows as it shows a DuckDB build's (a DuckDB table
+    of that name, from a DuckDB target sharing the file, is left alone)."""
+    folder = se.warehouse(project.target) / FAILURES_SCHEMA / node.identifier
+    kind = con.execute("SELECT table_type FROM information_schema.tables WHERE "
+                       "table_schema = ? AND table_name = ?",
+                       [FAILURES_SCHEMA, node.identifier]).fetchone()
+    if not folder.is_dir() or (kind and kind[0] == "BASE TABLE"):
+        return
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {FAILURES_SCHEMA}")
+    con.execute(f"CREATE OR REPLACE VIEW {FAILURES_SCHEMA}.{db.quote(node.identifier)} AS "
+                f"SELECT * FROM read_parquet('{folder / '*.parquet'}')")
 
 
 def record_in_state(project: Project, graph: Graph, results: RunResults) -> int:
@@ -178,6 +233,8 @@ def record_in_state(project: Project, graph: Graph, results: RunResults) -> int:
         nodestate.ensure(con)
         for name, r in outcome.items():
             node = graph.nodes.get(name)
+            if node is not None and node.kind == "test":
+                _failures_view(con, project, node)
             if node is None or node.kind != "model" or node.materialized == "view":
                 continue
             kind = con.execute("SELECT table_type FROM information_schema.tables WHERE "
