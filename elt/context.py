@@ -96,7 +96,7 @@ class Context:
                                  endpoints=self.endpoints)
 
         results = run_spark_build(self.project, graph, self.console,
-                                  plan(graph, select, exclude, "build"), seeds)
+                                  plan(graph, select, exclude, "build"), seeds, full_refresh)
         results.write(self.project.target_dir)
         counts: dict[str, int] = {}
         for r in results.results:

@@ -4,8 +4,9 @@ Seeds are loaded by the DuckDB runner into the target's state file (`path:`), ex
 for a DuckDB target; then every raw.* and published.* relation goes to Spark as parquet
 (spark_engine.stage_inputs) and models and data tests run there in DAG order. API sources
 are fetched by DuckDB into the state file when their turn comes and handed over likewise.
-Every model is rebuilt (no up-to-date checks or incremental maintenance
-on Spark yet); a failed model skips what depends on it.
+Models and tests whose fingerprints (checksum, input versions) equal their last Spark
+build's are skipped as up to date (spark_state.py); the others are rebuilt whole (no
+incremental maintenance on Spark yet); a failed model skips what depends on it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from elt.build import spark_engine as se
 from elt.build.datatests import key_columns
+from elt.build.spark_state import record_in_state, up_to_date
 from elt.core import db
 from elt.core.console import Console
 from elt.core.db import FAILURES_SCHEMA
@@ -72,11 +74,13 @@ def compile_spark(project: Project, graph: Graph, names: Sequence[str],
 
 
 def run_spark_build(project: Project, graph: Graph, console: Console, names: list[str],
-                    duckdb_build: Any) -> RunResults:
+                    duckdb_build: Any, full_refresh: bool = False) -> RunResults:
     """Seeds with DuckDB (`duckdb_build(node names)` returns its RunResults), then models
     and tests on Spark in DAG order; an API source is fetched by DuckDB into the state file
     when its turn comes (the models it asks about recorded there first) and handed to Spark
-    like a seed. Ends by recording the models in the state file (record_in_state)."""
+    like a seed. A model or test whose fingerprints equal its last Spark build's is not run
+    again (spark_state.up_to_date; all of them run with full_refresh). Ends by recording
+    the models in the state file (record_in_state)."""
     results = RunResults(command="build")
     seeds = [n for n in names if graph.nodes[n].kind == "seed"]
     if seeds:
@@ -93,9 +97,12 @@ def run_spark_build(project: Project, graph: Graph, console: Console, names: lis
     _views(spark, compiler, graph, set(todo))
     console.plan(len(todo))
     recorded: set[str] = set()
+    rebuilt = {r.name for r in results.results if r.status != "up_to_date"}
     for name in todo:
         node = graph.nodes[name]
         bad = next((d for d in graph.run_after(name) if d in failed), None)
+        stored = None if bad is not None or node.kind == "api" or full_refresh else \
+            up_to_date(project, graph, node, rebuilt)
         if bad is not None:
             failed.add(name)
             result = NodeResult(name, node.kind, "skipped", message=f"upstream {bad} failed")
@@ -104,10 +111,16 @@ def run_spark_build(project: Project, graph: Graph, console: Console, names: lis
             results.add(result)  # the DuckDB runner printed its line
             if result.status in ("error", "skipped"):
                 failed.add(name)
+            if result.status != "up_to_date":
+                rebuilt.add(name)
             continue
-        else:
+        elif stored is not None and node.materialized != "view":
+            result = NodeResult(name, node.kind, "up_to_date", stored, 0.0)
+        else:  # a view is defined in every session; it changed only when not up to date
             console.node_start(node.kind, name)
             result = _run_node(spark, compiler, project, node, graph)
+            if stored is None:
+                rebuilt.add(name)
             if result.status == "error" and node.kind == "model":
                 failed.add(name)
         console.node(node.kind, name, result.status, rows=result.rows,
@@ -199,61 +212,3 @@ def _run_node(spark: Any, compiler: se.Compiler, project: Project, node: Node,
     return NodeResult(node.name, "test", status, failures, seconds,
                       f"test {node.name}: {failures:,} failing row(s), e.g. {samples[0]}{more}; "
                       f"see {FAILURES_SCHEMA}.{node.identifier}")
-
-
-def _failures_view(con: Any, project: Project, node: Node) -> None:
-    """`test_failures.<test>` in the state DuckDB: a view over the Spark test's parquet, so
-    `elt sql` shows a Spark build's failing rows as it shows a DuckDB build's (a DuckDB table
-    of that name, from a DuckDB target sharing the file, is left alone)."""
-    folder = se.warehouse(project.target) / FAILURES_SCHEMA / node.identifier
-    kind = con.execute("SELECT table_type FROM information_schema.tables WHERE "
-                       "table_schema = ? AND table_name = ?",
-                       [FAILURES_SCHEMA, node.identifier]).fetchone()
-    if not folder.is_dir() or (kind and kind[0] == "BASE TABLE"):
-        return
-    con.execute(f"CREATE SCHEMA IF NOT EXISTS {FAILURES_SCHEMA}")
-    con.execute(f"CREATE OR REPLACE VIEW {FAILURES_SCHEMA}.{db.quote(node.identifier)} AS "
-                f"SELECT * FROM read_parquet('{folder / '*.parquet'}')")
-
-
-def record_in_state(project: Project, graph: Graph, results: RunResults) -> int:
-    """Make Spark's tables what `elt publish` reads: in the state DuckDB, `main.<model>`
-    becomes a view over the model's parquet directory, and `_elt.nodes` says how the model
-    and its error-severity tests fared (publish skips a model that failed either). The
-    pending set, key text and body hash are then computed exactly as for a DuckDB target,
-    so switching engines resends nothing. A model that is a DuckDB table in that file (a
-    state file shared with a DuckDB target) is left alone. Returns the views written."""
-    from elt.build import nodestate
-
-    outcome = {r.name: r for r in results.results}
-    failed_tests = {graph.nodes[r.name].owner for r in results.results
-                    if r.kind == "test" and r.status == "error" and r.name in graph.nodes}
-    written = 0
-    with db.connect(project.target.path) as con:
-        nodestate.ensure(con)
-        for name, r in outcome.items():
-            node = graph.nodes.get(name)
-            if node is not None and node.kind == "test":
-                _failures_view(con, project, node)
-            if node is None or node.kind != "model" or node.materialized == "view":
-                continue
-            kind = con.execute("SELECT table_type FROM information_schema.tables WHERE "
-                               "table_schema = 'main' AND table_name = ?",
-                               [node.identifier]).fetchone()
-            if kind and kind[0] == "BASE TABLE":
-                continue
-            if r.status != "success":
-                nodestate.record_status(con, name=name, kind="model", status=r.status,
-                                        message=r.message, seconds=r.seconds)
-                continue
-            files = se.warehouse(project.target) / "main" / node.identifier / "*.parquet"
-            con.execute(f"CREATE OR REPLACE VIEW main.{db.quote(node.identifier)} AS "
-                        f"SELECT * FROM read_parquet('{files}')")
-            stored = nodestate.read(con, name)
-            nodestate.record_success(
-                con, name=name, kind="model", checksum=node.checksum,
-                version=(stored.version or 0) + 1 if stored else 1, inputs={},
-                rows=r.rows, seconds=r.seconds, message="built on Spark",
-                tests_ok=name not in failed_tests)
-            written += 1
-    return written
