@@ -245,3 +245,29 @@ def test_a_double_column_leaves_the_pending_set_to_duckdb(tmp_path: Path,
     with pytest.raises(NotExact, match="publication p: a column is double"):
         engine.model_sql(ledger.PendingQuery("p", '"dbl"', ("id",), "upsert"),
                          with_body=False)
+
+
+def test_spark_checks_keys_as_duckdb_does(tmp_path: Path, spark_session: None) -> None:
+    """A duplicate or NULL key, or a missing column: the same one-line error either way."""
+    from pyspark.sql import SparkSession
+
+    from elt.core.errors import PublishError
+    from elt.publish import ledger
+    from elt.publish.spark_pending import SparkPending
+
+    spark = SparkSession.builder.master("local[1]").getOrCreate()
+    engine = SparkPending(lambda: spark, tmp_path)
+    cases = {"dup": "SELECT 'a' AS k, 1 AS v UNION ALL SELECT 'a', 2",
+             "nul": "SELECT CAST(NULL AS STRING) AS k, 1 AS v"}
+    with duckdb.connect() as con:
+        for name, sql in [*cases.items(), ("nul", None)]:
+            if sql is not None:
+                spark.sql(f"CREATE OR REPLACE TEMP VIEW {name} AS {sql}")
+                con.execute(f"CREATE TABLE {name} AS {sql}")
+            key = ("k",) if sql is not None else ("nope",)
+            q = ledger.PendingQuery("p", f'"{name}"', key, "append")
+            with pytest.raises(PublishError) as duck_error:
+                ledger.check_model(con, q)
+            with pytest.raises(PublishError) as spark_error:
+                engine.check_model(q)
+            assert str(spark_error.value) == str(duck_error.value)

@@ -153,10 +153,16 @@ class _Run:
             parquet = self.run_dir / f"{pub.name}.parquet"
             if self._on_spark(query):
                 assert self.engine is not None
-                self.engine.check_model(query)
-                if count_only:
-                    return ("count", self.engine.pending_counts(con, query)["pending"])
-                count, held = self.engine.copy_pending(con, query, parquet)
+                try:
+                    self.engine.check_model(query)
+                    if count_only:
+                        return ("count", self.engine.pending_counts(con, query)["pending"])
+                    count, held = self.engine.copy_pending(con, query, parquet)
+                except EltError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a Spark error: one line, no trace
+                    raise PublishError(f"Spark: {str(exc).strip().splitlines()[0]}",
+                                       where=f"publication {pub.name!r}") from None
             else:
                 columns = ledger.check_model(con, query)
                 if count_only:
@@ -180,6 +186,8 @@ class _Run:
             self.engine.model_sql(query, with_body=False)
         except NotExact as exc:
             why = str(exc)
+        except EltError:
+            return True  # a bad key or body column: Spark's check says it as DuckDB's would
         except Exception as exc:  # noqa: BLE001 - Spark cannot read the model (a view, ...)
             why = f"publication {query.publication}: Spark: {str(exc).strip().splitlines()[0]}"
         else:
