@@ -87,7 +87,7 @@ class Context:
         """A `type: spark` target: seeds loaded by DuckDB into the state file, models and
         tests on Spark (elt/build/spark_build.py)."""
         from elt.build.runner import plan, run_build
-        from elt.build.spark_build import record_in_state, run_spark_build
+        from elt.build.spark_build import run_spark_build
 
         def seeds(names: list[str]) -> RunResults:
             with self.connect() as con:
@@ -96,8 +96,7 @@ class Context:
                                  endpoints=self.endpoints)
 
         results = run_spark_build(self.project, graph, self.console,
-                                  plan(graph, select, exclude, "build"), seeds)
-        record_in_state(self.project, graph, results)
+                                  plan(graph, select, exclude, "build"), seeds, full_refresh)
         results.write(self.project.target_dir)
         counts: dict[str, int] = {}
         for r in results.results:
@@ -195,6 +194,17 @@ class Context:
 
         return run_publish(self, select=select, exclude=exclude, dry_run=dry_run,
                            concurrency=concurrency, export_results=export_results)
+
+    def pending_engine(self, work_dir: Path):  # noqa: ANN201 - SparkPending | None
+        """A `type: spark` target computes publish's pending sets in Spark (the session
+        made when first needed, with the models' parquet tables registered)."""
+        if self.project.target.type != "spark":
+            return None
+        from elt.build.spark_build import publish_session
+        from elt.publish.spark_pending import SparkPending
+
+        return SparkPending(lambda: publish_session(self.project, self.graph(), self.console),
+                            work_dir)
 
     def status(self, fmt: str = "table") -> None:
         from elt.inspect import render

@@ -60,3 +60,12 @@ def test_a_duckdb_function_without_rule_is_named() -> None:
     assert err.value.construct == "damerau_levenshtein()"
     sql, _ = spark("SELECT levenshtein(a, 'b') FROM t", known={"levenshtein"})
     assert "LEVENSHTEIN" in sql.upper()
+
+
+def test_json_type_reads_a_path_into_the_json_not_spark_s_unquoted_text() -> None:
+    """`payload -> '$.mdid'` as json_type's argument becomes a VARIANT path: Spark's
+    get_json_object would hand over "123" unquoted, and it would read as a number."""
+    sql, fired = spark("SELECT json_type(payload -> '$.mdid') IN ('UBIGINT', 'BIGINT') FROM t")
+    assert "json_type" in fired
+    assert "variant_get(parse_json(payload), '$.mdid')" in sql
+    assert "GET_JSON_OBJECT" not in sql.upper() and "RLIKE" not in sql.upper()

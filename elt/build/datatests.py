@@ -132,6 +132,12 @@ def _key_columns(cur: duckdb.DuckDBPyConnection, node: Node, graph: Graph) -> li
     have = [r[0] for r in cur.execute(
         "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND "
         "table_name = ? ORDER BY ordinal_position", [node.schema, node.identifier]).fetchall()]
+    return key_columns(have, node, graph)
+
+
+def key_columns(have: list[str], node: Node, graph: Graph) -> list[str]:
+    """Of the failing rows' columns `have`, those that name a row in a message (the Spark
+    build describes failing rows with the same columns)."""
     lower = {c.lower(): c for c in have}
     owner = graph.nodes.get(node.owner or "")
     for candidates in ((owner.unique_key if owner else []), node.config.get("columns") or []):

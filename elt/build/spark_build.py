@@ -3,9 +3,10 @@
 Seeds are loaded by the DuckDB runner into the target's state file (`path:`), exactly as
 for a DuckDB target; then every raw.* and published.* relation goes to Spark as parquet
 (spark_engine.stage_inputs) and models and data tests run there in DAG order. API sources
-are not fetched by a Spark build: what an earlier DuckDB build of the same state file
-fetched is used. Every model is rebuilt (no up-to-date checks or incremental maintenance
-on Spark yet); a failed model skips what depends on it.
+are fetched by DuckDB into the state file when their turn comes and handed over likewise.
+Models and tests whose fingerprints (checksum, input versions) equal their last Spark
+build's are skipped as up to date (spark_state.py); the others are rebuilt whole (no
+incremental maintenance on Spark yet); a failed model skips what depends on it.
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from elt.build import spark_engine as se
+from elt.build.datatests import key_columns
+from elt.build.spark_state import record_in_state, up_to_date
 from elt.core import db
 from elt.core.console import Console
+from elt.core.db import FAILURES_SCHEMA
 from elt.core.errors import EltError
 from elt.core.results import NodeResult, RunResults
 from elt.graph.dag import Graph, Node
@@ -36,6 +40,15 @@ def _stage(project: Project, spark: Any, graph: Graph) -> None:
     with db.connect(project.target.path, read_only=True) as con:
         se.stage_inputs(con, spark, project.target)
     se.register_built(spark, project.target, graph)
+
+
+def publish_session(project: Project, graph: Graph, console: Console) -> Any:
+    """The Spark session publish computes pending sets in: the models' parquet tables of
+    the last build registered under their names."""
+    spark = _start(project, console)
+    spark.sql("CREATE DATABASE IF NOT EXISTS main")
+    se.register_built(spark, project.target, graph)
+    return spark
 
 
 def compile_spark(project: Project, graph: Graph, names: Sequence[str],
@@ -61,9 +74,13 @@ def compile_spark(project: Project, graph: Graph, names: Sequence[str],
 
 
 def run_spark_build(project: Project, graph: Graph, console: Console, names: list[str],
-                    duckdb_build: Any) -> RunResults:
-    """Seeds with DuckDB (`duckdb_build(seed names)` returns its RunResults), then models
-    and tests on Spark."""
+                    duckdb_build: Any, full_refresh: bool = False) -> RunResults:
+    """Seeds with DuckDB (`duckdb_build(node names)` returns its RunResults), then models
+    and tests on Spark in DAG order; an API source is fetched by DuckDB into the state file
+    when its turn comes (the models it asks about recorded there first) and handed to Spark
+    like a seed. A model or test whose fingerprints equal its last Spark build's is not run
+    again (spark_state.up_to_date; all of them run with full_refresh). Ends by recording
+    the models in the state file (record_in_state)."""
     results = RunResults(command="build")
     seeds = [n for n in names if graph.nodes[n].kind == "seed"]
     if seeds:
@@ -71,11 +88,7 @@ def run_spark_build(project: Project, graph: Graph, console: Console, names: lis
             results.add(r)
     _empty_sources(project, graph, [n for n in graph.order if graph.nodes[n].kind == "api"])
     failed = {r.name for r in results.results if r.status in ("error", "skipped")}
-    todo = [n for n in names if graph.nodes[n].kind in ("model", "test")]
-    for n in names:
-        if graph.nodes[n].kind == "api":
-            results.add(NodeResult(n, "api", "skipped", message="API sources are fetched by "
-                                   "DuckDB targets; a Spark build reads raw.* as staged"))
+    todo = [n for n in names if graph.nodes[n].kind in ("model", "test", "api")]
     if not todo:
         return results
     spark = _start(project, console)
@@ -83,21 +96,63 @@ def run_spark_build(project: Project, graph: Graph, console: Console, names: lis
     compiler = se.Compiler(spark, project)
     _views(spark, compiler, graph, set(todo))
     console.plan(len(todo))
+    recorded: set[str] = set()
+    rebuilt = {r.name for r in results.results if r.status != "up_to_date"}
     for name in todo:
         node = graph.nodes[name]
         bad = next((d for d in graph.run_after(name) if d in failed), None)
+        stored = None if bad is not None or node.kind == "api" or full_refresh else \
+            up_to_date(project, graph, node, rebuilt)
         if bad is not None:
             failed.add(name)
             result = NodeResult(name, node.kind, "skipped", message=f"upstream {bad} failed")
-        else:
+        elif node.kind == "api":
+            result = _fetch(project, graph, spark, results, recorded, node, duckdb_build)
+            results.add(result)  # the DuckDB runner printed its line
+            if result.status in ("error", "skipped"):
+                failed.add(name)
+            if result.status != "up_to_date":
+                rebuilt.add(name)
+            continue
+        elif stored is not None and node.materialized != "view":
+            result = NodeResult(name, node.kind, "up_to_date", stored, 0.0)
+        else:  # a view is defined in every session; it changed only when not up to date
             console.node_start(node.kind, name)
-            result = _run_node(spark, compiler, project, node)
+            result = _run_node(spark, compiler, project, node, graph)
+            if stored is None:
+                rebuilt.add(name)
             if result.status == "error" and node.kind == "model":
                 failed.add(name)
         console.node(node.kind, name, result.status, rows=result.rows,
                      seconds=result.seconds, message=result.message)
         results.add(result)
+    rest = RunResults(command="build")
+    for r in results.results:
+        if r.name not in recorded:
+            rest.add(r)
+    record_in_state(project, graph, rest)
     return results
+
+
+def _fetch(project: Project, graph: Graph, spark: Any, results: RunResults,
+           recorded: set[str], node: Node, duckdb_build: Any) -> NodeResult:
+    """Fetch one API source with the DuckDB runner into the state file, as a DuckDB target
+    does (the for_each model it reads is Spark's, recorded in the state file first), then
+    hand raw.<source> to Spark as parquet."""
+    upstream = set(graph.upstream(node.name))
+    ready = RunResults(command="build")
+    for r in results.results:
+        if r.name in upstream and r.kind == "model" and r.name not in recorded:
+            ready.add(r)
+            recorded.add(r.name)
+    record_in_state(project, graph, ready)
+    fetched = [r for r in duckdb_build([node.name]).results if r.name == node.name]
+    result = fetched[0] if fetched else NodeResult(node.name, "api", "error",
+                                                   message="the DuckDB runner did not run it")
+    if result.status not in ("error", "skipped"):
+        with db.connect(project.target.path, read_only=True) as con:
+            se.stage_table(con, spark, project.target, "raw", node.identifier)
+    return result
 
 
 def _views(spark: Any, compiler: se.Compiler, graph: Graph, todo: set[str]) -> None:
@@ -128,8 +183,10 @@ def _empty_sources(project: Project, graph: Graph, names: list[str]) -> None:
                 _ensure_table(con, spec, f"raw.{db.quote(spec.name)}")
 
 
-def _run_node(spark: Any, compiler: se.Compiler, project: Project, node: Node) -> NodeResult:
+def _run_node(spark: Any, compiler: se.Compiler, project: Project, node: Node,
+              graph: Graph) -> NodeResult:
     started = time.perf_counter()
+    samples: list[str] = []
     try:
         sql = compiler.compile(node)
         se.write_compiled(project.target_dir, node.name, sql)
@@ -137,7 +194,10 @@ def _run_node(spark: Any, compiler: se.Compiler, project: Project, node: Node) -
             rows = se.materialize(spark, project.target, node, sql)
             return NodeResult(node.name, "model", "success", rows,
                               time.perf_counter() - started)
-        failures = int(spark.sql(sql).count())
+        failures = se.store_failures(spark, project.target, node, sql)
+        if failures:
+            columns = spark.table(f"`{FAILURES_SCHEMA}`.`{node.identifier}`").columns
+            samples = se.describe_failures(spark, node, key_columns(columns, node, graph))
     except EltError as exc:
         return NodeResult(node.name, node.kind, "error", None, time.perf_counter() - started,
                           str(exc))
@@ -148,46 +208,7 @@ def _run_node(spark: Any, compiler: se.Compiler, project: Project, node: Node) -
     if not failures:
         return NodeResult(node.name, "test", "success", 0, seconds)
     status = "error" if node.severity == "error" else "warn"
+    more = f" (+{failures - 1:,} more)" if failures > 1 else ""
     return NodeResult(node.name, "test", status, failures, seconds,
-                      f"test {node.name}: {failures:,} failing row(s)")
-
-
-def record_in_state(project: Project, graph: Graph, results: RunResults) -> int:
-    """Make Spark's tables what `elt publish` reads: in the state DuckDB, `main.<model>`
-    becomes a view over the model's parquet directory, and `_elt.nodes` says how the model
-    and its error-severity tests fared (publish skips a model that failed either). The
-    pending set, key text and body hash are then computed exactly as for a DuckDB target,
-    so switching engines resends nothing. A model that is a DuckDB table in that file (a
-    state file shared with a DuckDB target) is left alone. Returns the views written."""
-    from elt.build import nodestate
-
-    outcome = {r.name: r for r in results.results}
-    failed_tests = {graph.nodes[r.name].owner for r in results.results
-                    if r.kind == "test" and r.status == "error" and r.name in graph.nodes}
-    written = 0
-    with db.connect(project.target.path) as con:
-        nodestate.ensure(con)
-        for name, r in outcome.items():
-            node = graph.nodes.get(name)
-            if node is None or node.kind != "model" or node.materialized == "view":
-                continue
-            kind = con.execute("SELECT table_type FROM information_schema.tables WHERE "
-                               "table_schema = 'main' AND table_name = ?",
-                               [node.identifier]).fetchone()
-            if kind and kind[0] == "BASE TABLE":
-                continue
-            if r.status != "success":
-                nodestate.record_status(con, name=name, kind="model", status=r.status,
-                                        message=r.message, seconds=r.seconds)
-                continue
-            files = se.warehouse(project.target) / "main" / node.identifier / "*.parquet"
-            con.execute(f"CREATE OR REPLACE VIEW main.{db.quote(node.identifier)} AS "
-                        f"SELECT * FROM read_parquet('{files}')")
-            stored = nodestate.read(con, name)
-            nodestate.record_success(
-                con, name=name, kind="model", checksum=node.checksum,
-                version=(stored.version or 0) + 1 if stored else 1, inputs={},
-                rows=r.rows, seconds=r.seconds, message="built on Spark",
-                tests_ok=name not in failed_tests)
-            written += 1
-    return written
+                      f"test {node.name}: {failures:,} failing row(s), e.g. {samples[0]}{more}; "
+                      f"see {FAILURES_SCHEMA}.{node.identifier}")

@@ -23,8 +23,10 @@ from typing import Any
 
 import duckdb
 
+from elt.build import datatests
 from elt.build.spark_rules import MissingRule
 from elt.build.spark_sql import to_spark
+from elt.core.db import FAILURES_SCHEMA
 from elt.core.errors import ConfigError, ModelError
 from elt.graph.dag import Graph, Node
 from elt.project.config import Project, Target
@@ -49,6 +51,7 @@ def session(target: Target) -> Any:
     logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
     builder = (SparkSession.builder.appName("elt").master(target.master or "local[*]")
                .config("spark.ui.enabled", "false")
+               .config("spark.ui.showConsoleProgress", "false")  # elt prints its own lines
                .config("spark.sql.session.timeZone", "UTC")
                .config("spark.sql.timestampType", "TIMESTAMP_NTZ")
                .config("spark.sql.shuffle.partitions", "2")
@@ -73,21 +76,25 @@ def stage_inputs(con: duckdb.DuckDBPyConnection, spark: Any, target: Target) -> 
     rows = con.execute(
         "SELECT table_schema, table_name FROM information_schema.tables "
         "WHERE table_schema IN ('raw', 'published') ORDER BY 1, 2").fetchall()
-    names = []
     for schema, table in rows:
-        cols = con.execute(
-            "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
-            [schema, table]).fetchall()
-        select = ", ".join(f'CAST("{c}" AS VARCHAR) AS "{c}"' if t in _TEXT_TYPES else f'"{c}"'
-                           for c, t in cols)
-        path = warehouse(target) / schema / table
-        path.parent.mkdir(parents=True, exist_ok=True)
-        con.execute(f"COPY (SELECT {select} FROM \"{schema}\".\"{table}\") TO "
-                    f"'{path}.parquet' (FORMAT parquet)")
-        register_parquet(spark, f"{schema}.{table}", Path(f"{path}.parquet"))
-        names.append(f"{schema}.{table}")
-    return names
+        stage_table(con, spark, target, schema, table)
+    return [f"{schema}.{table}" for schema, table in rows]
+
+
+def stage_table(con: duckdb.DuckDBPyConnection, spark: Any, target: Target, schema: str,
+                table: str) -> None:
+    """One DuckDB relation to `<warehouse>/<schema>/<table>.parquet`, registered in Spark."""
+    cols = con.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+        [schema, table]).fetchall()
+    select = ", ".join(f'CAST("{c}" AS VARCHAR) AS "{c}"' if t in _TEXT_TYPES else f'"{c}"'
+                       for c, t in cols)
+    path = warehouse(target) / schema / table
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con.execute(f"COPY (SELECT {select} FROM \"{schema}\".\"{table}\") TO "
+                f"'{path}.parquet' (FORMAT parquet)")
+    register_parquet(spark, f"{schema}.{table}", Path(f"{path}.parquet"))
 
 
 def register_parquet(spark: Any, name: str, path: Path) -> None:
@@ -188,6 +195,42 @@ def materialize(spark: Any, target: Target, node: Node, sql: str) -> int | None:
     fresh.rename(final)
     spark.sql(f"CREATE TABLE {name} USING parquet LOCATION '{final.as_uri()}'")
     return int(spark.table(name).count())
+
+
+def store_failures(spark: Any, target: Target, node: Node, sql: str) -> int:
+    """Run a data test; its failing rows become the parquet table `test_failures.<test>`
+    (`<warehouse>/test_failures/<test>/`, replaced each run; empty with the same columns
+    when the test passes), as the DuckDB build keeps them. Returns the failing rows."""
+    frame = spark.sql(sql)
+    failures = int(frame.count())  # counted first: a passing test stores no column data
+    final = warehouse(target) / FAILURES_SCHEMA / node.identifier
+    fresh = final.with_name(node.identifier + ".new")
+    shutil.rmtree(fresh, ignore_errors=True)
+    (frame if failures else frame.limit(0)).coalesce(1).write.parquet(fresh.as_uri())
+    name = f"`{FAILURES_SCHEMA}`.`{node.identifier}`"
+    drop(spark, name)
+    shutil.rmtree(final, ignore_errors=True)
+    fresh.rename(final)
+    register_parquet(spark, f"{FAILURES_SCHEMA}.{node.identifier}", final)
+    return failures
+
+
+def describe_failures(spark: Any, node: Node, columns: list[str], limit: int = 5
+                      ) -> list[str]:
+    """`col=value, ...` of the first failing rows (cells cut as the DuckDB build cuts them)."""
+    cut = datatests.MAX_CELL
+
+    def cell(c: str) -> str:
+        text = f"CAST(`{c}` AS STRING)"
+        return (f"coalesce(CASE WHEN length({text}) > {cut} THEN concat(left({text}, {cut}), "
+                f"'... [+', length({text}) - {cut}, ' chars]') ELSE {text} END, 'NULL')")
+
+    described = ", ".join(f"concat('{c.replace(chr(39), chr(92) + chr(39))}=', {cell(c)})"
+                          for c in columns)
+    order = ", ".join(f"`{c}` NULLS FIRST" for c in columns)
+    return [r[0] for r in spark.sql(
+        f"SELECT concat_ws(', ', {described}) FROM `{FAILURES_SCHEMA}`.`{node.identifier}` "
+        f"ORDER BY {order} LIMIT {limit}").collect()]
 
 
 def register_built(spark: Any, target: Target, graph: Graph) -> None:

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import json
 
-import sqlglot
 from sqlglot import exp
 
-from elt.build.spark_rules import MissingRule, Rewrite
+from elt.build.spark_rules import MissingRule, Rewrite, _from_source, relation_columns
 
 
 # -- rules on single expressions (no schema needed) ---------------------------------------------
@@ -165,26 +164,71 @@ def rule_cast_json_list(rw: Rewrite, node: exp.Expression) -> exp.Expression:
     return node
 
 
+def _arg_is_text(rw: Rewrite, node: exp.Expression, arg: exp.Expression) -> bool:
+    """Whether json_type's argument is text (parsed as JSON, as DuckDB parses a VARCHAR) or
+    a typed value (a number, list, struct: DuckDB casts it to JSON). Schema-aware: a
+    column's type is asked of Spark over the SELECT's FROM/JOIN sources; text when it cannot
+    be told (DuckDB's JSON columns reach Spark as text)."""
+    if not isinstance(arg, exp.Column):
+        return not isinstance(arg, (exp.Literal, exp.Array, exp.Struct)) or arg.is_string
+    select = node.parent_select
+    if select is None:
+        return True
+    sources = [s for s in [_from_source(select)] + [j.this for j in select.args.get("joins")
+                                                     or []] if s is not None]
+    if arg.table:
+        sources = [s for s in sources if (s.alias_or_name or "").lower() == arg.table.lower()]
+    for source in sources:
+        try:
+            types = {n.lower(): t for n, t in relation_columns(rw, source)}
+        except Exception:  # noqa: BLE001, S112 - a source Spark cannot analyze yet: next one
+            continue
+        if arg.name.lower() in types:
+            return types[arg.name.lower()] == "string"
+    return True
+
+
 def rule_json_type(rw: Rewrite, node: exp.Expression) -> exp.Expression:
-    """json_type(j [, path]) -> DuckDB's type name, read off the JSON text (ARRAY, OBJECT,
-    UBIGINT/BIGINT, DOUBLE, BOOLEAN, VARCHAR, NULL); a string of digits reads as a number."""
+    """json_type(j [, path]) -> DuckDB's type name, read off Spark's VARIANT of the JSON:
+    ARRAY, OBJECT, VARCHAR, BOOLEAN, UBIGINT (integers >= 0) / BIGINT, DOUBLE, NULL (a JSON
+    null; SQL NULL where the path is missing). `j -> '$.p'` is read as a path into j, since
+    Spark's get_json_object unquotes strings (a string of digits would read as a number)."""
     if not (isinstance(node, exp.JSONType)
             or (isinstance(node, exp.Anonymous) and node.name.lower() == "json_type")):
         return node
     args = [node.this, node.args.get("expression")] if isinstance(node, exp.JSONType) \
-        else node.expressions
-    j = args[0].copy()
-    if len(args) > 1 and args[1] is not None:
-        j = exp.JSONExtract(this=j, expression=args[1].copy())
-    text = rw.spark(j)
+        else list(node.expressions)
+    paths = [args[1]] if len(args) > 1 and args[1] is not None else []
+    j = args[0]
+    while True:
+        if isinstance(j, exp.JSONExtract):
+            paths.insert(0, j.expression)
+            j = j.this
+        elif isinstance(j, exp.Lambda) and isinstance(j.this, exp.Literal) \
+                and j.this.is_string and len(j.expressions) == 1:
+            # sqlglot reads `j -> '$.p'` as a function's argument as a lambda
+            paths.insert(0, j.this)
+            j = exp.column(j.expressions[0].name)
+        else:
+            break
+    if _arg_is_text(rw, node, j):
+        v = f"parse_json({rw.spark(j)})"
+    else:  # a typed value: its JSON as DuckDB's cast would print it
+        v = f"variant_get(parse_json(to_json(array({rw.spark(j)}))), '$[0]')"
+    for path in paths:
+        text = path.sql("spark") if isinstance(path, exp.JSONPath) else rw.spark(path)
+        v = f"variant_get({v}, {text})"
+    t = f"schema_of_variant({v})"
     rw.fired.append("json_type")
-    return sqlglot.parse_one(
-        f"CASE WHEN ({text}) IS NULL THEN NULL WHEN startswith(({text}), '[') THEN 'ARRAY' "
-        f"WHEN startswith(({text}), '{{') THEN 'OBJECT' "
-        f"WHEN ({text}) RLIKE '^[0-9]+$' THEN 'UBIGINT' WHEN ({text}) RLIKE '^-[0-9]+$' "
-        f"THEN 'BIGINT' WHEN ({text}) RLIKE '^-?[0-9.]+([eE][-+]?[0-9]+)?$' THEN 'DOUBLE' "
-        f"WHEN ({text}) IN ('true', 'false') THEN 'BOOLEAN' ELSE 'VARCHAR' END",
-        read="spark")
+    # kept as Spark text: sqlglot would read variant_get/parse_json back as JSON extraction
+    return exp.column(rw.placeholder(
+        f"(CASE WHEN {v} IS NULL THEN NULL WHEN {t} = 'VOID' THEN 'NULL' "
+        f"WHEN {t} LIKE 'OBJECT%' THEN 'OBJECT' WHEN {t} LIKE 'ARRAY%' THEN 'ARRAY' "
+        f"WHEN {t} = 'STRING' THEN 'VARCHAR' WHEN {t} = 'BOOLEAN' THEN 'BOOLEAN' "
+        f"WHEN {t} = 'BIGINT' THEN CASE WHEN variant_get({v}, '$', 'bigint') < 0 "
+        f"THEN 'BIGINT' ELSE 'UBIGINT' END "
+        f"WHEN {t} LIKE 'DECIMAL(%,0)' AND try_variant_get({v}, '$', 'decimal(20,0)') "
+        f"BETWEEN 0 AND 18446744073709551615 THEN 'UBIGINT' ELSE 'DOUBLE' END)").name)
 
 
 def rule_regexp_full_match(rw: Rewrite, node: exp.Expression) -> exp.Expression:

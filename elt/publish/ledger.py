@@ -127,15 +127,28 @@ def classified_sql(q: PendingQuery, columns: dict[str, str], ledger: str = LEDGE
     being sent (its delete_body), and for a row gone from the model the body of its delete.
     Parameter $1 is the publication name.
     """
+    return (f"WITH mh AS ({_model_cte(q, columns, with_body=False)}),\n"
+            f"l AS ({ledger_rows_sql(q, ledger)}),\n{classify_sql(q)}")
+
+
+def ledger_rows_sql(q: PendingQuery, ledger: str = LEDGER, publication: str = "$1") -> str:
+    """The ledger rows of one publication as the classification reads them (`settling`
+    worked out here, already_there counted as acknowledged). A Spark target gets them as a
+    parquet snapshot of this SELECT (publication given as a literal)."""
+    return (f"SELECT key, key_json::VARCHAR AS key_json, hash, op, tombstone, "
+            f"status = 'unknown' AND {_settled_before(q)} AS settling, "
+            "CASE WHEN status = 'already_there' THEN 'acknowledged' ELSE status END AS status, "
+            f"coalesce(deleted, false) AS deleted FROM {ledger} WHERE publication = "
+            f"{publication}")
+
+
+def classify_sql(q: PendingQuery) -> str:
+    """The classification over CTEs `mh` (key, key_json, hash, tombstone, wave of every
+    model row) and `l` (ledger_rows_sql): plain SQL that DuckDB and Spark both run, so a
+    Spark target classifies exactly as DuckDB does."""
     append = "true" if q.mode == "append" else "false"
     mirror = "true" if q.mode == "mirror" else "false"
-    return f"""
-WITH mh AS ({_model_cte(q, columns, with_body=False)}),
-l AS (SELECT key, key_json::VARCHAR AS key_json, hash, op, tombstone,
-             status = 'unknown' AND {_settled_before(q)} AS settling,
-             CASE WHEN status = 'already_there' THEN 'acknowledged' ELSE status END AS status,
-             coalesce(deleted, false) AS deleted FROM {ledger} WHERE publication = $1),
-c AS (
+    return f"""c AS (
   SELECT coalesce(mh.key, l.key) AS key, coalesce(mh.key_json, l.key_json) AS key_json,
          coalesce(mh.hash, l.hash) AS hash, l.op AS last_op, mh.key IS NULL AS absent,
          CASE WHEN mh.key IS NULL THEN coalesce(l.tombstone, l.key_json) ELSE mh.tombstone END

@@ -1,13 +1,15 @@
 """What publish needs of the project API, as a protocol (elt.context.Context satisfies it).
 
-Publish sits below the Context: it receives the project, console, database, graph, endpoints
-and a way to rebuild models, and never imports the Context itself.
+Publish sits below the Context: it receives the project, console, database, graph, endpoints,
+a way to rebuild models and, for a Spark target, the engine that computes pending sets in
+Spark (elt/publish/spark_pending.py), and never imports the Context itself.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 import duckdb
 
@@ -33,3 +35,8 @@ class Workspace(Protocol):
 
     def build(self, select: Sequence[str] = (), exclude: Sequence[str] = (),
               full_refresh: bool = False) -> RunResults: ...
+
+    def pending_engine(self, work_dir: Path) -> Any | None:
+        """A spark_pending.SparkPending for a `type: spark` target (pending sets computed in
+        Spark, scratch files under work_dir), None for DuckDB."""
+        ...

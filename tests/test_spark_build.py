@@ -1,0 +1,154 @@
+"""A Spark build beyond the models: API sources fetched (by DuckDB, into the state file) and
+handed to Spark like seeds, failing test rows kept in `test_failures.<test>` as a DuckDB
+build keeps them, and json_type answering DuckDB's type names exactly (a string of digits
+is VARCHAR). A small project against the sandbox's UOIS over loopback; one Spark session
+(local[1]) for the module."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pytest
+from helpers import REPO, sandbox_endpoints, stats, statuses
+
+from elt.context import Console, Context
+from elt.sandbox.server import Sandbox
+
+pytest.importorskip("pyspark", reason="pyspark is not installed: pip install -e '.[spark]' "
+                    "to run the Spark build tests")
+if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+    pytest.skip("no Java runtime (java on PATH or JAVA_HOME): Spark cannot start",
+                allow_module_level=True)
+
+TYPE_ID = "2d9dc5ca-a4a2-11ed-b9df-0242ac120003"
+SOURCES = """
+api_sources:
+  lookups:
+    endpoint: uois
+    kind: graphql
+    document: internal_id.gql
+    for_each: {model: externalids, columns: [type_id, outer_id]}
+    batch_size: 2
+    result: result
+    max_age: 1h
+"""
+# the outer ids as Spark builds them; each asked once, the answers read back on Spark
+EXTERNALIDS = "SELECT type_id, CAST(outer_id AS VARCHAR) AS outer_id FROM raw.ids"
+ANSWERS = """/* elt
+tests:
+  - expression: {name: lookups_answered_with_an_id, sql: "result IS NOT NULL",
+                 severity: warn}
+  - not_null: [outer_id]
+*/
+SELECT outer_id, result, http_status FROM raw.lookups"""
+DOC = json.dumps({"s": "123", "n": 123, "neg": -4, "f": 1.5, "nul": None, "b": True,
+                  "a": [1], "o": {"k": "v"}, "big": 18446744073709551615})
+KINDS = f"""SELECT {", ".join(f"json_type(payload -> '$.{k}') AS {k}" for k in json.loads(DOC))},
+  json_type(payload, '$.missing') AS missing, json_type(payload) AS whole,
+  json_type(n) AS typed
+FROM (SELECT '{DOC}' AS payload, 7 AS n) AS d"""
+
+
+@pytest.fixture(scope="module")
+def spark_session() -> Iterator[None]:
+    """The module's one Spark session: every Context below gets it from getOrCreate."""
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    yield
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        active.stop()
+
+
+@pytest.fixture
+def project(tmp_path: Path, spark_session: None) -> Iterator[tuple[Path, Sandbox]]:
+    root = tmp_path / "p"
+    models = root / "models"
+    models.mkdir(parents=True)
+    (root / "seeds").mkdir()
+    (root / "seeds" / "ids.csv").write_text(
+        "type_id,outer_id\n" + "".join(f"{TYPE_ID},{i}\n" for i in (11, 12, 13)))
+    (models / "sources.yml").write_text(SOURCES)
+    shutil.copy(REPO / "models" / "uois" / "internal_id.gql", models / "internal_id.gql")
+    (models / "externalids.sql").write_text(EXTERNALIDS)
+    (models / "answers.sql").write_text(ANSWERS)
+    (models / "json_kinds.sql").write_text(KINDS)
+    with Sandbox(tmp_path / "sb.duckdb") as sb:
+        endpoints = sandbox_endpoints(sb, ("uois",))
+        duck = {"type": "duckdb", "path": "target/duck.duckdb", "endpoints": endpoints}
+        spark = {"type": "spark", "master": "local[1]", "path": "target/elt.duckdb",
+                 "warehouse": "target/warehouse", "endpoints": endpoints,
+                 "conf": {"spark.sql.shuffle.partitions": 1, "spark.default.parallelism": 1}}
+        doc = {"elt": {"target": "spark", "outputs": {"duck": duck, "spark": spark}}}
+        (root / "profiles.yml").write_text(json.dumps(doc))
+        yield root, sb
+
+
+def test_spark_build_fetches_api_sources_keeps_failing_rows_and_types_json(
+        project: tuple[Path, Sandbox]) -> None:
+    root, sb = project
+    out = io.StringIO()
+    spark = Context(root, target="spark", console=Console(out, out))
+    results = spark.build()
+    by_name = statuses(results)
+    assert not results.failed, out.getvalue()
+    # the source was asked about the three ids Spark built, and Spark read the answers
+    assert by_name["raw.lookups"] == "success", out.getvalue()
+    state = root / "target" / "elt.duckdb"
+    with duckdb.connect(str(state), read_only=True) as con:
+        assert con.execute("SELECT count(*), count(http_status) FROM raw.lookups"
+                           ).fetchone() == (3, 3)
+        answers = con.execute("SELECT outer_id FROM answers ORDER BY 1").fetchall()
+        assert answers == [("11",), ("12",), ("13",)]
+        # the warn test's failing rows (nothing is registered: every answer is null) are
+        # kept as the DuckDB build keeps them; the passing test leaves an empty table
+        failing = con.execute("SELECT outer_id FROM test_failures.lookups_answered_with_an_id "
+                              "ORDER BY 1").fetchall()
+        assert failing == answers
+        passing = con.execute("SELECT * FROM test_failures.not_null_answers_outer_id")
+        assert passing.fetchall() == [] and [d[0] for d in passing.description] == [
+            "outer_id", "result", "http_status"]
+    warn = next(r for r in results.results if r.name == "lookups_answered_with_an_id")
+    assert warn.status == "warn" and warn.rows == 3
+    assert "outer_id=11" in (warn.message or "")
+    assert "see test_failures.lookups_answered_with_an_id" in (warn.message or "")
+
+    # asked once: a second build asks nothing (max_age) and rebuilds nothing (the same
+    # fingerprints as the DuckDB runner's); only the failing test runs again
+    before = stats(sb)["requests"]
+    again = statuses(spark.build())
+    assert stats(sb)["requests"] == before
+    assert again == {"raw.ids": "up_to_date", "raw.lookups": "up_to_date",
+                     "externalids": "up_to_date", "answers": "up_to_date",
+                     "json_kinds": "up_to_date", "not_null_answers_outer_id": "up_to_date",
+                     "lookups_answered_with_an_id": "warn"}, out.getvalue()
+    # a new id: the model over it is rebuilt, the source asks about that id only, the
+    # answers are rebuilt; json_kinds reads nothing that changed
+    (root / "seeds" / "ids.csv").write_text(
+        "type_id,outer_id\n" + "".join(f"{TYPE_ID},{i}\n" for i in (11, 12, 13, 14)))
+    built = spark.build()
+    third = statuses(built)
+    assert third["raw.ids"] == third["externalids"] == third["raw.lookups"] == "success"
+    assert third["answers"] == "success" and third["json_kinds"] == "up_to_date"
+    asked = next(r for r in built.results if r.name == "raw.lookups")
+    assert (asked.message or "").startswith("asked 1 in 1 request"), asked.message
+    with duckdb.connect(str(state), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM answers").fetchone() == (4,)
+
+    # json_type: DuckDB's names, a string of digits included, on both engines
+    duck = Context(root, target="duck", console=Console(out, out))
+    assert not duck.build(select=["json_kinds"]).failed, out.getvalue()
+    with duckdb.connect(str(root / "target" / "duck.duckdb"), read_only=True) as con:
+        want = con.execute("SELECT * FROM json_kinds").fetchall()
+    with duckdb.connect(str(state), read_only=True) as con:
+        got = con.execute("SELECT * FROM json_kinds").fetchall()
+    assert want == [("VARCHAR", "UBIGINT", "BIGINT", "DOUBLE", "NULL", "BOOLEAN", "ARRAY",
+                     "OBJECT", "UBIGINT", None, "OBJECT", "UBIGINT")]
+    assert got == want
