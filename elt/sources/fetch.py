@@ -34,7 +34,7 @@ from elt.project.modelfile import relative
 from elt.sources.client import fetch_all
 from elt.sources.spec import Answer, Key, SourceSpec, Tally, parse_source
 
-__all__ = ["fetch_source", "load_spec", "published_inputs"]
+__all__ = ["due_at", "fetch_source", "load_spec", "published_inputs"]
 
 FLUSH_EVERY = 2000  # answered tuples per write transaction
 MARK = "elt-api:"  # table comment prefix holding the checksum of the request settings
@@ -98,6 +98,24 @@ def fetch_source(con: duckdb.DuckDBPyConnection, project: Project, node: Any,
         message += f"; {tally.field_errors} answered with errors (see column error)"
         console.warn(f"api source {spec.label}: {message}")
     return LoadOutcome("success", _count(con, table), writer.answered, 0, removed, message)
+
+
+def due_at(con: duckdb.DuckDBPyConnection, project: Project, graph: Graph, node: Any
+           ) -> float | None:
+    """When the next build would ask this source anything, in epoch seconds: now if
+    something is to ask already, else when its oldest answer reaches max_age; None when
+    only a change of its inputs would (the up-to-date stamp keeps this)."""
+    spec = load_spec(project, node)
+    table = f"raw.{quote(spec.name)}"
+    stale_before = _acknowledged_at(con, published_inputs(graph, node))
+    if _pending(con, spec, table, False, stale_before):
+        return 0.0
+    if spec.max_age is None:
+        return None
+    row = con.execute(f"SELECT min(fetched_at) FROM {table} WHERE error IS NULL").fetchone()
+    if not row or row[0] is None:
+        return None
+    return row[0].replace(tzinfo=UTC).timestamp() + spec.max_age
 
 
 @contextmanager
