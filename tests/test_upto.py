@@ -201,16 +201,44 @@ def test_selection_changed(project: Proj, builds: list) -> None:
     assert set(statuses(run)) == {"stg_people"} and len(builds) == 3
 
 
-def test_api_source_reaching_max_age(tmp_path: Path, sb: Sandbox, seeded: list[str],  # noqa: F811
-                                     builds: list, monkeypatch: pytest.MonkeyPatch) -> None:
-    env = Env(tmp_path / "p", {"uois": {**sb.endpoint_config("uois"), "max_attempts": 1}})
+def _source_project(tmp_path: Path, sandbox: Sandbox, **settings: Any) -> Context:
+    """A seed of external ids, a GraphQL source asking the sandbox about them, a model."""
+    env = Env(tmp_path / "p", {"uois": {**sandbox.endpoint_config("uois"), "max_attempts": 1}})
     env.con.close()
     root = env.project.root
     write(root, {"seeds/ext.csv": f"type_id,outer_id\n{TYPE_ID},o0\n{TYPE_ID},o9\n"})
     (root / "models" / "sources.yml").write_text(yaml.safe_dump(
-        {"api_sources": {"ids": {**IDS, "max_age": "1h"}}}))
+        {"api_sources": {"ids": {**IDS, **settings}}}))
     write(root, {"models/known.sql": "SELECT outer_id FROM raw.ids WHERE result IS NOT NULL"})
-    ctx = Context(root, console=env.console)
+    return Context(root, console=env.console)
+
+
+def test_graphql_document_parsed_only_when_asking(tmp_path: Path, sb: Sandbox,  # noqa: F811
+                                                  seeded: list[str],  # noqa: F811
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The normal no-op build (no stamp) leaves the unchanged document unparsed; a changed,
+    broken one fails the source before its table is touched."""
+    from elt.sources import spec
+
+    ctx = _source_project(tmp_path, sb)
+    root = ctx.project.root
+    assert by_name(ctx.build(), "raw.ids").status == "success"
+    real = spec._check_document
+    parsed: list[str] = []
+    monkeypatch.setattr(spec, "_check_document", lambda s: parsed.append(s.name) or real(s))
+    (root / "target" / upto.STAMP_FILE).unlink()
+    assert by_name(ctx.build(), "raw.ids").status == "up_to_date" and parsed == []
+    (root / "models" / "internal_id.gql").write_text("query {\n  result(\n}")
+    run = ctx.build()
+    assert parsed == ["ids"] and by_name(run, "raw.ids").status == "error"
+    assert "internal_id.gql:3:1: GraphQL syntax error" in by_name(run, "raw.ids").message
+    assert query(root, "SELECT count(*) FROM raw.ids") == [(2,)]  # last good answers kept
+
+
+def test_api_source_reaching_max_age(tmp_path: Path, sb: Sandbox, seeded: list[str],  # noqa: F811
+                                     builds: list, monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = _source_project(tmp_path, sb, max_age="1h")
+    root = ctx.project.root
     assert by_name(ctx.build(), "raw.ids").status == "success"
     asked = requests_seen(sb)
     assert by_name(ctx.build(), "raw.ids").status == "up_to_date"
