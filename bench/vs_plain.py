@@ -5,7 +5,10 @@ Per run, each as its own measured process on the same generated data:
   plain      `plain_duckdb.py` (the best a skilled user writes in an hour)
   elt build  `elt build --select +flowkit_datasets` in a fresh project copy
   no-op      the same command again, `--noop-runs` times, each next to
-             `python -c "import duckdb"` (the floor of any Python tool using DuckDB)
+             `python -c "import duckdb"` (the floor of any Python tool using DuckDB);
+             answered from target/build_stamp.json (elt/build/upto.py)
+  no stamp   the same no-op with the stamp deleted first: the normal path, which a build
+             takes after anything wrote the database (e.g. `elt publish`)
   changed    one value changed in one export row (run.change_one_row), then the build
 The payload fingerprints of the plain script and of elt must be equal (same bytes).
 
@@ -71,12 +74,16 @@ def run_once(i: int, args: argparse.Namespace, seeds: Path) -> dict[str, Any]:
     same = fingerprint(project / "target/elt.duckdb", "main.flowkit_datasets")
     out["same_payloads"] = same == fingerprint(":memory:", f"read_parquet('{plain_out}')")
     out["datasets"] = same[0] if same else None
-    noop, floor = [], []
+    noop, floor, normal = [], [], []
+    stamp = project / "target" / "build_stamp.json"
     for k in range(args.noop_runs):
         floor.append(measure(f"floor{k}", [PY, "-c", "import duckdb"], cwd=project,
                              log_dir=logs).wall_s)
         noop.append(measure(f"noop{k}", build, cwd=project, log_dir=logs).wall_s)
+        stamp.unlink(missing_ok=True)
+        normal.append(measure(f"nostamp{k}", build, cwd=project, log_dir=logs).wall_s)
     out["noop_wall_s"], out["import_duckdb_wall_s"] = noop, floor
+    out["noop_no_stamp_wall_s"] = normal
     out["changed_row"] = change_one_row(project / "seeds")
     out["elt_changed"] = measure("elt_changed", build, cwd=project, log_dir=logs).to_dict()
     return out
@@ -93,6 +100,8 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     s["noop_wall_s"] = round(statistics.median(w for r in runs for w in r["noop_wall_s"]), 3)
     s["import_duckdb_wall_s"] = round(statistics.median(
         w for r in runs for w in r["import_duckdb_wall_s"]), 3)
+    s["noop_no_stamp_wall_s"] = round(statistics.median(
+        w for r in runs for w in r.get("noop_no_stamp_wall_s", [])), 3)
     s["ratio.build_cpu_elt_over_plain"] = round(s["elt_build.cpu_s"] / s["plain.cpu_s"], 2)
     s["ratio.build_wall_elt_over_plain"] = round(s["elt_build.wall_s"] / s["plain.wall_s"], 2)
     s["ratio.changed_over_full_build"] = round(s["elt_changed.wall_s"] / s["elt_build.wall_s"],
@@ -113,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=BENCH / "work")
     ap.add_argument("--out", type=Path, default=None, help="JSON results file")
     args = ap.parse_args(argv)
+    # as an installed package has: compiled modules (PYTHONDONTWRITEBYTECODE would otherwise
+    # make every elt process compile the modules it imports, ~0.05 s)
+    measure("compileall", [PY, "-m", "compileall", "-q", str(REPO / "elt")], cwd=REPO,
+            log_dir=args.work / "logs")
     seeds = seeds_for(args.scale, args.work)
     runs = [run_once(i, args, seeds) for i in range(args.runs)]
     result = {"scale": args.scale, "runs": args.runs, "memory_limit": args.memory_limit,
