@@ -62,13 +62,13 @@ def stamp_path(project: Project) -> Path:
 
 
 # -- digests ------------------------------------------------------------------------------
-def _walk(folder: Path) -> list[tuple[str, os.stat_result]]:
+def _walk(folder: Path, skip: tuple[str, ...] = ()) -> list[tuple[str, os.stat_result]]:
     """(relative path, stat) of every file under folder, sorted; symlinks followed for files."""
     found: list[tuple[str, os.stat_result]] = []
     if not folder.is_dir():
         return found
     for here, dirs, files in os.walk(folder):
-        dirs.sort()
+        dirs[:] = sorted(d for d in dirs if d not in skip)
         rel = os.path.relpath(here, folder)
         for name in sorted(files):
             path = os.path.join(here, name)
@@ -108,7 +108,7 @@ def engine_digest() -> str:
     """elt's version and modules, and the installed duckdb: an upgrade or an edited engine
     may change what a build does with the same files."""
     h = hashlib.sha256(elt.__version__.encode())
-    for rel, st in _walk(Path(elt.__file__).parent):
+    for rel, st in _walk(Path(elt.__file__).parent, skip=("__pycache__",)):
         if rel.endswith(".py"):
             h.update(f"{rel}\0{st.st_size}:{st.st_mtime_ns}\n".encode())
     try:
@@ -328,7 +328,7 @@ def _rewrite_manifest(path: Path, body_digest: str) -> bool:
         return False
     from elt.core.results import manifest_head
 
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         tmp.write_text(manifest_head(int(head.group(1))) + body, encoding="utf-8")
         tmp.replace(path)

@@ -8,6 +8,7 @@ a scheduler's parser can refuse what it does not understand) and the run's
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -99,6 +100,6 @@ def write_manifest(target_dir: Path, nodes: list[dict[str, Any]]) -> Path:
 
 
 def _write_json_atomic(path: Path, doc: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # two runs never share one
     tmp.write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
     tmp.replace(path)
