@@ -74,16 +74,17 @@ def run_once(i: int, args: argparse.Namespace, seeds: Path) -> dict[str, Any]:
     same = fingerprint(project / "target/elt.duckdb", "main.flowkit_datasets")
     out["same_payloads"] = same == fingerprint(":memory:", f"read_parquet('{plain_out}')")
     out["datasets"] = same[0] if same else None
-    noop, floor, normal = [], [], []
     stamp = project / "target" / "build_stamp.json"
+    for key in ("noop", "import_duckdb", "noop_no_stamp"):
+        out[f"{key}_wall_s"], out[f"{key}_cpu_s"] = [], []
     for k in range(args.noop_runs):
-        floor.append(measure(f"floor{k}", [PY, "-c", "import duckdb"], cwd=project,
-                             log_dir=logs).wall_s)
-        noop.append(measure(f"noop{k}", build, cwd=project, log_dir=logs).wall_s)
-        stamp.unlink(missing_ok=True)
-        normal.append(measure(f"nostamp{k}", build, cwd=project, log_dir=logs).wall_s)
-    out["noop_wall_s"], out["import_duckdb_wall_s"] = noop, floor
-    out["noop_no_stamp_wall_s"] = normal
+        for key, cmd in (("import_duckdb", [PY, "-c", "import duckdb"]), ("noop", build),
+                         ("noop_no_stamp", build)):
+            if key == "noop_no_stamp":
+                stamp.unlink(missing_ok=True)
+            m = measure(f"{key}{k}", cmd, cwd=project, log_dir=logs)
+            out[f"{key}_wall_s"].append(m.wall_s)
+            out[f"{key}_cpu_s"].append(m.cpu_s)
     out["changed_row"] = change_one_row(project / "seeds")
     out["elt_changed"] = measure("elt_changed", build, cwd=project, log_dir=logs).to_dict()
     return out
@@ -97,16 +98,16 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     for stage in ("plain", "elt_build", "elt_changed"):
         for key in ("wall_s", "cpu_s", "peak_rss_mb"):
             s[f"{stage}.{key}"] = round(med(stage, key), 3)
-    s["noop_wall_s"] = round(statistics.median(w for r in runs for w in r["noop_wall_s"]), 3)
-    s["import_duckdb_wall_s"] = round(statistics.median(
-        w for r in runs for w in r["import_duckdb_wall_s"]), 3)
-    s["noop_no_stamp_wall_s"] = round(statistics.median(
-        w for r in runs for w in r.get("noop_no_stamp_wall_s", [])), 3)
+    for key in ("noop", "import_duckdb", "noop_no_stamp"):
+        for unit in ("wall_s", "cpu_s"):
+            s[f"{key}_{unit}"] = round(statistics.median(
+                w for r in runs for w in r[f"{key}_{unit}"]), 3)
     s["ratio.build_cpu_elt_over_plain"] = round(s["elt_build.cpu_s"] / s["plain.cpu_s"], 2)
     s["ratio.build_wall_elt_over_plain"] = round(s["elt_build.wall_s"] / s["plain.wall_s"], 2)
     s["ratio.changed_over_full_build"] = round(s["elt_changed.wall_s"] / s["elt_build.wall_s"],
                                                3)
     s["ratio.noop_over_import_duckdb"] = round(s["noop_wall_s"] / s["import_duckdb_wall_s"], 2)
+    s["ratio.noop_cpu_over_import_duckdb"] = round(s["noop_cpu_s"] / s["import_duckdb_cpu_s"], 2)
     s["all_ok"] = all(r[k]["ok"] for r in runs for k in ("plain", "elt_build", "elt_changed"))
     s["same_payloads"] = all(r["same_payloads"] for r in runs)
     return s
