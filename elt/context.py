@@ -95,9 +95,9 @@ class Context:
             results = run_build(con, self.project, graph, self.console, select=select,
                                 exclude=exclude, full_refresh=full_refresh, command="build",
                                 endpoints=self.endpoints)
-            expires = upto.sources_due(con, self.project, graph, results)
-        if expires != 0.0:
-            watch.save(results, expires)
+            settled = upto.settle(con, self.project, graph, results)
+        if settled is not None:
+            watch.save(results, *settled)
         return results
 
     def _build_spark(self, graph: Graph, select: Sequence[str], exclude: Sequence[str],

@@ -174,8 +174,10 @@ class Watch:
         return cls(project, _key(project, select, exclude), profiles, seeds, files,
                    engine_digest())
 
-    def save(self, results: RunResults, expires: float | None) -> bool:
-        """Write the stamp when the build left nothing to do; True if written."""
+    def save(self, results: RunResults, expires: float | None,
+             rows: dict[str, int | None]) -> bool:
+        """Write the stamp when the build left nothing to do (rows: what the no-op reports
+        per node, see settle); True if written."""
         if self.files is None or self.seeds is None or results.command != "build":
             return False
         if any(r.status not in FRESH for r in results.results):
@@ -188,7 +190,8 @@ class Watch:
         doc = {"format": FORMAT, "key": self.key, "engine": self.engine,
                "files": self.files, "seeds": self.seeds, "database": database,
                "expires": expires, "manifest": manifest,
-               "results": [[r.name, r.kind, r.rows] for r in results.results]}
+               "results": [[r.name, r.kind, rows.get(r.name, r.rows)]
+                           for r in results.results]}
         path = stamp_path(self.project)
         try:
             tmp = path.with_name(f".{STAMP_FILE}.{os.getpid()}")
@@ -199,11 +202,30 @@ class Watch:
         return True
 
 
+def settle(con: Any, project: Project, graph: Any, results: RunResults
+           ) -> tuple[float | None, dict[str, int | None]] | None:
+    """What the stamp of a clean build needs from the database while it is open: when its
+    API sources are next due (sources_due) and the rows a no-op reports per model and test
+    (their stored rows: a partitioned or incremental build reports the rows it rewrote).
+    None: no stamp (a node failed or was skipped, or a source has something to ask)."""
+    if any(r.status not in FRESH for r in results.results):
+        return None
+    expires = sources_due(con, project, graph, results)
+    if expires == 0.0:
+        return None
+    from elt.build import nodestate
+
+    states = nodestate.read_all(con)
+    rows = {r.name: states[r.name].rows if r.name in states else None
+            for r in results.results if r.kind in ("model", "test")}
+    return expires, rows
+
+
 def sources_due(con: Any, project: Project, graph: Any, results: RunResults) -> float | None:
-    """When the API sources of a clean build next have anything to ask (0.0: now, or cannot
+    """When the API sources of a build next have anything to ask (0.0: now, or cannot
     tell: no stamp then); None when never by age alone."""
     api = [r.name for r in results.results if r.kind == "api"]
-    if not api or any(r.status not in FRESH for r in results.results):
+    if not api:
         return None
     import duckdb
 
