@@ -5,7 +5,10 @@ Per run, each as its own measured process on the same generated data:
   plain      `plain_duckdb.py` (the best a skilled user writes in an hour)
   elt build  `elt build --select +flowkit_datasets` in a fresh project copy
   no-op      the same command again, `--noop-runs` times, each next to
-             `python -c "import duckdb"` (the floor of any Python tool using DuckDB)
+             `python -c "import duckdb"` (the floor of any Python tool using DuckDB);
+             answered from target/build_stamp.json (elt/build/upto.py)
+  no stamp   the same no-op with the stamp deleted first: the normal path, which a build
+             takes after anything wrote the database (e.g. `elt publish`)
   changed    one value changed in one export row (run.change_one_row), then the build
 The payload fingerprints of the plain script and of elt must be equal (same bytes).
 
@@ -71,12 +74,17 @@ def run_once(i: int, args: argparse.Namespace, seeds: Path) -> dict[str, Any]:
     same = fingerprint(project / "target/elt.duckdb", "main.flowkit_datasets")
     out["same_payloads"] = same == fingerprint(":memory:", f"read_parquet('{plain_out}')")
     out["datasets"] = same[0] if same else None
-    noop, floor = [], []
+    stamp = project / "target" / "build_stamp.json"
+    for key in ("noop", "import_duckdb", "noop_no_stamp"):
+        out[f"{key}_wall_s"], out[f"{key}_cpu_s"] = [], []
     for k in range(args.noop_runs):
-        floor.append(measure(f"floor{k}", [PY, "-c", "import duckdb"], cwd=project,
-                             log_dir=logs).wall_s)
-        noop.append(measure(f"noop{k}", build, cwd=project, log_dir=logs).wall_s)
-    out["noop_wall_s"], out["import_duckdb_wall_s"] = noop, floor
+        for key, cmd in (("import_duckdb", [PY, "-c", "import duckdb"]), ("noop", build),
+                         ("noop_no_stamp", build)):
+            if key == "noop_no_stamp":
+                stamp.unlink(missing_ok=True)
+            m = measure(f"{key}{k}", cmd, cwd=project, log_dir=logs)
+            out[f"{key}_wall_s"].append(m.wall_s)
+            out[f"{key}_cpu_s"].append(m.cpu_s)
     out["changed_row"] = change_one_row(project / "seeds")
     out["elt_changed"] = measure("elt_changed", build, cwd=project, log_dir=logs).to_dict()
     return out
@@ -90,14 +98,16 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     for stage in ("plain", "elt_build", "elt_changed"):
         for key in ("wall_s", "cpu_s", "peak_rss_mb"):
             s[f"{stage}.{key}"] = round(med(stage, key), 3)
-    s["noop_wall_s"] = round(statistics.median(w for r in runs for w in r["noop_wall_s"]), 3)
-    s["import_duckdb_wall_s"] = round(statistics.median(
-        w for r in runs for w in r["import_duckdb_wall_s"]), 3)
+    for key in ("noop", "import_duckdb", "noop_no_stamp"):
+        for unit in ("wall_s", "cpu_s"):
+            s[f"{key}_{unit}"] = round(statistics.median(
+                w for r in runs for w in r[f"{key}_{unit}"]), 3)
     s["ratio.build_cpu_elt_over_plain"] = round(s["elt_build.cpu_s"] / s["plain.cpu_s"], 2)
     s["ratio.build_wall_elt_over_plain"] = round(s["elt_build.wall_s"] / s["plain.wall_s"], 2)
     s["ratio.changed_over_full_build"] = round(s["elt_changed.wall_s"] / s["elt_build.wall_s"],
                                                3)
     s["ratio.noop_over_import_duckdb"] = round(s["noop_wall_s"] / s["import_duckdb_wall_s"], 2)
+    s["ratio.noop_cpu_over_import_duckdb"] = round(s["noop_cpu_s"] / s["import_duckdb_cpu_s"], 2)
     s["all_ok"] = all(r[k]["ok"] for r in runs for k in ("plain", "elt_build", "elt_changed"))
     s["same_payloads"] = all(r["same_payloads"] for r in runs)
     return s
@@ -113,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=BENCH / "work")
     ap.add_argument("--out", type=Path, default=None, help="JSON results file")
     args = ap.parse_args(argv)
+    # as an installed package has: compiled modules (PYTHONDONTWRITEBYTECODE would otherwise
+    # make every elt process compile the modules it imports, ~0.05 s)
+    measure("compileall", [PY, "-m", "compileall", "-q", str(REPO / "elt")], cwd=REPO,
+            log_dir=args.work / "logs")
     seeds = seeds_for(args.scale, args.work)
     runs = [run_once(i, args, seeds) for i in range(args.runs)]
     result = {"scale": args.scale, "runs": args.runs, "memory_limit": args.memory_limit,

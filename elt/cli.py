@@ -6,14 +6,16 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from elt.context import Context
 from elt.core import log, secrets
 from elt.core.console import Console
 from elt.core.errors import EltError
+
+if TYPE_CHECKING:
+    from elt.context import Context
 
 _FORMATS = click.Choice(["table", "csv", "json"])
 
@@ -76,6 +78,8 @@ def _start_log(opts: dict[str, Any], command: str) -> None:
 
 def _run(opts: dict[str, Any], action: Callable[[Context], Any]) -> None:
     """Build the Context, run one method, turn errors into one line and an exit code."""
+    from elt.context import Context  # here, not at the top: `elt --help` needs none of it
+
     debug = opts.pop("debug", False)
     console = Console(quiet=opts.pop("quiet", False))
     _start_log(opts, click.get_current_context().command_path)

@@ -12,14 +12,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from elt.core import db
 from elt.core.console import Console
 from elt.core.results import RunResults
-from elt.http.endpoints import Endpoints, RunningSandbox
 from elt.project.config import Project, load_project
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported where used: a no-op build decided from its stamp needs neither
     from elt.graph.dag import Graph
+    from elt.http.endpoints import Endpoints, RunningSandbox
 
 
 def start_sandbox(store: Path) -> RunningSandbox:
@@ -49,9 +48,13 @@ class Context:
     @cached_property
     def endpoints(self) -> Endpoints:
         """Endpoints by name; `{sandbox: kind}` ones start the embedded sandbox on demand."""
+        from elt.http.endpoints import Endpoints
+
         return Endpoints(self.project, self.console, start_sandbox)
 
     def connect(self, *, read_only: bool = False):  # noqa: ANN201 - duckdb connection
+        from elt.core import db
+
         target = self.project.target
         return db.connect(
             target.path,
@@ -71,16 +74,31 @@ class Context:
         exclude: Sequence[str] = (),
         full_refresh: bool = False,
     ) -> RunResults:
-        """Load changed seeds, fetch API sources, build models and run their tests, in DAG order."""
+        """Load changed seeds, fetch API sources, build models and run their tests, in DAG order.
+
+        Unless full_refresh, a build whose stamp (elt/build/upto.py) still holds is answered
+        from it: the same node lines and artifacts, without opening the database."""
+        from elt.build import upto
+
+        if self.project.target.type == "spark":
+            return self._build_spark(self.graph(), select, exclude, full_refresh)
+        if not full_refresh:
+            replayed = upto.replay(self.project, select, exclude, self.console,
+                                   self._profiles_dir)
+            if replayed is not None:
+                return replayed
         from elt.build.runner import run_build
 
+        watch = upto.Watch.start(self.project, select, exclude, self._profiles_dir)
         graph = self.graph()
-        if self.project.target.type == "spark":
-            return self._build_spark(graph, select, exclude, full_refresh)
         with self.connect() as con:
-            return run_build(con, self.project, graph, self.console, select=select,
-                             exclude=exclude, full_refresh=full_refresh, command="build",
-                             endpoints=self.endpoints)
+            results = run_build(con, self.project, graph, self.console, select=select,
+                                exclude=exclude, full_refresh=full_refresh, command="build",
+                                endpoints=self.endpoints)
+            settled = upto.settle(con, self.project, graph, results)
+        if settled is not None:
+            watch.save(results, *settled)
+        return results
 
     def _build_spark(self, graph: Graph, select: Sequence[str], exclude: Sequence[str],
                      full_refresh: bool) -> RunResults:
@@ -147,6 +165,7 @@ class Context:
     def sql(self, query: str, fmt: str = "table", limit: int | None = None,
             database: Path | None = None) -> None:
         """Read-only SQL on the staging database (or another DuckDB file, e.g. the sandbox's)."""
+        from elt.core import db
         from elt.inspect import render, run_query
 
         with (db.connect(database, read_only=True) if database else

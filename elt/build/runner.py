@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from elt.build.snapshot import Snapshot
 from elt.core import db
 from elt.core.console import Console
 from elt.core.errors import EltError
-from elt.core.results import NodeResult, RunResults, write_manifest
+from elt.core.results import NodeResult, RunResults, summary_line, write_manifest
 from elt.graph.dag import Graph, Node
 from elt.http.endpoints import Endpoints
 from elt.project.config import Project
@@ -107,11 +106,9 @@ def prepare(con: duckdb.DuckDBPyConnection, graph: Graph, console: Console) -> N
 
 
 def _summary(console: Console, results: RunResults) -> None:
-    counts = Counter(r.status for r in results.results)
-    if counts:
-        parts = ", ".join(f"{counts[s]} {s}" for s in ("success", "up_to_date", "warn", "error",
-                                                       "skipped") if counts[s])
-        console.info(f"Done: {parts} in {time.time() - results.started:.2f}s")
+    line = summary_line(results)
+    if line:
+        console.info(line)
     for result in results.results:
         if result.status == "error":
             console.error(result.message or f"{result.kind} {result.name} failed")

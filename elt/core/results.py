@@ -8,6 +8,7 @@ a scheduler's parser can refuse what it does not understand) and the run's
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -69,6 +70,21 @@ class RunResults:
         return path
 
 
+def summary_line(results: RunResults) -> str | None:
+    """`Done: 3 success, 51 up_to_date in 0.42s` (None when no node ran)."""
+    counts = {s: sum(r.status == s for r in results.results) for s in STATUSES}
+    parts = ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts[s])
+    return f"Done: {parts} in {time.time() - results.started:.2f}s" if parts else None
+
+
+def manifest_head(schema_version: int = MANIFEST_SCHEMA) -> str:
+    """The per-run lines manifest.json starts with, exactly as write_manifest formats them
+    (the up-to-date fast path swaps them in front of an unchanged body)."""
+    return (f'{{\n  "schema_version": {schema_version},\n'
+            f'  "invocation_id": {json.dumps(INVOCATION_ID)},\n'
+            f'  "generated_at": {json.dumps(datetime.now(UTC).isoformat())},\n')
+
+
 def write_manifest(target_dir: Path, nodes: list[dict[str, Any]]) -> Path:
     """target/manifest.json: every node with kind, path, dependencies, config and checksum."""
     target_dir.mkdir(parents=True, exist_ok=True)
@@ -84,6 +100,6 @@ def write_manifest(target_dir: Path, nodes: list[dict[str, Any]]) -> Path:
 
 
 def _write_json_atomic(path: Path, doc: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # two runs never share one
     tmp.write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
     tmp.replace(path)

@@ -34,16 +34,18 @@ from elt.project.modelfile import relative
 from elt.sources.client import fetch_all
 from elt.sources.spec import Answer, Key, SourceSpec, Tally, parse_source
 
-__all__ = ["fetch_source", "load_spec", "published_inputs"]
+__all__ = ["due_at", "fetch_source", "load_spec", "published_inputs"]
 
 FLUSH_EVERY = 2000  # answered tuples per write transaction
 MARK = "elt-api:"  # table comment prefix holding the checksum of the request settings
 
 
-def load_spec(project: Project, node: Any) -> SourceSpec:
-    """The validated spec of a build node (needs only `.name`, `.config`, `.path`)."""
+def load_spec(project: Project, node: Any, check: bool = True) -> SourceSpec:
+    """The validated spec of a build node (needs only `.name`, `.config`, `.path`);
+    check=False leaves the GraphQL document unparsed (spec.check_document())."""
     name = getattr(node, "identifier", None) or str(node.name).removeprefix("raw.")
-    return parse_source(name, node.config, node.path, relative(node.path, project.root))
+    return parse_source(name, node.config, node.path, relative(node.path, project.root),
+                        check)
 
 
 def published_inputs(graph: Graph, node: Any) -> list[str]:
@@ -64,8 +66,10 @@ def fetch_source(con: duckdb.DuckDBPyConnection, project: Project, node: Any,
                  console: Console, endpoints: Endpoints, *,
                  full_refresh: bool = False, published: list[str] | None = None) -> LoadOutcome:
     """Ask what is not answered yet, or was answered before one of the `published` views
-    (qualified relations) acknowledged rows; EltError names source, endpoint, status."""
-    spec = load_spec(project, node)
+    (qualified relations) acknowledged rows; EltError names source, endpoint, status.
+    The GraphQL document is parsed only when the table is (re)made or there is something
+    to ask: an unchanged document was valid when its answers were fetched."""
+    spec = load_spec(project, node, check=False)
     table = f"raw.{quote(spec.name)}"
     with _labelled(spec):  # a bad endpoint name fails even when there is nothing to ask
         endpoints.resolve([spec.endpoint])
@@ -80,6 +84,7 @@ def fetch_source(con: duckdb.DuckDBPyConnection, project: Project, node: Any,
     if not todo:
         status = "success" if created or removed else "up_to_date"
         return LoadOutcome(status, _count(con, table), 0, 0, removed, None)
+    spec.check_document()
     load_id = int(con.execute("SELECT nextval('_elt.load_seq')").fetchone()[0])  # type: ignore
     writer = _Writer(con, spec, table, load_id, {key for key, _, had in todo if had})
     tally = Tally()
@@ -98,6 +103,24 @@ def fetch_source(con: duckdb.DuckDBPyConnection, project: Project, node: Any,
         message += f"; {tally.field_errors} answered with errors (see column error)"
         console.warn(f"api source {spec.label}: {message}")
     return LoadOutcome("success", _count(con, table), writer.answered, 0, removed, message)
+
+
+def due_at(con: duckdb.DuckDBPyConnection, project: Project, graph: Graph, node: Any
+           ) -> float | None:
+    """When the next build would ask this source anything, in epoch seconds: now if
+    something is to ask already, else when its oldest answer reaches max_age; None when
+    only a change of its inputs would (the up-to-date stamp keeps this)."""
+    spec = load_spec(project, node, check=False)
+    table = f"raw.{quote(spec.name)}"
+    stale_before = _acknowledged_at(con, published_inputs(graph, node))
+    if _pending(con, spec, table, False, stale_before):
+        return 0.0
+    if spec.max_age is None:
+        return None
+    row = con.execute(f"SELECT min(fetched_at) FROM {table} WHERE error IS NULL").fetchone()
+    if not row or row[0] is None:
+        return None
+    return row[0].replace(tzinfo=UTC).timestamp() + spec.max_age
 
 
 @contextmanager
@@ -121,6 +144,7 @@ def _ensure_table(con: duckdb.DuckDBPyConnection, spec: SourceSpec, table: str) 
     mark = MARK + spec.checksum
     if row is not None and row[0] == mark:
         return False
+    spec.check_document()  # a changed (or first) document is checked before the table goes
     con.execute("BEGIN")
     try:
         con.execute(f"DROP TABLE IF EXISTS {table}")

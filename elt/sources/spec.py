@@ -139,6 +139,12 @@ class SourceSpec:
     def error(self, message: str) -> ConfigError:
         return ConfigError(f"api source {self.label}: {message}", where=self.where)
 
+    def check_document(self) -> None:
+        """Parse the GraphQL document and check it against the settings; sets response_key.
+        Only here is graphql-core imported (~0.1 s): a build with nothing to ask skips it."""
+        if self.kind == "graphql" and not self.response_key:
+            _check_document(self)
+
 
 def parse_max_age(value: Any, what: str = "max_age") -> float | None:
     """`7d`, `12h`, `30m`, `45s` or a number of seconds; None/`never` = answers never expire."""
@@ -208,8 +214,10 @@ def _paging(spec: SourceSpec, value: Any) -> Paging | None:
                   str(value.get("cursor_param") or "cursor"), value.get("next"))
 
 
-def parse_source(name: str, raw: Any, yaml_path: Path, where: str) -> SourceSpec:
-    """Validate one `api_sources:` entry; read and check its GraphQL document."""
+def parse_source(name: str, raw: Any, yaml_path: Path, where: str,
+                 check: bool = True) -> SourceSpec:
+    """Validate one `api_sources:` entry; read its GraphQL document and, with `check`, parse
+    it too (else spec.check_document() must run before anything is sent)."""
     spec = SourceSpec(name=name, where=where, endpoint="", kind="")
     if not isinstance(raw, dict):
         raise spec.error("settings must be a mapping")
@@ -247,6 +255,8 @@ def parse_source(name: str, raw: Any, yaml_path: Path, where: str) -> SourceSpec
     spec.checksum = checksum({k: v for k, v in raw.items()
                               if k not in ("description", "tags", "max_age", "concurrency")},
                              spec.document_text)
+    if check:
+        spec.check_document()
     return spec
 
 
@@ -270,8 +280,6 @@ def _rest(spec: SourceSpec, raw: dict) -> None:
 
 
 def _graphql(spec: SourceSpec, raw: dict, yaml_path: Path) -> None:
-    from elt.http.graphql import read_document, variable_names
-
     for key in ("path", "params", "body"):
         if key in raw:
             raise spec.error(f"`{key}` applies to rest sources only")
@@ -281,11 +289,22 @@ def _graphql(spec: SourceSpec, raw: dict, yaml_path: Path) -> None:
         raise spec.error("`document:` (a .gql file relative to this YAML) is required")
     spec.document_path = yaml_path.parent / str(raw["document"])
     try:
-        spec.document_text, op, fld = read_document(spec.document_path)
+        spec.document_text = spec.document_path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"api source {spec.label}: {spec.document_path}: cannot read "
+                          f"GraphQL document: {exc.strerror or exc}") from None
+    spec.fixed_variables = _mapping(spec, raw, "variables")
+
+
+def _check_document(spec: SourceSpec) -> None:
+    from elt.http.graphql import parse_document, single_field, variable_names
+
+    source = str(spec.document_path)
+    try:
+        op, fld = single_field(parse_document(spec.document_text, source), source)
     except EltError as exc:  # already names the file (and line:col)
         raise ConfigError(f"api source {spec.label}: {exc}") from None
     spec.response_key = (fld.alias or fld.name).value
-    spec.fixed_variables = _mapping(spec, raw, "variables")
     declared = set(variable_names(op))
     wanted = set(spec.var_names)
     if spec.paging:
