@@ -34,6 +34,7 @@ from elt.http.auth import make_auth
 from elt.http.clock import Clock, SystemClock
 from elt.http.messages import Request
 from elt.http.retry import RetryPolicy, retry_after_seconds, retryable_status
+from elt.http.wire import LeanTransport
 
 RESEND_PAUSE = 1.0  # minimum wait after a timeout before resending (see module docstring)
 http_log = logging.getLogger("elt.http")
@@ -124,7 +125,8 @@ class Transport:
         limits = httpx.Limits(max_connections=self.concurrency,
                               max_keepalive_connections=self.concurrency)
         self.client = httpx.AsyncClient(
-            timeout=httpx.Timeout(self.timeout), limits=limits, transport=transport,
+            timeout=httpx.Timeout(self.timeout), limits=limits,
+            transport=transport or LeanTransport(limits=limits),
             follow_redirects=False, cookies=_stateless_cookies(),
             headers={"User-Agent": "elt-publish"}, event_hooks=_hooks(name))
         self._slots = asyncio.Semaphore(self.concurrency)
