@@ -23,7 +23,7 @@ STAGES: list[tuple[str, str, bool]] = [
     ("elt_startup", "elt --version (CLI start-up, in every elt row)", False),
     ("elt_build", "elt build (full, whole project)", True),
     ("elt_build_flowkit", "elt build --select +flowkit_datasets (full, FlowKit only)", True),
-    ("elt_publish", "elt publish --select flowkit_data (full)", True),
+    ("elt_publish", "elt publish --select flowkit_data (full; scope mappings excluded)", True),
     ("elt_noop_build", "elt build (no-op)", False),
     ("elt_noop_publish", "elt publish (no-op)", False),
     ("elt_change_build", "elt build (one changed row)", False),

@@ -239,7 +239,7 @@ def copy_pending(con: duckdb.DuckDBPyConnection, q: PendingQuery, path: Path,
     Two files: the pending keys with op and hash (`path`, small), and the bodies of those
     still in the model (`bodies_path(path)`), selected by a semi-join. Attaching bodies to
     keys with a join would make DuckDB hold every body in its hash table (1.3 GB for 1 GB
-    of bodies); the semi-join streams them (0.5 GB). The sender pairs them up.
+    of bodies); the semi-join streams them. The sender pairs them up.
     """
     columns = columns or model_columns(con, q.relation)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -250,11 +250,19 @@ def copy_pending(con: duckdb.DuckDBPyConnection, q: PendingQuery, path: Path,
     try:
         con.execute("COPY (SELECT * EXCLUDE (reason) FROM _elt_pending WHERE op IS NOT NULL) "
                     f"TO {literal(str(path))} (FORMAT parquet)")
-        con.execute(
-            f"COPY ({_bodies_sql(q, columns, '_elt_pending')}) "
-            f"TO {literal(str(bodies_path(path)))} "
-            # small row groups: the sender reads one at a time, bodies can be large
-            "(FORMAT parquet, ROW_GROUP_SIZE 2048, ROW_GROUP_SIZE_BYTES 8000000)")
+        # Bodies in any order (the sender pairs them with their keys): DuckDB then cuts row
+        # groups by bytes and does not buffer each thread's output to keep it in order, so
+        # the copy's memory stays a few row groups whatever the bodies' sizes. Small row
+        # groups: the sender reads one at a time.
+        (order,), = con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()
+        con.execute("SET preserve_insertion_order = false")
+        try:
+            con.execute(
+                f"COPY ({_bodies_sql(q, columns, '_elt_pending')}) "
+                f"TO {literal(str(bodies_path(path)))} "
+                "(FORMAT parquet, ROW_GROUP_SIZE 256, ROW_GROUP_SIZE_BYTES '4MB')")
+        finally:
+            con.execute(f"SET preserve_insertion_order = {'true' if order else 'false'}")
         (count, held), = con.execute("SELECT count(op), count(*) FILTER (reason = 'settling') "
                                      "FROM _elt_pending").fetchall()
     finally:
