@@ -69,13 +69,24 @@ def _body_expr(q: PendingQuery, columns: dict[str, str]) -> str:
     return f"to_json(struct_pack({fields}))::VARCHAR"
 
 
-def _model_cte(q: PendingQuery, columns: dict[str, str], *, with_body: bool) -> str:
+def _model_cte(q: PendingQuery, columns: dict[str, str], *, with_body: bool,
+               ledger: str | None = None) -> str:
     """Key, key object and content hash of every model row (and the body when asked: the
-    classification carries only hashes, so memory stays flat however big the bodies are)."""
+    classification carries only hashes, so memory stays flat however big the bodies are).
+
+    With `ledger`, only rows whose key the ledger knows are hashed (to compare with the
+    recorded hash); a new row's hash is NULL here and the sender takes the md5 of the body
+    it sends (stream.py), so a first publish reads and hashes each body once, not twice."""
     keys = ", ".join(quote(k) for k in q.key)
     obj = ", ".join(f"{literal(k)}, {quote(k)}" for k in q.key)
     body = _body_expr(q, columns)
-    last = f"{body} AS body" if with_body else f"md5({body}) AS hash"
+    if with_body:
+        last = f"{body} AS body"
+    elif ledger:
+        last = (f"CASE WHEN json_array({keys})::VARCHAR IN (SELECT key FROM {ledger} WHERE "
+                f"publication = $1) THEN md5({body}) END AS hash")
+    else:
+        last = f"md5({body}) AS hash"
     tomb = f"{quote(q.delete_body)}::VARCHAR" if q.delete_body else "NULL::VARCHAR"
     wave = quote(q.wave) if q.wave else "NULL"
     return (f"SELECT json_array({keys})::VARCHAR AS key, json_object({obj})::VARCHAR AS key_json, "
@@ -130,7 +141,7 @@ def classified_sql(q: PendingQuery, columns: dict[str, str], ledger: str = LEDGE
     append = "true" if q.mode == "append" else "false"
     mirror = "true" if q.mode == "mirror" else "false"
     return f"""
-WITH mh AS ({_model_cte(q, columns, with_body=False)}),
+WITH mh AS ({_model_cte(q, columns, with_body=False, ledger=ledger)}),
 l AS (SELECT key, key_json::VARCHAR AS key_json, hash, op, tombstone,
              status = 'unknown' AND {_settled_before(q)} AS settling,
              CASE WHEN status = 'already_there' THEN 'acknowledged' ELSE status END AS status,
@@ -183,8 +194,8 @@ def pending_sql(q: PendingQuery, columns: dict[str, str], ledger: str = LEDGER) 
     return f"""
 WITH p AS (SELECT * FROM ({classified_sql(q, columns, ledger)}) WHERE op IS NOT NULL),
 b AS ({_bodies_sql(q, columns, "p")})
-SELECT p.key, p.key_json, p.op, p.hash, CASE WHEN p.absent THEN p.tombstone ELSE b.body END
-       AS body, p.retry_of_unknown, p.reason
+SELECT p.key, p.key_json, p.op, coalesce(p.hash, md5(b.body)) AS hash,
+       CASE WHEN p.absent THEN p.tombstone ELSE b.body END AS body, p.retry_of_unknown, p.reason
 FROM p LEFT JOIN b ON p.key = b.key ORDER BY p.key"""
 
 
