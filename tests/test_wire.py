@@ -206,3 +206,14 @@ def test_gzip_level_is_an_endpoint_setting(tmp_path: Path) -> None:
         assert gzip.decompress(request.content) == body
         sizes[level] = len(request.content)
     assert sizes[9] < sizes[1]
+
+
+def test_a_proxy_in_the_environment_sends_through_the_client(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert not Transport("t", {"url": "http://api.test/v1"})._proxied
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.test:3128")
+    assert Transport("t", {"url": "http://api.test/v1"})._proxied  # the client routes it
+    monkeypatch.setenv("NO_PROXY", "api.test")
+    assert not Transport("t", {"url": "http://api.test/v1"})._proxied

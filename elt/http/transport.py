@@ -22,6 +22,8 @@ import json
 import logging
 import random
 import time
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
@@ -88,6 +90,15 @@ def _number(endpoint: dict, key: str, default: float, where: str) -> float:
     return number
 
 
+def _env_proxy(url: str) -> bool:
+    """Whether HTTP(S)_PROXY / ALL_PROXY (and NO_PROXY) send `url` through a proxy."""
+    proxies = urllib.request.getproxies_environment()
+    parts = urllib.parse.urlsplit(url)
+    if not (proxies.get(parts.scheme) or proxies.get("all")):
+        return False
+    return not urllib.request.proxy_bypass_environment(parts.hostname or "", proxies)
+
+
 def _path(value: Any) -> str:
     text = str(value or "")
     return text if not text or text.startswith("/") else "/" + text
@@ -143,6 +154,7 @@ class Transport:
         self._base_headers = self.client.headers
         self._timeouts = httpx.Timeout(self.timeout).as_dict()
         self._urls: dict[str, httpx.URL] = {}
+        self._proxied = transport is None and _env_proxy(self.url)
         self._slots = asyncio.Semaphore(self.concurrency)
         self._next_start: float | None = None
         self.requests = 0
@@ -259,9 +271,14 @@ class Transport:
 
     async def _send_direct(self, method: str, url: str, content: bytes,
                            headers: dict[str, str]) -> httpx.Response:
-        """One request through the transport, its answer read whole."""
+        """One request through the transport, its answer read whole (through the client
+        when the environment names a proxy for the endpoint: the client routes to it)."""
+        if self._proxied:
+            return await self.client.request(method, url, content=content, headers=headers)
         parsed = self._urls.get(url)
         if parsed is None:
+            if len(self._urls) > 256:
+                self._urls.clear()
             parsed = self._urls[url] = httpx.URL(url)
         merged = httpx.Headers(self._base_headers)
         merged.update(headers)
