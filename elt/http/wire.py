@@ -7,7 +7,7 @@ CPU is the publisher's throughput. This pool does the same job on asyncio protoc
 event loop reports a connection's end (no polling), a request is one write, an answer is
 parsed from one buffer.
 
-It plugs in below httpx (`ElthttpTransport` replaces `AsyncHTTPTransport`'s pool), so the
+It plugs in below httpx (`LeanTransport` is `AsyncHTTPTransport` with this pool), so the
 client, its timeouts, and the exceptions the retry policy reads are httpx's own: a failure
 to connect is `ConnectError` (the request never left), a missing answer after sending is
 `ReadTimeout` / `RemoteProtocolError` / `ReadError` (it may have arrived). `https://` URLs
