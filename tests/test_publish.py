@@ -190,6 +190,10 @@ def test_publish_sends_gzip_bodies_and_records_answers(proj: Project, api: FakeA
     assert sent["presence"] == payload("presence", "2020-01-01 00:00:00", 2)
     answers = dict(proj.sql("SELECT category_id, answer FROM published.data"))
     assert sorted(answers.values()) == ["101", "102", "103"]
+    # new rows are hashed by the sender: the md5 of the body text exactly as sent
+    assert proj.sql("SELECT count(*) FROM _elt.ledger l JOIN datasets d ON l.key = "
+                    "json_array(d.category_id, d.dt)::VARCHAR WHERE l.publication = 'data' "
+                    "AND l.hash = md5(d.payload::VARCHAR)") == [(3,)]
     # the model reading published.data was rebuilt before `maps` ran: one mapping per mdid
     maps = sorted(b["mdid"] for m, p, b in api.data_calls() if p == "/v1/scope_mapping")
     assert maps == [101, 102, 103] and res["maps"].rows == 3

@@ -87,6 +87,28 @@ def connect(
             delay = min(delay * 2, 0.5)
 
 
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
+
+
+def size_bytes(text: str) -> float | None:
+    """A DuckDB memory size ('4GB', '512MiB', '200 MB') in bytes; None when unreadable."""
+    m = _SIZE.match(str(text))
+    if not m:
+        return None
+    unit = m.group(2).lower()
+    scale = _UNITS[unit[:1]] if unit[:1] in _UNITS else 1
+    if "i" in unit:  # KiB, MiB, ...: powers of 1024
+        scale = 1024 ** ("bkmgt".index(unit[0]))
+    return float(m.group(1)) * scale
+
+
+def smaller_limit(configured: str | None, cap: str) -> str:
+    """The configured memory_limit when it is below `cap`, else `cap`."""
+    mine, theirs = size_bytes(cap), size_bytes(configured) if configured else None
+    return str(configured) if theirs is not None and mine is not None and theirs < mine else cap
+
+
 def ensure_schemas(con: duckdb.DuckDBPyConnection) -> None:
     for schema in (RAW_SCHEMA, STATE_SCHEMA, FAILURES_SCHEMA, PUBLISHED_SCHEMA):
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")

@@ -22,6 +22,7 @@ ENDPOINT: dict[str, str] = {
     "sandbox": "str", "url": "str", "heartbeat": "str", "graphql_path": "str",
     "timeout": "number", "concurrency": "int", "rate_limit": "number", "max_attempts": "int",
     "retry_timeouts": "bool", "settle": "number", "same_error_retries": "int", "auth": "auth",
+    "gzip_level": "int",
 }
 AUTH: dict[str, str] = {
     "type": "str", "token": "str", "token_url": "str", "client_id": "str",
@@ -36,6 +37,7 @@ _DESCRIPTIONS = {
     "sandbox": "flowkit | flowkit_admin | uois: use the embedded sandbox",
     "settle": "seconds an unanswered request may still be processing before its rows go again",
     "same_error_retries": "times the same 5xx answer is retried before the row is failed",
+    "gzip_level": "1-9: zlib level of gzip-compressed bodies (1: least CPU, 9: fewest bytes)",
     "type": "output: duckdb (default) | spark; auth: the auth scheme",
     "path": "the DuckDB file (spark: holds raw seeds, _elt state and the ledger)",
     "master": "spark: local[*] or a cluster URL (spark://host:7077, yarn, k8s://...)",

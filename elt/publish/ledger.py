@@ -69,13 +69,24 @@ def _body_expr(q: PendingQuery, columns: dict[str, str]) -> str:
     return f"to_json(struct_pack({fields}))::VARCHAR"
 
 
-def _model_cte(q: PendingQuery, columns: dict[str, str], *, with_body: bool) -> str:
+def _model_cte(q: PendingQuery, columns: dict[str, str], *, with_body: bool,
+               ledger: str | None = None) -> str:
     """Key, key object and content hash of every model row (and the body when asked: the
-    classification carries only hashes, so memory stays flat however big the bodies are)."""
+    classification carries only hashes, so memory stays flat however big the bodies are).
+
+    With `ledger`, only rows whose key the ledger knows are hashed (to compare with the
+    recorded hash); a new row's hash is NULL here and the sender takes the md5 of the body
+    it sends (stream.py), so a first publish reads and hashes each body once, not twice."""
     keys = ", ".join(quote(k) for k in q.key)
     obj = ", ".join(f"{literal(k)}, {quote(k)}" for k in q.key)
     body = _body_expr(q, columns)
-    last = f"{body} AS body" if with_body else f"md5({body}) AS hash"
+    if with_body:
+        last = f"{body} AS body"
+    elif ledger:
+        last = (f"CASE WHEN json_array({keys})::VARCHAR IN (SELECT key FROM {ledger} WHERE "
+                f"publication = $1) THEN md5({body}) END AS hash")
+    else:
+        last = f"md5({body}) AS hash"
     tomb = f"{quote(q.delete_body)}::VARCHAR" if q.delete_body else "NULL::VARCHAR"
     wave = quote(q.wave) if q.wave else "NULL"
     return (f"SELECT json_array({keys})::VARCHAR AS key, json_object({obj})::VARCHAR AS key_json, "
@@ -127,7 +138,7 @@ def classified_sql(q: PendingQuery, columns: dict[str, str], ledger: str = LEDGE
     being sent (its delete_body), and for a row gone from the model the body of its delete.
     Parameter $1 is the publication name.
     """
-    return (f"WITH mh AS ({_model_cte(q, columns, with_body=False)}),\n"
+    return (f"WITH mh AS ({_model_cte(q, columns, with_body=False, ledger=ledger)}),\n"
             f"l AS ({ledger_rows_sql(q, ledger)}),\n{classify_sql(q)}")
 
 
@@ -196,8 +207,8 @@ def pending_sql(q: PendingQuery, columns: dict[str, str], ledger: str = LEDGER) 
     return f"""
 WITH p AS (SELECT * FROM ({classified_sql(q, columns, ledger)}) WHERE op IS NOT NULL),
 b AS ({_bodies_sql(q, columns, "p")})
-SELECT p.key, p.key_json, p.op, p.hash, CASE WHEN p.absent THEN p.tombstone ELSE b.body END
-       AS body, p.retry_of_unknown, p.reason
+SELECT p.key, p.key_json, p.op, coalesce(p.hash, md5(b.body)) AS hash,
+       CASE WHEN p.absent THEN p.tombstone ELSE b.body END AS body, p.retry_of_unknown, p.reason
 FROM p LEFT JOIN b ON p.key = b.key ORDER BY p.key"""
 
 
@@ -252,7 +263,7 @@ def copy_pending(con: duckdb.DuckDBPyConnection, q: PendingQuery, path: Path,
     Two files: the pending keys with op and hash (`path`, small), and the bodies of those
     still in the model (`bodies_path(path)`), selected by a semi-join. Attaching bodies to
     keys with a join would make DuckDB hold every body in its hash table (1.3 GB for 1 GB
-    of bodies); the semi-join streams them (0.5 GB). The sender pairs them up.
+    of bodies); the semi-join streams them. The sender pairs them up.
     """
     columns = columns or model_columns(con, q.relation)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -263,11 +274,19 @@ def copy_pending(con: duckdb.DuckDBPyConnection, q: PendingQuery, path: Path,
     try:
         con.execute("COPY (SELECT * EXCLUDE (reason) FROM _elt_pending WHERE op IS NOT NULL) "
                     f"TO {literal(str(path))} (FORMAT parquet)")
-        con.execute(
-            f"COPY ({_bodies_sql(q, columns, '_elt_pending')}) "
-            f"TO {literal(str(bodies_path(path)))} "
-            # small row groups: the sender reads one at a time, bodies can be large
-            "(FORMAT parquet, ROW_GROUP_SIZE 2048, ROW_GROUP_SIZE_BYTES 8000000)")
+        # Bodies in any order (the sender pairs them with their keys): DuckDB then cuts row
+        # groups by bytes and does not buffer each thread's output to keep it in order, so
+        # the copy's memory stays a few row groups whatever the bodies' sizes. Small row
+        # groups: the sender reads one at a time.
+        (order,), = con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()
+        con.execute("SET preserve_insertion_order = false")
+        try:
+            con.execute(
+                f"COPY ({_bodies_sql(q, columns, '_elt_pending')}) "
+                f"TO {literal(str(bodies_path(path)))} "
+                "(FORMAT parquet, ROW_GROUP_SIZE 256, ROW_GROUP_SIZE_BYTES '4MB')")
+        finally:
+            con.execute(f"SET preserve_insertion_order = {'true' if order else 'false'}")
         (count, held), = con.execute("SELECT count(op), count(*) FILTER (reason = 'settling') "
                                      "FROM _elt_pending").fetchall()
     finally:

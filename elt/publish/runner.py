@@ -33,6 +33,10 @@ from elt.publish.spec import select as select_pubs
 from elt.publish.workspace import Workspace
 
 MERGE_EVERY = 5.0  # seconds between journal merges while sending
+# DuckDB memory for publish's own connections (pending sets, journal merges): they stream
+# (hash every body, copy the pending bodies to parquet), so a small buffer pool is enough,
+# and without a cap it keeps the table's pages cached and grows with the table (0.5 GB).
+PUBLISH_MEMORY = "200MB"
 __all__ = ["run_publish", "publication_status", "check_endpoints"]
 
 
@@ -88,6 +92,7 @@ class _Run:
         self.console = ctx.console
         self.project = ctx.project
         self.publish_dir = state_dir(self.project.target.path)
+        self.memory_limit = db.smaller_limit(self.project.target.memory_limit, PUBLISH_MEMORY)
         self.run_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
         self.run_dir = self.publish_dir / self.run_id
         self.results = RunResults("publish", skips_fail=True)
@@ -108,7 +113,7 @@ class _Run:
     # -- database phases --------------------------------------------------------------
     def _connect(self, wait: float = 10.0) -> Any:
         target = self.project.target
-        return db.connect(target.path, wait_seconds=wait, memory_limit=target.memory_limit)
+        return db.connect(target.path, wait_seconds=wait, memory_limit=self.memory_limit)
 
     def _begin(self) -> set[str]:
         """Merge a crashed run's journal, record the run, write the pending sets to parquet.
@@ -318,6 +323,8 @@ class _Run:
         progress = self.console.progress(f"publish {pub.name}", value)
         try:
             sink = self.sinks[pub.name]
+            if hasattr(sink, "gzip_level"):
+                sink.gzip_level = getattr(transport, "gzip_level", sink.gzip_level)
             workers = self.concurrency or getattr(transport, "concurrency", None) or 4
             parquet = self.run_dir / f"{pub.name}.parquet"
             tallies = []
@@ -374,7 +381,7 @@ class _Run:
             target = self.project.target
             return await loop.run_in_executor(
                 None, lambda: jr.try_merge(target.path, self.publish_dir, wait_seconds=wait,
-                                           memory_limit=target.memory_limit))
+                                           memory_limit=self.memory_limit))
 
     async def _merge_periodically(self) -> None:
         while True:

@@ -11,6 +11,7 @@ flight twice (FlowKit corrupts a key posted twice at once).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -171,6 +172,8 @@ class _Reader:
             rows = []
             for key, body in fetched:
                 key_json, op, hsh, rou, tomb = self.meta.pop(key)
+                if hsh is None:  # a new row: hashed here, not by the classification
+                    hsh = hashlib.md5(body.encode()).hexdigest()
                 rows.append((key, key_json, op, hsh, body, rou, tomb))
         else:
             rows, self.deletes = self.deletes[:READ_CHUNK], self.deletes[READ_CHUNK:]

@@ -72,8 +72,8 @@ class GraphQLSink(Sink):
         headers = gql.get("headers") or {}
         self.headers = {str(k): str(v) for k, v in dict(headers).items()}
         self._batched: dict[int, tuple[str, VarMapper]] = {}
-        if self.batch_size > 1:  # fail at construction, not mid-run
-            self._document_for(self.batch_size)
+        if self.batch_size > 1:  # fail at construction, not mid-run: two copies rewrite
+            self._document_for(2)  # the AST as n do (n is built when a batch needs it)
 
     def _document_for(self, n: int) -> tuple[str, VarMapper]:
         if n not in self._batched:  # a benign race if two threads build the same n

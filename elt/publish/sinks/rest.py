@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from elt.http.messages import Request, answer_text, as_text, encode_json, truncate
+from elt.http.messages import GZIP_LEVEL, Request, answer_text, as_text, encode_json, truncate
 from elt.publish.sinks.base import (
     ACKNOWLEDGED,
     ALREADY_THERE,
@@ -20,8 +20,6 @@ from elt.publish.sinks.base import (
 
 DEFAULT_SUCCESS = (200, 201, 202, 204)
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
-# compresslevel 5: FlowKit configs are > 1 MB of TopoJSON; 5 gets most of 9's ratio fast.
-GZIP_LEVEL = 5
 
 
 class RestSink(Sink):
@@ -29,6 +27,7 @@ class RestSink(Sink):
 
     kind = "rest"
     raw_bodies = True  # bodies are only re-emitted as JSON: no decode per row
+    gzip_level = GZIP_LEVEL  # the endpoint's `gzip_level`, set by the runner
 
     def __init__(self, name: str, config: dict, base_dir: Path) -> None:
         super().__init__(name, config, base_dir)
@@ -101,7 +100,7 @@ class RestSink(Sink):
             content, ctype = encode_json([r.body for r in rows]), "application/json"
         headers = {"Content-Type": ctype}
         if self.compression == "gzip":
-            content = gzip.compress(content, compresslevel=GZIP_LEVEL, mtime=0)
+            content = gzip.compress(content, compresslevel=self.gzip_level, mtime=0)
             headers["Content-Encoding"] = "gzip"
         headers.update(self.headers)
         return Request(method, path, content, headers, tuple(rows))
