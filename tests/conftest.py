@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import httpx
@@ -11,6 +12,19 @@ from sandbox_client import HTTP
 from elt.sandbox.server import Sandbox
 
 pytest_plugins = ["seed_helpers"]  # the seed-loading tests' `root` and `con` fixtures
+
+
+@pytest.fixture(scope="module")
+def spark_session() -> Iterator[None]:
+    """One Spark session per test module (its Contexts get it from getOrCreate), stopped
+    after the module. Only modules that skip without pyspark and Java ask for it."""
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    yield
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        active.stop()
 
 
 @pytest.fixture

@@ -63,18 +63,6 @@ def _seed(values: list[int]) -> str:
     return "\n".join(lines) + "\n"
 
 
-@pytest.fixture(scope="module")
-def spark_session() -> Iterator[None]:
-    """The module's one Spark session: every Context below gets it from getOrCreate."""
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    yield
-    from pyspark.sql import SparkSession
-
-    active = SparkSession.getActiveSession()
-    if active is not None:
-        active.stop()
-
-
 @pytest.fixture
 def project(tmp_path: Path, spark_session: None) -> Iterator[tuple[Path, Sandbox]]:
     root = tmp_path / "p"

@@ -156,18 +156,16 @@ class _Run:
                 return ("skip", reason)
             query = report.pending_query(pub, self.project.target.endpoints.get(pub.endpoint))
             parquet = self.run_dir / f"{pub.name}.parquet"
-            if self._on_spark(query):
-                assert self.engine is not None
-                try:
-                    self.engine.check_model(query)
-                    if count_only:
-                        return ("count", self.engine.pending_counts(con, query)["pending"])
-                    count, held = self.engine.copy_pending(con, query, parquet)
-                except EltError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - a Spark error: one line, no trace
-                    raise PublishError(f"Spark: {str(exc).strip().splitlines()[0]}",
-                                       where=f"publication {pub.name!r}") from None
+            on_spark = None
+            if self.engine is not None:
+                from elt.publish.spark_pending import pending_in_spark
+
+                on_spark = pending_in_spark(self.engine, con, query, parquet, count_only,
+                                            self.console.info)
+            if on_spark is not None:
+                count, held = on_spark
+                if count_only:
+                    return ("count", count)
             else:
                 columns = ledger.check_model(con, query)
                 if count_only:
@@ -178,27 +176,6 @@ class _Run:
             return ("count", count)
         except EltError as exc:
             return ("error", str(exc))
-
-    def _on_spark(self, query: ledger.PendingQuery) -> bool:
-        """Whether Spark computes this publication's pending set: a Spark target, and every
-        column it hashes has a DuckDB JSON text Spark spells exactly (else DuckDB computes
-        it over Spark's parquet, as the same text and hash)."""
-        if self.engine is None:
-            return False
-        from elt.publish.spark_pending import NotExact
-
-        try:
-            self.engine.model_sql(query, with_body=False)
-        except NotExact as exc:
-            why = str(exc)
-        except EltError:
-            return True  # a bad key or body column: Spark's check says it as DuckDB's would
-        except Exception as exc:  # noqa: BLE001 - Spark cannot read the model (a view, ...)
-            why = f"publication {query.publication}: Spark: {str(exc).strip().splitlines()[0]}"
-        else:
-            return True
-        self.console.info(f"{why}: its pending set is computed by DuckDB over Spark's parquet")
-        return False
 
     def _prepare_now(self, pub: Publication) -> tuple[str, Any]:
         con = self._connect()

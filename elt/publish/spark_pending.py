@@ -26,7 +26,7 @@ from typing import Any
 import duckdb
 
 from elt.core.db import literal
-from elt.core.errors import PublishError
+from elt.core.errors import EltError, PublishError
 from elt.publish import ledger
 from elt.publish.ledger import PendingQuery
 
@@ -228,3 +228,36 @@ class SparkPending:
             raise PublishError(f"Spark wrote {len(parts)} parquet files for {path.name}, "
                                "expected one")
         shutil.move(str(parts[0]), str(path))
+
+
+def pending_in_spark(engine: Any, con: duckdb.DuckDBPyConnection, query: PendingQuery,
+                     parquet: Path, count_only: bool, say: Callable[[str], None]
+                     ) -> tuple[int, int] | None:
+    """(pending rows, held rows) of a publication computed in Spark and written to
+    `parquet` (count_only: counted, nothing written), or None: DuckDB computes this one over
+    Spark's parquet (a column whose JSON text Spark cannot spell exactly, or a model Spark
+    cannot read), which `say` tells the user."""
+    try:
+        engine.model_sql(query, with_body=False)
+    except NotExact as exc:
+        why = str(exc)
+    except EltError:
+        why = None  # a bad key or body column: Spark's check says it as DuckDB's would
+    except Exception as exc:  # noqa: BLE001 - Spark cannot read the model (a view, ...)
+        why = f"publication {query.publication}: Spark: {str(exc).strip().splitlines()[0]}"
+    else:
+        why = None
+    if why is not None:
+        say(f"{why}: its pending set is computed by DuckDB over Spark's parquet")
+        return None
+    try:
+        engine.check_model(query)
+        if count_only:
+            return engine.pending_counts(con, query)["pending"], 0
+        count, held = engine.copy_pending(con, query, parquet)
+        return count, held
+    except EltError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a Spark error: one line, no trace
+        raise PublishError(f"Spark: {str(exc).strip().splitlines()[0]}",
+                           where=f"publication {query.publication!r}") from None
