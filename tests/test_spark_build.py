@@ -140,3 +140,26 @@ def test_spark_build_fetches_api_sources_keeps_failing_rows_and_types_json(
     assert want == [("VARCHAR", "UBIGINT", "BIGINT", "DOUBLE", "NULL", "BOOLEAN", "ARRAY",
                      "OBJECT", "UBIGINT", None, "OBJECT", "UBIGINT")]
     assert got == want
+
+
+def test_an_api_source_reading_a_spark_view_is_fetched(project: tuple[Path, Sandbox]) -> None:
+    """A view lives only in the Spark session, yet DuckDB fetches the API source over it:
+    the view's rows are handed to DuckDB as parquet first (the FlowKit backend lists source
+    reads the flowkit_categories view). On a state file no DuckDB build has touched."""
+    root, sb = project
+    models = root / "models"
+    (models / "wanted_ids.sql").write_text(
+        "/* elt\nmaterialized: view\n*/\nSELECT type_id, outer_id FROM externalids "
+        "WHERE outer_id <> '13'")
+    (models / "sources.yml").write_text(SOURCES + SOURCES.replace(
+        "  lookups:", "  view_lookups:").replace("model: externalids", "model: wanted_ids")
+        .replace("api_sources:\n", ""))
+    out = io.StringIO()
+    results = Context(root, target="spark", console=Console(out, out)).build()
+    by_name = statuses(results)
+    assert by_name["raw.view_lookups"] == "success", out.getvalue()
+    state = root / "target" / "elt.duckdb"
+    with duckdb.connect(str(state), read_only=True) as con:
+        asked = con.execute("SELECT outer_id FROM raw.view_lookups ORDER BY 1").fetchall()
+    assert asked == [("11",), ("12",)]
+    assert by_name["wanted_ids"] == "success"

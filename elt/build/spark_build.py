@@ -18,7 +18,7 @@ from typing import Any
 
 from elt.build import spark_engine as se
 from elt.build.datatests import key_columns
-from elt.build.spark_state import record_in_state, up_to_date
+from elt.build.spark_state import is_view_export, record_in_state, up_to_date, view_export_path
 from elt.core import db
 from elt.core.console import Console
 from elt.core.db import FAILURES_SCHEMA
@@ -146,6 +146,7 @@ def _fetch(project: Project, graph: Graph, spark: Any, results: RunResults,
             ready.add(r)
             recorded.add(r.name)
     record_in_state(project, graph, ready)
+    _views_for_duckdb(project, spark, graph, node)
     fetched = [r for r in duckdb_build([node.name]).results if r.name == node.name]
     result = fetched[0] if fetched else NodeResult(node.name, "api", "error",
                                                    message="the DuckDB runner did not run it")
@@ -153,6 +154,25 @@ def _fetch(project: Project, graph: Graph, spark: Any, results: RunResults,
         with db.connect(project.target.path, read_only=True) as con:
             se.stage_table(con, spark, project.target, "raw", node.identifier)
     return result
+
+
+def _views_for_duckdb(project: Project, spark: Any, graph: Graph, node: Node) -> None:
+    """The Spark views an API source reads, as rows DuckDB can read: a view lives only in
+    the Spark session, and DuckDB fetches the source. Its rows at this moment go to parquet
+    under `<warehouse>/views/` and a DuckDB view of the same name reads them (a DuckDB
+    target's own view of that name, on a shared state file, is left as it is)."""
+    with db.connect(project.target.path) as con:
+        for dep in node.depends_on:
+            up = graph.nodes[dep]
+            if up.kind != "model" or up.materialized != "view" or (
+                    db.table_exists(con, "main", up.identifier)
+                    and not is_view_export(con, project, up)):
+                continue
+            path = view_export_path(project, up)
+            spark.table(f"main.`{up.identifier}`").write.mode("overwrite").parquet(
+                path.as_uri())
+            con.execute(f"CREATE OR REPLACE VIEW main.{db.quote(up.identifier)} AS "
+                        f"SELECT * FROM read_parquet('{path / '*.parquet'}')")
 
 
 def _views(spark: Any, compiler: se.Compiler, graph: Graph, todo: set[str]) -> None:

@@ -12,6 +12,7 @@ up-to-date models with an unchanged checksum is not run again.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -116,7 +117,8 @@ def record_in_state(project: Project, graph: Graph, results: RunResults) -> int:
             if node.kind != "model" or _is_duckdb_table(con, "main", node.identifier):
                 continue
             if node.materialized == "view":  # Spark's SQL: no DuckDB view, only its state
-                if not db.table_exists(con, "main", node.identifier):  # else DuckDB's view
+                if not db.table_exists(con, "main", node.identifier) \
+                        or is_view_export(con, project, node):  # else DuckDB's own view
                     _record_view(con, graph, node, r)
                 continue
             if r.status != "success":
@@ -137,6 +139,19 @@ def record_in_state(project: Project, graph: Graph, results: RunResults) -> int:
             if owner and not _is_duckdb_table(con, "main", graph.nodes[owner].identifier):
                 nodestate.set_tests_ok(con, owner, owner not in failed_tests)
     return written
+
+
+def view_export_path(project: Project, node: Node) -> Path:
+    """Where a Spark view's rows go when DuckDB must read them (an API source's input)."""
+    return se.warehouse(project.target) / "views" / node.identifier
+
+
+def is_view_export(con: Any, project: Project, node: Node) -> bool:
+    """The DuckDB view `main.<node>` reads the rows a Spark build exported for it (not a
+    DuckDB target's own view on a shared state file)."""
+    row = con.execute("SELECT sql FROM duckdb_views() WHERE schema_name = 'main' AND "
+                      "view_name = ?", [node.identifier]).fetchone()
+    return bool(row and str(view_export_path(project, node)) in row[0])
 
 
 def _record_view(con: Any, graph: Graph, node: Node, r: Any) -> None:
