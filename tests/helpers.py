@@ -129,6 +129,18 @@ def sandbox_endpoints(sandbox: Sandbox, names: tuple[str, ...] = ENDPOINTS,
     return {name: {**sandbox.endpoint_config(name), **overrides} for name in names}
 
 
+def write_spark_profile(root: Path, endpoints: dict[str, Any], *, duck_path: str,
+                        target: str) -> None:
+    """profiles.yml with a `duck` output (DuckDB at duck_path) and a one-core `spark`
+    output whose state file is target/elt.duckdb, both on `endpoints`."""
+    duck = {"type": "duckdb", "path": duck_path, "endpoints": endpoints}
+    spark = {"type": "spark", "master": "local[1]", "path": "target/elt.duckdb",
+             "warehouse": "target/warehouse", "endpoints": endpoints,
+             "conf": {"spark.sql.shuffle.partitions": 1, "spark.default.parallelism": 1}}
+    doc = {"elt": {"target": target, "outputs": {"duck": duck, "spark": spark}}}
+    (root / "profiles.yml").write_text(json.dumps(doc), encoding="utf-8")
+
+
 def write_profile(root: Path, endpoints: dict[str, Any], *, target: str = "local",
                   **outputs: dict[str, Any]) -> None:
     """profiles.yml (JSON is YAML) with a `local` output using `endpoints`, plus `outputs`."""

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from helpers import REPO, sandbox_endpoints, stats, statuses
+from helpers import REPO, sandbox_endpoints, stats, statuses, write_spark_profile
 
 from elt.context import Console, Context
 from elt.sandbox.server import Sandbox
@@ -69,13 +69,8 @@ def project(tmp_path: Path, spark_session: None) -> Iterator[tuple[Path, Sandbox
     (models / "answers.sql").write_text(ANSWERS)
     (models / "json_kinds.sql").write_text(KINDS)
     with Sandbox(tmp_path / "sb.duckdb") as sb:
-        endpoints = sandbox_endpoints(sb, ("uois",))
-        duck = {"type": "duckdb", "path": "target/duck.duckdb", "endpoints": endpoints}
-        spark = {"type": "spark", "master": "local[1]", "path": "target/elt.duckdb",
-                 "warehouse": "target/warehouse", "endpoints": endpoints,
-                 "conf": {"spark.sql.shuffle.partitions": 1, "spark.default.parallelism": 1}}
-        doc = {"elt": {"target": "spark", "outputs": {"duck": duck, "spark": spark}}}
-        (root / "profiles.yml").write_text(json.dumps(doc))
+        write_spark_profile(root, sandbox_endpoints(sb, ("uois",)),
+                            duck_path="target/duck.duckdb", target="spark")
         yield root, sb
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import duckdb
 import pytest
-from helpers import CONFIG, FLOWKIT_REST, sandbox_endpoints, stats, statuses
+from helpers import CONFIG, FLOWKIT_REST, sandbox_endpoints, stats, statuses, write_spark_profile
 
 from elt.context import Console, Context
 from elt.sandbox.server import Sandbox
@@ -75,13 +75,8 @@ def project(tmp_path: Path, spark_session: None) -> Iterator[tuple[Path, Sandbox
     (models / "flowkit_datasets.sql").write_text(DATASETS)
     (models / "flowkit_scope_mappings.sql").write_text(SCOPES)
     with Sandbox(tmp_path / "sb.duckdb") as sb:
-        endpoints = sandbox_endpoints(sb)
-        duck = {"type": "duckdb", "path": "target/elt.duckdb", "endpoints": endpoints}
-        spark = {"type": "spark", "master": "local[1]", "path": "target/elt.duckdb",
-                 "warehouse": "target/warehouse", "endpoints": endpoints,
-                 "conf": {"spark.sql.shuffle.partitions": 1, "spark.default.parallelism": 1}}
-        doc = {"elt": {"target": "duck", "outputs": {"duck": duck, "spark": spark}}}
-        (root / "profiles.yml").write_text(json.dumps(doc))
+        write_spark_profile(root, sandbox_endpoints(sb), duck_path="target/elt.duckdb",
+                            target="duck")
         yield root, sb
 
 

@@ -258,16 +258,20 @@ def forget(project: Project) -> None:
         pass
 
 
-def _manifest_body(path: Path) -> str | None:
-    """Digest of manifest.json after its per-run header (invocation id, time)."""
+def _manifest_parts(path: Path) -> tuple[str, str] | None:
+    """manifest.json as (per-run header: schema, invocation id, time; the rest), or None."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError:
         return None
     head = _MANIFEST_HEAD.match(text)
-    if head is None:
-        return None
-    return hashlib.sha256(text[head.end():].encode()).hexdigest()
+    return None if head is None else (text[:head.end()], text[head.end():])
+
+
+def _manifest_body(path: Path) -> str | None:
+    """Digest of manifest.json after its per-run header (invocation id, time)."""
+    parts = _manifest_parts(path)
+    return None if parts is None else hashlib.sha256(parts[1].encode()).hexdigest()
 
 
 # -- the fast path ---------------------------------------------------------------------------
@@ -338,16 +342,12 @@ def _stale(project: Project, select: Sequence[str], exclude: Sequence[str],
 
 def _rewrite_manifest(path: Path, body_digest: str) -> bool:
     """manifest.json as the no-op writes it: same nodes, this run's invocation id and time."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError:
+    parts = _manifest_parts(path)
+    if parts is None or hashlib.sha256(parts[1].encode()).hexdigest() != body_digest:
         return False
-    head = _MANIFEST_HEAD.match(text)
-    if head is None:
-        return False
-    body = text[head.end():]
-    if hashlib.sha256(body.encode()).hexdigest() != body_digest:
-        return False
+    header, body = parts
+    head = _MANIFEST_HEAD.match(header)
+    assert head is not None
     from elt.core.results import manifest_head
 
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
