@@ -8,6 +8,7 @@ version, inputs and watermark keep describing the relation that is actually ther
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -139,3 +140,28 @@ def record_status(
 def set_tests_ok(con: duckdb.DuckDBPyConnection, name: str, ok: bool | None) -> None:
     """Publishing reads this: a model whose error-severity tests failed is not sent."""
     con.execute("UPDATE _elt.nodes SET tests_ok = ? WHERE name = ?", [ok, name])
+
+
+def input_versions(con: duckdb.DuckDBPyConnection, graph: Any, node: Any,
+                   seed_version: Callable[[duckdb.DuckDBPyConnection, Any], int],
+                   state: Callable[[duckdb.DuckDBPyConnection, str], NodeState | None]
+                   ) -> dict[str, int | None]:
+    """Current version of everything the node reads (DESIGN.md: versions): a seed's load
+    id, `published.*` max(seq), any other node's build counter. The lookups are passed in
+    so the DuckDB runner can answer from its snapshot and a Spark build from the file."""
+    from elt.core import db
+
+    versions: dict[str, int | None] = {}
+    for dep in node.depends_on:
+        up = graph.nodes[dep]
+        if up.kind == "seed":
+            versions[dep] = seed_version(con, up)
+        elif up.kind == "published":
+            exists = db.table_exists(con, up.schema, up.identifier)
+            row = con.execute(f"SELECT coalesce(max(seq), 0) FROM {up.qualified}"
+                              ).fetchone() if exists else None
+            versions[dep] = int(row[0]) if row else None
+        else:
+            stored = state(con, dep)
+            versions[dep] = stored.version if stored else None
+    return versions

@@ -346,20 +346,8 @@ class _Runner:
     # -- up-to-date ------------------------------------------------------------------------
     def _inputs(self, cur: duckdb.DuckDBPyConnection, node: Node) -> dict[str, int | None]:
         """Current version of everything the node reads (DESIGN.md: versions)."""
-        versions: dict[str, int | None] = {}
-        for dep in node.depends_on:
-            up = self.graph.nodes[dep]
-            if up.kind == "seed":
-                versions[dep] = self.snapshot.seed_version(cur, up)
-            elif up.kind == "published":
-                exists = materialize.relation_type(cur, up.schema, up.identifier)
-                row = cur.execute(f"SELECT coalesce(max(seq), 0) FROM {up.qualified}"
-                                  ).fetchone() if exists else None
-                versions[dep] = int(row[0]) if row else None
-            else:
-                state = self.snapshot.state(cur, dep)
-                versions[dep] = state.version if state else None
-        return versions
+        return nodestate.input_versions(cur, self.graph, node, self.snapshot.seed_version,
+                                        self.snapshot.state)
 
     def _fresh(self, cur: duckdb.DuckDBPyConnection, node: Node, stored: NodeState | None,
                inputs: dict[str, int | None]) -> bool:

@@ -33,20 +33,8 @@ def input_versions(con: duckdb.DuckDBPyConnection, graph: Graph, node: Node
     """Current version of everything the node reads, as the DuckDB runner records them."""
     from elt.load.loader import seed_version
 
-    versions: dict[str, int | None] = {}
-    for dep in node.depends_on:
-        up = graph.nodes[dep]
-        if up.kind == "seed":
-            versions[dep] = seed_version(con, up.spec.name)
-        elif up.kind == "published":
-            exists = db.table_exists(con, up.schema, up.identifier)
-            row = con.execute(f"SELECT coalesce(max(seq), 0) FROM {up.qualified}"
-                              ).fetchone() if exists else None
-            versions[dep] = int(row[0]) if row else None
-        else:
-            state = nodestate.read(con, dep)
-            versions[dep] = state.version if state else None
-    return versions
+    return nodestate.input_versions(con, graph, node,
+                                    lambda c, up: seed_version(c, up.spec.name), nodestate.read)
 
 
 def up_to_date(project: Project, graph: Graph, node: Node, rebuilt: set[str]) -> int | None:
