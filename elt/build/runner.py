@@ -59,20 +59,35 @@ def run_build(
 ) -> RunResults:
     """Build (or, for command="test", only test) the selected nodes; never raises per node."""
     results = RunResults(command=command)
+    deferred: db.DeferredCheckpoint | None = None
     try:
         names = plan(graph, select, exclude, command)
         prepare(con, graph, console)
         if not names:
             console.info("nothing selected")
         else:
+            deferred = db.DeferredCheckpoint(con)
             _Runner(con, project, graph, console, results, full_refresh, command,
                     endpoints or Endpoints(project, console)).run(names)
     finally:
         console.plan(0)  # later lines (publish) are not part of this run's `N of M`
         results.write(project.target_dir)
         write_manifest(project.target_dir, graph.manifest())
+        if deferred is not None:
+            _checkpoint(deferred, console)
     _summary(console, results)
     return results
+
+
+def _checkpoint(deferred: db.DeferredCheckpoint, console: Console) -> None:
+    """Write what the run committed into the database file (the WAL holds it until then)."""
+    try:
+        seconds = deferred.finish()
+    except duckdb.Error as exc:  # the WAL still holds every commit: nothing is lost
+        console.warn(f"checkpoint failed, the database's WAL keeps the run's writes: {exc}")
+        return
+    if seconds >= 1.0:
+        console.info(f"database file written (checkpoint) in {seconds:.1f}s")
 
 
 def plan(graph: Graph, select: Sequence[str], exclude: Sequence[str], command: str) -> list[str]:
