@@ -208,3 +208,29 @@ def test_runs_table(con: duckdb.DuckDBPyConnection) -> None:
     assert con.execute("SELECT run_id, status, sent, acknowledged, failed FROM "
                        "_elt.publish_runs ORDER BY run_id").fetchall() == [
         ("r1", "crashed", 0, 0, 0), ("r2", "error", 3, 2, 1)]
+
+
+def _copied_hashes(con: duckdb.DuckDBPyConnection, tmp_path: Path, name: str
+                   ) -> dict[str, str | None]:
+    path = tmp_path / name / "p.parquet"
+    q = query("upsert")
+    ledger.copy_pending(con, q, path, ledger.check_model(con, q))
+    return dict(con.execute("SELECT key, hash FROM read_parquet(?)", [str(path)]).fetchall())
+
+
+def test_copy_pending_reads_no_body_before_the_first_publish(con: duckdb.DuckDBPyConnection,
+                                                             tmp_path: Path) -> None:
+    """A first publish classifies on keys alone (the sender hashes what it sends); once the
+    ledger knows rows, the known keys carry their model hash so a change is seen."""
+    first = _copied_hashes(con, tmp_path, "first")
+    assert set(first) == {'["a",1]', '["b",2]', '["c",3]'}
+    assert set(first.values()) == {None}
+    sql = ledger.classified_sql(query("upsert"), ledger.check_model(con, query("upsert")),
+                                known=False)
+    assert "payload" not in sql and "md5" not in sql
+    ack_all(con, tmp_path)
+    con.execute("""UPDATE m SET payload = '{"x": 20}' WHERE cat = 'b'""")
+    con.execute("""INSERT INTO m VALUES ('d', 4, '{"x": 4}', 4)""")
+    later = _copied_hashes(con, tmp_path, "later")
+    (changed,), = con.execute("SELECT md5('{\"x\": 20}')").fetchall()
+    assert later == {'["b",2]': changed, '["d",4]': None}
