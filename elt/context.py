@@ -108,10 +108,10 @@ class Context:
         from elt.build.spark_build import run_spark_build
 
         def seeds(names: list[str]) -> RunResults:
-            with self.connect() as con:
+            with self.connect() as con, self.console.nested_run():
                 return run_build(con, self.project, graph, self.console, select=names,
                                  full_refresh=full_refresh, command="build",
-                                 endpoints=self.endpoints)
+                                 endpoints=self.endpoints, summary=False)
 
         results = run_spark_build(self.project, graph, self.console,
                                   plan(graph, select, exclude, "build"), seeds, full_refresh)

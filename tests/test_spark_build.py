@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,6 +83,15 @@ def test_spark_build_fetches_api_sources_keeps_failing_rows_and_types_json(
     results = spark.build()
     by_name = statuses(results)
     assert not results.failed, out.getvalue()
+    # one numbering per run: the DuckDB runs inside (seeds, the API fetch) number their own
+    # lines and print no `Done:`; Spark's numbering resumes after the fetch
+    lines = out.getvalue().splitlines()
+    counters = [(int(m[1]), int(m[2])) for line in lines
+                if (m := re.search(r"(\d+) of (\d+) ", line))]
+    assert counters and all(n <= total for n, total in counters), out.getvalue()
+    assert any(re.search(r"\d+ of \d+ OK\s+model\s+answers\b", line) for line in lines), \
+        out.getvalue()
+    assert "Done:" not in out.getvalue()
     # the source was asked about the three ids Spark built, and Spark read the answers
     assert by_name["raw.lookups"] == "success", out.getvalue()
     state = root / "target" / "elt.duckdb"

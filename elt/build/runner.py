@@ -56,8 +56,10 @@ def run_build(
     full_refresh: bool = False,
     command: str = "build",
     endpoints: Endpoints | None = None,
+    summary: bool = True,
 ) -> RunResults:
-    """Build (or, for command="test", only test) the selected nodes; never raises per node."""
+    """Build (or, for command="test", only test) the selected nodes; never raises per node.
+    summary=False: no `Done:` line (a run inside a Spark build, which prints its own)."""
     results = RunResults(command=command)
     deferred: db.DeferredCheckpoint | None = None
     try:
@@ -75,7 +77,8 @@ def run_build(
         write_manifest(project.target_dir, graph.manifest())
         if deferred is not None:
             _checkpoint(deferred, console)
-    _summary(console, results)
+    if summary:
+        _summary(console, results)
     return results
 
 
