@@ -92,8 +92,8 @@ class DeferredCheckpoint:
 
     DuckDB checkpoints after any commit that leaves more than 16 MiB of WAL, and a
     checkpoint rewrites a table's growing last row group: a model appended in batches, or
-    a build's many tables, pay for the same rows again and again (measured at scale 300:
-    -7 of 44 CPU-s, bench/README.md). The WAL keeps every commit durable meanwhile, and
+    a build's many tables, pay for the same rows again and again (the FlowKit build at
+    scale 300: 44 -> 34 CPU-s, bench/README.md). The WAL keeps every commit durable meanwhile, and
     the rows not yet checkpointed stay in DuckDB's buffer pool, which spills under
     `memory_limit`. The setting is the database's; the run holds the only connection."""
 
