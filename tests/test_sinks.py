@@ -58,6 +58,22 @@ def test_rest_single_row_gzip_body_and_headers() -> None:
     assert req.rows == (row('["a"]', DATASET),)
 
 
+def test_gzip_levels_one_to_three_use_isal_and_higher_levels_zlib() -> None:
+    """The sink's level picks the encoder; every body is one gzip member any reader takes,
+    without a timestamp (equal bodies, equal bytes)."""
+    igzip = pytest.importorskip("isal.igzip")
+    sink = rest()
+    body = json.dumps([DATASET] * 200, separators=(",", ":")).encode()
+    for level in (1, 3, 6, 9):
+        sink.gzip_level = level
+        [req] = sink.encode([row('["a"]', [DATASET] * 200)])
+        assert gzip.decompress(req.content) == body
+        assert req.content == sink.encode([row('["a"]', [DATASET] * 200)])[0].content
+        expected = (igzip.compress(body, level, mtime=0) if level <= 3
+                    else gzip.compress(body, compresslevel=level, mtime=0))
+        assert req.content == expected, level
+
+
 def test_rest_ops_map_to_method_and_path() -> None:
     reqs = rest().encode([row("1", {"a": 1}), row("2", {"a": 2}, "update"),
                           row("3", {"a": 3}, "delete")])

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 from typing import Any
 
-from elt.http.messages import GZIP_LEVEL, Request, answer_text, as_text, encode_json, truncate
+from elt.http.messages import (
+    GZIP_LEVEL,
+    Request,
+    answer_text,
+    as_text,
+    encode_json,
+    gzip_body,
+    truncate,
+)
 from elt.publish.sinks.base import (
     ACKNOWLEDGED,
     ALREADY_THERE,
@@ -100,7 +107,7 @@ class RestSink(Sink):
             content, ctype = encode_json([r.body for r in rows]), "application/json"
         headers = {"Content-Type": ctype}
         if self.compression == "gzip":
-            content = gzip.compress(content, compresslevel=self.gzip_level, mtime=0)
+            content = gzip_body(content, self.gzip_level)
             headers["Content-Encoding"] = "gzip"
         headers.update(self.headers)
         return Request(method, path, content, headers, tuple(rows))
