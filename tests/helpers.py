@@ -80,7 +80,8 @@ FLOWKIT_REST = ("{insert: {method: POST, path: /data}, update: {method: PATCH, p
                 "already_there: [303], compression: gzip}")
 GRAPHQL = "{{document: uois/{doc}.gql, result: result.msg, success: ok, already_there: [fail], " \
           "already_there_errors: [UniqueViolation], answer: result.id}}"
-PUBLICATIONS = f"""
+# The three FlowKit publications (setup, datasets, scope mappings) of the test projects.
+FLOWKIT_PUBLICATIONS = f"""
 publications:
   flowkit_setup:
     {{model: flowkit_config, endpoint: flowkit_admin, kind: rest, key: [id], mode: upsert,
@@ -95,6 +96,8 @@ publications:
     {{model: flowkit_scope_mappings, endpoint: flowkit, kind: rest, key: [scope, mdid],
      body: body, rest: {{insert: {{method: POST, path: /scope_mapping}}, success: [201],
                         already_there: [303]}}}}
+"""
+PUBLICATIONS = FLOWKIT_PUBLICATIONS + f"""\
   uois_users:
     {{model: uois_users, endpoint: uois, kind: graphql, key: [id], batch_size: 4,
      graphql: {GRAPHQL.format(doc="user")}}}

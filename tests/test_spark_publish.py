@@ -16,7 +16,14 @@ from typing import Any
 
 import duckdb
 import pytest
-from helpers import CONFIG, FLOWKIT_REST, sandbox_endpoints, stats, statuses, write_spark_profile
+from helpers import (
+    CONFIG,
+    FLOWKIT_PUBLICATIONS,
+    sandbox_endpoints,
+    stats,
+    statuses,
+    write_spark_profile,
+)
 
 from elt.context import Console, Context
 from elt.sandbox.server import Sandbox
@@ -37,21 +44,6 @@ FROM raw.datasets"""
 SCOPES = """SELECT 'public' AS scope, TRY_CAST(answer AS BIGINT) AS mdid,
   '{"scope":"public","mdid":' || answer || '}' AS body
 FROM published.flowkit_data WHERE status = 'acknowledged'"""
-PUBLICATIONS = f"""
-publications:
-  flowkit_setup:
-    {{model: flowkit_config, endpoint: flowkit_admin, kind: rest, key: [id], mode: upsert,
-     body: body, rest: {{insert: {{method: POST, path: /setup}},
-                        update: {{method: POST, path: /setup}}, success: [204]}}}}
-  flowkit_data:
-    {{model: flowkit_datasets, endpoint: flowkit, kind: rest, mode: upsert, body: payload,
-     key: [category_id, indicator_id, srid, trid, dt], depends_on: [flowkit_setup],
-     rest: {FLOWKIT_REST}}}
-  flowkit_scopes:
-    {{model: flowkit_scope_mappings, endpoint: flowkit, kind: rest, key: [scope, mdid],
-     body: body, rest: {{insert: {{method: POST, path: /scope_mapping}}, success: [201],
-                        already_there: [303]}}}}
-"""
 ROWS = 4
 LABEL = "residents|residents.residents|3|2|2020-01-{:02d} 00:00:00"
 
@@ -70,7 +62,7 @@ def project(tmp_path: Path, spark_session: None) -> Iterator[tuple[Path, Sandbox
     models.mkdir(parents=True)
     (root / "seeds").mkdir()
     (root / "seeds" / "datasets.csv").write_text(_seed(list(range(1, ROWS + 1))))
-    (models / "publications.yml").write_text(PUBLICATIONS)
+    (models / "publications.yml").write_text(FLOWKIT_PUBLICATIONS)
     (models / "flowkit_config.sql").write_text(f"SELECT 1 AS id, '{json.dumps(CONFIG)}' AS body")
     (models / "flowkit_datasets.sql").write_text(DATASETS)
     (models / "flowkit_scope_mappings.sql").write_text(SCOPES)
