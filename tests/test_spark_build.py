@@ -16,7 +16,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from helpers import REPO, sandbox_endpoints, stats, statuses, write_spark_profile
+from helpers import REPO, sandbox_endpoints, stats, statuses, write_files, write_spark_profile
 
 from elt.context import Console, Context
 from elt.sandbox.server import Sandbox
@@ -59,16 +59,11 @@ FROM (SELECT '{DOC}' AS payload, 7 AS n) AS d"""
 @pytest.fixture
 def project(tmp_path: Path, spark_session: None) -> Iterator[tuple[Path, Sandbox]]:
     root = tmp_path / "p"
-    models = root / "models"
-    models.mkdir(parents=True)
-    (root / "seeds").mkdir()
-    (root / "seeds" / "ids.csv").write_text(
-        "type_id,outer_id\n" + "".join(f"{TYPE_ID},{i}\n" for i in (11, 12, 13)))
-    (models / "sources.yml").write_text(SOURCES)
-    shutil.copy(REPO / "models" / "uois" / "internal_id.gql", models / "internal_id.gql")
-    (models / "externalids.sql").write_text(EXTERNALIDS)
-    (models / "answers.sql").write_text(ANSWERS)
-    (models / "json_kinds.sql").write_text(KINDS)
+    write_files(root, {
+        "seeds/ids.csv": "type_id,outer_id\n" + "".join(f"{TYPE_ID},{i}\n" for i in (11, 12, 13)),
+        "models/sources.yml": SOURCES, "models/externalids.sql": EXTERNALIDS,
+        "models/answers.sql": ANSWERS, "models/json_kinds.sql": KINDS})
+    shutil.copy(REPO / "models" / "uois" / "internal_id.gql", root / "models" / "internal_id.gql")
     with Sandbox(tmp_path / "sb.duckdb") as sb:
         write_spark_profile(root, sandbox_endpoints(sb, ("uois",)),
                             duck_path="target/duck.duckdb", target="spark")

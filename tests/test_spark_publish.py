@@ -22,6 +22,7 @@ from helpers import (
     sandbox_endpoints,
     stats,
     statuses,
+    write_files,
     write_spark_profile,
 )
 
@@ -58,14 +59,11 @@ def _seed(values: list[int]) -> str:
 @pytest.fixture
 def project(tmp_path: Path, spark_session: None) -> Iterator[tuple[Path, Sandbox]]:
     root = tmp_path / "p"
-    models = root / "models"
-    models.mkdir(parents=True)
-    (root / "seeds").mkdir()
-    (root / "seeds" / "datasets.csv").write_text(_seed(list(range(1, ROWS + 1))))
-    (models / "publications.yml").write_text(FLOWKIT_PUBLICATIONS)
-    (models / "flowkit_config.sql").write_text(f"SELECT 1 AS id, '{json.dumps(CONFIG)}' AS body")
-    (models / "flowkit_datasets.sql").write_text(DATASETS)
-    (models / "flowkit_scope_mappings.sql").write_text(SCOPES)
+    write_files(root, {
+        "seeds/datasets.csv": _seed(list(range(1, ROWS + 1))),
+        "models/publications.yml": FLOWKIT_PUBLICATIONS,
+        "models/flowkit_config.sql": f"SELECT 1 AS id, '{json.dumps(CONFIG)}' AS body",
+        "models/flowkit_datasets.sql": DATASETS, "models/flowkit_scope_mappings.sql": SCOPES})
     with Sandbox(tmp_path / "sb.duckdb") as sb:
         write_spark_profile(root, sandbox_endpoints(sb), duck_path="target/elt.duckdb",
                             target="duck")
