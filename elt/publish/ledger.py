@@ -223,12 +223,23 @@ def ledger_relation(con: duckdb.DuckDBPyConnection) -> str:
     return LEDGER if table_exists(con, STATE_SCHEMA, "ledger") else _EMPTY_LEDGER
 
 
+def ledger_knows(con: duckdb.DuckDBPyConnection, q: PendingQuery, ledger: str = LEDGER) -> bool:
+    """Whether the ledger has any row of the publication (if not, the classification reads
+    no body: every key is new)."""
+    if ledger != LEDGER:
+        return False
+    (known,), = con.execute(f"SELECT EXISTS (SELECT 1 FROM {LEDGER} WHERE publication = $1)",
+                            [q.publication]).fetchall()
+    return bool(known)
+
+
 def pending_counts(con: duckdb.DuckDBPyConnection, q: PendingQuery,
                    columns: dict[str, str] | None = None) -> dict[str, int]:
     """Keys per reason (new, changed, unchanged, delete, failed, unknown) and `pending`."""
     columns = columns or model_columns(con, q.relation)
-    sql = (f"SELECT reason, count(*), count(op) FROM "
-           f"({classified_sql(q, columns, ledger_relation(con))}) GROUP BY reason")
+    ledger = ledger_relation(con)
+    classified = classified_sql(q, columns, ledger, known=ledger_knows(con, q, ledger))
+    sql = f"SELECT reason, count(*), count(op) FROM ({classified}) GROUP BY reason"
     counts = dict.fromkeys(REASONS, 0)
     pending = 0
     for reason, n, with_op in con.execute(sql, [q.publication]).fetchall():
@@ -273,11 +284,9 @@ def copy_pending(con: duckdb.DuckDBPyConnection, q: PendingQuery, path: Path,
     """
     columns = columns or model_columns(con, q.relation)
     path.parent.mkdir(parents=True, exist_ok=True)
-    (known,), = con.execute(f"SELECT EXISTS (SELECT 1 FROM {LEDGER} WHERE publication = $1)",
-                            [q.publication]).fetchall()
     con.execute(f"CREATE OR REPLACE TEMP TABLE _elt_pending AS SELECT key, key_json, op, hash, "
                 f"retry_of_unknown, absent, tombstone, wave, reason FROM "
-                f"({classified_sql(q, columns, known=bool(known))}) "
+                f"({classified_sql(q, columns, known=ledger_knows(con, q))}) "
                 "WHERE op IS NOT NULL OR reason = 'settling'", [q.publication])
     try:
         con.execute("COPY (SELECT * EXCLUDE (reason) FROM _elt_pending WHERE op IS NOT NULL) "
