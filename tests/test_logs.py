@@ -9,6 +9,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import elt
@@ -149,3 +150,38 @@ def test_node_lines_are_numbered_within_a_build_only(tmp_path: Path) -> None:
     assert any(re.match(r"  +6 of 6 (OK|PASS) ", line) for line in built), built
     console.node("publish", "people_out", "success", rows=3)  # e.g. publish, after a build
     assert console.out.getvalue().splitlines()[-1].split()[:2] == ["publish", "people_out"]
+
+
+def test_log_file_rotates_at_its_size_with_every_line_whole_and_in_order(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The handler keeps its own byte count (no second format, no stat per line) and
+    rereads the file's size now and then, so lines another process appends count too."""
+    monkeypatch.setattr(log, "_MAX_BYTES", 4000)
+    path = log.configure(tmp_path, level="info")
+    handler = next(h for h in log.root.handlers if h.get_name() == log._HANDLER_NAME)
+    monkeypatch.setattr(handler, "_RESYNC", 4)
+    formats = 0
+    real_format = handler.format
+
+    def counting(record: Any) -> str:
+        nonlocal formats
+        formats += 1
+        return real_format(record)
+
+    monkeypatch.setattr(handler, "format", counting)
+    for i in range(40):
+        log.root.info("line %03d %s", i, "x" * 60)
+    assert formats == 40  # each record formatted once
+    rotated = path.with_name("elt.log.1")
+    assert rotated.is_file() and path.stat().st_size < 4000
+    assert all(p.stat().st_size < 4000 for p in (path, rotated))
+    numbers = [int(m[1]) for p in sorted(tmp_path.glob("elt.log.*"), reverse=True) + [path]
+               for m in re.finditer(r"line (\d{3}) x{60}\n", p.read_text())]
+    assert numbers == sorted(numbers) and numbers[-1] == 39 and len(set(numbers)) == len(numbers)
+    # another writer appends 5000 bytes: the next resync sees them and rotates first
+    with path.open("a") as other:
+        other.write("y" * 5000 + "\n")
+    for i in range(40, 45):
+        log.root.info("line %03d", i)
+    assert "y" * 5000 in path.with_name("elt.log.1").read_text()
+    assert "line 044" in path.read_text() and path.stat().st_size < 4000

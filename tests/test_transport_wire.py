@@ -217,3 +217,65 @@ def test_a_proxy_in_the_environment_sends_through_the_client(
     assert Transport("t", {"url": "http://api.test/v1"})._proxied  # the client routes it
     monkeypatch.setenv("NO_PROXY", "api.test")
     assert not Transport("t", {"url": "http://api.test/v1"})._proxied
+
+
+def test_idle_check_polls_the_socket_remembered_at_connect() -> None:
+    """The pool's streams keep their raw socket (see elt.http.sockets): readable means data
+    or a close from the peer, and the Transport's pool uses them (an httpx that lays its
+    pool out differently fails here, not silently in production's CPU)."""
+    import socket
+
+    from elt.http.sockets import CachedSocketBackend, is_readable
+
+    left, right = socket.socketpair()
+    try:
+        assert not is_readable(left)
+        right.send(b"x")
+        assert is_readable(left) and left.recv(1) == b"x" and not is_readable(left)
+        right.close()
+        assert is_readable(left)  # EOF: a server-side close
+    finally:
+        left.close()
+        right.close()
+    assert is_readable(left) and is_readable(None)  # closed: treated as gone
+    transport = Transport("t", {"url": "http://127.0.0.1:9"})
+    assert isinstance(transport._direct._pool._network_backend,  # type: ignore[attr-defined]
+                      CachedSocketBackend)
+
+
+def test_a_request_leaves_in_one_write() -> None:
+    """The head waits for the body (and the empty end-of-message adds nothing); a head
+    with nothing after it goes before any read."""
+    from elt.http.sockets import _Stream
+
+    class Inner:
+        def __init__(self) -> None:
+            self.calls: list[tuple[str, bytes]] = []
+
+        async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+            self.calls.append(("write", buffer))
+
+        async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+            self.calls.append(("read", b""))
+            return b"HTTP/1.1 204 X\r\n\r\n"
+
+        def get_extra_info(self, info: str) -> Any:
+            return None
+
+    async def scenario() -> list[tuple[str, bytes]]:
+        inner = Inner()
+        stream = _Stream(inner)  # type: ignore[arg-type]
+        await stream.write(b"POST / HTTP/1.1\r\n\r\n")
+        await stream.write(b'{"a":1}')
+        await stream.write(b"")
+        await stream.read(100)
+        await stream.write(b"GET / HTTP/1.1\r\n\r\n")
+        await stream.write(b"")
+        await stream.read(100)
+        big = b"x" * (1 << 20)
+        await stream.write(big)
+        return inner.calls
+
+    assert asyncio.run(scenario()) == [
+        ("write", b'POST / HTTP/1.1\r\n\r\n{"a":1}'), ("read", b""),
+        ("write", b"GET / HTTP/1.1\r\n\r\n"), ("read", b""), ("write", b"x" * (1 << 20))]

@@ -36,6 +36,7 @@ from elt.http.auth import make_auth
 from elt.http.clock import Clock, SystemClock
 from elt.http.messages import GZIP_LEVEL, Request
 from elt.http.retry import RetryPolicy, retry_after_seconds, retryable_status
+from elt.http.sockets import pooled_transport
 
 RESEND_PAUSE = 1.0  # minimum wait after a timeout before resending (see module docstring)
 http_log = logging.getLogger("elt.http")
@@ -145,8 +146,7 @@ class Transport:
         # hooks to run: elt sets its own headers and follows nothing), skipping httpx's
         # client layers, a measurable CPU cost per request. The client sends the token
         # fetches and logins.
-        self._direct: httpx.AsyncBaseTransport = transport or httpx.AsyncHTTPTransport(
-            limits=limits)
+        self._direct: httpx.AsyncBaseTransport = transport or pooled_transport(limits)
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(self.timeout), limits=limits, transport=self._direct,
             follow_redirects=False, cookies=_stateless_cookies(),
