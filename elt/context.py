@@ -227,16 +227,16 @@ class Context:
 
     def status(self, fmt: str = "table") -> None:
         from elt.inspect import render
-        from elt.publish.runner import publication_status
+        from elt.publish.report import status
 
-        columns, rows = publication_status(self)
+        columns, rows = status(self)
         render(self.console, columns, rows, fmt)
 
     def debug(self) -> bool:
         """Check the profile, the database and every endpoint and credential; send no data."""
-        from elt.publish.runner import check_endpoints
+        from elt.publish.debug import debug
 
-        return check_endpoints(self)
+        return debug(self)
 
     def sandbox_serve(self, host: str, port: int, fresh: bool,
                       strict_tokens: bool = False) -> None:
