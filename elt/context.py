@@ -227,16 +227,16 @@ class Context:
 
     def status(self, fmt: str = "table") -> None:
         from elt.inspect import render
-        from elt.publish.report import status
+        from elt.publish.runner import publication_status
 
-        columns, rows = status(self)
+        columns, rows = publication_status(self)
         render(self.console, columns, rows, fmt)
 
     def debug(self) -> bool:
         """Check the profile, the database and every endpoint and credential; send no data."""
-        from elt.publish.debug import debug
+        from elt.publish.runner import check_endpoints
 
-        return debug(self)
+        return check_endpoints(self)
 
     def sandbox_serve(self, host: str, port: int, fresh: bool,
                       strict_tokens: bool = False) -> None:

@@ -9,7 +9,7 @@ import duckdb
 import pytest
 
 from elt.core.errors import PublishError
-from elt.publish import bodies, ledger
+from elt.publish import ledger
 
 KEYS = ("cat", "srid")
 
@@ -214,7 +214,7 @@ def _copied_hashes(con: duckdb.DuckDBPyConnection, tmp_path: Path, name: str
                    ) -> dict[str, str | None]:
     path = tmp_path / name / "p.parquet"
     q = query("upsert")
-    bodies.copy_pending(con, q, path, ledger.check_model(con, q))
+    ledger.copy_pending(con, q, path, ledger.check_model(con, q))
     return dict(con.execute("SELECT key, hash FROM read_parquet(?)", [str(path)]).fetchall())
 
 

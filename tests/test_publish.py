@@ -7,7 +7,6 @@ import asyncio
 import gzip
 import io
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -204,44 +203,6 @@ def test_publish_sends_gzip_bodies_and_records_answers(proj: Project, api: FakeA
     assert not (proj.root / "target" / "elt.duckdb.publish" / "journal.ndjson").exists()
 
 
-def test_sending_starts_while_the_later_bodies_are_copied(
-        proj: Project, api: FakeApi, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The bodies are copied in parts after the run has begun: a part waits here until the
-    endpoint has answered a row of an earlier one (it would wait in vain if sending waited
-    for the whole copy). Every row still goes exactly once."""
-    from elt.publish import bodies
-
-    proj.rows = [("residents", f"2020-01-{d:02d} 00:00:00", d) for d in range(1, 29)]
-    proj.build()
-    monkeypatch.setattr(bodies, "ROWS_PER_PART", 7)
-    waited: list[bool] = []
-    real_copy = bodies.BodyCopy._copy
-
-    def answered(timeout: float = 30.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while not any(p == "/v1/data" for _, p, _, _ in list(api.calls)):
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.01)
-        return True
-
-    def copy(self: Any, rows: Any, target: Path) -> None:
-        if rows is not None and rows[0] > 0 and self.q.publication == "data":
-            waited.append(answered())
-        real_copy(self, rows, target)
-
-    monkeypatch.setattr(bodies.BodyCopy, "_copy", copy)
-    api_calls_before = len(api.calls)
-    results = by_name(proj.publish())
-    assert waited == [True, True, True], waited  # parts 1-3 were copied after an answer
-    assert results["data"].status == "success" and results["data"].rows == 28
-    posts = [b["metadata"]["dt"] for m, p, b, _ in api.calls[api_calls_before:]
-             if p == "/v1/data"]
-    assert len(posts) == len(set(posts)) == 28
-    assert proj.sql("SELECT count(*) FROM _elt.ledger WHERE publication = 'data' AND "
-                    "status = 'acknowledged'") == [(28,)]
-
-
 def test_second_publish_sends_nothing(proj: Project, api: FakeApi,
                                       httpx_mock: HTTPXMock) -> None:
     proj.publish()
@@ -384,14 +345,13 @@ def test_nothing_secret_is_stored(proj: Project, api: FakeApi, tmp_path: Path) -
 def test_status_and_debug(proj: Project, api: FakeApi) -> None:
     api.reject["presence"] = (400, "nope")
     proj.publish(select=["data"])
-    from elt.publish.debug import debug
-    from elt.publish.report import status
+    from elt.publish.runner import check_endpoints, publication_status
 
-    columns, rows = status(proj.ctx())
+    columns, rows = publication_status(proj.ctx())
     assert columns == ["publication", "model", "endpoint", "total", "acknowledged",
                        "already_there", "failed", "pending", "held"]
     assert rows[0] == ("data", "datasets", "api", 3, 2, 0, 1, 1, 0)
-    assert debug(proj.ctx())
+    assert check_endpoints(proj.ctx())
     assert "endpoint api: https://api.test/v1 up, version 9.9.9" in proj.out.getvalue()
 
 

@@ -6,10 +6,7 @@ only reads the database (opened read-only) or only talks to endpoints without se
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from elt.core import db
 from elt.core.errors import EltError
@@ -213,13 +210,8 @@ def _warn_unmerged(ctx: Workspace) -> None:
 
 
 # -- status and debug ----------------------------------------------------------------------
-def status(ctx: Workspace, pubs: dict[str, Publication] | None = None
-           ) -> tuple[list[str], list[tuple]]:
-    """One row per publication: rows in the model, acknowledged, failed, pending; opens the
-    database read-only."""
-    from elt.publish.spec import load_publications
-
-    pubs = pubs if pubs is not None else load_publications(ctx.project)
+def status(ctx: Workspace, pubs: dict[str, Publication]) -> tuple[list[str], list[tuple]]:
+    """One row per publication; opens the database read-only."""
     _warn_unmerged(ctx)
     rows: list[tuple] = []
     con = ctx.connect(read_only=True)
@@ -238,14 +230,3 @@ def status(ctx: Workspace, pubs: dict[str, Publication] | None = None
     finally:
         con.close()
     return STATUS_COLUMNS, rows
-
-
-@contextlib.contextmanager
-def open_export(path: Path | None) -> Iterator[TextIO | None]:
-    """The --export-results file (NDJSON, one line per answered row), or None."""
-    if path is None:
-        yield None
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as handle:
-        yield handle

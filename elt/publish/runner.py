@@ -2,10 +2,10 @@
 
 Order of a run (see DESIGN.md "Ledger"): take the database's publish lock (one publisher
 per database file: two would put a key in flight twice; lock.py), merge a crashed run's
-journal, write each publication's pending keys to parquet, then send in dependency order
-(stream.py) while the bodies are copied in parts (bodies.py) and the database is closed;
-answers go to the journal (journal.py), merged into the ledger every few seconds. Models
-reading `published.<name>` are rebuilt before the publications that need them.
+journal, then per publication in dependency order: open the database briefly, write the
+pending set to parquet, close, stream it (stream.py) while answers go to the journal
+(journal.py), merged into the ledger every few seconds. Models reading `published.<name>`
+are rebuilt before the publications that need them.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TextIO
@@ -26,7 +26,6 @@ from elt.core.errors import EltError, PublishError
 from elt.core.results import NodeResult, RunResults
 from elt.publish import journal as jr
 from elt.publish import ledger, report
-from elt.publish.bodies import BodyParts, LaterCopies, bodies_path, pending_files
 from elt.publish.lock import publish_lock, state_dir
 from elt.publish.sinks import make_sink
 from elt.publish.spec import Publication, downstream, exclude_names, load_publications
@@ -38,7 +37,7 @@ MERGE_EVERY = 5.0  # seconds between journal merges while sending
 # (hash every body, copy the pending bodies to parquet), so a small buffer pool is enough,
 # and without a cap it keeps the table's pages cached and grows with the table (0.5 GB).
 PUBLISH_MEMORY = "200MB"
-__all__ = ["run_publish"]
+__all__ = ["run_publish", "publication_status", "check_endpoints"]
 
 
 def run_publish(ctx: Workspace, select: Sequence[str] = (), exclude: Sequence[str] = (),
@@ -110,8 +109,6 @@ class _Run:
         self.held: dict[str, tuple[int, float]] = {}  # name -> (rows held, settle seconds)
         # a Spark target: pending sets computed in Spark (None: DuckDB)
         self.engine = ctx.pending_engine(self.run_dir)
-        self.bodies: dict[str, BodyParts] = {}  # name -> its pending bodies, as written
-        self.later = LaterCopies()  # bodies copied while the first ones are sent
 
     # -- database phases --------------------------------------------------------------
     def _connect(self, wait: float = 10.0) -> Any:
@@ -130,7 +127,6 @@ class _Run:
         if self.engine is not None:
             self.engine.start()  # before the database is opened: start-up holds no lock
         con = self._connect()
-        held = False
         try:
             recovered = jr.recover(con, self.publish_dir)
             if recovered:
@@ -141,23 +137,19 @@ class _Run:
             ledger.start_run(con, self.run_id, jr.utc_now(), self.order)
             active: set[str] = set()
             for name in self.order:
-                entry = self._prepare(con, self.pubs[name], count_only=name in self.deferred,
-                                      later=True)
+                entry = self._prepare(con, self.pubs[name], count_only=name in self.deferred)
                 if name not in self.deferred:
                     self.prepared[name] = entry
                 if (entry[0] == "count" and entry[1]) or (
                         name in self.deferred and self.deps[name] & active):
                     active.add(name)
-            held = self.later.hold(con)  # open until the bodies are copied (_main)
         finally:
-            if not held:
-                con.close()
+            con.close()
         return {self.pubs[n].endpoint for n in active}
 
-    def _prepare(self, con: Any, pub: Publication, count_only: bool = False,
-                 later: bool = False) -> tuple[str, Any]:
-        """("count", rows pending) with the keys written (and the bodies, or with `later`
-        their copy queued for when sending begins: bodies.py), ("skip"|"error", message)."""
+    def _prepare(self, con: Any, pub: Publication, count_only: bool = False
+                 ) -> tuple[str, Any]:
+        """("count", rows pending) with the parquet written, ("skip"|"error", message)."""
         try:
             reason = report.unpublishable(con, pub)
             if reason:
@@ -174,14 +166,11 @@ class _Run:
                 count, held = on_spark
                 if count_only:
                     return ("count", count)
-                self.bodies[pub.name] = BodyParts.written([bodies_path(parquet)])
             else:
                 columns = ledger.check_model(con, query)
                 if count_only:
                     return ("count", ledger.pending_counts(con, query, columns)["pending"])
-                queue = self.later if later and not pub.wave else None  # waves: all at once
-                count, held, self.bodies[pub.name] = pending_files(con, query, parquet,
-                                                                   columns, queue)
+                count, held = ledger.copy_pending(con, query, parquet, columns)
             if held:
                 self.held[pub.name] = (held, query.settle)
             return ("count", count)
@@ -223,32 +212,13 @@ class _Run:
                 asyncio.run(self._main(endpoints))
             status = "error" if self.results.failed else "success"
         finally:
-            self.later.close()  # when sending never began (the copies never ran)
             self._finish(status)
         return self.results
 
     async def _main(self, endpoints: dict[str, dict[str, Any]]) -> None:
-        self.merge_lock = asyncio.Lock()
-        # The bodies copied now hold the database: the lock keeps merges, rebuilds and
-        # deferred publications from opening it meanwhile.
-        await self.merge_lock.acquire()
-        copier = asyncio.create_task(self._copy_later())
-        try:
-            await self._send(endpoints)
-        finally:
-            self.later.stop()  # what is still being copied will not be sent
-            await copier
-
-    async def _copy_later(self) -> None:
-        assert self.merge_lock is not None
-        try:
-            await asyncio.get_running_loop().run_in_executor(None, self.later.run)
-        finally:
-            self.merge_lock.release()
-
-    async def _send(self, endpoints: dict[str, dict[str, Any]]) -> None:
         from elt.http.transport import Transport
 
+        self.merge_lock = asyncio.Lock()
         async with contextlib.AsyncExitStack() as stack:
             transports = {}
             for name, cfg in endpoints.items():
@@ -256,7 +226,7 @@ class _Run:
                     Transport(name, cfg, concurrency=self.concurrency))
             self.down = await report.check_transports(self.console, transports, endpoints,
                                                       auth=True)
-            export = stack.enter_context(report.open_export(self.export_path))
+            export = stack.enter_context(_open_export(self.export_path))
             encoder = stack.enter_context(ThreadPoolExecutor(max(2, os.cpu_count() or 2),
                                                              thread_name_prefix="encode"))
             merger = asyncio.create_task(self._merge_periodically())
@@ -339,8 +309,7 @@ class _Run:
             # once every row of the one before it has its answer.
             for wave in ledger.waves(parquet) if pub.wave else [None]:
                 tallies.append(await stream(
-                    publication=pub.name, parquet=parquet, bodies=self.bodies[pub.name],
-                    sink=sink, send=transport.send,
+                    publication=pub.name, parquet=parquet, sink=sink, send=transport.send,
                     journal=self.journal, encoder=encoder, concurrency=int(workers),
                     progress=progress, export=export, wave=wave, waved=bool(pub.wave)))
             tally = Tally.total(tallies)
@@ -398,3 +367,25 @@ class _Run:
                 await self.merge(wait=0.2)  # a reader holds it: keep sending, retry later
             except Exception as exc:  # the journal keeps every answer: merge at the end
                 self.console.warn(f"journal merge postponed: {exc}")
+
+
+@contextlib.contextmanager
+def _open_export(path: Path | None) -> Iterator[TextIO | None]:
+    if path is None:
+        yield None
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        yield handle
+
+
+def publication_status(ctx: Workspace) -> tuple[list[str], list[tuple]]:
+    """Per publication: rows in the model, acknowledged, failed, pending (read-only)."""
+    return report.status(ctx, load_publications(ctx.project))
+
+
+def check_endpoints(ctx: Workspace) -> bool:
+    """`elt debug`: profile, database, and each endpoint's heartbeat and credentials."""
+    from elt.publish.debug import debug
+
+    return debug(ctx)

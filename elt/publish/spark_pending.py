@@ -28,7 +28,6 @@ import duckdb
 from elt.core.db import literal
 from elt.core.errors import EltError, PublishError
 from elt.publish import ledger
-from elt.publish.bodies import bodies_path
 from elt.publish.ledger import PendingQuery
 
 _INTEGERS = ("byte", "short", "integer", "long")
@@ -198,7 +197,7 @@ class SparkPending:
 
     def copy_pending(self, con: duckdb.DuckDBPyConnection, q: PendingQuery, path: Path
                      ) -> tuple[int, int]:
-        """Write the keys and bodies files as bodies.copy_pending does; (to send, held)."""
+        """Write the keys and bodies files as ledger.copy_pending does; (to send, held)."""
         folder = path.with_name(f"{q.publication}.spark")
         try:
             sql = self._classified(con, q, folder)
@@ -213,7 +212,7 @@ class SparkPending:
                               folder / "keys", path)
             self._single_file(f"SELECT key, body FROM ({self.model_sql(q, with_body=True)}) "
                               f"WHERE key IN (SELECT key FROM {view} WHERE NOT absent AND op "
-                              "IS NOT NULL)", folder / "bodies", bodies_path(path))
+                              "IS NOT NULL)", folder / "bodies", ledger.bodies_path(path))
             count, held = self.spark.sql(f"SELECT count(op), count_if(reason = 'settling') "
                                          f"FROM {view}").collect()[0]
             self.spark.catalog.dropTempView(view)

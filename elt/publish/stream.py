@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +25,7 @@ from elt.core import secrets
 from elt.core.console import Progress
 from elt.core.errors import EltError
 from elt.http.messages import RawJSON, Request
-from elt.publish.bodies import BodyParts
+from elt.publish import ledger
 from elt.publish.journal import Journal
 from elt.publish.sinks.base import ALREADY_THERE, UNRESOLVED, Row, Sink
 
@@ -131,21 +131,17 @@ def follow_ups(sink: Sink, settled: list[tuple[Row, str, int | None, str | None]
 class _Reader:
     """Reads the pending set in chunks; runs in one dedicated thread.
 
-    The keys file (op, hash: small) is held as a dict; the bodies parts are streamed in
-    order, each waited for until the copy has written it (bodies.py), and each body paired
-    with its key's row; keys without a body (deletes) come last.
+    The keys file (op, hash: small) is held as a dict; the bodies file is streamed and each
+    body paired with its key's row; keys without a body (deletes) come last.
     """
 
-    def __init__(self, path: Path, bodies: BodyParts, raw: bool = False, wave: Any = None,
+    def __init__(self, path: Path, raw: bool = False, wave: Any = None,
                  waved: bool = False) -> None:
         self.path = path
-        self.bodies = bodies
         # Only the rows of one wave (`wave IS NOT DISTINCT FROM ?`), when sending in waves.
         self.filter = ("WHERE wave IS NOT DISTINCT FROM ?", [wave]) if waved else ("", [])
         self.raw = raw  # hand bodies over as RawJSON text (the sink does not look inside)
         self.con: duckdb.DuckDBPyConnection | None = None
-        self.parts: Iterator[Path] | None = None  # bodies parts still to read
-        self.reading = False  # a bodies query is open on self.con
         self.meta: dict[str, tuple[str, str, str, bool, str | None]] = {}
         self.deletes: list[tuple[str, str, str, str, str, bool, str | None]] = []
 
@@ -159,34 +155,19 @@ class _Reader:
                 self.deletes.append((key, key_json, op, hsh, tomb, bool(rou), None))
             else:
                 self.meta[key] = (key_json, op, hsh, bool(rou), tomb)
-        if where:  # waves: the bodies were copied whole before sending (runner.py)
+        if where:
             con.execute("SELECT key, body FROM read_parquet(?) WHERE key IN (SELECT key FROM "
                         f"read_parquet(?) {where})",
-                        [[str(p) for p in self.bodies.all()], str(self.path), *params])
-            self.reading = True
+                        [str(ledger.bodies_path(self.path)), str(self.path), *params])
         else:
-            self.parts = iter(self.bodies)
+            con.execute("SELECT key, body FROM read_parquet(?)",
+                        [str(ledger.bodies_path(self.path))])
         return con
-
-    def _fetch(self) -> list[tuple[str, str]]:
-        """The next bodies, moving on to the next part (waiting for it) when one ends."""
-        assert self.con is not None
-        while True:
-            if self.reading:
-                fetched = self.con.fetchmany(READ_CHUNK)
-                if fetched:
-                    return fetched
-                self.reading = False
-            part = next(self.parts, None) if self.parts is not None else None
-            if part is None:
-                return []
-            self.con.execute("SELECT key, body FROM read_parquet(?)", [str(part)])
-            self.reading = True
 
     def chunk(self) -> list[tuple[Row, str]]:
         if self.con is None:
             self.con = self._open()
-        fetched = self._fetch()
+        fetched = self.con.fetchmany(READ_CHUNK)
         if fetched:
             rows = []
             for key, body in fetched:
@@ -213,7 +194,6 @@ async def stream(
     *,
     publication: str,
     parquet: Path,
-    bodies: BodyParts,
     sink: Sink,
     send: Callable[[Request], Any],
     journal: Journal,
@@ -231,7 +211,7 @@ async def stream(
     group = max(sink_batch(sink), (64 // sink_batch(sink)) * sink_batch(sink))
     encoded: asyncio.Queue[asyncio.Future[list[Request]] | None] = asyncio.Queue(2)
     requests: asyncio.Queue[Request | None] = asyncio.Queue(concurrency)
-    reader = _Reader(parquet, bodies, raw=bool(getattr(sink, "raw_bodies", False)), wave=wave,
+    reader = _Reader(parquet, raw=bool(getattr(sink, "raw_bodies", False)), wave=wave,
                      waved=waved)
     read_thread = ThreadPoolExecutor(1, thread_name_prefix=f"read-{publication}")
 
