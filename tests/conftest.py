@@ -7,9 +7,14 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from sandbox_client import HTTP
 
-from elt.sandbox.server import Sandbox
+# the shared check helpers' bare asserts say what differed when they fail (pytest rewrites
+# only test modules and conftest unless told)
+pytest.register_assert_rewrite("helpers", "sandbox_client", "seed_helpers")
+
+from sandbox_client import HTTP  # noqa: E402 - after the rewrite registration
+
+from elt.sandbox.server import Sandbox  # noqa: E402
 
 pytest_plugins = ["seed_helpers"]  # the seed-loading tests' `root` and `con` fixtures
 
