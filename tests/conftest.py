@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -19,10 +20,12 @@ from elt.sandbox.server import Sandbox  # noqa: E402
 pytest_plugins = ["seed_helpers"]  # the seed-loading tests' `root` and `con` fixtures
 
 
-@pytest.fixture(scope="module")
-def spark_session() -> Iterator[None]:
-    """One Spark session per test module (its Contexts get it from getOrCreate), stopped
-    after the module. Only modules that skip without pyspark and Java ask for it."""
+@pytest.fixture(scope="session")
+def spark_jvm() -> Iterator[None]:
+    """One Spark JVM for the whole run (its start and JIT warm-up cost as much as a small
+    build): the first Context that asks creates the session (getOrCreate), every later one
+    gets it; stopped at the end of the run. The Spark targets of the tests all say local[2]
+    with 2 shuffle partitions, so whichever comes first makes the same session."""
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     yield
     from pyspark.sql import SparkSession
@@ -30,6 +33,32 @@ def spark_session() -> Iterator[None]:
     active = SparkSession.getActiveSession()
     if active is not None:
         active.stop()
+
+
+@pytest.fixture(scope="module")
+def spark_session(spark_jvm: None) -> Iterator[None]:
+    """The run's Spark session for one test module; after the module its catalog is
+    emptied (databases, views, cache), so the next module starts from what a fresh session
+    knows: nothing. Only modules that skip without pyspark and Java ask for it."""
+    yield
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        reset_catalog(active)
+
+
+def reset_catalog(spark: Any) -> None:
+    """Drop every database but `default` (tables over parquet LOCATIONs keep their files),
+    every temporary view and the cache."""
+    spark.catalog.setCurrentDatabase("default")
+    for db in spark.catalog.listDatabases():
+        if db.name != "default":
+            spark.sql(f"DROP DATABASE IF EXISTS `{db.name}` CASCADE")
+    for table in spark.catalog.listTables("default"):
+        if table.isTemporary:
+            spark.catalog.dropTempView(table.name)
+    spark.catalog.clearCache()
 
 
 @pytest.fixture

@@ -134,12 +134,13 @@ def sandbox_endpoints(sandbox: Sandbox, names: tuple[str, ...] = ENDPOINTS,
 
 def write_spark_profile(root: Path, endpoints: dict[str, Any], *, duck_path: str,
                         target: str) -> None:
-    """profiles.yml with a `duck` output (DuckDB at duck_path) and a one-core `spark`
-    output whose state file is target/elt.duckdb, both on `endpoints`."""
+    """profiles.yml with a `duck` output (DuckDB at duck_path) and a `spark` output whose
+    state file is target/elt.duckdb, both on `endpoints` (local[2], 2 shuffle partitions:
+    the session the whole test run shares, see conftest.spark_jvm)."""
     duck = {"type": "duckdb", "path": duck_path, "endpoints": endpoints}
-    spark = {"type": "spark", "master": "local[1]", "path": "target/elt.duckdb",
+    spark = {"type": "spark", "master": "local[2]", "path": "target/elt.duckdb",
              "warehouse": "target/warehouse", "endpoints": endpoints,
-             "conf": {"spark.sql.shuffle.partitions": 1, "spark.default.parallelism": 1}}
+             "conf": {"spark.sql.shuffle.partitions": 2, "spark.default.parallelism": 2}}
     doc = {"elt": {"target": target, "outputs": {"duck": duck, "spark": spark}}}
     (root / "profiles.yml").write_text(json.dumps(doc), encoding="utf-8")
 

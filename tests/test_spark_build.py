@@ -1,8 +1,8 @@
 """A Spark build beyond the models: API sources fetched (by DuckDB, into the state file) and
 handed to Spark like seeds, failing test rows kept in `test_failures.<test>` as a DuckDB
 build keeps them, and json_type answering DuckDB's type names exactly (a string of digits
-is VARCHAR). A small project against the sandbox's UOIS over loopback; one Spark session
-(local[1]) for the module."""
+is VARCHAR). A small project against the sandbox's UOIS over loopback; the test run's one
+Spark session (local[2], conftest.spark_jvm)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The project's models on Spark give DuckDB's rows, and the publish ledger's key text and
 body hash of every row come out the same from Spark's tables (switching engines resends
-nothing). One small Spark session (local[2]) for the whole module."""
+nothing). On the test run's one Spark session (local[2], conftest.spark_jvm)."""
 
 from __future__ import annotations
 
@@ -41,6 +41,7 @@ elt:
       master: local[2]
       path: target/spark-state.duckdb
       warehouse: target/warehouse
+      conf: {spark.sql.shuffle.partitions: 2, spark.default.parallelism: 2}
       endpoints:
         flowkit_admin: {sandbox: flowkit_admin}
         flowkit: {sandbox: flowkit}
@@ -63,11 +64,10 @@ def _quiet() -> Console:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Any:
+def built(tmp_path_factory: pytest.TempPathFactory, spark_session: None) -> Any:
     """The repo's project built and published with DuckDB (so published.* has rows and the
     scope mappings are not empty) and built again, then built on Spark from the same state
     file."""
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     root = tmp_path_factory.mktemp("spark_parity")
     shutil.copytree(REPO / "models", root / "models")
     shutil.copytree(REPO / "seeds", root / "seeds")
@@ -84,7 +84,6 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
     spark = SparkSession.getActiveSession()
     yield root, duck, spark_ctx, results, spark
-    spark.stop()
 
 
 def _norm(value: Any) -> Any:
@@ -188,7 +187,8 @@ def test_publish_from_spark_tables_resends_nothing(built: Any) -> None:
     assert kind == ("VIEW",)
 
 
-def test_compile_spark_names_a_missing_rule_and_takes_an_override(tmp_path: Path) -> None:
+def test_compile_spark_names_a_missing_rule_and_takes_an_override(tmp_path: Path,
+                                                                 spark_session: None) -> None:
     (tmp_path / "seeds").mkdir()
     (tmp_path / "seeds" / "words.csv").write_text("w\nkitten\nsitting\n")
     (tmp_path / "models").mkdir()

@@ -1,8 +1,8 @@
 """Publish from a Spark target: the pending set is computed in Spark (key text, key object,
 body md5 spelled as DuckDB spells them), so switching a project's engine resends nothing, a
 row changed on Spark goes out once, and models reading `published.*` are rebuilt on Spark
-during the publish. A small FlowKit project against the sandbox over loopback; one Spark
-session (local[1]) for the module."""
+during the publish. A small FlowKit project against the sandbox over loopback; the test run's
+one Spark session (local[2], conftest.spark_jvm)."""
 
 from __future__ import annotations
 
@@ -186,7 +186,7 @@ def test_json_text_of_every_supported_type_equals_duckdb(tmp_path: Path,
             sql = ledger._model_cte(q, ledger.model_columns(con, "main.m"), with_body=True)
             duck_rows[key] = sorted(con.execute(f"SELECT key, key_json, body FROM ({sql})")
                                     .fetchall())
-    spark = SparkSession.builder.master("local[1]").getOrCreate()
+    spark = SparkSession.builder.master("local[2]").getOrCreate()
     spark.sql("CREATE DATABASE IF NOT EXISTS main")
     spark.read.parquet(path.as_uri()).createOrReplaceTempView("m")  # main.m in SQL below
     spark.sql("DROP TABLE IF EXISTS main.m")
@@ -211,7 +211,7 @@ def test_a_double_column_leaves_the_pending_set_to_duckdb(tmp_path: Path,
     from elt.publish import ledger
     from elt.publish.spark_pending import NotExact, SparkPending
 
-    spark = SparkSession.builder.master("local[1]").getOrCreate()
+    spark = SparkSession.builder.master("local[2]").getOrCreate()
     spark.sql("CREATE DATABASE IF NOT EXISTS main")
     spark.sql("CREATE OR REPLACE TEMP VIEW dbl AS SELECT 1 AS id, 1e20D AS x")
     engine = SparkPending(lambda: spark, tmp_path)
@@ -228,7 +228,7 @@ def test_spark_checks_keys_as_duckdb_does(tmp_path: Path, spark_session: None) -
     from elt.publish import ledger
     from elt.publish.spark_pending import SparkPending
 
-    spark = SparkSession.builder.master("local[1]").getOrCreate()
+    spark = SparkSession.builder.master("local[2]").getOrCreate()
     engine = SparkPending(lambda: spark, tmp_path)
     cases = {"dup": "SELECT 'a' AS k, 1 AS v UNION ALL SELECT 'a', 2",
              "nul": "SELECT CAST(NULL AS STRING) AS k, 1 AS v"}
