@@ -105,8 +105,9 @@ def register_parquet(spark: Any, name: str, path: Path) -> None:
 
 
 def drop(spark: Any, name: str) -> None:
-    """Drop a table or view of that name, whichever it is (Spark wants the right verb)."""
-    for verb in ("VIEW", "TABLE"):
+    """Drop a table or view of that name, whichever it is (Spark wants the right verb).
+    TABLE first: most names are tables, and the wrong verb costs a raised exception."""
+    for verb in ("TABLE", "VIEW"):
         try:
             spark.sql(f"DROP {verb} IF EXISTS {name}")
         except Exception:  # noqa: BLE001, S112 - WRONG_COMMAND_FOR_OBJECT_TYPE: the other verb
@@ -207,11 +208,9 @@ def store_failures(spark: Any, target: Target, node: Node, sql: str) -> int:
     fresh = final.with_name(node.identifier + ".new")
     shutil.rmtree(fresh, ignore_errors=True)
     (frame if failures else frame.limit(0)).coalesce(1).write.parquet(fresh.as_uri())
-    name = f"`{FAILURES_SCHEMA}`.`{node.identifier}`"
-    drop(spark, name)
     shutil.rmtree(final, ignore_errors=True)
     fresh.rename(final)
-    register_parquet(spark, f"{FAILURES_SCHEMA}.{node.identifier}", final)
+    register_parquet(spark, f"{FAILURES_SCHEMA}.{node.identifier}", final)  # drops the old
     return failures
 
 
