@@ -47,10 +47,9 @@ class _Redact(logging.Filter):
 
 class _SizedRotatingHandler(logging.handlers.RotatingFileHandler):
     """Rotates by a byte count it keeps itself. The stdlib's check formats every record a
-    second time and stats the file twice per line: with one line per HTTP request that was
-    half of what a log line cost `elt publish`. The count is re-read from the file every
-    `_RESYNC` lines, so lines other processes append (an `elt sql` beside a publish) count
-    too."""
+    second time and stats the file twice per line, paid once per HTTP request by
+    `elt publish`. The count is re-read from the file every `_RESYNC` lines, so lines other
+    processes append (an `elt sql` beside a publish) count too."""
 
     _RESYNC = 512
 
