@@ -59,9 +59,6 @@ class _SizedRotatingHandler(logging.handlers.RotatingFileHandler):
         self._lines = 0
         return stream
 
-    def shouldRollover(self, record: logging.LogRecord) -> bool:  # noqa: N802 - stdlib name
-        return False  # decided in emit, on the line as written
-
     def emit(self, record: logging.LogRecord) -> None:
         try:
             line = self.format(record) + self.terminator
