@@ -52,15 +52,13 @@ class Context:
 
         return Endpoints(self.project, self.console, start_sandbox)
 
-    def connect(self, *, read_only: bool = False):  # noqa: ANN201 - duckdb connection
+    def connect(self, *, read_only: bool = False, wal: bool = True):  # noqa: ANN201
+        """The staging database; wal=False for builds (db.connect says why)."""
         from elt.core import db
 
         target = self.project.target
-        return db.connect(
-            target.path,
-            read_only=read_only,
-            memory_limit=target.memory_limit,
-        )
+        return db.connect(target.path, read_only=read_only,
+                          memory_limit=target.memory_limit, wal=wal)
 
     def graph(self) -> Graph:
         from elt.graph.discover import discover_graph
@@ -91,7 +89,7 @@ class Context:
 
         watch = upto.Watch.start(self.project, select, exclude, self._profiles_dir)
         graph = self.graph()
-        with self.connect() as con:
+        with self.connect(wal=False) as con:
             results = run_build(con, self.project, graph, self.console, select=select,
                                 exclude=exclude, full_refresh=full_refresh, command="build",
                                 endpoints=self.endpoints)
@@ -108,7 +106,7 @@ class Context:
         from elt.build.spark_build import run_spark_build
 
         def seeds(names: list[str]) -> RunResults:
-            with self.connect() as con, self.console.nested_run():
+            with self.connect(wal=False) as con, self.console.nested_run():
                 return run_build(con, self.project, graph, self.console, select=names,
                                  full_refresh=full_refresh, command="build",
                                  endpoints=self.endpoints, summary=False)
@@ -157,7 +155,7 @@ class Context:
         from elt.build.runner import run_build
 
         graph = self.graph()
-        with self.connect() as con:
+        with self.connect(wal=False) as con:
             return run_build(con, self.project, graph, self.console, select=select,
                              exclude=exclude, full_refresh=False, command="test",
                              endpoints=self.endpoints)

@@ -95,3 +95,63 @@ def test_deferred_commits_survive_a_crash(tmp_path: Path) -> None:
     with db.connect(path) as con:
         assert con.execute("SELECT count(*), count_if(s LIKE 'y%') FROM t").fetchone() == (
             60000, 30000)
+
+
+BUILD_CRASH = """
+import os, sys
+from pathlib import Path
+from elt.core import db
+con = db.connect(Path(sys.argv[1]), wal=False)
+con.execute("CREATE TABLE t AS SELECT repeat('x', 1000) || i AS s FROM range(30000) r(i)")
+deferred = db.DeferredCheckpoint(con, every=0)
+assert deferred.due()  # a checkpoint between nodes: t is in the file now
+con.execute("INSERT INTO t SELECT repeat('y', 1000) || i FROM range(30000) r(i)")
+con.cursor().execute("CREATE TABLE u AS SELECT 1 AS x")  # a worker's cursor, same file
+print(os.path.exists(sys.argv[1] + ".wal"), flush=True)
+os._exit(0)  # killed before the next checkpoint
+"""
+
+
+def test_a_build_connection_writes_no_wal_and_a_crash_keeps_the_last_checkpoint(
+        tmp_path: Path) -> None:
+    """wal=False (builds): commits skip the WAL; a killed build leaves the file as its
+    last checkpoint wrote it, whole tables only, never a half-appended one."""
+    path = tmp_path / "x.duckdb"
+    out = subprocess.run([sys.executable, "-c", BUILD_CRASH, str(path)], check=True,
+                         timeout=60, capture_output=True, text=True).stdout
+    assert out.strip() == "False"  # 60 MB were committed, not a byte of WAL
+    with db.connect(path, read_only=True) as con:
+        assert con.execute("SELECT count(*), count_if(s LIKE 'y%') FROM t").fetchone() == (
+            30000, 0)
+        assert not db.table_exists(con, "main", "u")
+
+
+def test_a_build_connection_replays_a_wal_another_command_left(tmp_path: Path) -> None:
+    """A publish killed before its checkpoint leaves its commits in the WAL: a build opening
+    the file without WAL replays them and writes them into the file at once."""
+    path = tmp_path / "x.duckdb"
+    subprocess.run([sys.executable, "-c", CRASH, str(path)], check=True, timeout=60)
+    assert _wal_bytes(path) > 25_000_000
+    con = db.connect(path, wal=False)
+    assert _wal_bytes(path) == 0
+    assert con.cursor().execute("SELECT count(*) FROM t").fetchone() == (60000,)
+    assert db.storage_version(con) == f"{db.STORAGE_VERSION}+"
+    con.close()
+    with db.connect(path, read_only=True) as again:
+        assert again.execute("SELECT count(*) FROM t").fetchone() == (60000,)
+
+
+def test_a_build_connection_shares_a_file_this_process_has_open(tmp_path: Path) -> None:
+    """DuckDB refuses to attach a file twice in one process: the build then uses the
+    instance already open (with its WAL) instead of failing."""
+    path = tmp_path / "x.duckdb"
+    with db.connect(path) as first:
+        first.execute("CREATE TABLE t AS SELECT 1 AS x")
+        with db.connect(path, wal=False) as second:
+            assert second.cursor().execute("SELECT x FROM t").fetchone() == (1,)
+
+
+def test_checkpoint_between_nodes_waits_for_its_interval(tmp_path: Path) -> None:
+    with db.connect(tmp_path / "x.duckdb", wal=False) as con:
+        assert not db.DeferredCheckpoint(con, every=3600).due()
+        assert db.DeferredCheckpoint(con, every=0).due()

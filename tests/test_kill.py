@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -250,3 +252,30 @@ def test_kill_9_build_then_rerun_leaves_no_half_table(tmp_path: Path) -> None:
     kill_build(wait=lambda proc: time.sleep(rng.uniform(0.3, 1.2)), before=[v1, v2], after=v2,
                all_there=True)
     assert "seed load" in phases and "model build" in phases, phases
+
+
+def test_kill_9_build_keeps_what_its_last_checkpoint_wrote(tmp_path: Path) -> None:
+    """A build writes no WAL: it checkpoints between nodes once DeferredCheckpoint.EVERY
+    seconds passed (0 here) and no other node is writing, so a kill during the slow model
+    keeps the seed loaded before it, and the re-run does not load it again."""
+    write_files(tmp_path, BUILD_FILES)
+    _big_csv(tmp_path / "seeds" / "big.csv", BIG_ROWS // 4, 0)
+    argv = [sys.executable, "-c", "import sys; from elt.core import db; "
+            "db.DeferredCheckpoint.EVERY = 0; from elt.cli import main; "
+            "sys.argv[0] = 'elt'; main()", *elt_argv(tmp_path, "build")[3:]]
+    proc = Watched(argv)
+    try:
+        proc.wait_for(lambda: any("model    big_groups" in x and " START " not in x
+                                  for x in proc.lines))
+        time.sleep(0.3)
+    finally:
+        killed = proc.kill()
+    assert killed, f"build finished before the kill:\n{proc.output()}"
+    db_file = tmp_path / "target" / "elt.duckdb"
+    assert not Path(f"{db_file}.wal").exists()
+    assert ("raw", "big") in _tables(db_file), _tables(db_file)
+    assert "checkpoint failed" not in proc.output()  # busy is not a failure
+    again = elt(tmp_path, "build")
+    assert again.code == 0, again.output
+    assert re.search(r"seed\s+raw\.big\s+up_to_date", again.output), again.output
+    assert re.search(r"model\s+final\s+success", again.output), again.output

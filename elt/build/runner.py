@@ -70,7 +70,7 @@ def run_build(
         else:
             deferred = db.DeferredCheckpoint(con)
             _Runner(con, project, graph, console, results, full_refresh, command,
-                    endpoints or Endpoints(project, console)).run(names)
+                    endpoints or Endpoints(project, console), deferred).run(names)
     finally:
         console.plan(0)  # later lines (publish) are not part of this run's `N of M`
         results.write(project.target_dir)
@@ -86,8 +86,8 @@ def _checkpoint(deferred: db.DeferredCheckpoint, console: Console) -> None:
     """Write what the run committed into the database file (the WAL holds it until then)."""
     try:
         seconds = deferred.finish()
-    except duckdb.Error as exc:  # the WAL still holds every commit: nothing is lost
-        console.warn(f"checkpoint failed, the database's WAL keeps the run's writes: {exc}")
+    except duckdb.Error as exc:  # closing the connection checkpoints once more
+        console.warn(f"checkpoint failed at the end of the run: {exc}")
         return
     if seconds >= 1.0:
         console.info(f"database file written (checkpoint) in {seconds:.1f}s")
@@ -137,10 +137,11 @@ class _Runner:
 
     def __init__(self, con: duckdb.DuckDBPyConnection, project: Project, graph: Graph,
                  console: Console, results: RunResults, full_refresh: bool,
-                 command: str, endpoints: Endpoints) -> None:
+                 command: str, endpoints: Endpoints,
+                 deferred: db.DeferredCheckpoint | None = None) -> None:
         self.con, self.project, self.graph, self.console = con, project, graph, console
         self.results, self.full_refresh, self.command = results, full_refresh, command
-        self.endpoints = endpoints
+        self.endpoints, self.deferred = endpoints, deferred
         self.lock = threading.Lock()
         self.workers = max(1, int(project.target.threads or 1))
         self.test_status: dict[str, dict[str, str]] = {}
@@ -217,7 +218,21 @@ class _Runner:
         self._track_test(node, out.status)
         if out.status != "up_to_date":
             self.snapshot.dirty.add(name)  # its dependents, scheduled after this, re-read it
+            self._durable()
         return out.status
+
+    def _durable(self) -> None:
+        """A checkpoint between nodes when one is due (db.DeferredCheckpoint.due)."""
+        if self.deferred is None:
+            return
+        try:
+            with self.lock:
+                self.deferred.due()
+        except duckdb.TransactionException:
+            pass  # another node is writing (DuckDB refuses then): after the next node
+        except duckdb.Error as exc:  # the run goes on; its end checkpoints again
+            self.deferred.last = time.monotonic()
+            self.console.warn(f"checkpoint failed, retried at the end of the run: {exc}")
 
     def _track_test(self, node: Node, status: str) -> None:
         """Set the owner's tests_ok once its tests have answered (false on any failure)."""

@@ -32,13 +32,17 @@ STORAGE_VERSION = "v1.4.0"  # readable by DuckDB >= 1.4 (see the module docstrin
 sql_log = logging.getLogger("elt.sql")
 
 
-def _storage_setting() -> dict[str, str]:
-    """The storage version to create files with, where this DuckDB knows the setting."""
+def _version() -> tuple[int, int]:
     try:
         major, minor = (int(p) for p in duckdb.__version__.split(".")[:2])
     except ValueError:
-        return {}
-    return {"storage_compatibility_version": STORAGE_VERSION} if (major, minor) >= (1, 4) else {}
+        return (0, 0)
+    return (major, minor)
+
+
+def _storage_setting() -> dict[str, str]:
+    """The storage version to create files with, where this DuckDB knows the setting."""
+    return {"storage_compatibility_version": STORAGE_VERSION} if _version() >= (1, 4) else {}
 
 
 def storage_version(con: duckdb.DuckDBPyConnection) -> str | None:
@@ -55,8 +59,12 @@ def connect(
     wait_seconds: float = 10.0,
     memory_limit: str | None = None,
     threads: int | None = None,
+    wal: bool = True,
 ) -> duckdb.DuckDBPyConnection:
-    """Open the DuckDB file, retrying while another process holds its lock."""
+    """Open the DuckDB file, retrying while another process holds its lock.
+
+    wal=False (a build): commits skip DuckDB's write-ahead log and reach the file at the
+    next checkpoint (`DeferredCheckpoint`), see `_open_without_wal`."""
     if read_only and not path.exists():
         raise EltError("staging database does not exist yet; run `elt build` first",
                        where=str(path))
@@ -70,6 +78,8 @@ def connect(
     delay = 0.05
     while True:
         try:
+            if not (wal or read_only) and _NO_WAL_WRITES:
+                return _open_without_wal(path, config)
             return duckdb.connect(str(path), read_only=read_only, config=config)
         except duckdb.IOException as exc:
             message = str(exc)
@@ -87,6 +97,40 @@ def connect(
             delay = min(delay * 2, 0.5)
 
 
+_NO_WAL_WRITES = _version() >= (1, 5)  # ATTACH ... (RECOVERY_MODE no_wal_writes)
+_RESERVED = {"memory", "system", "temp", "main"}
+
+
+def _open_without_wal(path: Path, config: dict[str, str]) -> duckdb.DuckDBPyConnection:
+    """The file attached with `RECOVERY_MODE no_wal_writes` as the default database.
+
+    Why: a build's tables are derived data, and at scale every commit of a big model went
+    through the WAL and then into the file again at the checkpoint (the FlowKit build at
+    scale 300: 906 MB of WAL, ~3 CPU-s; bench/README.md). A build killed before its next
+    checkpoint leaves the file as that checkpoint left it: the last good tables with their
+    state, never a half-written table. A WAL left by another command is still replayed on
+    ATTACH and checkpointed at once. `connect` shares one DuckDB instance per file in a
+    process; an attached file cannot be opened twice, so when this process already has
+    the file open we share that connection's instance (and its WAL) instead."""
+    alias = path.stem
+    if alias.lower() in _RESERVED:
+        return duckdb.connect(str(path), config=config)
+    con = duckdb.connect(":memory:", config={**config, "temp_directory": f"{path}.tmp"})
+    try:
+        con.execute(f"ATTACH {literal(str(path))} AS {quote(alias)} "
+                    "(RECOVERY_MODE no_wal_writes)")
+        con.execute(f"USE {quote(alias)}")
+        con.execute("DETACH memory")  # so cursors (new connections) default to the file
+        if Path(f"{path}.wal").exists():
+            con.execute("CHECKPOINT")  # replayed commits of an earlier run: into the file
+    except duckdb.Error as exc:
+        con.close()
+        if "unique file handle conflict" in str(exc).lower():
+            return duckdb.connect(str(path), config=config)
+        raise
+    return con
+
+
 class DeferredCheckpoint:
     """Checkpoint once, at the end of a run that writes many tables.
 
@@ -95,15 +139,32 @@ class DeferredCheckpoint:
     a build's many tables, pay for the same rows again and again (the FlowKit build at
     scale 300: 44 -> 34 CPU-s, bench/README.md). The WAL keeps every commit durable meanwhile, and
     the rows not yet checkpointed stay in DuckDB's buffer pool, which spills under
-    `memory_limit`. The setting is the database's; the run holds the only connection."""
+    `memory_limit`. The setting is the database's; the run holds the only connection.
+
+    On a connection without WAL (`connect(wal=False)`) a commit is durable only at the
+    next checkpoint: `due()` checkpoints between nodes once `every` seconds have passed
+    (DuckDB refuses while another node's write is open: the runner then tries again after
+    the next node), so a killed long build loses little, at the price of one more write of
+    a table still being appended to (at most one per span)."""
 
     THRESHOLD = "1TB"
+    EVERY = 60.0  # seconds of work a killed build may lose (without WAL)
 
-    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, every: float | None = None) -> None:
         self.con = con
+        self.every = self.EVERY if every is None else every
+        self.last = time.monotonic()
         row = con.execute("SELECT current_setting('checkpoint_threshold')").fetchone()
         self.previous = str(row[0]) if row else None
         con.execute(f"SET checkpoint_threshold = '{self.THRESHOLD}'")
+
+    def due(self) -> bool:
+        """Checkpoint when `every` seconds passed since the last one; whether it did."""
+        if time.monotonic() - self.last < self.every:
+            return False
+        self.con.execute("CHECKPOINT")
+        self.last = time.monotonic()
+        return True
 
     def finish(self) -> float:
         """Restore the threshold and write the WAL into the file; seconds it took."""
