@@ -57,8 +57,8 @@ class Context:
         from elt.core import db
 
         target = self.project.target
-        return db.connect(target.path, read_only=read_only,
-                          memory_limit=target.memory_limit, wal=wal)
+        return db.connect(target.path, read_only=read_only, memory_limit=target.memory_limit,
+                          wal=wal, row_group_size=target.row_group_size)
 
     def graph(self) -> Graph:
         from elt.graph.discover import discover_graph

@@ -42,6 +42,21 @@ def test_defaults_render_and_coerce(project_dir: Path, monkeypatch: pytest.Monke
     assert project.target.threads == 3
     assert project.db_path == project_dir / "target" / "dev.duckdb"
     assert project.target.endpoints["api"]["url"] == "http://localhost/v1"
+    assert project.target.row_group_size == 16384
+
+
+@pytest.mark.parametrize("value", ["1000", "0", "-2048"])
+def test_row_group_size_must_be_a_multiple_of_2048(tmp_path: Path, value: str) -> None:
+    (tmp_path / "profiles.yml").write_text(
+        PROFILE.replace("      type: duckdb\n      path: target/dev.duckdb\n",
+                        f"      type: duckdb\n      path: target/dev.duckdb\n"
+                        f"      row_group_size: {value}\n", 1))
+    with pytest.raises(ConfigError, match=r"profiles.yml.*row_group_size must be a multiple "
+                                          r"of 2048"):
+        load_project(tmp_path)
+    (tmp_path / "profiles.yml").write_text(PROFILE.replace("threads:", "row_group_size: 4096\n"
+                                                           "      threads:", 1))
+    assert load_project(tmp_path).target.row_group_size == 4096
 
 
 def test_env_var_overrides_and_is_registered_secret(project_dir: Path,

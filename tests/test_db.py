@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from elt.core import db
@@ -155,3 +156,27 @@ def test_checkpoint_between_nodes_waits_for_its_interval(tmp_path: Path) -> None
     with db.connect(tmp_path / "x.duckdb", wal=False) as con:
         assert not db.DeferredCheckpoint(con, every=3600).due()
         assert db.DeferredCheckpoint(con, every=0).due()
+
+
+def test_writers_keep_the_configured_row_group_size(tmp_path: Path) -> None:
+    """Smaller row groups than DuckDB's 122,880 (scans prune and parallelise by row group).
+    Every writer passes the size: a checkpoint by a writer with the default merges them."""
+    def groups(con: duckdb.DuckDBPyConnection, table: str) -> int:
+        return con.execute(f"SELECT count(DISTINCT row_group_id) FROM "
+                           f"pragma_storage_info('{table}')").fetchone()[0]
+
+    path = tmp_path / "x.duckdb"
+    with db.connect(path, wal=False, row_group_size=2048) as con:  # a build
+        con.execute("CREATE TABLE small AS SELECT range AS i FROM range(10000)")
+        con.execute("CHECKPOINT")
+        assert groups(con, "small") == 5
+    with db.connect(path, row_group_size=2048) as con:  # publish: the same size, a WAL
+        con.execute("SET checkpoint_threshold = '1TB'")
+        con.execute("CREATE TABLE other AS SELECT range AS i FROM range(10000)")
+        assert _wal_bytes(path) > 0
+        con.execute("CHECKPOINT")
+        assert groups(con, "small") == 5 and groups(con, "other") == 5
+    with db.connect(path) as con:  # the control: DuckDB's default size
+        con.execute("CREATE TABLE third AS SELECT 1 AS i")
+        con.execute("CHECKPOINT")
+        assert groups(con, "small") < 5

@@ -16,7 +16,8 @@ from elt.core.errors import ConfigError
 
 # key -> type name ("str", "int", "number", "bool", or the name of a nested mapping below)
 OUTPUT: dict[str, str] = {"type": "str", "path": "str", "threads": "int",
-                          "memory_limit": "str", "endpoints": "endpoints",
+                          "memory_limit": "str", "row_group_size": "int",
+                          "endpoints": "endpoints",
                           "master": "str", "warehouse": "str", "conf": "conf"}
 ENDPOINT: dict[str, str] = {
     "sandbox": "str", "url": "str", "heartbeat": "str", "graphql_path": "str",
@@ -33,6 +34,8 @@ PROFILE: dict[str, str] = {"target": "str", "outputs": "outputs"}
 _NESTED = {"output": OUTPUT, "endpoint": ENDPOINT, "auth": AUTH, "profile": PROFILE}
 _DESCRIPTIONS = {
     "threads": "models built in parallel", "timeout": "seconds per request",
+    "row_group_size": "rows per DuckDB row group of the tables a build writes (a multiple "
+                      "of 2048; default 16384)",
     "concurrency": "requests in flight", "rate_limit": "requests per second, 0 = unlimited",
     "sandbox": "flowkit | flowkit_admin | uois: use the embedded sandbox",
     "settle": "seconds an unanswered request may still be processing before its rows go again",

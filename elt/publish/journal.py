@@ -169,12 +169,13 @@ class Journal:
 
 
 def try_merge(db_path: Path, directory: Path, *, wait_seconds: float,
-              memory_limit: str | None = None) -> bool:
+              memory_limit: str | None = None, row_group_size: int | None = None) -> bool:
     """Open the database briefly and merge rotated journals; False when it is locked."""
     if not rotated_files(directory):
         return True
     try:
-        con = db.connect(db_path, wait_seconds=wait_seconds, memory_limit=memory_limit)
+        con = db.connect(db_path, wait_seconds=wait_seconds, memory_limit=memory_limit,
+                         row_group_size=row_group_size)
     except DatabaseLockedError:
         return False
     try:

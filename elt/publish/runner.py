@@ -113,7 +113,8 @@ class _Run:
     # -- database phases --------------------------------------------------------------
     def _connect(self, wait: float = 10.0) -> Any:
         target = self.project.target
-        return db.connect(target.path, wait_seconds=wait, memory_limit=self.memory_limit)
+        return db.connect(target.path, wait_seconds=wait, memory_limit=self.memory_limit,
+                          row_group_size=target.row_group_size)
 
     def _begin(self) -> set[str]:
         """Merge a crashed run's journal, record the run, write the pending sets to parquet.
@@ -358,7 +359,8 @@ class _Run:
             target = self.project.target
             return await loop.run_in_executor(
                 None, lambda: jr.try_merge(target.path, self.publish_dir, wait_seconds=wait,
-                                           memory_limit=self.memory_limit))
+                                           memory_limit=self.memory_limit,
+                                           row_group_size=target.row_group_size))
 
     async def _merge_periodically(self) -> None:
         while True:
