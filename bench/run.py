@@ -199,6 +199,8 @@ def elt_state(project: Path) -> dict[str, Any]:
                 try:
                     cur = con.execute(sql)
                     row = cur.fetchone()
+                    if row is None:  # no publish run yet
+                        continue
                     names = [d[0] for d in cur.description]
                     state[key] = row[0] if key == "datasets" else dict(zip(names, row,
                                                                            strict=True))

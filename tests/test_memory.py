@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import duckdb
+import pytest
 from click.testing import CliRunner
 
 from elt.cli import cli
@@ -80,3 +81,24 @@ def test_project_builds_under_a_small_memory_limit(tmp_path: Path) -> None:
     again = CliRunner().invoke(cli, args)
     assert again.exit_code == 0, again.output
     assert "partitions rebuilt" in again.output
+
+
+def test_publish_reads_large_bodies_over_many_row_groups_under_its_cap(tmp_path: Path) -> None:
+    """Publish's connection (200MB, one thread) hashes bodies of ~50 kB spread over several
+    row groups; two threads each hold a 2,048-row vector of them and run out of memory."""
+    from elt.core import db
+    from elt.publish.runner import PUBLISH_MEMORY, PUBLISH_THREADS
+
+    path = tmp_path / "x.duckdb"
+    with db.connect(path, wal=False, row_group_size=2048) as con:
+        con.execute("CREATE TABLE bodies AS SELECT i, repeat(md5(i::VARCHAR), 1600) AS body "
+                    "FROM range(6144) r(i)")
+        assert con.execute("SELECT count(DISTINCT row_group_id) FROM "
+                           "pragma_storage_info('bodies')").fetchone()[0] == 3
+    query = "SELECT count(DISTINCT md5(body)) FROM bodies"
+    with db.connect(path, memory_limit=PUBLISH_MEMORY, threads=PUBLISH_THREADS,
+                    row_group_size=2048) as con:
+        assert con.execute(query).fetchone() == (6144,)
+    with db.connect(path, memory_limit=PUBLISH_MEMORY, threads=2, row_group_size=2048) as con:
+        with pytest.raises(duckdb.OutOfMemoryException):
+            con.execute(query).fetchone()

@@ -36,7 +36,10 @@ MERGE_EVERY = 5.0  # seconds between journal merges while sending
 # DuckDB memory for publish's own connections (pending sets, journal merges): they stream
 # (hash every body, copy the pending bodies to parquet), so a small buffer pool is enough,
 # and without a cap it keeps the table's pages cached and grows with the table (0.5 GB).
+# One thread: a scan of large bodies holds a 2,048-row vector of them per thread (~128 MiB
+# for FlowKit's 50 kB bodies), and two threads on two row groups ran out of 200MB.
 PUBLISH_MEMORY = "200MB"
+PUBLISH_THREADS = 1
 __all__ = ["run_publish", "publication_status", "check_endpoints"]
 
 
@@ -114,7 +117,7 @@ class _Run:
     def _connect(self, wait: float = 10.0) -> Any:
         target = self.project.target
         return db.connect(target.path, wait_seconds=wait, memory_limit=self.memory_limit,
-                          row_group_size=target.row_group_size)
+                          threads=PUBLISH_THREADS, row_group_size=target.row_group_size)
 
     def _begin(self) -> set[str]:
         """Merge a crashed run's journal, record the run, write the pending sets to parquet.
