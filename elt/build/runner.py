@@ -83,7 +83,8 @@ def run_build(
 
 
 def _checkpoint(deferred: db.DeferredCheckpoint, console: Console) -> None:
-    """Write what the run committed into the database file (the WAL holds it until then)."""
+    """Write what the run committed into the database file (until then it is in the WAL,
+    or without one (a build) only in DuckDB's buffer pool)."""
     try:
         seconds = deferred.finish()
     except duckdb.Error as exc:  # closing the connection checkpoints once more
@@ -228,10 +229,7 @@ class _Runner:
         try:
             with self.lock:
                 self.deferred.due()
-        except duckdb.TransactionException:
-            pass  # another node is writing (DuckDB refuses then): after the next node
         except duckdb.Error as exc:  # the run goes on; its end checkpoints again
-            self.deferred.last = time.monotonic()
             self.console.warn(f"checkpoint failed, retried at the end of the run: {exc}")
 
     def _track_test(self, node: Node, status: str) -> None:

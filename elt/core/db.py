@@ -175,7 +175,13 @@ class DeferredCheckpoint:
         """Checkpoint when `every` seconds passed since the last one; whether it did."""
         if time.monotonic() - self.last < self.every:
             return False
-        self.con.execute("CHECKPOINT")
+        try:
+            self.con.execute("CHECKPOINT")
+        except duckdb.TransactionException:
+            return False  # another writer's transaction is open: after the next node
+        except duckdb.Error:
+            self.last = time.monotonic()  # failed: the run's end tries again
+            raise
         self.last = time.monotonic()
         return True
 

@@ -113,7 +113,7 @@ def _key_line(text: str, dotted: str) -> int | None:
     return line
 
 
-# Rows per row group of the tables a build writes (DuckDB's default: 122,880). DuckDB prunes
+# Rows per row group of the tables elt writes (DuckDB's default: 122,880). DuckDB prunes
 # scans and spreads them over threads by row group: at 16,384 the FlowKit build at scale 300
 # took ~10% less CPU (its batches read a date range of the staging tables) and a 20,000-row
 # table of 50 kB bodies is read by two threads (bench/README.md).

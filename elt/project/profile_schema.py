@@ -34,8 +34,8 @@ PROFILE: dict[str, str] = {"target": "str", "outputs": "outputs"}
 _NESTED = {"output": OUTPUT, "endpoint": ENDPOINT, "auth": AUTH, "profile": PROFILE}
 _DESCRIPTIONS = {
     "threads": "models built in parallel", "timeout": "seconds per request",
-    "row_group_size": "rows per DuckDB row group of the tables a build writes (a multiple "
-                      "of 2048; default 16384)",
+    "row_group_size": "rows per DuckDB row group of the tables elt writes (a multiple of "
+                      "2048; default 16384)",
     "concurrency": "requests in flight", "rate_limit": "requests per second, 0 = unlimited",
     "sandbox": "flowkit | flowkit_admin | uois: use the embedded sandbox",
     "settle": "seconds an unanswered request may still be processing before its rows go again",
