@@ -54,11 +54,7 @@ class Context:
 
     def connect(self, *, read_only: bool = False, wal: bool = True):  # noqa: ANN201
         """The staging database; wal=False for builds (db.connect says why)."""
-        from elt.core import db
-
-        target = self.project.target
-        return db.connect(target.path, read_only=read_only, memory_limit=target.memory_limit,
-                          wal=wal, row_group_size=target.row_group_size)
+        return self.project.connect(read_only=read_only, wal=wal)
 
     def graph(self) -> Graph:
         from elt.graph.discover import discover_graph

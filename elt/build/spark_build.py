@@ -173,7 +173,7 @@ def _views_for_duckdb(project: Project, spark: Any, graph: Graph, node: Node) ->
     the Spark session, and DuckDB fetches the source. Its rows at this moment go to parquet
     under `<warehouse>/views/` and a DuckDB view of the same name reads them (a DuckDB
     target's own view of that name, on a shared state file, is left as it is)."""
-    with db.connect(project.target.path, row_group_size=project.target.row_group_size) as con:
+    with project.connect() as con:
         for dep in node.depends_on:
             up = graph.nodes[dep]
             if up.kind != "model" or up.materialized != "view" or (
@@ -204,7 +204,7 @@ def _empty_sources(project: Project, graph: Graph, names: list[str]) -> None:
     build creates before asking): models read it as `not asked yet`, not as an error."""
     from elt.sources.fetch import _ensure_table, load_spec
 
-    with db.connect(project.target.path, row_group_size=project.target.row_group_size) as con:
+    with project.connect() as con:
         for name in names:
             node = graph.nodes[name]
             exists = con.execute("SELECT count(*) FROM information_schema.tables WHERE "

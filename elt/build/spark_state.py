@@ -93,7 +93,7 @@ def record_in_state(project: Project, graph: Graph, results: RunResults) -> int:
     tested = {graph.nodes[r.name].owner for r in results.results
               if r.kind == "test" and r.name in graph.nodes and r.status != "skipped"}
     written = 0
-    with db.connect(project.target.path, row_group_size=project.target.row_group_size) as con:
+    with project.connect() as con:
         nodestate.ensure(con)
         for r in results.results:
             node = graph.nodes.get(r.name)

@@ -162,6 +162,16 @@ class Project:
     def db_path(self) -> Path:
         return self.target.path
 
+    def connect(self, **options: Any):  # noqa: ANN201 - a duckdb connection
+        """The target's DuckDB file (db.connect), with the target's memory_limit and
+        row_group_size unless `options` say otherwise: every writer must use the same row
+        group size (db._open_attached says why), so none passes it by hand."""
+        from elt.core import db
+
+        settings = {"memory_limit": self.target.memory_limit,
+                    "row_group_size": self.target.row_group_size, **options}
+        return db.connect(self.target.path, **settings)
+
 
 def load_project(
     project_dir: str | Path | None = None,

@@ -115,9 +115,8 @@ class _Run:
 
     # -- database phases --------------------------------------------------------------
     def _connect(self, wait: float = 10.0) -> Any:
-        target = self.project.target
-        return db.connect(target.path, wait_seconds=wait, memory_limit=self.memory_limit,
-                          threads=PUBLISH_THREADS, row_group_size=target.row_group_size)
+        return self.project.connect(wait_seconds=wait, memory_limit=self.memory_limit,
+                                    threads=PUBLISH_THREADS)
 
     def _begin(self) -> set[str]:
         """Merge a crashed run's journal, record the run, write the pending sets to parquet.
