@@ -22,7 +22,6 @@ from helpers import (
     DATASETS,
     FLOWKIT_REST,
     GQL,
-    Peer,
     db_query,
     elt,
     sandbox_endpoints,
@@ -30,6 +29,7 @@ from helpers import (
     write_files,
     write_profile,
 )
+from peer import Peer
 
 from elt.sandbox.server import Sandbox
 

@@ -17,7 +17,8 @@ from typing import Any
 
 import duckdb
 import pytest
-from helpers import E2E, CliRun, Peer, Watched, elt_argv, elt_process, write_files
+from helpers import E2E, CliRun, Watched, elt_argv, elt_process, write_files
+from peer import Peer
 
 import elt.sandbox.flowkit as flowkit
 import elt.sandbox.uois as uois
