@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from elt.core.errors import PublishError
@@ -279,3 +280,115 @@ def test_a_request_leaves_in_one_write() -> None:
     assert asyncio.run(scenario()) == [
         ("write", b'POST / HTTP/1.1\r\n\r\n{"a":1}'), ("read", b""),
         ("write", b"GET / HTTP/1.1\r\n\r\n"), ("read", b""), ("write", b"x" * (1 << 20))]
+
+
+def test_the_transport_pool_is_the_lean_one() -> None:
+    """Data requests go through LeanPool (an httpcore that lays its pool out differently
+    fails here, not silently in production's CPU)."""
+    from elt.http.sockets import LeanPool
+
+    transport = Transport("t", {"url": "http://127.0.0.1:9"})
+    assert type(transport._direct._pool) is LeanPool  # type: ignore[attr-defined]
+
+
+async def _pool_scenario(delay: float, scenario: Callable[[httpx.AsyncClient, str],
+                                                           Awaitable[Any]]
+                         ) -> tuple[Any, dict[str, int]]:
+    """A server answering each request after `delay` s; `scenario` gets a client on a
+    one-connection lean pool. Returns its result, connections and peak requests at once."""
+    from elt.http.sockets import pooled_transport
+
+    seen = {"connections": 0, "active": 0, "peak": 0}
+
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen["connections"] += 1
+        try:
+            while await read_request(reader) is not None:
+                seen["active"] += 1
+                seen["peak"] = max(seen["peak"], seen["active"])
+                await asyncio.sleep(delay)
+                seen["active"] -= 1
+                writer.write(answer(201, b"ok"))
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/x"
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    try:
+        async with httpx.AsyncClient(transport=pooled_transport(limits)) as client:
+            return await scenario(client, url), seen
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def test_requests_beyond_the_limit_wait_for_the_connection() -> None:
+    async def three(client: httpx.AsyncClient, url: str) -> list[int]:
+        answers = await asyncio.gather(*(client.post(url, content=b"x") for _ in range(3)))
+        return [a.status_code for a in answers]
+
+    statuses, seen = asyncio.run(_pool_scenario(0.05, three))
+    assert statuses == [201, 201, 201]
+    assert seen["connections"] == 1 and seen["peak"] == 1
+
+
+def test_waiting_longer_than_the_pool_timeout_fails_and_frees_nothing_twice() -> None:
+    async def hold_then_wait(client: httpx.AsyncClient, url: str) -> tuple[str, int]:
+        first = asyncio.create_task(client.post(url, content=b"x"))
+        await asyncio.sleep(0.05)
+        try:
+            await client.post(url, content=b"y", timeout=httpx.Timeout(5, pool=0.05))
+            late = "answered"
+        except httpx.PoolTimeout:
+            late = "pool timeout"
+        await first
+        return late, (await client.post(url, content=b"z")).status_code
+
+    (late, after), seen = asyncio.run(_pool_scenario(0.3, hold_then_wait))
+    assert late == "pool timeout" and after == 201 and seen["connections"] == 1
+
+
+def test_a_cancelled_request_gives_its_connection_back() -> None:
+    async def cancel_then_send(client: httpx.AsyncClient, url: str) -> int:
+        task = asyncio.create_task(client.post(url, content=b"x"))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        answer_ = await client.post(url, content=b"y", timeout=httpx.Timeout(5, pool=2))
+        return answer_.status_code
+
+    status, seen = asyncio.run(_pool_scenario(0.2, cancel_then_send))
+    assert status == 201 and seen["connections"] == 2  # the cancelled one was closed
+
+
+def test_a_refused_connection_frees_its_place() -> None:
+    from elt.http.sockets import pooled_transport
+
+    async def twice() -> list[str]:
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        out = []
+        async with httpx.AsyncClient(transport=pooled_transport(limits)) as client:
+            for _ in range(2):
+                try:
+                    await client.get("http://127.0.0.1:9/", timeout=httpx.Timeout(5, pool=0.5))
+                except httpx.HTTPError as exc:
+                    out.append(type(exc).__name__)
+        return out
+
+    assert asyncio.run(twice()) == ["ConnectError", "ConnectError"]
+
+
+def test_an_encoded_answer_is_decoded_a_plain_one_read_as_it_is() -> None:
+    """Answers without Content-Encoding are read straight off the stream; gzip is decoded."""
+    packed = gzip.compress(b'{"mdid": 7}')
+
+    async def handler(reader: Any, writer: Any, seen: dict[str, Any]) -> None:
+        while (req := await read_request(reader)) is not None:
+            seen["requests"].append(req)
+            writer.write(answer(201, packed, "Content-Encoding: gzip\r\n")
+                         if len(seen["requests"]) == 1 else answer(201, packed))
+
+    replies, _ = run(handler, [post(), post()])
+    assert [(r.status, r.body) for r in replies] == [(201, b'{"mdid": 7}'), (201, packed)]

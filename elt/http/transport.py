@@ -26,7 +26,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 
@@ -63,6 +63,15 @@ def _hooks(endpoint: str) -> dict[str, list[Any]]:
                     request.extensions.get("elt_started"))
 
     return {"request": [started], "response": [answered]}
+
+
+class _Answer(NamedTuple):
+    """An HTTP answer read whole: status, headers, body, and the request's path (logged)."""
+
+    status: int
+    headers: httpx.Headers
+    content: bytes
+    path: str
 
 
 @dataclass(frozen=True)
@@ -261,20 +270,25 @@ class Transport:
                                      "endpoint": self.name, "method": request.method,
                                      "path": path, "status": None})
                 return None, b"", exc, None, generation, None
-            _log_answer(self.name, request.method, resp.request.url.path, resp.status_code,
-                        begun)
+            _log_answer(self.name, request.method, resp.path, resp.status, begun)
         retry_after = None
-        if resp.status_code in (429, 503):
+        if resp.status in (429, 503):
             retry_after = retry_after_seconds(resp.headers.get("Retry-After"))
-        location = resp.headers.get("Location") if resp.is_redirect else None
-        return resp.status_code, resp.content, None, retry_after, generation, location
+        location = (resp.headers.get("Location")
+                    if httpx.codes.is_redirect(resp.status) else None)
+        return resp.status, resp.content, None, retry_after, generation, location
 
     async def _send_direct(self, method: str, url: str, content: bytes,
-                           headers: dict[str, str]) -> httpx.Response:
+                           headers: dict[str, str]) -> _Answer:
         """One request through the transport, its answer read whole (through the client
-        when the environment names a proxy for the endpoint: the client routes to it)."""
+        when the environment names a proxy for the endpoint: the client routes to it).
+
+        An answer without Content-Encoding is read straight off the transport's stream:
+        httpx's Response.aread (decoders, chunker, request context) was a sixth of the
+        per-request CPU for the small answers publish gets."""
         if self._proxied:
-            return await self.client.request(method, url, content=content, headers=headers)
+            resp = await self.client.request(method, url, content=content, headers=headers)
+            return _Answer(resp.status_code, resp.headers, resp.content, resp.request.url.path)
         parsed = self._urls.get(url)
         if parsed is None:
             if len(self._urls) > 256:
@@ -285,12 +299,15 @@ class Transport:
         req = httpx.Request(method, parsed, content=content, headers=merged,
                             extensions={"timeout": self._timeouts})
         resp = await self._direct.handle_async_request(req)
-        resp.request = req
         try:
-            await resp.aread()
+            if resp.headers.get("Content-Encoding", "identity").strip().lower() == "identity":
+                body = b"".join([part async for part in resp.stream])
+            else:  # gzip, br, ...: httpx decodes
+                resp.request = req
+                body = await resp.aread()
         finally:
-            await resp.aclose()
-        return resp
+            await resp.stream.aclose()
+        return _Answer(resp.status_code, resp.headers, body, parsed.path)
 
     async def _pace(self) -> None:
         """Token bucket of depth 1 on the injectable clock: starts >= 1/rate_limit apart."""
