@@ -252,6 +252,11 @@ def test_project_incremental_models_equal_full_refresh(tmp_path: Path) -> None:
     ("SELECT k FROM raw.f EXCEPT SELECT k FROM raw.d", False, {"raw.d": "EXCEPT"}),
     ("SELECT k, (SELECT max(x) FROM raw.d) AS m FROM raw.f", False,
      {"raw.d": "scalar subquery"}),
+    # the relation an UNPIVOT turns is a set of rows, not a scalar subquery
+    ("SELECT k, n, v FROM (UNPIVOT (SELECT *, x * 2 AS y FROM raw.d) "
+     "ON COLUMNS(* EXCLUDE (k)) INTO NAME n VALUE v) JOIN raw.f USING (k)", False, {}),
+    ("SELECT k, (SELECT max(v) FROM (UNPIVOT (SELECT * FROM raw.d) ON COLUMNS(* EXCLUDE (k)) "
+     "INTO NAME n VALUE v)) AS m FROM raw.f", False, {"raw.d": "scalar subquery"}),
     # a window or LIMIT over a model read whole: any change of it rebuilds fully anyway
     ("SELECT f.k, r.n FROM raw.f JOIN (SELECT k, row_number() OVER (ORDER BY k) AS n "
      "FROM other LIMIT 9) AS r USING (k)", True, {}),

@@ -106,13 +106,20 @@ def _occurrences(tree: exp.Expression, watermarked: set[str]) -> list[exp.Table]
     return found
 
 
+def _derived(sub: exp.Subquery) -> bool:
+    """A subquery read as a set of rows: in FROM/JOIN, a set operation, or the relation an
+    (UN)PIVOT turns (`UNPIVOT (SELECT ...) ON ...`)."""
+    up = sub.parent
+    return isinstance(up, _DERIVED) or (isinstance(up, exp.Pivot) and up.this is sub)
+
+
 def _in_expression(node: exp.Expression) -> bool:
     """Inside EXISTS, IN or a scalar subquery (not a FROM/JOIN derived table)."""
     parent = node.parent
     while parent is not None:
         if isinstance(parent, exp.Exists | exp.In):
             return True
-        if isinstance(parent, exp.Subquery) and not isinstance(parent.parent, _DERIVED):
+        if isinstance(parent, exp.Subquery) and not _derived(parent):
             return True
         parent = parent.parent
     return False
@@ -134,8 +141,8 @@ def _unsafe(ref: exp.Table) -> str | None:
             return "it is read under NOT (NOT EXISTS, NOT IN)"
         if isinstance(parent, exp.Except) and child is parent.expression:
             return "it is read by EXCEPT"
-        if isinstance(parent, exp.Subquery) and not isinstance(parent.parent,
-                                                                _DERIVED | exp.In):
+        if isinstance(parent, exp.Subquery) and not (_derived(parent)
+                                                     or isinstance(parent.parent, exp.In)):
             return "it is read in a scalar subquery"
         child, parent = parent, parent.parent
     return None
