@@ -60,21 +60,15 @@ tests:
         AND json_extract_string(left(payload, strpos(payload, ',"data_input":') - 1) || '}',
                                 '$.data_type') = data_type
 */
-WITH declared AS (
-    SELECT v.category_id, i.indicator_id, e.srid, e.trid, v.date AS dt, c.data_type,
-           v.spatial_unit_ids, v.value
-    FROM flowkit_values AS v
-    JOIN flowkit_indicators AS i ON i.category_id = v.category_id AND i.column_name = v.column_name
-    JOIN flowkit_categories AS c ON c.category_id = v.category_id
-    JOIN flowkit_exports AS e ON e.category_id = v.category_id
-),
-datasets AS (
+WITH per_column AS (
     -- data_input is built as text, one JSON fragment per value joined by string_agg: a
     -- json_object per value, a LIST of STRUCTs, or re-parsing the result as JSON each cost
-    -- several times the time and memory (bench/README.md)
+    -- several times the time and memory (bench/README.md). Grouped by export column, the
+    -- config's names joined to the ~20,000 results after: the 17M values are hashed on
+    -- three keys instead of six (bench/README.md)
     SELECT
-        category_id, indicator_id, srid, trid, dt, data_type,
-        '[' || string_agg('{"spatial_unit_ids":' || to_json(spatial_unit_ids) || ',"data":' ||
+        category_id, column_name, date AS dt,
+        '[' || string_agg('{"spatial_unit_ids":' || units || ',"data":' ||
               -- whole numbers as JSON integers (544650, not 544650.0)
               CASE WHEN value = trunc(value) AND abs(value) < 1e15
                    THEN CAST(CAST(value AS BIGINT) AS VARCHAR) ELSE to_json(value)::VARCHAR END
@@ -84,8 +78,16 @@ datasets AS (
         max(value) AS max_value,
         CASE WHEN min(len(spatial_unit_ids)) = max(len(spatial_unit_ids))
              THEN min(len(spatial_unit_ids)) END AS units_per_value
-    FROM declared
-    GROUP BY category_id, indicator_id, srid, trid, dt, data_type
+    FROM flowkit_values
+    GROUP BY category_id, column_name, date
+),
+datasets AS (
+    SELECT p.category_id, i.indicator_id, e.srid, e.trid, p.dt, c.data_type, p.data_input,
+           p.n_values, p.min_value, p.max_value, p.units_per_value
+    FROM per_column AS p
+    JOIN flowkit_indicators AS i ON i.category_id = p.category_id AND i.column_name = p.column_name
+    JOIN flowkit_categories AS c ON c.category_id = p.category_id
+    JOIN flowkit_exports AS e ON e.category_id = p.category_id
 )
 SELECT
     category_id, indicator_id, srid, trid, dt, data_type,

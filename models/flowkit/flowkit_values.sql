@@ -4,20 +4,31 @@ tags: [flowkit]
 description: >
   Every value of every export, long: one row per (category, CSV column, date, unit or
   units). UNPIVOT over all indicator columns (none named here) drops the NULLs, i.e. the
-  cells that were empty, NaN, Inf or -Inf.
+  cells that were empty, NaN, Inf or -Inf. units is spatial_unit_ids as JSON text, made
+  once per export row (before the UNPIVOT multiplies the rows by the indicator columns).
 */
-SELECT 'residents' AS category_id, date, [spatial_unit] AS spatial_unit_ids, column_name, value
-FROM (UNPIVOT stg_flowkit_residents ON COLUMNS(* EXCLUDE (date, spatial_unit, source_file))
+SELECT 'residents' AS category_id, date, spatial_unit_ids, units, column_name, value
+FROM (UNPIVOT (SELECT *, [spatial_unit] AS spatial_unit_ids, to_json([spatial_unit]) AS units
+               FROM stg_flowkit_residents)
+      ON COLUMNS(* EXCLUDE (date, spatial_unit, source_file, spatial_unit_ids, units))
       INTO NAME column_name VALUE value)
 UNION ALL
-SELECT 'presence', date, [spatial_unit], column_name, value
-FROM (UNPIVOT stg_flowkit_presence ON COLUMNS(* EXCLUDE (date, spatial_unit, source_file))
+SELECT 'presence', date, spatial_unit_ids, units, column_name, value
+FROM (UNPIVOT (SELECT *, [spatial_unit] AS spatial_unit_ids, to_json([spatial_unit]) AS units
+               FROM stg_flowkit_presence)
+      ON COLUMNS(* EXCLUDE (date, spatial_unit, source_file, spatial_unit_ids, units))
       INTO NAME column_name VALUE value)
 UNION ALL
-SELECT 'relocations', date, [origin, destination], column_name, value
-FROM (UNPIVOT stg_flowkit_relocations ON COLUMNS(* EXCLUDE (date, origin, destination, source_file))
+SELECT 'relocations', date, spatial_unit_ids, units, column_name, value
+FROM (UNPIVOT (SELECT *, [origin, destination] AS spatial_unit_ids,
+                      to_json([origin, destination]) AS units
+               FROM stg_flowkit_relocations)
+      ON COLUMNS(* EXCLUDE (date, origin, destination, source_file, spatial_unit_ids, units))
       INTO NAME column_name VALUE value)
 UNION ALL
-SELECT 'movements', date, [origin, destination], column_name, value
-FROM (UNPIVOT stg_flowkit_movements ON COLUMNS(* EXCLUDE (date, origin, destination, source_file))
+SELECT 'movements', date, spatial_unit_ids, units, column_name, value
+FROM (UNPIVOT (SELECT *, [origin, destination] AS spatial_unit_ids,
+                      to_json([origin, destination]) AS units
+               FROM stg_flowkit_movements)
+      ON COLUMNS(* EXCLUDE (date, origin, destination, source_file, spatial_unit_ids, units))
       INTO NAME column_name VALUE value)
