@@ -51,12 +51,31 @@ def test_row_group_size_must_be_a_multiple_of_2048(tmp_path: Path, value: str) -
         PROFILE.replace("      type: duckdb\n      path: target/dev.duckdb\n",
                         f"      type: duckdb\n      path: target/dev.duckdb\n"
                         f"      row_group_size: {value}\n", 1))
-    with pytest.raises(ConfigError, match=r"profiles.yml.*row_group_size must be a multiple "
-                                          r"of 2048"):
+    with pytest.raises(ConfigError, match=r"profiles.yml:7: .*row_group_size must be a "
+                                          r"multiple of 2048"):
         load_project(tmp_path)
     (tmp_path / "profiles.yml").write_text(PROFILE.replace("threads:", "row_group_size: 4096\n"
                                                            "      threads:", 1))
     assert load_project(tmp_path).target.row_group_size == 4096
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "true"])
+def test_checkpoint_every_must_be_seconds(tmp_path: Path, value: str) -> None:
+    (tmp_path / "profiles.yml").write_text(PROFILE.replace(
+        "threads:", f"checkpoint_every: {value}\n      threads:", 1))
+    with pytest.raises(ConfigError, match=r"profiles.yml:\d+: .*checkpoint_every.*(expected "
+                                          r"a number|must be a number of seconds >= 0)"):
+        load_project(tmp_path)
+
+
+def test_checkpoint_every_reaches_the_target(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "profiles.yml").write_text(PROFILE)
+    assert load_project(tmp_path).target.checkpoint_every is None  # db's default, 60 s
+    monkeypatch.setenv("T_EVERY", "2.5")  # rendered from the environment: a number again
+    (tmp_path / "profiles.yml").write_text(PROFILE.replace(
+        "threads:", "checkpoint_every: \"{{ env_var('T_EVERY') }}\"\n      threads:", 1))
+    assert load_project(tmp_path).target.checkpoint_every == 2.5
 
 
 def test_env_var_overrides_and_is_registered_secret(project_dir: Path,
@@ -179,8 +198,8 @@ def test_env_var_values_stay_strings_except_numeric_keys(
     assert target.endpoints["api"]["timeout"] == 2.5
     assert target.endpoints["api"]["retry_timeouts"] is False
     monkeypatch.setenv("T_THREADS", "four")
-    with pytest.raises(ConfigError, match=r"outputs.dev.threads: expected a whole number, "
-                                          r"not 'four'"):
+    with pytest.raises(ConfigError, match=r"profiles.yml:\d+: p.outputs.dev.threads: expected "
+                                          r"a whole number, not 'four'"):
         load_project(tmp_path)
 
 

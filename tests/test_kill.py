@@ -18,7 +18,6 @@ import json
 import os
 import random
 import re
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -255,15 +254,14 @@ def test_kill_9_build_then_rerun_leaves_no_half_table(tmp_path: Path) -> None:
 
 
 def test_kill_9_build_keeps_what_its_last_checkpoint_wrote(tmp_path: Path) -> None:
-    """A build writes no WAL: it checkpoints between nodes once DeferredCheckpoint.EVERY
-    seconds passed (0 here) and no other node is writing, so a kill during the slow model
-    keeps the seed loaded before it, and the re-run does not load it again."""
-    write_files(tmp_path, BUILD_FILES)
+    """A build writes no WAL: it checkpoints between nodes once the profile's
+    `checkpoint_every` seconds passed (0 here) and no other node is writing, so a kill
+    during the slow model keeps the seed loaded before it, and the re-run does not load it
+    again."""
+    write_files(tmp_path, {**BUILD_FILES, "profiles.yml": BUILD_FILES["profiles.yml"].replace(
+        "threads: 2", "threads: 2, checkpoint_every: 0")})
     _big_csv(tmp_path / "seeds" / "big.csv", BIG_ROWS // 4, 0)
-    argv = [sys.executable, "-c", "import sys; from elt.core import db; "
-            "db.DeferredCheckpoint.EVERY = 0; from elt.cli import main; "
-            "sys.argv[0] = 'elt'; main()", *elt_argv(tmp_path, "build")[3:]]
-    proc = Watched(argv)
+    proc = Watched(elt_argv(tmp_path, "build"))
     try:
         proc.wait_for(lambda: any("model    big_groups" in x and " START " not in x
                                   for x in proc.lines))

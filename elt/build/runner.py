@@ -68,7 +68,7 @@ def run_build(
         if not names:
             console.info("nothing selected")
         else:
-            deferred = db.DeferredCheckpoint(con)
+            deferred = db.DeferredCheckpoint(con, project.target.checkpoint_every)
             _Runner(con, project, graph, console, results, full_refresh, command,
                     endpoints or Endpoints(project, console), deferred).run(names)
     finally:

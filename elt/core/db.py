@@ -161,7 +161,7 @@ class DeferredCheckpoint:
     a table still being appended to (at most one per span)."""
 
     THRESHOLD = "1TB"
-    EVERY = 60.0  # seconds of work a killed build may lose (without WAL)
+    EVERY = 60.0  # seconds of work a killed build may lose (profile: checkpoint_every)
 
     def __init__(self, con: duckdb.DuckDBPyConnection, every: float | None = None) -> None:
         self.con = con

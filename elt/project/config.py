@@ -130,6 +130,7 @@ class Target:
     threads: int = 1
     memory_limit: str | None = None
     row_group_size: int = ROW_GROUP_SIZE
+    checkpoint_every: float | None = None  # None: db.DeferredCheckpoint.EVERY
     endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
     # type: spark only. `path` is then the DuckDB file that keeps raw seeds, `_elt` state
     # and the ledger; models are parquet tables under `warehouse`.
@@ -219,7 +220,7 @@ def load_project(
     output = render_env(outputs[chosen] or {}, f"{where}: outputs.{chosen}")
     if not isinstance(output, dict):
         raise ConfigError(f"output {chosen!r} must be a mapping", where=where)
-    output = profile_schema.coerce(output, "output", f"{where}: outputs.{chosen}")
+    output = profile_schema.coerce(output, "output", f"{profile_name}.outputs.{chosen}", at)
     db_type = output.get("type", "duckdb")
     if db_type not in ("duckdb", "spark"):
         raise ConfigError(f"output {chosen!r}: type {db_type!r} is not supported "
@@ -233,7 +234,14 @@ def load_project(
     rows = output.get("row_group_size", ROW_GROUP_SIZE)
     if not isinstance(rows, int) or rows < 2048 or rows % 2048:
         raise ConfigError(f"output {chosen!r}: row_group_size must be a multiple of 2048 "
-                          f"(got {rows!r})", where=where)
+                          f"(got {rows!r})", where=at(f"{profile_name}.outputs.{chosen}."
+                                                      "row_group_size"))
+    every = output.get("checkpoint_every")
+    if every is not None and (isinstance(every, bool) or not isinstance(every, int | float)
+                              or every < 0):
+        raise ConfigError(f"output {chosen!r}: checkpoint_every must be a number of seconds "
+                          f">= 0 (got {every!r})", where=at(f"{profile_name}.outputs.{chosen}."
+                                                            "checkpoint_every"))
     target = Target(
         name=chosen,
         type=db_type,
@@ -241,6 +249,7 @@ def load_project(
         threads=int(output.get("threads", 1)),
         memory_limit=output.get("memory_limit"),
         row_group_size=rows,
+        checkpoint_every=None if every is None else float(every),
         endpoints=endpoints,
     )
     if db_type == "spark":

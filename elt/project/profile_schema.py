@@ -10,6 +10,7 @@ a password `007` stays "007"; and `json_schema()` publishes the same table for e
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from typing import Any
 
 from elt.core.errors import ConfigError
@@ -17,6 +18,7 @@ from elt.core.errors import ConfigError
 # key -> type name ("str", "int", "number", "bool", or the name of a nested mapping below)
 OUTPUT: dict[str, str] = {"type": "str", "path": "str", "threads": "int",
                           "memory_limit": "str", "row_group_size": "int",
+                          "checkpoint_every": "number",
                           "endpoints": "endpoints",
                           "master": "str", "warehouse": "str", "conf": "conf"}
 ENDPOINT: dict[str, str] = {
@@ -36,6 +38,9 @@ _DESCRIPTIONS = {
     "threads": "models built in parallel", "timeout": "seconds per request",
     "row_group_size": "rows per DuckDB row group of the tables elt writes (a multiple of "
                       "2048; default 16384)",
+    "checkpoint_every": "seconds of work a killed build may lose: a build checkpoints "
+                        "between nodes once this long passed (default 60; 0: after every "
+                        "node, more writes)",
     "concurrency": "requests in flight", "rate_limit": "requests per second, 0 = unlimited",
     "sandbox": "flowkit | flowkit_admin | uois: use the embedded sandbox",
     "settle": "seconds an unanswered request may still be processing before its rows go again",
@@ -82,23 +87,25 @@ def check_keys(mapping: Any, kind: str, path: str, where: Any) -> None:
                               where=where(sub))
 
 
-def coerce(mapping: dict[str, Any], kind: str, where: str) -> dict[str, Any]:
-    """Turn strings into numbers/booleans for the keys that expect them (env_var values)."""
+def coerce(mapping: dict[str, Any], kind: str, path: str,
+           where: Callable[[str], str]) -> dict[str, Any]:
+    """Turn strings into numbers/booleans for the keys that expect them (env_var values).
+    `path` is the mapping's dotted key path; `where(path)` names the file and line."""
     allowed = _NESTED[kind]
     out = dict(mapping)
     for key, value in mapping.items():
         want = allowed.get(key)
         if want in ("int", "number", "bool"):
-            out[key] = _scalar(value, want, f"{where}.{key}")
+            out[key] = _scalar(value, want, f"{path}.{key}", where)
         elif want in _NESTED and isinstance(value, dict):
-            out[key] = coerce(value, want, f"{where}.{key}")
+            out[key] = coerce(value, want, f"{path}.{key}", where)
         elif want == "endpoints" and isinstance(value, dict):
-            out[key] = {n: coerce(e, "endpoint", f"{where}.{key}.{n}") if isinstance(e, dict)
-                        else e for n, e in value.items()}
+            out[key] = {n: coerce(e, "endpoint", f"{path}.{key}.{n}", where)
+                        if isinstance(e, dict) else e for n, e in value.items()}
     return out
 
 
-def _scalar(value: Any, want: str, where: str) -> Any:
+def _scalar(value: Any, want: str, path: str, where: Callable[[str], str]) -> Any:
     if not isinstance(value, str) or value == "":
         return value
     text = value.strip()
@@ -116,7 +123,7 @@ def _scalar(value: Any, want: str, where: str) -> Any:
     except ValueError:
         kind = "true or false" if want == "bool" else ("a whole number" if want == "int"
                                                         else "a number")
-        raise ConfigError(f"expected {kind}, not {value!r}", where=where) from None
+        raise ConfigError(f"{path}: expected {kind}, not {value!r}", where=where(path)) from None
 
 
 def json_schema() -> dict[str, Any]:
