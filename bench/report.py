@@ -70,10 +70,15 @@ def _median(values: list[Any]) -> float | None:
     return statistics.median(vals) if vals else None
 
 
-def summarise(runs: list[dict[str, Any]], raw_bytes: int) -> dict[str, Any]:
-    """Medians per stage over the runs where the stage succeeded, then combos and ratios."""
+def summarise(runs: list[dict[str, Any]], raw_bytes: int,
+              build_select: str | None = None) -> dict[str, Any]:
+    """Medians per stage over the runs where the stage succeeded, then combos and ratios.
+    build_select: run.py's --build-select, named in the labels of the rows it narrows."""
     summary: dict[str, Any] = {}
+    labels = {"elt_build": f"elt build --select {build_select} (full)",
+              "elt_total": f"elt: build --select {build_select} + publish"} if build_select else {}
     for key, label, throughput in STAGES:
+        label = labels.get(key, label)
         per_run = [stage_figures(r["stages"][key]) for r in runs if key in r.get("stages", {})]
         good = [f for f in per_run if f["ok"]]
         row: dict[str, Any] = {"label": label, "runs": len(per_run), "ok_runs": len(good)}
@@ -87,6 +92,7 @@ def summarise(runs: list[dict[str, Any]], raw_bytes: int) -> dict[str, Any]:
         _throughput(row, raw_bytes, throughput)
         summary[key] = row
     for key, (label, parts, throughput) in COMBOS.items():
+        label = labels.get(key, label)
         rows = [summary[p] for p in parts]
         row = {"label": label, "ok_runs": min(r["ok_runs"] for r in rows)}
         for metric in ("wall_s", "cpu_s"):
@@ -255,7 +261,8 @@ def write(result: dict[str, Any], out: Path) -> None:
 def recompute(path: Path) -> None:
     """Rebuild summary, ratios, goals and results.md from the runs in a results.json."""
     result = json.loads(path.read_text())
-    result["summary"] = summarise(result["runs"], result["data"]["raw_bytes"])
+    result["summary"] = summarise(result["runs"], result["data"]["raw_bytes"],
+                                  result.get("config", {}).get("build_select"))
     result["ratios"] = ratios(result["summary"])
     result["goals"] = goals(result["ratios"])
     write(result, path.parent)

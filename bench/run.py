@@ -362,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     elt_counts = [(r["stages"].get("elt_build") or {}).get("elt_rows") for r in result["runs"]]
     data["elt_datasets"] = next((d for d in elt_counts if d), None)
     result["data"] = data
-    result["summary"] = report.summarise(result["runs"], data["raw_bytes"])
+    result["summary"] = report.summarise(result["runs"], data["raw_bytes"], args.build_select)
     result["ratios"] = report.ratios(result["summary"])
     result["goals"] = report.goals(result["ratios"])
     result["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
