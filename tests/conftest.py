@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -55,6 +56,18 @@ def spark_session(spark_jvm: None) -> Iterator[None]:
     active = SparkSession.getActiveSession()
     if active is not None:
         reset_catalog(active)
+
+
+@pytest.fixture
+def spark(spark_session: None, tmp_path: Path) -> Any:
+    """The run's Spark session configured as elt configures it (UTC, TIMESTAMP_NTZ, the
+    `main` database), for tests that use Spark directly: not a bare builder, whose settings
+    would depend on which test made the session first."""
+    from elt.build.spark_engine import session
+    from elt.project.config import Target
+
+    return session(Target(name="spark", type="spark", path=tmp_path / "state.duckdb",
+                          master="local[2]", warehouse=tmp_path / "spark-warehouse"))
 
 
 def reset_catalog(spark: Any) -> None:

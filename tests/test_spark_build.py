@@ -13,6 +13,7 @@ import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -163,3 +164,29 @@ def test_an_api_source_reading_a_spark_view_is_fetched(project: tuple[Path, Sand
         asked = con.execute("SELECT outer_id FROM raw.view_lookups ORDER BY 1").fetchall()
     assert asked == [("11",), ("12",)]
     assert by_name["wanted_ids"] == "success"
+
+
+def test_register_built_replaces_a_table_another_project_left(tmp_path: Path,
+                                                              spark: Any) -> None:
+    """A long-lived session may know main.<model> at another project's location: the
+    session of a publish or a build reads this project's last build, not that one."""
+    from types import SimpleNamespace
+
+    from elt.build import spark_engine
+    from elt.project.config import Target
+
+    other, ours = tmp_path / "other" / "t", tmp_path / "spark-warehouse" / "main" / "t"
+    for folder, value in ((other, 1), (ours, 2)):
+        folder.mkdir(parents=True)
+        duckdb.execute(f"COPY (SELECT {value} AS v) TO '{folder / 'part-0.parquet'}' "
+                       "(FORMAT parquet)")
+    spark.sql("DROP TABLE IF EXISTS main.t")
+    spark.sql(f"CREATE TABLE main.t USING parquet LOCATION '{other.as_uri()}'")
+    assert [r.v for r in spark.table("main.t").collect()] == [1]
+    target = Target(name="spark", type="spark", path=tmp_path / "state.duckdb",
+                    warehouse=tmp_path / "spark-warehouse")
+    node = SimpleNamespace(kind="model", materialized="table", identifier="t")
+    spark_engine.register_built(spark, target, SimpleNamespace(nodes={"t": node}))  # type: ignore[arg-type]
+    assert [r.v for r in spark.table("main.t").collect()] == [2]
+    assert (other / "part-0.parquet").is_file()  # the other table's files stay where they are
+    spark.sql("DROP TABLE main.t")

@@ -158,12 +158,10 @@ def _session(ctx: Context) -> Any:
 
 
 def test_json_text_of_every_supported_type_equals_duckdb(tmp_path: Path,
-                                                         spark_session: None) -> None:
+                                                         spark: Any) -> None:
     """A row-object body (no `body:` column) and a key over every type Spark spells: each
     ASCII character, non-ASCII text, NULLs, negative and large integers, booleans, dates,
     timestamps with and without fractions, lists and structs of them."""
-    from pyspark.sql import SparkSession
-
     from elt.publish import ledger
     from elt.publish.spark_pending import SparkPending
 
@@ -186,7 +184,6 @@ def test_json_text_of_every_supported_type_equals_duckdb(tmp_path: Path,
             sql = ledger._model_cte(q, ledger.model_columns(con, "main.m"), with_body=True)
             duck_rows[key] = sorted(con.execute(f"SELECT key, key_json, body FROM ({sql})")
                                     .fetchall())
-    spark = SparkSession.builder.master("local[2]").getOrCreate()
     spark.sql("CREATE DATABASE IF NOT EXISTS main")
     spark.read.parquet(path.as_uri()).createOrReplaceTempView("m")  # main.m in SQL below
     spark.sql("DROP TABLE IF EXISTS main.m")
@@ -203,15 +200,12 @@ def test_json_text_of_every_supported_type_equals_duckdb(tmp_path: Path,
 
 
 def test_a_double_column_leaves_the_pending_set_to_duckdb(tmp_path: Path,
-                                                         spark_session: None) -> None:
+                                                         spark: Any) -> None:
     """DuckDB and Java print doubles differently (1e20: 100000000000000000000.0 vs 1.0E20):
     a publication hashing a DOUBLE is not spelled in Spark (NotExact names it)."""
-    from pyspark.sql import SparkSession
-
     from elt.publish import ledger
     from elt.publish.spark_pending import NotExact, SparkPending
 
-    spark = SparkSession.builder.master("local[2]").getOrCreate()
     spark.sql("CREATE DATABASE IF NOT EXISTS main")
     spark.sql("CREATE OR REPLACE TEMP VIEW dbl AS SELECT 1 AS id, 1e20D AS x")
     engine = SparkPending(lambda: spark, tmp_path)
@@ -220,15 +214,12 @@ def test_a_double_column_leaves_the_pending_set_to_duckdb(tmp_path: Path,
                          with_body=False)
 
 
-def test_spark_checks_keys_as_duckdb_does(tmp_path: Path, spark_session: None) -> None:
+def test_spark_checks_keys_as_duckdb_does(tmp_path: Path, spark: Any) -> None:
     """A duplicate or NULL key, or a missing column: the same one-line error either way."""
-    from pyspark.sql import SparkSession
-
     from elt.core.errors import PublishError
     from elt.publish import ledger
     from elt.publish.spark_pending import SparkPending
 
-    spark = SparkSession.builder.master("local[2]").getOrCreate()
     engine = SparkPending(lambda: spark, tmp_path)
     cases = {"dup": "SELECT 'a' AS k, 1 AS v UNION ALL SELECT 'a', 2",
              "nul": "SELECT CAST(NULL AS STRING) AS k, 1 AS v"}

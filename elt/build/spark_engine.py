@@ -233,10 +233,14 @@ def describe_failures(spark: Any, node: Node, columns: list[str], limit: int = 5
 
 
 def register_built(spark: Any, target: Target, graph: Graph) -> None:
-    """Register the parquet tables of an earlier build (a new session knows none)."""
+    """Register the parquet tables of an earlier build (a new session knows none; a
+    long-lived one may know a table of that name at another project's location)."""
     spark.sql("CREATE DATABASE IF NOT EXISTS main")
+    known = {r.tableName.lower() for r in spark.sql("SHOW TABLES IN main").collect()}
     for node in graph.nodes.values():
         path = warehouse(target) / "main" / node.identifier
         if node.kind == "model" and node.materialized != "view" and path.is_dir():
-            spark.sql(f"CREATE TABLE IF NOT EXISTS main.`{node.identifier}` USING parquet "
+            if node.identifier.lower() in known:
+                drop(spark, f"main.`{node.identifier}`")
+            spark.sql(f"CREATE TABLE main.`{node.identifier}` USING parquet "
                       f"LOCATION '{path.as_uri()}'")
