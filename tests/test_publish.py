@@ -288,3 +288,46 @@ def test_a_broken_publication_fails_before_anything_is_sent(
     with pytest.raises(PublishError, match=message):
         proj.publish(select=["data"])
     assert httpx_mock.get_requests() == []
+
+
+def test_a_no_op_publish_reads_no_body_until_its_model_or_ledger_moves(
+        proj: Project, api: FakeApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once a run found nothing to send, the next one skips the classification (no body
+    hashed) while the model's version and the publication's ledger rows are as they were;
+    a rebuild or a ledger row that changed makes it classify, and send, again."""
+    from elt.publish import ledger
+
+    classified: list[str] = []
+    real_copy = ledger.copy_pending
+
+    def copy_pending(con: Any, q: Any, *args: Any, **kw: Any) -> tuple[int, int]:
+        classified.append(q.publication)
+        return real_copy(con, q, *args, **kw)
+
+    monkeypatch.setattr(ledger, "copy_pending", copy_pending)
+    proj.publish()
+    proj.publish()  # classified in full: nothing to send, marks recorded
+    assert sorted(classified) == ["data", "data", "items", "items", "maps", "maps"]
+    assert sorted(r[0] for r in proj.sql("SELECT publication FROM _elt.publish_marks")) == [
+        "data", "items", "maps"]
+    classified.clear()
+    results = proj.publish()
+    assert classified == []
+    assert {r.status for r in results.results} == {"up_to_date"}
+    proj.rows[2] = ("movements", "2020-02-01 00:00:00", 30)  # a rebuild moves the version
+    proj.build()
+    api.calls.clear()
+    proj.publish(select=["data"])  # and maps, which reads its answers (rebuilt: a new version)
+    assert sorted(classified) == ["data", "maps"]
+    assert [(m, b["metadata"]["category_id"]) for m, p, b in api.data_calls()
+            if p == "/v1/data"] == [("PATCH", "movements")]
+    proj.publish(select=["data"])  # classifies once more (its answers moved the ledger)
+    classified.clear()
+    with duckdb.connect(str(proj.root / "target" / "elt.duckdb")) as con:  # a row now failed
+        con.execute("UPDATE _elt.ledger SET status = 'failed' WHERE publication = 'data' "
+                    "AND key LIKE '%residents%'")
+    api.calls.clear()
+    proj.publish(select=["data"])
+    assert "data" in classified
+    assert [(m, b["metadata"]["category_id"]) for m, p, b in api.data_calls()
+            if p == "/v1/data"] == [("POST", "residents"), ("PATCH", "residents")]  # 303

@@ -25,7 +25,7 @@ from elt.core import db
 from elt.core.errors import EltError, PublishError
 from elt.core.results import NodeResult, RunResults
 from elt.publish import journal as jr
-from elt.publish import ledger, report
+from elt.publish import ledger, marks, report
 from elt.publish.lock import publish_lock, state_dir
 from elt.publish.sinks import make_sink
 from elt.publish.spec import Publication, downstream, exclude_names, load_publications
@@ -170,10 +170,15 @@ class _Run:
                 if count_only:
                     return ("count", count)
             else:
+                schema, table = report.relation(pub)
+                mark = marks.current(con, query, report.model_name(pub), schema, table)
+                if mark is not None and mark == marks.recorded(con, pub.name):
+                    return ("count", 0)  # as classified last time: nothing to send
                 columns = ledger.check_model(con, query)
                 if count_only:
                     return ("count", ledger.pending_counts(con, query, columns)["pending"])
                 count, held = ledger.copy_pending(con, query, parquet, columns)
+                marks.record(con, pub.name, mark if count == 0 and not held else None)
             if held:
                 self.held[pub.name] = (held, query.settle)
             return ("count", count)

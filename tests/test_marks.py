@@ -1,0 +1,53 @@
+"""Publication marks (elt/publish/marks.py): which relations may skip a no-op classification."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from elt.build import nodestate
+from elt.core.state import ensure_ledger
+from elt.publish import ledger, marks
+
+
+@pytest.fixture
+def con() -> duckdb.DuckDBPyConnection:
+    c = duckdb.connect()
+    c.execute("CREATE SCHEMA _elt")
+    c.execute(nodestate.NODES_DDL)
+    c.execute("CREATE TABLE t AS SELECT 1 AS k, '{}' AS body")
+    c.execute("CREATE VIEW v AS SELECT * FROM t")
+    ensure_ledger(c, {"p": ["k"]})
+    yield c
+    c.close()
+
+
+def _node(con: duckdb.DuckDBPyConnection, name: str, status: str, version: int = 1) -> None:
+    con.execute("INSERT OR REPLACE INTO _elt.nodes (name, kind, version, status, built_at) "
+                "VALUES (?, 'model', ?, ?, TIMESTAMP '2026-01-01')", [name, version, status])
+
+
+def test_only_a_base_table_built_by_elt_has_a_mark(con: duckdb.DuckDBPyConnection) -> None:
+    q = ledger.PendingQuery("p", 'main."t"', ("k",), "upsert", "body")
+    assert marks.current(con, q, "t", "main", "t") is None  # elt did not build it
+    _node(con, "t", "error")
+    assert marks.current(con, q, "t", "main", "t") is None  # its last build failed
+    _node(con, "t", "success")
+    first = marks.current(con, q, "t", "main", "t")
+    assert first is not None
+    _node(con, "v", "success")  # a view: its version does not move with its inputs
+    assert marks.current(con, q, "v", "main", "v") is None
+    _node(con, "t", "success", version=2)
+    assert marks.current(con, q, "t", "main", "t") != first
+    other = ledger.PendingQuery("p", 'main."t"', ("k",), "mirror", "body")
+    assert marks.current(con, other, "t", "main", "t") != marks.current(con, q, "t", "main", "t")
+
+
+def test_recorded_mark_is_kept_or_forgotten(con: duckdb.DuckDBPyConnection) -> None:
+    assert marks.recorded(con, "p") is None  # no table yet
+    marks.record(con, "p", None)
+    marks.record(con, "p", "m1")
+    marks.record(con, "p", "m2")
+    assert marks.recorded(con, "p") == "m2"
+    marks.record(con, "p", None)
+    assert marks.recorded(con, "p") is None
