@@ -97,10 +97,12 @@ def stage_table(con: duckdb.DuckDBPyConnection, spark: Any, target: Target, sche
     register_parquet(spark, f"{schema}.{table}", Path(f"{path}.parquet"))
 
 
-def register_parquet(spark: Any, name: str, path: Path) -> None:
+def register_parquet(spark: Any, name: str, path: Path, known: bool = True) -> None:
+    """`schema.table` over the parquet at path (known=False: no such name to drop first)."""
     schema, table = name.split(".")
     spark.sql(f"CREATE DATABASE IF NOT EXISTS `{schema}`")
-    drop(spark, f"`{schema}`.`{table}`")
+    if known:
+        drop(spark, f"`{schema}`.`{table}`")
     spark.sql(f"CREATE TABLE `{schema}`.`{table}` USING parquet LOCATION '{path.as_uri()}'")
 
 
@@ -240,7 +242,5 @@ def register_built(spark: Any, target: Target, graph: Graph) -> None:
     for node in graph.nodes.values():
         path = warehouse(target) / "main" / node.identifier
         if node.kind == "model" and node.materialized != "view" and path.is_dir():
-            if node.identifier.lower() in known:
-                drop(spark, f"main.`{node.identifier}`")
-            spark.sql(f"CREATE TABLE main.`{node.identifier}` USING parquet "
-                      f"LOCATION '{path.as_uri()}'")
+            register_parquet(spark, f"main.{node.identifier}", path,
+                             known=node.identifier.lower() in known)
