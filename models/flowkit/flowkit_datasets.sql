@@ -44,11 +44,14 @@ tests:
                       '$.metadata.srid') IN ('UBIGINT', 'BIGINT')
         AND json_type(left(payload, strpos(payload, ',"data_input":') - 1) || '}',
                       '$.metadata.trid') IN ('UBIGINT', 'BIGINT')
+  # No `"data":null` check over the payloads (a 1 GB rescan): a NULL value cannot reach
+  # them. UNPIVOT drops NULLs, and a NULL value's fragment is NULL, which string_agg skips
+  # (n_values counts only the values that made an entry). NaN and infinities would, as the
+  # invalid JSON `NaN` and `Infinity`: min/max catch them without reading the payloads.
   - expression:
       name: flowkit_payload_data_finite
       sql: >-
         isfinite(min_value) AND isfinite(max_value)
-        AND NOT contains(payload, '"data":null')
   - expression:
       name: flowkit_payload_min_max_int32
       sql: >-
@@ -73,7 +76,7 @@ WITH per_column AS (
               CASE WHEN value = trunc(value) AND abs(value) < 1e15
                    THEN CAST(CAST(value AS BIGINT) AS VARCHAR) ELSE to_json(value)::VARCHAR END
               || '}', ',' ORDER BY spatial_unit_ids) || ']' AS data_input,
-        count(*) AS n_values,
+        count(value) AS n_values,  -- entries in data_input (a NULL value makes none)
         min(value) AS min_value,
         max(value) AS max_value,
         CASE WHEN min(len(spatial_unit_ids)) = max(len(spatial_unit_ids))
