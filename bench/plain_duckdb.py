@@ -9,7 +9,9 @@ the number of datasets and a fingerprint of all payloads (compare with elt's, se
 
 The values are grouped on (category, export column, date) and the config's names joined to
 the ~20,000 results, as `flowkit_datasets` does: grouping before joining is what a skilled
-user does (session 9: -13% CPU for this script against joining every value first).
+user does (session 9: -13% CPU for this script against joining every value first). Each
+export row's `{"spatial_unit_ids":[...],"data":` is made once, before the UNPIVOT multiplies
+the rows, as `flowkit_values` does.
 
     python bench/plain_duckdb.py SEEDS_DIR OUT.parquet [--memory-limit 2GB] [--threads 2]
                                  [--no-fingerprint]
@@ -58,9 +60,11 @@ def values_sql(seeds: Path, category: str) -> str:
     unit_list = "[" + ", ".join(f"u{i}" for i in range(len(units))) + "]"
     unit_names = ", ".join(f"u{i}" for i in range(len(units)))
     return f"""
-        SELECT '{category}' AS category_id, date, spatial_unit_ids, units, column_name, value
+        SELECT '{category}' AS category_id, date, spatial_unit_ids, entry_head, column_name,
+               value
         FROM (UNPIVOT (
-            SELECT *, {unit_list} AS spatial_unit_ids, to_json({unit_list}) AS units
+            SELECT *, {unit_list} AS spatial_unit_ids,
+                   '{{"spatial_unit_ids":' || to_json({unit_list}) || ',"data":' AS entry_head
             FROM (SELECT DISTINCT * FROM (
                 SELECT try_strptime(trim("{date_col}"), ['%Y-%m-%d', '%Y-%m']) AS date,
                        {unit_cells},
@@ -69,7 +73,7 @@ def values_sql(seeds: Path, category: str) -> str:
                 FROM read_csv('{glob}', all_varchar = true, null_padding = true,
                               union_by_name = true, filename = true, header = true))
             WHERE date IS NOT NULL AND {not_null}))
-          ON COLUMNS(* EXCLUDE (date, {unit_names}, spatial_unit_ids, units))
+          ON COLUMNS(* EXCLUDE (date, {unit_names}, spatial_unit_ids, entry_head))
           INTO NAME column_name VALUE value)"""
 
 
@@ -92,8 +96,7 @@ def job_sql(seeds: Path) -> str:
     per_column AS (
         -- grouped on three keys, the config's names joined to the ~20,000 results after
         SELECT category_id, column_name, date AS dt,
-               '[' || string_agg('{{"spatial_unit_ids":' || units
-                   || ',"data":' || CASE WHEN value = trunc(value) AND abs(value) < 1e15
+               '[' || string_agg(entry_head || CASE WHEN value = trunc(value) AND abs(value) < 1e15
                       THEN CAST(CAST(value AS BIGINT) AS VARCHAR) ELSE to_json(value)::VARCHAR
                       END || '}}', ',' ORDER BY spatial_unit_ids) || ']' AS data_input
         FROM v

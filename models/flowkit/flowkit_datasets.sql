@@ -71,7 +71,7 @@ WITH per_column AS (
     -- three keys instead of six (bench/README.md)
     SELECT
         category_id, column_name, date AS dt,
-        '[' || string_agg('{"spatial_unit_ids":' || units || ',"data":' ||
+        '[' || string_agg(entry_head ||  -- '{"spatial_unit_ids":[...],"data":'
               -- whole numbers as JSON integers (544650, not 544650.0)
               CASE WHEN value = trunc(value) AND abs(value) < 1e15
                    THEN CAST(CAST(value AS BIGINT) AS VARCHAR) ELSE to_json(value)::VARCHAR END
