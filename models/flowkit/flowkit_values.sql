@@ -10,28 +10,32 @@ description: >
 */
 SELECT 'residents' AS category_id, date, spatial_unit_ids, entry_head, column_name, value
 FROM (UNPIVOT (SELECT *, [spatial_unit] AS spatial_unit_ids,
-                      '{"spatial_unit_ids":' || to_json([spatial_unit]) || ',"data":' AS entry_head
+                      '{"spatial_unit_ids":' || to_json([spatial_unit])
+                          || ',"data":' AS entry_head
                FROM stg_flowkit_residents)
       ON COLUMNS(* EXCLUDE (date, spatial_unit, source_file, spatial_unit_ids, entry_head))
       INTO NAME column_name VALUE value)
 UNION ALL
 SELECT 'presence', date, spatial_unit_ids, entry_head, column_name, value
 FROM (UNPIVOT (SELECT *, [spatial_unit] AS spatial_unit_ids,
-                      '{"spatial_unit_ids":' || to_json([spatial_unit]) || ',"data":' AS entry_head
+                      '{"spatial_unit_ids":' || to_json([spatial_unit])
+                          || ',"data":' AS entry_head
                FROM stg_flowkit_presence)
       ON COLUMNS(* EXCLUDE (date, spatial_unit, source_file, spatial_unit_ids, entry_head))
       INTO NAME column_name VALUE value)
 UNION ALL
 SELECT 'relocations', date, spatial_unit_ids, entry_head, column_name, value
 FROM (UNPIVOT (SELECT *, [origin, destination] AS spatial_unit_ids,
-                      '{"spatial_unit_ids":' || to_json([origin, destination]) || ',"data":' AS entry_head
+                      '{"spatial_unit_ids":' || to_json([origin, destination])
+                          || ',"data":' AS entry_head
                FROM stg_flowkit_relocations)
       ON COLUMNS(* EXCLUDE (date, origin, destination, source_file, spatial_unit_ids, entry_head))
       INTO NAME column_name VALUE value)
 UNION ALL
 SELECT 'movements', date, spatial_unit_ids, entry_head, column_name, value
 FROM (UNPIVOT (SELECT *, [origin, destination] AS spatial_unit_ids,
-                      '{"spatial_unit_ids":' || to_json([origin, destination]) || ',"data":' AS entry_head
+                      '{"spatial_unit_ids":' || to_json([origin, destination])
+                          || ',"data":' AS entry_head
                FROM stg_flowkit_movements)
       ON COLUMNS(* EXCLUDE (date, origin, destination, source_file, spatial_unit_ids, entry_head))
       INTO NAME column_name VALUE value)
