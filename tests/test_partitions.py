@@ -76,3 +76,43 @@ def test_a_full_build_runs_in_batches_of_partitions(tmp_path: Path,
         ("2024-01-01", 11), ("2024-01-02", 5), ("2024-01-03", 4)]
     assert query(tmp_path, "SELECT count(*) FROM information_schema.tables "
                            "WHERE starts_with(table_name, '__elt_tmp')") == [(0,)]
+
+
+def test_an_input_rebuilt_to_the_same_rows_takes_no_part(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """`kinds` is rebuilt when its seed gains a duplicate line, to the same rows: the keys
+    pass leaves it out (else it would run the model over every row of `sales` for no
+    partition); a real change to it still redoes the partitions it reaches."""
+    import elt.build.partitions as partitions
+
+    passes: list[list[str]] = []
+    keys_sql = partitions._keys_sql
+
+    def recording(graph: object, tree: object, deltas: dict[str, str],
+                  columns: list[str]) -> str:
+        passes.append(sorted(deltas))
+        return keys_sql(graph, tree, deltas, columns)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(partitions, "_keys_sql", recording)
+    ctx, _ = make_ctx(tmp_path, {
+        **FILES,
+        "seeds/seeds.yml": "seeds:\n  sales: {path: 'sales/*.csv'}\n"
+                           "  kind_src: {path: 'kinds/*.csv'}\n",
+        "seeds/kinds/a.csv": "id,kind\n1,big\n2,small\n",
+        "models/kinds.sql": "/* elt\nmaterialized: table\n*/\n"
+                            "SELECT DISTINCT CAST(id AS INTEGER) AS id, kind FROM raw.kind_src\n",
+        "models/daily.sql": "/* elt\nmaterialized: incremental\npartition_by: day\n*/\n"
+                            "SELECT s.day, k.kind, sum(s.amount) AS total FROM raw.sales AS s "
+                            "JOIN kinds AS k ON k.id = s.id GROUP BY ALL\n"})
+    ctx.build()
+    write(tmp_path, {"seeds/kinds/b.csv": "id,kind\n1,big\n"})  # a duplicate: same rows
+    same = ctx.build()
+    assert by_name(same, "kinds").status == "success"
+    assert by_name(same, "daily").message == "incremental: 0 partitions rebuilt, 0 rows"
+    assert passes == [[]]
+    write(tmp_path, {"seeds/kinds/b.csv": "id,kind\n2,huge\n"})  # a real change
+    moved = ctx.build()
+    assert by_name(moved, "daily").message == "incremental: 1 partitions rebuilt, 2 rows"
+    assert passes[-1] == ["kinds"]
+    assert sorted(query(tmp_path, "SELECT CAST(day AS VARCHAR), kind, total FROM daily")) == [
+        ("2024-01-01", "big", 10), ("2024-01-02", "huge", 5), ("2024-01-02", "small", 5)]

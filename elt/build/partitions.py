@@ -10,7 +10,8 @@ forces a full build:
   (`_elt."changes/<model>"`, both directions, EXCEPT ALL), recorded when it was swapped in
   because a partitioned model reads it (changes.py);
 - anything else (rows replaced in a seed, two rebuilds, a changed view) -> full build.
-The partitions to redo are the model run with one changed occurrence replaced by its
+An input whose changed rows are none (rebuilt to the same rows) takes no part. The
+partitions to redo are the model run with one changed occurrence replaced by its
 changed rows (the other changed inputs by their rows plus their changed rows, HAVING
 dropped): a superset of the partitions that change, for SELECT/JOIN/WHERE/GROUP BY/UNION.
 Occurrences where that does not hold (incremental.py's `_unsafe`, window/LIMIT) force a
@@ -145,7 +146,8 @@ def plan(cur: duckdb.DuckDBPyConnection, graph: Graph, node: Node, stored: Any,
         if why:
             result.reason = f"{name} changed and {why}" if delta else f"{name}: {why}"
             return result
-        result.deltas[name] = delta or ""
+        if _has_rows(cur, delta):  # rebuilt to the same rows: it changes no partition
+            result.deltas[name] = delta
     result.keys_sql = _keys_sql(graph, tree, result.deltas, partition_by(node))
     return result
 
@@ -179,6 +181,16 @@ def _delta(cur: duckdb.DuckDBPyConnection, up: Node, before: dict[str, Any],
             return None  # rows were replaced or removed: which ones is not known
         return f"SELECT * FROM {up.qualified} WHERE {LOAD_ID} > {int(mark)}"
     return changes.delta_sql(cur, up, before.get("version"), now.get("version"))
+
+
+def _has_rows(cur: duckdb.DuckDBPyConnection, delta: str | None) -> bool:
+    """Whether an input's changed rows are any: a pass over the model for an input rebuilt
+    to the same rows (an upstream table whose inputs moved but not its result) would scan
+    every other input for no partition."""
+    if not delta:
+        return False
+    row = cur.execute(f"SELECT EXISTS ({delta})").fetchone()
+    return bool(row and row[0])
 
 
 def _keys_sql(graph: Graph, tree: exp.Expression, deltas: dict[str, str],
