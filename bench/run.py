@@ -2,7 +2,8 @@
 
 Generates a scaled FlowKit export with `python -m elt.devdata`, starts the sandbox in
 null-sink mode on loopback in a separate process, then per run measures each stage as its
-own process: the baseline (clean, build datasets, send), the replay bound, and elt (full
+own process: the baseline (clean, build datasets, send), the replay bound, the plain-DuckDB
+script (bench/plain_duckdb.py, the same job as one SQL statement), and elt (full
 build, full publish, no-op build, no-op publish, one changed row build + publish). Writes
 medians, ratios and goals to results.md and results.json. A failing stage is recorded,
 never a crash: the harness exists to say how far the engine gets.
@@ -56,7 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="module:Class of the receiver, Class(None, port=P, null_sink=True)")
     ap.add_argument("--stage-timeout", type=float, default=3600.0, help="seconds per stage")
     ap.add_argument("--skip", action="append", default=[],
-                    choices=["baseline", "replay", "elt", "elt-flowkit"],
+                    choices=["baseline", "replay", "plain", "elt", "elt-flowkit"],
                     help="leave out a side (repeatable)")
     ap.add_argument("--flowkit-select", default="+flowkit_datasets",
                     help="selection of the FlowKit-only elt build compared with the baseline")
@@ -261,6 +262,11 @@ def run_once(i: int, args: argparse.Namespace, seeds: Path, receiver: Receiver,
                          "--concurrency", str(args.concurrency), "--result",
                          str(run_dir / "replay.json")], BENCH, network=True)
     shutil.rmtree(base, ignore_errors=True)
+    if "plain" not in args.skip:  # the same job as one DuckDB statement: what SQL alone costs
+        plain_out = run_dir / "plain.parquet"
+        stage("plain_build", [PY, str(BENCH / "plain_duckdb.py"), str(seeds), str(plain_out),
+                              "--threads", "2", "--no-fingerprint"], BENCH, result=False)
+        plain_out.unlink(missing_ok=True)
     if "elt" not in args.skip:
         project = make_project(run_dir, seeds, receiver, args.concurrency)
         elt = [PY, "-m", "elt.cli"]
