@@ -153,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     config = {k: v for k, v in (("memory_limit", args.memory_limit),
                                 ("threads", args.threads)) if v is not None}
     if args.keep:
-        args.out.unlink(missing_ok=True)
+        for leftover in (args.out, args.out.with_name(args.out.name + ".wal")):
+            leftover.unlink(missing_ok=True)
         con = duckdb.connect(str(args.out), config=config)
         for c in EXPORTS:
             con.execute(f"CREATE TABLE raw_{c} AS SELECT * FROM {read_sql(seeds, c)}")

@@ -67,14 +67,17 @@ def run_once(i: int, args: argparse.Namespace, seeds: Path) -> dict[str, Any]:
     (project / "profiles.yml").write_text(profile(args.memory_limit, args.threads))
     logs = run_dir / "logs"
     out: dict[str, Any] = {}
-    plain_out = run_dir / "plain.parquet"
-    cmd = [PY, str(BENCH / "plain_duckdb.py"), str(seeds), str(plain_out), "--threads",
-           str(args.threads), "--no-fingerprint"]  # no memory limit: its string_agg would
-    # not fit in one; its output is fingerprinted below, outside the measured process
-    out["plain"] = measure("plain", cmd, cwd=run_dir, log_dir=logs).to_dict()
-    keep_db = run_dir / "plain_keep.duckdb"
-    keep = [*cmd[:3], str(keep_db), *cmd[4:], "--keep"]
-    out["plain_keep"] = measure("plain_keep", keep, cwd=run_dir, log_dir=logs).to_dict()
+    plain_out, keep_db = run_dir / "plain.parquet", run_dir / "plain_keep.duckdb"
+
+    def plain(output: Path, *extra: str) -> list[str]:
+        # no memory limit: its string_agg would not fit in one; its output is
+        # fingerprinted below, outside the measured process
+        return [PY, str(BENCH / "plain_duckdb.py"), str(seeds), str(output), "--threads",
+                str(args.threads), "--no-fingerprint", *extra]
+
+    out["plain"] = measure("plain", plain(plain_out), cwd=run_dir, log_dir=logs).to_dict()
+    out["plain_keep"] = measure("plain_keep", plain(keep_db, "--keep"), cwd=run_dir,
+                                log_dir=logs).to_dict()
     build = [ELT, "build", "--select", SELECT]
     out["elt_build"] = measure("elt_build", build, cwd=project, log_dir=logs).to_dict()
     same = fingerprint(project / "target/elt.duckdb", "main.flowkit_datasets")
