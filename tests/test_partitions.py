@@ -116,3 +116,33 @@ def test_an_input_rebuilt_to_the_same_rows_takes_no_part(tmp_path: Path,
     assert passes[-1] == ["kinds"]
     assert sorted(query(tmp_path, "SELECT CAST(day AS VARCHAR), kind, total FROM daily")) == [
         ("2024-01-01", "big", 10), ("2024-01-02", "huge", 5), ("2024-01-02", "small", 5)]
+
+
+def test_batch_sql_prints_the_model_once_per_shape_of_bounds(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from sqlglot import parse_one
+
+    from elt.build import partitions
+
+    tree = parse_one("SELECT day, shop, sum(amount) AS total FROM raw.sales GROUP BY day, shop",
+                     read="duckdb")
+    real, printed = partitions.recompute_sql, []
+    monkeypatch.setattr(partitions, "recompute_sql",
+                        lambda *args: printed.append(args[3]) or real(*args))
+    batch_sql = partitions.BatchSQL(tree, ["day", "shop"], "keys")
+
+    def day(lo: str, hi: str) -> str:
+        return f"BETWEEN CAST('{lo}' AS DATE) AND CAST('{hi}' AS DATE)"
+
+    batches = [[day("2024-01-01", "2024-01-02"), "BETWEEN 1 AND 4"],
+               [day("2024-01-03", "2024-01-09"), "BETWEEN 2 AND 3"],
+               [day("2024-01-10", "2024-01-10"), None]]  # a NULL shop: no bounds for it
+    for ranges in batches:
+        assert batch_sql(ranges) == real(tree, ["day", "shop"], "keys", ranges)
+    assert len(printed) == 2  # one per shape: both columns bounded, only day bounded
+    assert "BETWEEN 2 AND 3" in batch_sql(batches[1]) and "__elt_lo" not in batch_sql(batches[1])
+    # printed otherwise than the slots expect: each batch is printed whole, still right
+    monkeypatch.setattr(partitions.BatchSQL, "_slot",
+                        staticmethod(lambda i: f"BETWEEN  __elt_lo{i} AND __elt_hi{i}"))
+    fresh = partitions.BatchSQL(tree, ["day", "shop"], "keys")
+    assert fresh(batches[0]) == real(tree, ["day", "shop"], "keys", batches[0])

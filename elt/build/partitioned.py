@@ -77,11 +77,11 @@ def _batched(cur: duckdb.DuckDBPyConnection, node: Node, plan: partitions.Plan,
             return None
         cur.execute(f"CREATE OR REPLACE TABLE {every} AS SELECT *, ntile({batches}) OVER "
                     f"(ORDER BY {cols}) AS __elt_batch FROM {every}")
+        batch_sql = partitions.BatchSQL(plan.tree, columns, keys)
         for batch in range(1, batches + 1):
             cur.execute(f"CREATE OR REPLACE TABLE {keys} AS SELECT {cols} FROM {every} "
                         f"WHERE __elt_batch = {batch}")
-            select = partitions.recompute_sql(plan.tree, columns, keys,
-                                              partitions.bounds(cur, columns, keys))
+            select = batch_sql(partitions.bounds(cur, columns, keys))
             cur.execute(f"INSERT INTO {tmp} BY NAME {select}" if batch > 1
                         else f"CREATE TABLE {tmp} AS {select}")
         check_keys(cur, node, tmp_name)

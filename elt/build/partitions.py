@@ -263,6 +263,33 @@ def recompute_sql(tree: exp.Expression, columns: list[str], keys_table: str,
     return f"SELECT m.* FROM ({tree.sql('duckdb')}) AS m SEMI JOIN {keys_table} AS k ON {on}"
 
 
+class BatchSQL:
+    """recompute_sql() for the batches of one full build: sqlglot copies and prints the
+    model's tree once per shape of `ranges` (which columns have bounds), not per batch; each
+    batch's bounds are filled into that text."""
+
+    def __init__(self, tree: exp.Expression, columns: list[str], keys_table: str) -> None:
+        self.tree, self.columns, self.keys_table = tree, columns, keys_table
+        self.made: dict[tuple[bool, ...], str] = {}
+
+    def __call__(self, ranges: list[str | None]) -> str:
+        shape = tuple(r is not None for r in ranges)
+        if shape not in self.made:
+            self.made[shape] = recompute_sql(self.tree, self.columns, self.keys_table, [
+                self._slot(i) if present else None for i, present in enumerate(shape)])
+        text = self.made[shape]
+        for i, r in enumerate(ranges):
+            if r is not None:
+                text = text.replace(self._slot(i), r)
+        if "__elt_lo" in text:  # printed otherwise than expected: the slow, sure way
+            return recompute_sql(self.tree, self.columns, self.keys_table, ranges)
+        return text
+
+    @staticmethod
+    def _slot(i: int) -> str:
+        return f"BETWEEN __elt_lo{i} AND __elt_hi{i}"
+
+
 def _push_filter(tree: exp.Expression, columns: list[str], keys_table: str,
                  ranges: list[str | None]) -> bool:
     """Add `EXISTS (keys matching the partition expressions)` to the deepest SELECT that
