@@ -141,8 +141,12 @@ def test_batch_sql_prints_the_model_once_per_shape_of_bounds(
         assert batch_sql(ranges) == real(tree, ["day", "shop"], "keys", ranges)
     assert len(printed) == 2  # one per shape: both columns bounded, only day bounded
     assert "BETWEEN 2 AND 3" in batch_sql(batches[1]) and "__elt_lo" not in batch_sql(batches[1])
+    # a bound whose text looks like a slot is not filled in again
+    odd = [day("BETWEEN __elt_lo1 AND __elt_hi1", "2024-01-02"), "BETWEEN 1 AND 4"]
+    assert batch_sql(odd) == real(tree, ["day", "shop"], "keys", odd)
     # printed otherwise than the slots expect: each batch is printed whole, still right
-    monkeypatch.setattr(partitions.BatchSQL, "_slot",
-                        staticmethod(lambda i: f"BETWEEN  __elt_lo{i} AND __elt_hi{i}"))
+    monkeypatch.setattr(partitions.BatchSQL, "slot",
+                        staticmethod(lambda i: f'BETWEEN "__elt_lo{i}" AND "__elt_hi{i}"'))
     fresh = partitions.BatchSQL(tree, ["day", "shop"], "keys")
     assert fresh(batches[0]) == real(tree, ["day", "shop"], "keys", batches[0])
+    assert len(printed) == 4  # the shape's print, then this batch's own

@@ -23,6 +23,7 @@ then replaced in one transaction (DELETE + INSERT).
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -266,27 +267,29 @@ def recompute_sql(tree: exp.Expression, columns: list[str], keys_table: str,
 class BatchSQL:
     """recompute_sql() for the batches of one full build: sqlglot copies and prints the
     model's tree once per shape of `ranges` (which columns have bounds), not per batch; each
-    batch's bounds are filled into that text."""
+    batch's bounds are filled into that text in one pass (a bound's own text is never
+    searched again)."""
+
+    SLOT = re.compile(r"BETWEEN __elt_lo(\d+) AND __elt_hi\1\b")
 
     def __init__(self, tree: exp.Expression, columns: list[str], keys_table: str) -> None:
         self.tree, self.columns, self.keys_table = tree, columns, keys_table
-        self.made: dict[tuple[bool, ...], str] = {}
+        self.made: dict[tuple[bool, ...], str | None] = {}
 
     def __call__(self, ranges: list[str | None]) -> str:
         shape = tuple(r is not None for r in ranges)
         if shape not in self.made:
-            self.made[shape] = recompute_sql(self.tree, self.columns, self.keys_table, [
-                self._slot(i) if present else None for i, present in enumerate(shape)])
+            text = recompute_sql(self.tree, self.columns, self.keys_table,
+                                 [self.slot(i) if on else None for i, on in enumerate(shape)])
+            found = sorted(int(i) for i in self.SLOT.findall(text))
+            self.made[shape] = text if found == [i for i, on in enumerate(shape) if on] else None
         text = self.made[shape]
-        for i, r in enumerate(ranges):
-            if r is not None:
-                text = text.replace(self._slot(i), r)
-        if "__elt_lo" in text:  # printed otherwise than expected: the slow, sure way
+        if text is None:  # printed otherwise than expected, or not pushed down: per batch
             return recompute_sql(self.tree, self.columns, self.keys_table, ranges)
-        return text
+        return self.SLOT.sub(lambda m: ranges[int(m.group(1))] or "", text)
 
     @staticmethod
-    def _slot(i: int) -> str:
+    def slot(i: int) -> str:
         return f"BETWEEN __elt_lo{i} AND __elt_hi{i}"
 
 
