@@ -51,3 +51,25 @@ def test_recorded_mark_is_kept_or_forgotten(con: duckdb.DuckDBPyConnection) -> N
     assert marks.recorded(con, "p") == "m2"
     marks.record(con, "p", None)
     assert marks.recorded(con, "p") is None
+
+
+@pytest.mark.parametrize("then, marked", [
+    ("nothing", True),
+    ("UPDATE _elt.ledger SET status = 'failed'", False),  # sent again by the next run
+    ("UPDATE _elt.ledger SET status = 'unknown'", False),  # held or resent
+    ("UPDATE _elt.nodes SET version = 2", False),  # rebuilt while the rows were being sent
+])
+def test_after_send_records_the_mark_only_when_nothing_is_left_to_send(
+        con: duckdb.DuckDBPyConnection, then: str, marked: bool) -> None:
+    q = ledger.PendingQuery("p", 'main."t"', ("k",), "upsert", "body")
+    _node(con, "t", "success")
+    before = marks.current(con, q, "t", "main", "t")
+    assert before is not None
+    con.execute("INSERT INTO _elt.ledger (publication, key, hash, status, op, seq) "
+                "VALUES ('p', '[1]', 'h', 'acknowledged', 'insert', 1)")  # the send's answer
+    if then != "nothing":
+        con.execute(then)
+    marks.after_send(con, q, "t", "main", "t", before)
+    assert marks.recorded(con, "p") == (marks.current(con, q, "t", "main", "t") if marked
+                                        else None)
+    assert marks.clean(con, q, "t", "main", "t") is marked

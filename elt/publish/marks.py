@@ -16,6 +16,11 @@ A later run whose mark is the same has nothing to send either, and skips the cla
 Anything else (a rebuild, an answer merged, a changed publications.yml) changes the mark,
 and the run classifies in full, as without marks. The assumption: no other tool rewrites a
 model's table in the file.
+
+A send that left nothing to send records the mark too (`after_send`): every row it sent was
+acknowledged and the model is still the version it classified, so the classification that
+would follow could only find every row unchanged. `elt status` and `elt publish --dry-run`
+read a clean mark instead of classifying (`clean`).
 """
 
 from __future__ import annotations
@@ -49,6 +54,34 @@ def current(con: Any, query: Any, model: str, schema: str, table: str) -> str | 
     spec = hashlib.sha256(repr(query).encode()).hexdigest()[:16]
     return json.dumps({"version": node[0][0], "built_at": node[0][1], "query": spec,
                        "ledger": [rows, last, digest]})
+
+
+def clean(con: Any, query: Any, model: str, schema: str, table: str) -> bool:
+    """Nothing to send and nothing held, as the mark recorded says (no body read)."""
+    mark = current(con, query, model, schema, table)
+    return mark is not None and mark == recorded(con, query.publication)
+
+
+def after_send(con: Any, query: Any, model: str, schema: str, table: str, before: str) -> None:
+    """Record the mark after a send whose rows were all acknowledged.
+
+    `before` is the mark taken when the run classified. The model must still be that version
+    (a build during the publish moves it), and every ledger row of the publication
+    acknowledged or already there (a failed, unknown or held row is sent again): then every
+    model row is acknowledged with the hash of its body, and a classification finds nothing.
+    """
+    now = current(con, query, model, schema, table)
+    if now is None or _model_part(now) != _model_part(before):
+        return
+    (open_rows,), = con.execute(
+        f"SELECT count(*) FROM {LEDGER} WHERE publication = ? AND status NOT IN "
+        "('acknowledged', 'already_there')", [query.publication]).fetchall()
+    if not open_rows:
+        record(con, query.publication, now)
+
+
+def _model_part(mark: str) -> dict[str, Any]:
+    return {k: v for k, v in json.loads(mark).items() if k != "ledger"}
 
 
 def recorded(con: Any, publication: str) -> str | None:

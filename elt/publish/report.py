@@ -12,7 +12,7 @@ from elt.core import db
 from elt.core.errors import EltError
 from elt.core.results import NodeResult, RunResults
 from elt.publish import journal as jr
-from elt.publish import ledger
+from elt.publish import ledger, marks
 from elt.publish.lock import state_dir
 from elt.publish.spec import Publication, downstream
 from elt.publish.workspace import Workspace
@@ -180,8 +180,7 @@ def dry_run(ctx: Workspace, pubs: dict[str, Publication], order: list[str],
                     blocked.setdefault(down, f"upstream publication {name} skipped")
                 continue
             query = pending_query(pub, ctx.project.target.endpoints.get(pub.endpoint))
-            columns = ledger.check_model(con, query)
-            c = ledger.pending_counts(con, query, columns)
+            c = counts(con, pub, query, check=True)
             message = (f"dry run: {c['new']:,} new, {c['changed']:,} changed, "
                        f"{c['unchanged']:,} unchanged, {c['delete']:,} to delete, "
                        f"{c['failed']:,} failed to retry, {c['unknown']:,} unknown to resend, "
@@ -189,7 +188,10 @@ def dry_run(ctx: Workspace, pubs: dict[str, Publication], order: list[str],
             status = "success" if c["pending"] else "up_to_date"
             results.add(NodeResult(name, "publication", status, c["pending"], 0.0, message))
             console.node("publish", name, status, rows=c["pending"], message=message)
-            pending = ledger.pending_sql(query, columns, ledger.ledger_relation(con))
+            if not c["pending"]:
+                continue
+            pending = ledger.pending_sql(query, ledger.model_columns(con, query.relation),
+                                         ledger.ledger_relation(con))
             sample = con.execute(f"SELECT op, body FROM ({pending}) LIMIT 1",
                                  [pub.name]).fetchall()
             if sample:
@@ -200,6 +202,19 @@ def dry_run(ctx: Workspace, pubs: dict[str, Publication], order: list[str],
     finally:
         con.close()
     return results
+
+
+def counts(con: Any, pub: Publication, query: ledger.PendingQuery, check: bool = False
+           ) -> dict[str, int]:
+    """ledger.pending_counts, or, while the publication's mark is clean (marks.py), every
+    model row unchanged without reading a body. `check`: the model's keys are checked first
+    (a clean mark's model passed that check when it was recorded)."""
+    schema, table = relation(pub)
+    if marks.clean(con, query, model_name(pub), schema, table):
+        (total,), = con.execute(f"SELECT count(*) FROM {query.relation}").fetchall()
+        return {**dict.fromkeys(ledger.REASONS, 0), "unchanged": int(total), "pending": 0}
+    columns = ledger.check_model(con, query) if check else None
+    return ledger.pending_counts(con, query, columns)
 
 
 def _warn_unmerged(ctx: Workspace) -> None:
@@ -222,7 +237,7 @@ def status(ctx: Workspace, pubs: dict[str, Publication]) -> tuple[list[str], lis
                 rows.append((name, pub.model, pub.endpoint, None, None, None, None, None, None))
                 continue
             query = pending_query(pub, ctx.project.target.endpoints.get(pub.endpoint))
-            c = ledger.pending_counts(con, query)
+            c = counts(con, pub, query)
             (total,), = con.execute(f"SELECT count(*) FROM {query.relation}").fetchall()
             there = ledger.count_status(con, name, "already_there")
             rows.append((name, pub.model, pub.endpoint, total, c["unchanged"] - there, there,

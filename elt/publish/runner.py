@@ -16,7 +16,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TextIO
@@ -110,6 +110,7 @@ class _Run:
         self.prepared: dict[str, tuple[str, Any]] = {}  # name -> (count|skip|error, value)
         self.down: dict[str, str] = {}  # endpoint -> why it cannot be used this run
         self.held: dict[str, tuple[int, float]] = {}  # name -> (rows held, settle seconds)
+        self.sent_marks: dict[str, tuple] = {}  # name -> marks.after_send's arguments
         # a Spark target: pending sets computed in Spark (None: DuckDB)
         self.engine = ctx.pending_engine(self.run_dir)
 
@@ -179,6 +180,9 @@ class _Run:
                     return ("count", ledger.pending_counts(con, query, columns)["pending"])
                 count, held = ledger.copy_pending(con, query, parquet, columns)
                 marks.record(con, pub.name, mark if count == 0 and not held else None)
+                if mark is not None and count:  # all acknowledged: nothing left (_finish)
+                    self.sent_marks[pub.name] = (query, report.model_name(pub), schema,
+                                                 table, mark)
             if held:
                 self.held[pub.name] = (held, query.settle)
             return ("count", count)
@@ -207,6 +211,9 @@ class _Run:
             jr.merge_files(con, self.publish_dir)
             ledger.finish_run(con, self.run_id, jr.utc_now(), self.totals["sent"],
                               self.totals["acknowledged"], self.totals["failed"], status)
+            for result in self.results.results:
+                if result.status == "success" and result.name in self.sent_marks:
+                    marks.after_send(con, *self.sent_marks[result.name])
         finally:
             con.close()
         shutil.rmtree(self.run_dir, ignore_errors=True)
@@ -234,7 +241,10 @@ class _Run:
                     Transport(name, cfg, concurrency=self.concurrency))
             self.down = await report.check_transports(self.console, transports, endpoints,
                                                       auth=True)
-            export = stack.enter_context(_open_export(self.export_path))
+            export: TextIO | None = None
+            if self.export_path is not None:  # one JSON line per row sent
+                self.export_path.parent.mkdir(parents=True, exist_ok=True)
+                export = stack.enter_context(open(self.export_path, "w", encoding="utf-8"))
             encoder = stack.enter_context(ThreadPoolExecutor(max(2, os.cpu_count() or 2),
                                                              thread_name_prefix="encode"))
             merger = asyncio.create_task(self._merge_periodically())
@@ -376,16 +386,6 @@ class _Run:
                 await self.merge(wait=0.2)  # a reader holds it: keep sending, retry later
             except Exception as exc:  # the journal keeps every answer: merge at the end
                 self.console.warn(f"journal merge postponed: {exc}")
-
-
-@contextlib.contextmanager
-def _open_export(path: Path | None) -> Iterator[TextIO | None]:
-    if path is None:
-        yield None
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as handle:
-        yield handle
 
 
 def publication_status(ctx: Workspace) -> tuple[list[str], list[tuple]]:
