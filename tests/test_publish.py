@@ -390,3 +390,31 @@ def test_status_and_dry_run_read_a_clean_mark_instead_of_classifying(
     assert publication_status(proj.ctx())[1] == full  # ... and a clean mark says the same
     assert by_name(proj.publish(dry_run=True))["data"].message == dry_message
     assert classified == []
+
+
+@pytest.mark.parametrize("select", [(), ("maps",)])
+def test_a_reader_left_out_of_the_run_that_moved_its_answers_is_rebuilt_by_the_next(
+        proj: Project, api: FakeApi, select: tuple[str, ...]) -> None:
+    """FlowKit answers a PATCH with a new mdid and drops the old one's mappings. A run that
+    left `maps` out (--exclude) moved the answers it reads; the next run, with or without
+    `data`, rebuilds it first and maps the new mdid (its build predates the answers)."""
+    proj.publish()
+    proj.rows[0] = ("residents", "2020-01-01 00:00:00", 5)
+    proj.build()
+    proj.publish(exclude=["maps"])
+    new_mdid = int(dict(proj.sql("SELECT category_id, answer FROM published.data"))[
+        "residents"])
+    proj.publish(dry_run=True, select=list(select))
+    assert "a real run first rebuilds mapped (answers they read" in proj.err.getvalue()
+    api.calls.clear()
+    results = by_name(proj.publish(select=list(select)))
+    assert api.data_calls() == [("POST", "/v1/scope_mapping",
+                                 {"scope": "public", "mdid": new_mdid})]
+    assert results["maps"].status == "success"
+    assert "rebuilding mapped (answers they read were recorded since they were built)" in (
+        proj.out.getvalue())
+    api.calls.clear()
+    proj.out.seek(0)
+    proj.out.truncate()
+    proj.publish(select=list(select))  # now current: nothing rebuilt, nothing sent
+    assert api.data_calls() == [] and "rebuilding mapped" not in proj.out.getvalue()

@@ -149,19 +149,34 @@ def input_versions(con: duckdb.DuckDBPyConnection, graph: Any, node: Any,
     """Current version of everything the node reads (DESIGN.md: versions): a seed's load
     id, `published.*` max(seq), any other node's build counter. The lookups are passed in
     so the DuckDB runner can answer from its snapshot and a Spark build from the file."""
-    from elt.core import db
-
     versions: dict[str, int | None] = {}
     for dep in node.depends_on:
         up = graph.nodes[dep]
         if up.kind == "seed":
             versions[dep] = seed_version(con, up)
         elif up.kind == "published":
-            exists = db.table_exists(con, up.schema, up.identifier)
-            row = con.execute(f"SELECT coalesce(max(seq), 0) FROM {up.qualified}"
-                              ).fetchone() if exists else None
-            versions[dep] = int(row[0]) if row else None
+            versions[dep] = published_version(con, up)
         else:
             stored = state(con, dep)
             versions[dep] = stored.version if stored else None
     return versions
+
+
+def published_version(con: duckdb.DuckDBPyConnection, node: Any) -> int | None:
+    """A `published.<x>` view's version: the highest ledger seq of x (None: no view yet)."""
+    from elt.core import db
+
+    if not db.table_exists(con, node.schema, node.identifier):
+        return None
+    row = con.execute(f"SELECT coalesce(max(seq), 0) FROM {node.qualified}").fetchone()
+    return int(row[0]) if row else None
+
+
+def predates_answers(con: duckdb.DuckDBPyConnection, graph: Any, name: str) -> bool:
+    """A built model whose `published.*` inputs moved since: answers were recorded after it
+    was built (a model never built is not one: it has no rows to be stale)."""
+    stored = read(con, name) if graph.nodes[name].kind == "model" else None
+    if stored is None or stored.inputs is None:
+        return False
+    return any(stored.inputs.get(dep) != published_version(con, graph.nodes[dep])
+               for dep in graph.nodes[name].depends_on if graph.nodes[dep].kind == "published")

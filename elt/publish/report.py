@@ -55,6 +55,33 @@ def published_readers(ctx: Workspace, pubs: dict[str, Publication]) -> dict[str,
     return readers
 
 
+def stale_readers(ctx: Workspace, pubs: dict[str, Publication], order: list[str],
+                  readers: dict[str, set[str]]) -> list[str]:
+    """Models that read answers recorded after they were built, and that a publication of
+    `order` is made from (its model or one upstream of it).
+
+    An earlier run sent the answers but left the reader out (`--exclude`), so its rows
+    predate them: FlowKit's scope mappings would name the mdids a PATCH replaced.
+    """
+    reading = set().union(*readers.values())
+    graph = ctx.graph() if reading else None
+    wanted: set[str] = set()
+    for name in order:
+        model = model_name(pubs[name])
+        if graph is not None and model in graph.nodes:
+            wanted |= ({model} | graph.upstream(model)) & reading
+    if not wanted:
+        return []
+    from elt.build import nodestate
+
+    con = ctx.connect(read_only=True)
+    try:
+        return [m for m in sorted(wanted) if db.table_exists(con, db.STATE_SCHEMA, "nodes")
+                and nodestate.predates_answers(con, graph, m)]
+    finally:
+        con.close()
+
+
 def effective_deps(pubs: dict[str, Publication],
                    readers: dict[str, set[str]]) -> dict[str, set[str]]:
     """depends_on, plus: a publication whose model reads `published.x` runs after x."""
@@ -159,13 +186,17 @@ async def check_transports(console: Console, transports: dict[str, Any],
 
 # -- dry run -----------------------------------------------------------------------------
 def dry_run(ctx: Workspace, pubs: dict[str, Publication], order: list[str],
-            deps: dict[str, set[str]]) -> RunResults:
+            deps: dict[str, set[str]], readers: dict[str, set[str]]) -> RunResults:
     """Counts per publication and one sample body; reads only, sends nothing. The same
     gating as a real run: a publication skipped for its model's failed build or tests skips
     the publications downstream of it, and says so."""
     results = RunResults("publish", skips_fail=True)
     console = ctx.console
     _warn_unmerged(ctx)
+    stale = stale_readers(ctx, pubs, order, readers)
+    if stale:
+        console.warn(f"a real run first rebuilds {', '.join(stale)} (answers they read were "
+                     "recorded since they were built): these counts are of their rows now")
     blocked: dict[str, str] = {}
     con = ctx.connect(read_only=True)
     try:

@@ -58,7 +58,7 @@ def run_publish(ctx: Workspace, select: Sequence[str] = (), exclude: Sequence[st
     sinks = {name: make_sink(name, pub.kind, pub.sink_config(), pub.base_dir)
              for name, pub in pubs.items()}
     if dry_run:
-        return report.dry_run(ctx, pubs, order, deps)
+        return report.dry_run(ctx, pubs, order, deps, readers)
     followers = report.followers(pubs, readers, order, exclude_names(pubs, exclude, deps))
     order = [n for n in select_pubs(pubs, (), (), deps) if n in set(order) | followers]
     for name in sorted(followers):
@@ -190,11 +190,8 @@ class _Run:
             return ("error", str(exc))
 
     def _prepare_now(self, pub: Publication) -> tuple[str, Any]:
-        con = self._connect()
-        try:
+        with contextlib.closing(self._connect()) as con:
             return self._prepare(con, pub)
-        finally:
-            con.close()
 
     def _finish(self, status: str) -> None:
         if self.journal is None:  # _begin failed before anything was sent
@@ -221,6 +218,11 @@ class _Run:
     # -- run --------------------------------------------------------------------------
     def execute(self) -> RunResults:
         status = "error"
+        stale = report.stale_readers(self.ctx, self.pubs, self.order, self.readers)
+        if stale:  # before anything is classified: their rows go out as they are now
+            self.console.info(f"rebuilding {', '.join(stale)} (answers they read were "
+                              "recorded since they were built)")
+            self.ctx.build(select=stale)
         try:
             needed = self._begin()
             with self.ctx.endpoints.open(needed) as endpoints:
