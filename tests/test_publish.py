@@ -405,7 +405,11 @@ def test_a_reader_left_out_of_the_run_that_moved_its_answers_is_rebuilt_by_the_n
     new_mdid = int(dict(proj.sql("SELECT category_id, answer FROM published.data"))[
         "residents"])
     proj.publish(dry_run=True, select=list(select))
-    assert "a real run first rebuilds mapped (answers they read" in proj.err.getvalue()
+    assert "a publish first rebuilds mapped (answers they read" in proj.err.getvalue()
+    proj.err.seek(0)
+    proj.err.truncate()
+    runner.publication_status(proj.ctx())
+    assert "a publish first rebuilds mapped (answers they read" in proj.err.getvalue()
     api.calls.clear()
     results = by_name(proj.publish(select=list(select)))
     assert api.data_calls() == [("POST", "/v1/scope_mapping",

@@ -82,6 +82,16 @@ def stale_readers(ctx: Workspace, pubs: dict[str, Publication], order: list[str]
         con.close()
 
 
+def warn_stale_readers(ctx: Workspace, pubs: dict[str, Publication], order: list[str],
+                       readers: dict[str, set[str]]) -> None:
+    """Counts read without publishing (status, dry run) are of the stale readers' rows now."""
+    stale = stale_readers(ctx, pubs, order, readers)
+    if stale:
+        ctx.console.warn(f"a publish first rebuilds {', '.join(stale)} (answers they read "
+                         "were recorded since they were built): these counts are of their "
+                         "rows now")
+
+
 def effective_deps(pubs: dict[str, Publication],
                    readers: dict[str, set[str]]) -> dict[str, set[str]]:
     """depends_on, plus: a publication whose model reads `published.x` runs after x."""
@@ -193,10 +203,7 @@ def dry_run(ctx: Workspace, pubs: dict[str, Publication], order: list[str],
     results = RunResults("publish", skips_fail=True)
     console = ctx.console
     _warn_unmerged(ctx)
-    stale = stale_readers(ctx, pubs, order, readers)
-    if stale:
-        console.warn(f"a real run first rebuilds {', '.join(stale)} (answers they read were "
-                     "recorded since they were built): these counts are of their rows now")
+    warn_stale_readers(ctx, pubs, order, readers)
     blocked: dict[str, str] = {}
     con = ctx.connect(read_only=True)
     try:
@@ -259,6 +266,7 @@ def _warn_unmerged(ctx: Workspace) -> None:
 def status(ctx: Workspace, pubs: dict[str, Publication]) -> tuple[list[str], list[tuple]]:
     """One row per publication; opens the database read-only."""
     _warn_unmerged(ctx)
+    warn_stale_readers(ctx, pubs, list(pubs), published_readers(ctx, pubs))
     rows: list[tuple] = []
     con = ctx.connect(read_only=True)
     try:
