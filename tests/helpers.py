@@ -293,12 +293,14 @@ def stats(sandbox: Sandbox) -> dict[str, Any]:
 
 
 def quiet_stats(sandbox: Sandbox, timeout: float = 30) -> dict[str, Any]:
-    """The counters once every request the sandbox started has been answered (a killed client
-    leaves requests in flight that the server still completes)."""
+    """The counters once every request the sandbox started has been answered and processed (a
+    killed client leaves requests in flight that the server still completes; a write behind
+    a gateway's 504 goes on after it)."""
     deadline = time.monotonic() + timeout
     while True:
         counters = stats(sandbox)
-        if sum(counters["by_status"].values()) == counters["requests"]:
+        if (sum(counters["by_status"].values()) == counters["requests"]
+                and not counters.get("in_flight")):
             return counters
         assert time.monotonic() < deadline, "the sandbox never went quiet"
         time.sleep(0.01)

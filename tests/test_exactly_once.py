@@ -165,6 +165,30 @@ def test_slow_commit_is_held_then_verified_never_stored_twice(tmp_path: Path,
     assert {s for s, _ in ledger(p, "flowkit_data").values()} == {"acknowledged"}
 
 
+def test_a_gateway_timeout_is_held_like_a_timeout_never_stored_twice(tmp_path: Path,
+                                                                     sb: Sandbox) -> None:
+    """A proxy in front gives up and answers 504 while FlowKit is still writing (a resend a
+    second later made the key ambiguous). The write's outcome is unknown: not resent in the
+    run, held until it settles, then 303 -> PATCH, each key inserted once."""
+    p = E2E(tmp_path, sb, n=12, settle=2.0)
+    p.build()
+    sb.set_faults(gateway_rate=0.5, gateway_seconds=1.5, seed=7)
+    first = elt(p.root, "publish", "-s", "flowkit_data")
+    assert first.code == 1 and "HTTP 504 from a gateway" in first.output, first.output
+    unknown = [k for k, (s, _) in ledger(p, "flowkit_data").items() if s == "unknown"]
+    assert unknown
+    sb.set_faults()
+    time.sleep(2.1)  # the writes behind the gateway land; the unknown rows settle
+    assert stats(sb)["races"] == 0 and stats(sb)["ambiguous"] == 0
+    done = elt(p.root, "publish", "-s", "flowkit_data")
+    assert done.code == 0, done.output
+    keys = flowkit_keys(stats(sb))
+    assert {v["inserted"] for v in keys.values()} == {1}
+    assert sum(v["patched"] for v in keys.values()) == len(unknown)  # 303 -> PATCH: verified
+    assert stats(sb)["ambiguous"] == 0
+    assert {s for s, _ in ledger(p, "flowkit_data").values()} == {"acknowledged"}
+
+
 # -- 3. GraphQL errors without a path ------------------------------------------------------------
 def test_gql_ug_error_without_path_is_attributed_row_by_row(tmp_path: Path,
                                                             sb: Sandbox) -> None:

@@ -103,6 +103,25 @@ def test_slow_commit_commits_and_never_answers(sandbox: Sandbox, client: httpx.C
     assert (r.status_code, r.json()) == (500, "Ambiguous dataset")
 
 
+def test_gateway_answers_504_while_the_write_goes_on(sandbox: Sandbox,
+                                                    client: httpx.Client) -> None:
+    """A proxy in front gives up: 504 at once, the write lands later, and a resend while it
+    is held races it (FlowKit then has the key twice: "Ambiguous dataset")."""
+    h = bearer(sandbox)
+    sandbox.set_faults(gateway_seconds=0.5)
+    body = dataset(dt="2020-04-01 00:00:00")
+    started = time.monotonic()
+    r = client.post("/v1/data", json=body, headers={**h, "X-Sandbox-Fault": "gateway"})
+    assert (r.status_code, r.text) == (504, "Gateway Timeout")
+    assert time.monotonic() - started < 0.5 and sandbox.store.counts()["flowkit_datasets"] == 0
+    assert client.post("/v1/data", json=body, headers=h).status_code == 201  # the resend
+    quiet_stats(sandbox)
+    label = "residents|residents.residents|3|2|2020-04-01 00:00:00"
+    stats = client.get("/_sandbox/stats").json()
+    assert stats["flowkit"][label]["inserted"] == 2 and stats["flowkit"][label]["races"] == 1
+    assert stats["ambiguous_keys"] == [label] and stats["faults"]["gateway"] == 1
+
+
 def test_slow_commit_on_graphql_holds_the_insert(sandbox: Sandbox) -> None:
     tok, uid = uois_token(sandbox), new_id()
     url, cookie = f"{sandbox.url}/api/gql", {"Cookie": f"authorization={tok}"}
@@ -186,7 +205,8 @@ def test_stats_count_per_key_and_reset(sandbox: Sandbox, client: httpx.Client) -
     gql(sandbox, USER, user_vars(uid), tok)
     stats = client.get("/_sandbox/stats").json()
     assert set(stats) == {"since", "requests", "by_status", "faults", "races", "ambiguous",
-                          "ambiguous_keys", "flowkit", "uois"}
+                          "ambiguous_keys", "flowkit", "uois", "in_flight"}
+    assert stats["in_flight"] == 0
     assert stats["flowkit"][LABEL] == {
         "received": 3, "accepted": 2, "rejected": 0, "duplicates": 1, "inserted": 1,
         "patched": 1, "deleted": 0, "races": 0, "ambiguous": 0}

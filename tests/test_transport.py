@@ -123,13 +123,33 @@ def test_exponential_backoff_then_last_status(httpx_mock: HTTPXMock) -> None:
 
 def test_backoff_jitter_is_bounded(httpx_mock: HTTPXMock) -> None:
     for i in range(8):  # a different answer each time: transient, not deterministic
-        httpx_mock.add_response(status_code=502, text=f"gateway {i}")
+        httpx_mock.add_response(status_code=503, text=f"unavailable {i}")
     clock = FakeClock()
     reply = send(make(clock, max_attempts=8, rng=random.Random(42)))
-    assert reply.attempts == 8 and reply.status == 502
+    assert reply.attempts == 8 and reply.status == 503
     ceilings = [min(30.0, 0.5 * 2**i) for i in range(7)]
     assert all(0 <= s <= c for s, c in zip(clock.sleeps, ceilings, strict=True))
     assert len(set(clock.sleeps)) == 7  # jittered, not a fixed schedule
+
+
+@pytest.mark.parametrize("status", [502, 504])
+def test_a_write_a_gateway_gave_up_on_is_unknown_not_resent(httpx_mock: HTTPXMock,
+                                                             status: int) -> None:
+    """The server behind the gateway may still be writing: a resend could race it (FlowKit:
+    "Ambiguous dataset"). Like a timeout: no answer, reached, resent by a later run only."""
+    httpx_mock.add_response(method="POST", status_code=status, text="Gateway")
+    clock = FakeClock()
+    reply = send(make(clock))
+    assert (reply.status, reply.attempts, reply.reached, clock.sleeps) == (None, 1, True, [])
+    assert f"HTTP {status} from a gateway" in (reply.error or "")
+    httpx_mock.add_response(method="GET", status_code=status, text="Gateway")  # a read: safe
+    httpx_mock.add_response(method="GET", status_code=200, text="ok")
+    reply = send(make(clock), Request("GET", "/x", b"", {}, ()))
+    assert (reply.status, reply.attempts) == (200, 2)
+    httpx_mock.add_response(method="POST", status_code=status, text="Gateway")
+    httpx_mock.add_response(method="POST", status_code=201, text="1")
+    reply = send(make(clock, retry_timeouts=True))  # the endpoint says resending is safe
+    assert (reply.status, reply.attempts) == (201, 2)
 
 
 def test_400_is_not_retried(httpx_mock: HTTPXMock) -> None:

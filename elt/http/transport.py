@@ -8,7 +8,8 @@ timed out waiting for its answer is NOT resent in the same run (unless the endpo
 `retry_timeouts: true`): the server may still be processing it, and the FlowKit backend
 corrupts a key posted twice at the same time ("Ambiguous dataset", fixed only by database
 surgery). Its outcome stays unknown; the next publish resends it, and a POST the first copy
-did store then answers 303 (acknowledged).
+did store then answers 303 (acknowledged). A write answered 502 or 504 is the same case: a
+gateway gave up on the server behind it, which may still be writing.
 
 Every request (token fetches included) is one line in the log (`elt.http`): method, path
 (no query string), status or error, latency. Never bodies or headers; the log handler
@@ -39,6 +40,8 @@ from elt.http.retry import RetryPolicy, retry_after_seconds, retryable_status
 from elt.http.sockets import pooled_transport
 
 RESEND_PAUSE = 1.0  # minimum wait after a timeout before resending (see module docstring)
+GATEWAY_GAVE_UP = (502, 504)  # a proxy's answer: the server behind it may still be writing
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 http_log = logging.getLogger("elt.http")
 
 
@@ -231,6 +234,11 @@ class Transport:
                 refreshed = True
                 tries -= 1
                 continue
+            if (status in GATEWAY_GAVE_UP and request.method.upper() not in SAFE_METHODS
+                    and not self.retry_timeouts):  # as a timeout: not resent in this run
+                return Reply(None, body, f"{self.where}: HTTP {status} from a gateway (the "
+                             "server behind it may still be processing the request)",
+                             attempts, location, True)
             retryable = (exc is not None and self._retryable(exc)) or retryable_status(status)
             if (not retryable or tries >= self.max_attempts
                     or repeats.exhausted(status, body)):

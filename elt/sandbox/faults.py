@@ -10,7 +10,9 @@ then processed and answered; a client that timed out meanwhile never sees the an
 write still lands), `slow_commit` ("slow but processing": held `slow_commit_seconds` in
 flight inside the write, committed, and then the connection is reset, so the client never
 learns that its request committed, whatever its timeout; a resend while it is held races
-it, which on FlowKit stores the key twice) and an outage (every request 503 for a while).
+it, which on FlowKit stores the key twice), `gateway` (a proxy in front gives up: 504 at
+once, while the request goes on behind it, held `gateway_seconds` in flight and then
+processed; a resend meanwhile races it) and an outage (every request 503 for a while).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class Faults:
     slow_seconds: float = 1.0
     slow_commit_rate: float = 0.0  # held in flight, committed, then reset (answer never comes)
     slow_commit_seconds: float = 1.0
+    gateway_rate: float = 0.0  # 504 at once; the request is processed behind it, later
+    gateway_seconds: float = 1.0
     outage_seconds: float = 0.0  # every request answers 503 for this long from now
     seed: int | None = None  # reproducible draws
     faults_on_auth: bool = False  # also fault /oauth/token and /oauth/login3

@@ -13,7 +13,8 @@ The UOIS services never decode gzip (uois.py answers such a body with the same 4
 Control routes (never faulted, not counted):
   GET  /_sandbox/stats   {"since", "requests", "by_status": {"201": n, "reset": n},
                           "faults": {"500": n, ...}, "races": n, "ambiguous": n,
-                          "ambiguous_keys": [key, ...],
+                          "ambiguous_keys": [key, ...], "in_flight": requests being
+                          processed (a gateway fault's write goes on after its 504),
                           "flowkit": {"cat|ind|srid|trid|dt": {received, accepted, rejected,
                                       duplicates, inserted, patched, deleted, races,
                                       ambiguous}},
@@ -53,7 +54,7 @@ from elt.sandbox.uois import Uois
 from elt.sandbox.wire import Request, Response, internal_error, json_response, parse_json
 
 ADMIN_CLIENT, UPDATER_CLIENT = list(flowkit.CLIENTS)
-HEADER_FAULTS = ("500", "429", "503", "reset", "reset_after", "slow", "slow_commit")
+HEADER_FAULTS = ("500", "429", "503", "reset", "reset_after", "slow", "slow_commit", "gateway")
 PARSE_ERROR = {"detail": "There was an error parsing the body"}
 AUTH_ROUTES = ("/oauth/token", "/oauth/login3")
 
@@ -259,7 +260,8 @@ class Sandbox:
             draw, edge = self._rng.random(), 0.0
             for kind, rate in (("reset", f.reset_rate), ("reset_after", f.reset_after_rate),
                                ("500", f.error_rate), ("429", f.throttle_rate),
-                               ("slow", f.slow_rate), ("slow_commit", f.slow_commit_rate)):
+                               ("slow", f.slow_rate), ("slow_commit", f.slow_commit_rate),
+                               ("gateway", f.gateway_rate)):
                 edge += rate
                 if draw < edge:
                     return kind
@@ -305,6 +307,26 @@ class Sandbox:
             if fault == "slow_commit":
                 req.delay += self.faults.slow_commit_seconds
                 req.commit_late = True
+            if fault == "gateway":
+                req.delay += self.faults.gateway_seconds
+                with self._conns_lock:  # busy until processed: stop() waits for it
+                    self._busy += 1
+                threading.Thread(target=self._behind_gateway, args=(req,), daemon=True).start()
+                return Response(504, b"Gateway Timeout", "text/plain; charset=utf-8")
+        return self._serve(req, fault)
+
+    def _behind_gateway(self, req: Request) -> None:
+        """The request a gateway answered 504 for goes on: held in flight, then processed."""
+        try:
+            self._serve(req, None)
+        except Exception:
+            traceback.print_exc()
+        finally:
+            with self._conns_lock:
+                self._busy -= 1
+                self._conns_lock.notify_all()
+
+    def _serve(self, req: Request, fault: str | None) -> Response:
         try:
             req.delay += min(max(float(req.header("X-Sandbox-Delay") or 0), 0.0), 60.0)
         except ValueError:
@@ -339,7 +361,9 @@ class Sandbox:
     def _control(self, req: Request) -> Response:
         route = (req.method, req.path)
         if route == ("GET", "/_sandbox/stats"):
-            return json_response(200, {**self.stats.snapshot(),
+            with self._conns_lock:
+                busy = self._busy
+            return json_response(200, {**self.stats.snapshot(), "in_flight": busy,
                                         "ambiguous_keys": self.flowkit.ambiguous_keys()})
         if route == ("POST", "/_sandbox/reset"):
             self.stats.reset()
