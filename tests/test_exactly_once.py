@@ -229,6 +229,42 @@ def test_a_lost_ledger_converges_without_failures(tmp_path: Path, sb: Sandbox) -
     assert elt(p.root, "publish", "-t", "local").code == 0  # and nothing more to do
 
 
+@pytest.mark.parametrize("batch_size", [4, 1])
+def test_a_row_another_tool_inserted_is_not_taken_for_ours_in_any_batch(
+        tmp_path: Path, sb: Sandbox, batch_size: int) -> None:
+    """A user another tool inserted (other data) stops gql_ug's batch with an error without a
+    path that names its key: that row is not ours (failed: the publication declares no
+    "already there" error), the rows before it were committed, the rows after it go again
+    as they were. The same outcome as one row per request."""
+    import hashlib
+    import uuid
+
+    from sandbox_client import HTTP, USER, uois_token
+
+    p = E2E(tmp_path, sb, n=1, users=4)
+    pubs = p.root / "models" / "publications.yml"
+    text = pubs.read_text().replace("batch_size: 4", f"batch_size: {batch_size}")
+    head, users, tail = text.partition("uois/user.gql")
+    pubs.write_text(head + users + tail.replace(
+        "already_there_errors: [UniqueViolation], ", "", 1))
+    others = [str(uuid.UUID(hashlib.md5(f"user{i}".encode()).hexdigest())) for i in (1, 3)]
+    tok = uois_token(sb)
+    for other in others:  # the second comes after the failing row: not run by the batch
+        r = HTTP.post(f"{sb.url}/api/gql", headers={"Authorization": f"Bearer {tok}",
+                                                     "Cookie": f"authorization={tok}"},
+                      json={"query": USER, "variables": {"id": other, "name": "Other",
+                                                         "surname": "Tool", "email": "o@t.org"}})
+        assert r.json()["data"]["result"]["msg"] == "ok"
+    p.build()
+    assert p.publish(select=["uois_users"]).failed
+    states = ledger(p, "uois_users")
+    assert [states.pop(f'["{other}"]')[0] for other in others] == ["failed", "failed"]
+    assert {s for s, _ in states.values()} == {"acknowledged"} and len(states) == 2
+    assert {r["email"] for r in sb.store.query("SELECT email FROM uois_users")} == {
+        "o@t.org", "u0@uni.test", "u2@uni.test"}
+    assert {v["inserted"] for v in stats(sb)["uois"].values()} == {1}
+
+
 # -- 5. PATCH changes the mdid ---------------------------------------------------------------------
 def test_publishing_data_alone_remaps_the_new_mdids(tmp_path: Path, sb: Sandbox) -> None:
     p = E2E(tmp_path, sb, n=3)

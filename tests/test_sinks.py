@@ -261,6 +261,31 @@ def test_graphql_error_without_path_leaves_open_rows_unresolved(gql_dir: Path) -
                                                 ("c", "unresolved")]
 
 
+def test_graphql_error_without_path_naming_a_key_fails_that_row(gql_dir: Path) -> None:
+    """gql_ug stopped at the row whose key the database error names: the rows before it were
+    committed (resent, maybe ours), it failed (already there when declared), the rows after
+    it were not run (resent as they were: an "already exists" for them is not ours)."""
+    rows = [row(k, {"id": f"ID-{k}", "group": "g"}) for k in ("a", "b", "c", "d")]
+    dup = {"data": None, "errors": [{"msg": "UniqueViolationError: duplicate key\nDETAIL:  "
+                                            "Key (id)=(id-b) already exists.\n[SQL: ...]"}]}
+    for sink, state in ((gql(gql_dir, batch_size=4), "failed"),
+                        (gql(gql_dir, batch_size=4, already_there_errors=["UniqueViolation"]),
+                         "already_there")):
+        [req] = sink.encode(rows)
+        out = sink.interpret(req, 200, answer(dup))
+        assert [(o.key, o.status) for o in out] == [
+            ("a", "unresolved"), ("b", state), ("c", "not_run"), ("d", "not_run")]
+    sink = gql(gql_dir, batch_size=4)
+    [req] = sink.encode(rows)
+    fk = {"data": None, "errors": [{"msg": "ForeignKeyViolationError\nDETAIL:  Key (group)="
+                                           "(g) is not present in table \"groups\"."}]}
+    out = sink.interpret(req, 200, answer(fk))  # the first row naming the missing key failed
+    assert [o.status for o in out] == ["failed", "not_run", "not_run", "not_run"]
+    other = {"data": None, "errors": [{"msg": "DETAIL:  Key (id)=(nobody) already exists."}]}
+    out = sink.interpret(req, 200, answer(other))  # names no row of the request
+    assert {o.status for o in out} == {"unresolved"}
+
+
 def test_graphql_declared_errors_mean_already_there(gql_dir: Path) -> None:
     sink = gql(gql_dir, already_there_errors=["UniqueViolation"])
     [req] = sink.encode([row("a", {"id": "a"})])

@@ -27,7 +27,7 @@ from elt.core.errors import EltError
 from elt.http.messages import RawJSON, Request
 from elt.publish import ledger
 from elt.publish.journal import Journal
-from elt.publish.sinks.base import ALREADY_THERE, UNRESOLVED, Row, Sink
+from elt.publish.sinks.base import ALREADY_THERE, NOT_RUN, UNRESOLVED, Row, Sink
 
 # An "already there" error on a row that may have reached the server before (a crashed run's
 # in-flight row, or a request the transport had to resend) is proof the row exists: the first
@@ -111,9 +111,9 @@ def follow_ups(sink: Sink, settled: list[tuple[Row, str, int | None, str | None]
     """(rows to record now, rows to send again alone).
 
     Unresolved rows go again as they were, flagged as maybe delivered (an "already exists"
-    then proves the first copy landed). An insert answered "already there" in upsert mode
-    goes again as an update: a 303 says a dataset with the key exists, not that its data is
-    ours (FlowKit keeps the old data on POST).
+    then proves the first copy landed); rows not run go again as they were. An insert
+    answered "already there" in upsert mode goes again as an update: a 303 says a dataset
+    with the key exists, not that its data is ours (FlowKit keeps the old data on POST).
     """
     final: list[tuple[Row, str, int | None, str | None]] = []
     again: list[Row] = []
@@ -121,6 +121,8 @@ def follow_ups(sink: Sink, settled: list[tuple[Row, str, int | None, str | None]
         row, state = entry[0], entry[1]
         if state == UNRESOLVED:
             again.append(Row(row.key, row.op, row.body, row.hash, True, row.tombstone))
+        elif state == NOT_RUN:
+            again.append(row)
         elif state == ALREADY_THERE and upserts(sink, row):
             again.append(Row(row.key, "update", row.body, row.hash, False, row.tombstone))
         else:

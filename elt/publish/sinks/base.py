@@ -25,6 +25,9 @@ ALREADY_THERE = "already_there"
 # GraphQL document: fields before it were committed, later ones not run). The stream resends
 # such rows one per request before recording anything.
 UNRESOLVED = "unresolved"
+# Not run: in such a document, a field after the one whose error names its row (gql_ug stops
+# there). Resent alone as it was: this request cannot have delivered it.
+NOT_RUN = "not_run"
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,7 @@ class Outcome:
     """What the ledger records for one row."""
 
     key: str
-    status: str  # acknowledged | failed | already_there | unresolved
+    status: str  # acknowledged | failed | already_there | unresolved | not_run
     http_status: int | None
     answer: str | None  # e.g. the mdid or the returned id; error text when failed
     op: str

@@ -1,12 +1,15 @@
 """GraphQL sink: one .gql operation per row, or n aliased copies of it in one document.
 
 Database errors come back as HTTP 200 with `errors` (UOIS), so outcomes are read per field:
-an error whose `path[0]` names a field's alias fails that row only.
+an error whose `path[0]` names a field's alias fails that row only. An error without a path
+(gql_ug) fails the row whose key its database error names; the fields before it were
+committed, the ones after it were not run.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,7 @@ from elt.publish.sinks.base import (
     ACKNOWLEDGED,
     ALREADY_THERE,
     FAILED,
+    NOT_RUN,
     UNRESOLVED,
     Outcome,
     Row,
@@ -29,12 +33,31 @@ from elt.publish.sinks.base import (
     sub_config,
 )
 
+KEY_DETAIL = re.compile(r"Key \([^)]*\)=\(([^)]*)\)")  # PostgreSQL's DETAIL: the row's key
+
 
 def _error_message(err: Any) -> str:
     if isinstance(err, dict):
         msg = err.get("message") or err.get("msg")
         return str(msg) if msg else json.dumps(err, default=str)
     return str(err)
+
+
+def _failing_row(rows: tuple[Row, ...], errors: list[str]) -> int | None:
+    """Which row an error without a path is about, when its database error names a key
+    (`Key (id)=(...) already exists`, `Key (group_id)=(...) is not present`): gql_ug runs
+    the fields in order and stops at the first failure, so the first row whose variables
+    hold every value of that key failed; the ones before it were committed."""
+    for text in errors:
+        found = KEY_DETAIL.search(text)
+        if not found:
+            continue
+        values = {v.strip().lower() for v in found.group(1).split(",")}
+        for i, row in enumerate(rows):
+            held = row.body.values() if isinstance(row.body, dict) else ()
+            if values <= {str(v).lower() for v in held if v is not None}:
+                return i
+    return None
 
 
 def _same(value: Any, expected: Any) -> bool:
@@ -130,13 +153,17 @@ class GraphQLSink(Sink):
         # before the failing one are committed, later ones were not run; which is which the
         # answer does not say.
         unattributed = bool(general) and sum(data.get(k) is None for k in keys) > 1
+        failing = _failing_row(rows, general) if unattributed else None
         outcomes = []
-        for row, key in zip(rows, keys, strict=True):
+        for i, (row, key) in enumerate(zip(rows, keys, strict=True)):
             value = data.get(key)
             if key in by_key:
                 outcomes.append(self._failed(row, "; ".join(by_key[key])))
+            elif value is None and unattributed and i == failing:
+                outcomes.append(self._failed(row, "; ".join(general)))
             elif value is None and unattributed:
-                outcomes.append(self._outcome(row, UNRESOLVED, "; ".join(general)))
+                state = NOT_RUN if failing is not None and i > failing else UNRESOLVED
+                outcomes.append(self._outcome(row, state, "; ".join(general)))
             elif value is None and general:
                 outcomes.append(self._failed(row, "; ".join(general)))
             elif key not in data:
