@@ -333,6 +333,35 @@ def test_debug_checks_scopes_and_the_graphql_path(tmp_path: Path, sb: Sandbox) -
     assert bad.code == 1
     assert any("endpoint flowkit" in line and "lacks scope(s) write:data" in line
                for line in bad.error_lines()), bad.output
+    # publish checks it too, before any row goes out (FlowKit would 401 every one)
+    p.build()
+    before = stats(sb)["requests"]
+    sent = elt(p.root, "publish", "-t", "local", "-s", "flowkit_data", "--exclude",
+               "flowkit_scopes")
+    assert sent.code == 1 and "lacks scope(s) write:data" in sent.output, sent.output
+    assert ledger(p, "flowkit_data") == {}
+    assert stats(sb)["requests"] - before <= 2  # its heartbeat and token, no /data
+
+
+def test_a_token_without_a_scope_claim_lacks_every_declared_scope() -> None:
+    """FlowKit authorises by `scope` alone: `permissions` grant nothing."""
+    from elt.publish.report import missing_scopes
+    from elt.sandbox import flowkit, tokens
+
+    class Auth:
+        current_token = tokens.sign({"sub": "x", "permissions": ["write:data"]}, flowkit.SECRET,
+                                    ttl=3600)
+
+    class Transport:
+        auth = Auth()
+
+    assert missing_scopes(Transport(), {"write:data"}) == {"write:data"}
+    Auth.current_token = tokens.sign({"sub": "x", "scope": "write:data read"}, flowkit.SECRET,
+                                     ttl=3600)
+    assert missing_scopes(Transport(), {"write:data"}) == set()
+    assert missing_scopes(Transport(), set()) is None  # nothing declared: nothing to check
+    Auth.current_token = "opaque-token"
+    assert missing_scopes(Transport(), {"write:data"}) is None  # not a JWT: cannot tell
 
 
 # -- 11. UOIS groups: valid and mastergroupId, parents first ---------------------------------------

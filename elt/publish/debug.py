@@ -15,8 +15,8 @@ from typing import Any
 
 from elt.core.console import Console
 from elt.core.errors import EltError
-from elt.http.auth import jwt_claims
 from elt.http.messages import Request
+from elt.publish.report import missing_scopes, scope_needs
 from elt.publish.spec import Publication, load_publications
 from elt.publish.workspace import Workspace
 
@@ -42,9 +42,7 @@ def debug(ctx: Workspace) -> bool:
     if not names:
         console.info("endpoints: none configured")
         return ok
-    needs: dict[str, set[str]] = {}
-    for pub in pubs.values():
-        needs.setdefault(pub.endpoint, set()).update(pub.scopes)
+    needs = scope_needs(pubs.values())
     try:
         with ctx.endpoints.open(names) as endpoints:
             return asyncio.run(_check_all(console, endpoints, needs)) and ok
@@ -66,7 +64,7 @@ async def _check_all(console: Console, endpoints: dict[str, dict[str, Any]],
                 said = [f"{cfg.get('url')} up",
                         version if version.startswith("ok") else f"version {version}",
                         "credentials accepted"]
-                missing = _missing_scopes(transport, needs.get(name, set()))
+                missing = missing_scopes(transport, needs.get(name, set()))
                 if missing is not None:
                     said.append("token scopes cover the publications" if not missing else "")
                 if transport.graphql_path:
@@ -79,20 +77,6 @@ async def _check_all(console: Console, endpoints: dict[str, dict[str, Any]],
             console.error(str(exc))
             ok = False
     return ok
-
-
-def token_scopes(token: str | None) -> set[str] | None:
-    """The `scope` claim of a JWT (unverified), else None (not a JWT, or no such claim)."""
-    scope = (jwt_claims(token) or {}).get("scope")
-    return set(str(scope).split()) if scope is not None else None
-
-
-def _missing_scopes(transport: Any, needed: set[str]) -> set[str] | None:
-    """Needed scopes the token lacks; None when nothing is needed or the token says nothing."""
-    if not needed:
-        return None
-    have = token_scopes(getattr(transport.auth, "current_token", None))
-    return None if have is None else needed - have
 
 
 async def _graphql_probe(transport: Any) -> str:

@@ -6,11 +6,13 @@ only reads the database (opened read-only) or only talks to endpoints without se
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from elt.core import db
 from elt.core.errors import EltError
 from elt.core.results import NodeResult, RunResults
+from elt.http.auth import jwt_claims
 from elt.publish import journal as jr
 from elt.publish import ledger, marks
 from elt.publish.lock import state_dir
@@ -172,10 +174,39 @@ def summary(tally: Tally, seconds: float) -> str:
     return f"{text} (first: {first})" if tally.failed and first else text
 
 
+def token_scopes(token: str | None) -> set[str] | None:
+    """The `scope` claim of a JWT (unverified): empty when a JWT has none, None when the
+    token is not a JWT (nothing to read)."""
+    claims = jwt_claims(token)
+    if claims is None:
+        return None
+    scope = claims.get("scope")
+    return set(str(scope).split()) if scope is not None else set()
+
+
+def scope_needs(pubs: Iterable[Publication]) -> dict[str, set[str]]:
+    """Endpoint -> the token scopes its publications declare (`scopes:`)."""
+    needs: dict[str, set[str]] = {}
+    for pub in pubs:
+        needs.setdefault(pub.endpoint, set()).update(pub.scopes)
+    return needs
+
+
+def missing_scopes(transport: Any, needed: set[str]) -> set[str] | None:
+    """Needed scopes the token lacks; None when nothing is needed or the token is opaque.
+    FlowKit authorises by the `scope` claim alone: a token without it, or granting them as
+    `permissions`, is refused (401 "Required permissions ... not present")."""
+    if not needed:
+        return None
+    have = token_scopes(getattr(transport.auth, "current_token", None))
+    return None if have is None else needed - have
+
+
 async def check_transports(console: Console, transports: dict[str, Any],
-                           endpoints: dict[str, dict[str, Any]], *, auth: bool
-                           ) -> dict[str, str]:
-    """Heartbeat (and credentials) of every endpoint before the first row goes out.
+                           endpoints: dict[str, dict[str, Any]], *, auth: bool,
+                           needs: dict[str, set[str]] | None = None) -> dict[str, str]:
+    """Heartbeat (and credentials, and the token's scopes against `needs`: endpoint ->
+    scopes its publications declare) of every endpoint before the first row goes out.
 
     Returns {endpoint: why it is unusable}: one endpoint down fails only the publications
     that use it (and their dependents), not the others.
@@ -186,6 +217,10 @@ async def check_transports(console: Console, transports: dict[str, Any],
             version = await transport.heartbeat()
             if auth:
                 await transport.check_auth()
+                missing = missing_scopes(transport, (needs or {}).get(name, set()))
+                if missing:
+                    raise EltError(f"the token lacks scope(s) {', '.join(sorted(missing))} "
+                                   "that its publications need", where=f"endpoint {name}")
         except EltError as exc:  # said once per publication that needed it (runner)
             down[name] = str(exc)
             continue

@@ -241,8 +241,9 @@ class _Run:
             for name, cfg in endpoints.items():
                 transports[name] = await stack.enter_async_context(
                     Transport(name, cfg, concurrency=self.concurrency))
+            needs = report.scope_needs(self.pubs[n] for n in self.order)
             self.down = await report.check_transports(self.console, transports, endpoints,
-                                                      auth=True)
+                                                      auth=True, needs=needs)
             export: TextIO | None = None
             if self.export_path is not None:  # one JSON line per row sent
                 self.export_path.parent.mkdir(parents=True, exist_ok=True)

@@ -41,7 +41,7 @@ class Publication:
     batch_size: int = 1
     delete_body: str | None = None   # column recorded on acknowledgement, sent on delete
     wave: str | None = None          # rows go in ascending waves of this column (parents first)
-    scopes: tuple[str, ...] = ()     # token scopes the endpoint requires (checked by debug)
+    scopes: tuple[str, ...] = ()     # token scopes the endpoint requires (checked first)
     tags: tuple[str, ...] = ()       # for selection: `elt publish -s tag:uois`
     config: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
