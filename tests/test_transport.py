@@ -295,3 +295,14 @@ def test_bad_endpoint_config() -> None:
         Transport("e", {})
     with pytest.raises(PublishError, match="`timeout` must be a number"):
         Transport("e", {"url": URL, "timeout": "soon"})
+
+
+def test_recorded_answers_leave_out_a_database_errors_parameters() -> None:
+    from elt.http.messages import truncate
+
+    text = ("UniqueViolationError\nDETAIL:  Key (id)=(u1) already exists.\n[SQL: INSERT INTO "
+            "users (id, email) VALUES ($1, $2)]\n[parameters: ('u1', 'a@b.org')]\n(Background)")
+    kept = truncate(text)
+    assert kept is not None and "a@b.org" not in kept
+    assert kept.endswith("[SQL: INSERT INTO users (id, email) VALUES ($1, $2)]\n"
+                         "[parameters: not recorded]\n(Background)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,12 +90,18 @@ def answer_text(body: bytes) -> str | None:
     return as_text(value)
 
 
+# A database error's bound values (SQLAlchemy's `[parameters: (...)]`: the row's own data,
+# emails included, as UOIS answers them) are never recorded; its SQL and DETAIL are.
+SQL_PARAMETERS = re.compile(r"\[parameters: .*?\)\]", re.DOTALL)
+
+
 def truncate(text: str | None, limit: int = ANSWER_LIMIT) -> str | None:
     """Shorten an answer for the ledger; secrets are redacted first, so a cut can never
-    leave part of a secret behind where redaction would no longer find it."""
+    leave part of a secret behind where redaction would no longer find it, and a database
+    error's parameters are left out."""
     if text is None:
         return text
-    text = secrets.redact(text)
+    text = SQL_PARAMETERS.sub("[parameters: not recorded]", secrets.redact(text))
     if len(text) <= limit:
         return text
     return text[: limit - 1] + "…"
