@@ -65,9 +65,9 @@ def uois_token(sb: Sandbox) -> str:
 
 def gql(sb: Sandbox, query: str, variables: dict[str, Any] | None = None,
         tok: str | None = None) -> httpx.Response:
-    cookie = {"Cookie": f"authorization={tok or uois_token(sb)}"}
+    bearer = {"Authorization": f"Bearer {tok or uois_token(sb)}"}
     return HTTP.post(f"{sb.url}/api/gql", json={"query": query, "variables": variables or {}},
-                     headers=cookie)
+                     headers=bearer)
 
 
 USER = """mutation ($id: UUID!, $name: String!, $surname: String!, $email: String!) {

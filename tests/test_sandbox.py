@@ -124,12 +124,12 @@ def test_gateway_answers_504_while_the_write_goes_on(sandbox: Sandbox,
 
 def test_slow_commit_on_graphql_holds_the_insert(sandbox: Sandbox) -> None:
     tok, uid = uois_token(sandbox), new_id()
-    url, cookie = f"{sandbox.url}/api/gql", {"Cookie": f"authorization={tok}"}
+    url, bearer = f"{sandbox.url}/api/gql", {"Authorization": f"Bearer {tok}"}
     body = {"query": USER, "variables": user_vars(uid)}
     with pytest.raises(httpx.ReadTimeout):
-        HTTP.post(url, json=body, headers={**cookie, "X-Sandbox-Fault": "slow_commit"},
+        HTTP.post(url, json=body, headers={**bearer, "X-Sandbox-Fault": "slow_commit"},
                   timeout=0.1)
-    resend = HTTP.post(url, json=body, headers=cookie).json()
+    resend = HTTP.post(url, json=body, headers=bearer).json()
     assert resend["data"]["result"]["msg"] == "ok"  # the resend overtook the held copy
     quiet_stats(sandbox)
     assert sandbox.store.counts()["uois_users"] == 1

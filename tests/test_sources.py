@@ -61,7 +61,7 @@ def seeded(sb: Sandbox) -> list[str]:
             calls.append((EXTID, {"i": user, "t": TYPE_ID, "o": f"o{i}"}))
         for query, variables in calls:
             r = HTTP.post(f"{sb.url}/api/gql", json={"query": query, "variables": variables},
-                          headers={"Cookie": f"authorization={tok}"})
+                          headers={"Authorization": f"Bearer {tok}"})
             assert "errors" not in r.json(), r.text
     return users
 

@@ -5,8 +5,9 @@ Every rule imitates a measured answer of the real services ("Measured on the rea
   unknown key answers 303 to `./login3`; an unknown user HTTP 500; a known user gets a
   token whatever the password. The token carries `token_type, access_token, expires_in
   (3600), refresh_token, user_id` and no `exp` (HS256 here, RS256 there).
-- The token is read from a cookie `authorization=<token>` or `Authorization: Bearer`.
-  Without a valid one: HTTP 401 `{"data": null, "errors": ["Unauthenticated", <query>,
+- The token is read from `Authorization: Bearer` only: the production front end forwards
+  that header alone, so a token sent only as the `authorization` cookie never reaches the
+  gateway. Without a valid one: HTTP 401 `{"data": null, "errors": ["Unauthenticated", <query>,
   <variables>]}`, the query and variables echoed back as received.
 - A body that is not JSON, gzip-compressed ones included (the services do not decode gzip),
   answers 400 `{"detail": "There was an error parsing the body"}`, before any auth check.
@@ -29,7 +30,6 @@ import secrets
 import threading
 import time
 import uuid
-from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
 from graphql import (
@@ -124,24 +124,16 @@ class Uois:
         return json_response(200, {"token": tokens.sign(claims, SECRET)})
 
     def _authenticated(self, req: Request) -> bool:
-        candidates = []
+        """Only `Authorization: Bearer` counts: the production front end in front of /api/gql
+        forwards that header alone, so a token sent only as a cookie never arrives."""
         header = req.header("Authorization") or ""
-        if header.lower().startswith("bearer "):
-            candidates.append(header[7:].strip())
+        if not header.lower().startswith("bearer "):
+            return False
         try:
-            cookie = SimpleCookie(req.header("Cookie") or "")
-        except CookieError:
-            cookie = SimpleCookie()
-        if "authorization" in cookie:
-            value = cookie["authorization"].value
-            candidates.append(value[7:] if value.lower().startswith("bearer ") else value)
-        for token in candidates:
-            try:
-                tokens.verify(token, SECRET)
-                return True
-            except tokens.TokenError:
-                continue
-        return False
+            tokens.verify(header[7:].strip(), SECRET)
+            return True
+        except tokens.TokenError:
+            return False
 
     # -- GraphQL ----------------------------------------------------------------------------
     def graphql(self, req: Request) -> Response:
