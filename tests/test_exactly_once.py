@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fake_api import by_name
 from helpers import E2E, db_query, elt, quiet_stats, stats, write_files
 
 from elt.publish.lock import publish_lock
@@ -266,6 +267,25 @@ def test_a_row_another_tool_inserted_is_not_taken_for_ours_in_any_batch(
     assert {r["email"] for r in sb.store.query("SELECT email FROM uois_users")} == {
         "o@t.org", "u0@uni.test", "u2@uni.test"}
     assert {v["inserted"] for v in stats(sb)["uois"].values()} == {1}
+
+
+def test_setup_failing_at_the_backends_head_stops_its_dependents_until_left_out(
+        tmp_path: Path, sb: Sandbox) -> None:
+    """At the backend's HEAD, POST /setup answers 500 on a fresh database (a migration bug):
+    the publisher reports it with its body, skips what depends on /setup, and goes on
+    without it only when told to (--exclude flowkit_setup)."""
+    p = E2E(tmp_path, sb, n=2)
+    p.build()
+    sb.set_faults(setup_head_bug=True)
+    run = by_name(p.publish())
+    assert run["flowkit_setup"].status == "error"
+    assert "Unknown column 'id' in 'SET'" in (run["flowkit_setup"].message or "")
+    assert run["flowkit_data"].status == "skipped"
+    assert "upstream publication flowkit_setup" in (run["flowkit_data"].message or "")
+    assert ledger(p, "flowkit_data") == {}
+    told = by_name(p.publish(exclude=["flowkit_setup"]))
+    assert "flowkit_setup" not in told and told["flowkit_data"].status == "success"
+    assert {s for s, _ in ledger(p, "flowkit_data").values()} == {"acknowledged"}
 
 
 # -- 5. PATCH changes the mdid ---------------------------------------------------------------------

@@ -259,6 +259,24 @@ def test_config_and_exports_disagreeing_is_reported_by_name(tmp_path: Path):
          ("relocations.relocations_pctchangewithref",)]
 
 
+def test_a_config_without_resolution_ids_is_stopped_before_setup(tmp_path: Path):
+    """The backend's shipped config.json lacks srid/trid: each /setup would renumber the
+    resolutions and orphan the datasets sent. The model test stops it, naming the test."""
+    root = make_project(tmp_path)
+    config_path = root / "seeds/flowkit/config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    for section, id_name in (("spatial_resolutions", "srid"), ("temporal_resolutions", "trid")):
+        for item in config[section]:
+            item.pop(id_name)
+    config_path.write_text(json.dumps(config), encoding="utf-8")
+    results, _ = build(root, select=["+flowkit_setup"], exclude=["kind:api"])
+    by_name = {r.name: r for r in results.results}
+    assert by_name["flowkit_setup_resolution_ids_explicit"].status == "error"
+    assert by_name["flowkit_setup"].status == "success"  # built, but its tests failed:
+    assert query(root, "SELECT tests_ok FROM _elt.nodes WHERE name = 'flowkit_setup'") == [
+        (False,)]  # publish does not send it (nor what depends on it)
+
+
 def test_rows_with_too_few_cells_load_and_are_cleaned_alike(project, tmp_path: Path):
     built, _, _ = project
     header, *lines = (built / "seeds/flowkit/residents.csv").read_text().splitlines()

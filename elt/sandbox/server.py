@@ -342,6 +342,9 @@ class Sandbox:
         held_inside = req.path == "/v1/data" or (req.path == "/api/gql" and req.commit_late)
         if req.delay and not held_inside:  # /v1/data holds its delay "in flight"
             time.sleep(req.delay)
+        if self.faults.setup_head_bug and (req.method, req.path) == ("POST", "/v1/setup"):
+            return json_response(500, "Something went wrong: (1054, \"Unknown column 'id' in "
+                                      "'SET'\")")
         response = self._route(req)
         if fault in ("reset_after", "slow_commit"):
             response.reset = True
