@@ -76,10 +76,13 @@ def auth_headers(httpx_mock: HTTPXMock, url: str = f"{URL}/data") -> list[str | 
     return [r.headers.get("Authorization") for r in httpx_mock.get_requests(url=url)]
 
 
-def jwt(lifetime: int) -> str:
+def jwt(lifetime: int, uois: bool = False) -> str:
+    """A JWT with iat and exp, or as UOIS issues them: `expires_in` and no exp."""
     def part(obj: dict) -> str:
         return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
-    return f"{part({'alg': 'HS256'})}.{part({'iat': 1000, 'exp': 1000 + lifetime})}.sig"
+    claims = ({"token_type": "Bearer", "expires_in": lifetime, "user_id": "u"} if uois
+              else {"iat": 1000, "exp": 1000 + lifetime})
+    return f"{part({'alg': 'RS256'})}.{part(claims)}.sig"
 
 
 # -- oauth2 client credentials ------------------------------------------------------------
@@ -218,9 +221,10 @@ def test_graphql_401_logs_in_again(httpx_mock: HTTPXMock) -> None:
                                                                      "Bearer fresh"]
 
 
-def test_login3_refreshes_before_the_jwt_expires(httpx_mock: HTTPXMock) -> None:
-    login_responses(httpx_mock, jwt(3600), key="k1")
-    login_responses(httpx_mock, jwt(7200), key="k2")
+@pytest.mark.parametrize("as_uois", [False, True], ids=["exp", "expires_in"])
+def test_login3_refreshes_before_the_jwt_expires(httpx_mock: HTTPXMock, as_uois: bool) -> None:
+    login_responses(httpx_mock, jwt(3600, as_uois), key="k1")
+    login_responses(httpx_mock, jwt(7200, as_uois), key="k2")
     httpx_mock.add_response(url="http://uois.test/api/gql", json={"data": {}}, is_reusable=True)
     clock = FakeClock()
 

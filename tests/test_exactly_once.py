@@ -366,6 +366,22 @@ def test_debug_checks_scopes_and_the_graphql_path(tmp_path: Path, sb: Sandbox) -
     assert stats(sb)["requests"] - before <= 2  # its heartbeat and token, no /data
 
 
+def test_the_heartbeats_config_is_never_logged(tmp_path: Path, sb: Sandbox) -> None:
+    """FlowKit's heartbeat exposes its database host, user and Auth0 client: read for its
+    version only, never printed or logged, at any level."""
+    from elt.sandbox.flowkit import HEARTBEAT_CONFIG
+
+    p = E2E(tmp_path, sb, n=1)
+    p.build()
+    runs = [elt(p.root, "debug", "-t", "local", "--log-level", "debug"),
+            elt(p.root, "publish", "-t", "local", "--log-level", "debug")]
+    logs = "".join(f.read_text() for f in (p.root / "target" / "logs").glob("*"))
+    assert "GET /v1/heartbeat 200" in logs  # it was asked
+    for value in (HEARTBEAT_CONFIG["db_host"], HEARTBEAT_CONFIG["auth0_client_id"],
+                  HEARTBEAT_CONFIG["db_user"] + '"'):
+        assert all(value not in run.output for run in runs) and value not in logs
+
+
 def test_a_token_without_a_scope_claim_lacks_every_declared_scope() -> None:
     """FlowKit authorises by `scope` alone: `permissions` grant nothing."""
     from elt.publish.report import missing_scopes

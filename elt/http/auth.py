@@ -36,12 +36,16 @@ def jwt_claims(token: str | None) -> dict[str, Any] | None:
 
 
 def _jwt_lifetime(token: str) -> float | None:
-    """exp - iat of a JWT, else None (UOIS tokens carry no exp)."""
+    """exp - iat of a JWT, else its `expires_in` claim (UOIS tokens carry that and no exp),
+    else None."""
     claims = jwt_claims(token) or {}
-    try:
-        return float(claims["exp"]) - float(claims["iat"])
-    except (KeyError, TypeError, ValueError):
-        return None
+    for lifetime in (lambda: float(claims["exp"]) - float(claims["iat"]),
+                     lambda: float(claims["expires_in"])):
+        try:
+            return lifetime()
+        except (KeyError, TypeError, ValueError):
+            continue
+    return None
 
 
 class CallError(PublishError):
