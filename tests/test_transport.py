@@ -152,6 +152,25 @@ def test_a_write_a_gateway_gave_up_on_is_unknown_not_resent(httpx_mock: HTTPXMoc
     assert (reply.status, reply.attempts) == (201, 2)
 
 
+@pytest.mark.parametrize("first, repeated", [
+    ({"status_code": 429, "headers": {"Retry-After": "0"}}, False),  # refused unread
+    ({"status_code": 503}, False),
+    ({"status_code": 500}, True),  # the server may have stored it before failing
+    (httpx.ReadError("connection reset"), True),  # reached, no answer
+    (httpx.ConnectError("refused"), False),  # never reached
+])
+def test_a_reply_says_whether_an_earlier_attempt_may_have_been_processed(
+        httpx_mock: HTTPXMock, first: Any, repeated: bool) -> None:
+    """Only then may an "already exists" be the earlier copy's doing (stream.settle)."""
+    if isinstance(first, Exception):
+        httpx_mock.add_exception(first)
+    else:
+        httpx_mock.add_response(**first)
+    httpx_mock.add_response(status_code=303, text="7")
+    reply = send(make(FakeClock()))
+    assert (reply.status, reply.attempts, reply.repeated) == (303, 2, repeated)
+
+
 def test_400_is_not_retried(httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_response(status_code=400, json="No data to ingest")
     clock = FakeClock()

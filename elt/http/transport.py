@@ -87,6 +87,9 @@ class Reply:
     attempts: int
     location: str | None = None  # where a 3xx answer pointed (redirects are never followed)
     reached: bool = True  # False: no attempt ever connected (nothing can be processing)
+    # an earlier attempt may have been processed (it reached the server and got no answer,
+    # or a 5xx other than 503): an "already exists" now may be that copy's doing
+    repeated: bool = False
 
 
 def _number(endpoint: dict, key: str, default: float, where: str) -> float:
@@ -223,6 +226,7 @@ class Transport:
         refreshed = False
         repeats = self.policy.tracker()
         reached = False  # whether any attempt may have reached the server
+        repeated = False  # whether an earlier attempt may have been processed
         while True:
             attempts += 1
             tries += 1
@@ -238,13 +242,15 @@ class Transport:
                     and not self.retry_timeouts):  # as a timeout: not resent in this run
                 return Reply(None, body, f"{self.where}: HTTP {status} from a gateway (the "
                              "server behind it may still be processing the request)",
-                             attempts, location, True)
+                             attempts, location, True, repeated)
             retryable = (exc is not None and self._retryable(exc)) or retryable_status(status)
             if (not retryable or tries >= self.max_attempts
                     or repeats.exhausted(status, body)):
                 error = f"{self.where}: {self._describe(exc)}" if exc is not None else None
                 return Reply(status, body, secrets.redact(error) if error else None, attempts,
-                             location, reached)
+                             location, reached, repeated)
+            repeated = repeated or (exc is not None and not isinstance(exc, httpx.ConnectError)
+                                    ) or (status is not None and status >= 500 and status != 503)
             delay = self.policy.delay(tries, retry_after)
             if exc is not None and not isinstance(exc, httpx.ConnectError):
                 delay = max(delay, RESEND_PAUSE)  # it may have reached the server
