@@ -286,6 +286,20 @@ def test_graphql_error_without_path_naming_a_key_fails_that_row(gql_dir: Path) -
     assert {o.status for o in out} == {"unresolved"}
 
 
+def test_graphql_an_answer_echoing_the_variables_is_recorded_without_them(
+        gql_dir: Path) -> None:
+    sink = gql(gql_dir)
+    [req] = sink.encode([row("a", {"id": "a", "name": "ann@mail.test"})])
+    echo = {"data": None, "errors": ["Unauthenticated", USER_GQL,
+                                     {"id": "a", "name": "ann@mail.test"}]}
+    [o] = sink.interpret(req, 401, answer(echo))
+    assert o.status == "failed" and o.answer is not None
+    assert "ann@mail.test" not in o.answer and "Unauthenticated" in o.answer
+    assert "<the request's variables>" in o.answer
+    [o] = sink.interpret(req, 500, b"Internal Server Error")  # other answers as they are
+    assert o.answer == "Internal Server Error"
+
+
 def test_graphql_declared_errors_mean_already_there(gql_dir: Path) -> None:
     sink = gql(gql_dir, already_there_errors=["UniqueViolation"])
     [req] = sink.encode([row("a", {"id": "a"})])

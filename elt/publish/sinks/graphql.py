@@ -60,6 +60,20 @@ def _failing_row(rows: tuple[Row, ...], errors: list[str]) -> int | None:
     return None
 
 
+def _without_echo(text: str | None, request: Request) -> str | None:
+    """An answer that echoes the request's variables back (UOIS's 401: `["Unauthenticated",
+    <query>, <variables>]`) is recorded without them: they are the row's data (emails)."""
+    try:
+        answer, variables = json.loads(text or ""), json.loads(request.content)["variables"]
+    except (ValueError, KeyError, TypeError):
+        return text
+    errors = answer.get("errors") if isinstance(answer, dict) else None
+    if not isinstance(errors, list) or variables not in errors:
+        return text
+    answer["errors"] = ["<the request's variables>" if e == variables else e for e in errors]
+    return json.dumps(answer)
+
+
 def _same(value: Any, expected: Any) -> bool:
     return value == expected or (value is not None and str(value) == str(expected))
 
@@ -129,7 +143,8 @@ class GraphQLSink(Sink):
     # -- interpret ---------------------------------------------------------------------
     def interpret(self, request: Request, status: int, body: bytes) -> list[Outcome]:
         if status != 200:
-            return self.fail_all(request, truncate(answer_text(body)) or f"HTTP {status}", status)
+            text = _without_echo(answer_text(body), request)
+            return self.fail_all(request, truncate(text) or f"HTTP {status}", status)
         try:
             payload = json.loads(body)
         except ValueError:
