@@ -33,6 +33,7 @@ ENDPOINT = {"timeout": 0.4, "max_attempts": 3, "concurrency": 16, "settle": SETT
 # held for SETTLE seconds, and a later run resends it, finding the first copy stored (303 ->
 # PATCH for FlowKit's upsert, UniqueViolation = already there for UOIS).
 # slow_commit: the request commits and the answer never comes, whatever the timeout.
+# gateway: a proxy answers 504 at once while the write goes on behind it: held like a stall.
 STALL = {"slow_rate": 0.1, "slow_seconds": 1.0}
 OUTAGE = 1.5  # seconds of 503s, started mid-run
 
@@ -43,6 +44,7 @@ SCENARIOS: dict[str, tuple[dict[str, Any], bool]] = {  # fault settings, outage 
     "reset_after": ({"reset_after_rate": 0.2}, False),
     "stall": (STALL, False),
     "slow_commit": ({"slow_commit_rate": 0.15, "slow_commit_seconds": 0.6}, False),
+    "gateway": ({"gateway_rate": 0.15, "gateway_seconds": 0.6}, False),
     "outage": ({}, True),
     "all": ({"error_rate": 0.08, "throttle_rate": 0.08, "retry_after": 1, "reset_rate": 0.08,
              "reset_after_rate": 0.08, **STALL, "slow_rate": 0.06, "slow_commit_rate": 0.06,
@@ -50,7 +52,7 @@ SCENARIOS: dict[str, tuple[dict[str, Any], bool]] = {  # fault settings, outage 
 }
 FAULT_NAMES = {"error_rate": "500", "throttle_rate": "429", "reset_rate": "reset",
                "reset_after_rate": "reset_after", "slow_rate": "slow",
-               "slow_commit_rate": "slow_commit"}
+               "slow_commit_rate": "slow_commit", "gateway_rate": "gateway"}
 
 
 @pytest.fixture
