@@ -21,7 +21,7 @@ from helpers import E2E, check_published, elt, stats
 from elt.sandbox.server import Sandbox
 
 DATASETS, USERS = 60, 16
-MAX_RUNS = 12  # flowkit_scopes comes along with flowkit_data: its rows need runs too
+MAX_RUNS = 20  # flowkit_scopes comes along with flowkit_data; writes cut off are held a run
 SETTLE = 1.2  # seconds an unanswered request may still be processing (stalls are 1 s)
 SELECT = ("publish", "-s", "flowkit_data", "-s", "uois_users")
 # Small timeout (stalls go beyond it), few attempts (so some rows fail and a re-run must

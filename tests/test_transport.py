@@ -156,7 +156,7 @@ def test_a_write_a_gateway_gave_up_on_is_unknown_not_resent(httpx_mock: HTTPXMoc
     ({"status_code": 429, "headers": {"Retry-After": "0"}}, False),  # refused unread
     ({"status_code": 503}, False),
     ({"status_code": 500}, True),  # the server may have stored it before failing
-    (httpx.ReadError("connection reset"), True),  # reached, no answer
+    (httpx.ReadError("connection reset"), True),  # reached, no answer (resent: see below)
     (httpx.ConnectError("refused"), False),  # never reached
 ])
 def test_a_reply_says_whether_an_earlier_attempt_may_have_been_processed(
@@ -167,8 +167,24 @@ def test_a_reply_says_whether_an_earlier_attempt_may_have_been_processed(
     else:
         httpx_mock.add_response(**first)
     httpx_mock.add_response(status_code=303, text="7")
-    reply = send(make(FakeClock()))
+    reply = send(make(FakeClock(), retry_timeouts=True))
     assert (reply.status, reply.attempts, reply.repeated) == (303, 2, repeated)
+
+
+@pytest.mark.parametrize("dropped", [httpx.ReadError("connection reset by peer"),
+                                     httpx.RemoteProtocolError("Server disconnected")])
+def test_a_write_whose_connection_dropped_after_sending_is_unknown_not_resent(
+        httpx_mock: HTTPXMock, dropped: Exception) -> None:
+    """A proxy in front may drop it while the server goes on writing: a resend could race
+    it. Like a timeout; a read is resent (nothing to race)."""
+    httpx_mock.add_exception(dropped)
+    clock = FakeClock()
+    reply = send(make(clock))
+    assert (reply.status, reply.attempts, reply.reached, clock.sleeps) == (None, 1, True, [])
+    httpx_mock.add_exception(dropped)
+    httpx_mock.add_response(method="GET", status_code=200, text="ok")
+    reply = send(make(clock), Request("GET", "/x", b"", {}, ()))
+    assert (reply.status, reply.attempts) == (200, 2)
 
 
 def test_400_is_not_retried(httpx_mock: HTTPXMock) -> None:

@@ -9,7 +9,9 @@ timed out waiting for its answer is NOT resent in the same run (unless the endpo
 corrupts a key posted twice at the same time ("Ambiguous dataset", fixed only by database
 surgery). Its outcome stays unknown; the next publish resends it, and a POST the first copy
 did store then answers 303 (acknowledged). A write answered 502 or 504 is the same case: a
-gateway gave up on the server behind it, which may still be writing.
+gateway gave up on the server behind it, which may still be writing; so is a write whose
+connection dropped after it was sent (a reset, or a close without an answer: a proxy in
+front may drop it while the server goes on).
 
 Every request (token fetches included) is one line in the log (`elt.http`): method, path
 (no query string), status or error, latency. Never bodies or headers; the log handler
@@ -243,7 +245,8 @@ class Transport:
                 return Reply(None, body, f"{self.where}: HTTP {status} from a gateway (the "
                              "server behind it may still be processing the request)",
                              attempts, location, True, repeated)
-            retryable = (exc is not None and self._retryable(exc)) or retryable_status(status)
+            retryable = (exc is not None and self._retryable(exc, request.method)
+                         ) or retryable_status(status)
             if (not retryable or tries >= self.max_attempts
                     or repeats.exhausted(status, body)):
                 error = f"{self.where}: {self._describe(exc)}" if exc is not None else None
@@ -333,9 +336,12 @@ class Transport:
         if start > now:
             await self.clock.sleep(start - now)
 
-    def _retryable(self, exc: BaseException) -> bool:
+    def _retryable(self, exc: BaseException, method: str) -> bool:
         if isinstance(exc, httpx.ReadTimeout | httpx.WriteTimeout):
             return self.retry_timeouts  # the first copy may still be processing: see above
+        if (isinstance(exc, httpx.ReadError | httpx.RemoteProtocolError)
+                and method.upper() not in SAFE_METHODS):
+            return self.retry_timeouts  # a write sent, then the connection dropped: the same
         return isinstance(exc, httpx.TimeoutException | httpx.NetworkError
                           | httpx.RemoteProtocolError)
 
