@@ -21,6 +21,7 @@ from elt.publish.workspace import Workspace
 
 if TYPE_CHECKING:
     from elt.core.console import Console
+    from elt.graph.dag import Graph
     from elt.publish.stream import Tally
 
 STATUS_COLUMNS = ["publication", "model", "endpoint", "total", "acknowledged", "already_there",
@@ -40,13 +41,14 @@ def relation(pub: Publication) -> tuple[str, str]:
     return (schema or "main", table)
 
 
-def published_readers(ctx: Workspace, pubs: dict[str, Publication]) -> dict[str, set[str]]:
+def published_readers(ctx: Workspace, pubs: dict[str, Publication], graph: Graph | None = None
+                      ) -> dict[str, set[str]]:
     """Publication -> models that (transitively) read `published.<publication>`.
 
     Loading the graph also checks that every publication names a real model: a project
     whose graph does not load is not published.
     """
-    graph = ctx.graph()
+    graph = graph or ctx.graph()
     readers: dict[str, set[str]] = {}
     for name in pubs:
         node = f"published.{name}"
@@ -58,7 +60,7 @@ def published_readers(ctx: Workspace, pubs: dict[str, Publication]) -> dict[str,
 
 
 def stale_readers(ctx: Workspace, pubs: dict[str, Publication], order: list[str],
-                  readers: dict[str, set[str]]) -> list[str]:
+                  readers: dict[str, set[str]], graph: Graph | None = None) -> list[str]:
     """Models that read answers recorded after they were built, and that a publication of
     `order` is made from (its model or one upstream of it).
 
@@ -66,32 +68,39 @@ def stale_readers(ctx: Workspace, pubs: dict[str, Publication], order: list[str]
     predate them: FlowKit's scope mappings would name the mdids a PATCH replaced.
     """
     reading = set().union(*readers.values())
-    graph = ctx.graph() if reading else None
+    if not reading:
+        return []
+    graph = graph or ctx.graph()
     wanted: set[str] = set()
     for name in order:
         model = model_name(pubs[name])
-        if graph is not None and model in graph.nodes:
+        if model in graph.nodes:
             wanted |= ({model} | graph.upstream(model)) & reading
-    if not wanted:
-        return []
     from elt.build import nodestate
 
     con = ctx.connect(read_only=True)
     try:
-        return [m for m in sorted(wanted) if db.table_exists(con, db.STATE_SCHEMA, "nodes")
-                and nodestate.predates_answers(con, graph, m)]
+        if not wanted or not db.table_exists(con, db.STATE_SCHEMA, "nodes"):
+            return []
+        return [m for m in sorted(wanted) if nodestate.predates_answers(con, graph, m)]
     finally:
         con.close()
 
 
-def warn_stale_readers(ctx: Workspace, pubs: dict[str, Publication], order: list[str],
-                       readers: dict[str, set[str]]) -> None:
-    """Counts read without publishing (status, dry run) are of the stale readers' rows now."""
-    stale = stale_readers(ctx, pubs, order, readers)
-    if stale:
+def rebuild_stale_readers(ctx: Workspace, pubs: dict[str, Publication], order: list[str],
+                          readers: dict[str, set[str]], graph: Graph, *, dry: bool = False
+                          ) -> None:
+    """Before a run classifies: rebuild the stale readers (their rows go out as they are
+    then). A dry run, or `elt status`, only says so: their counts are of the rows now."""
+    stale = stale_readers(ctx, pubs, order, readers, graph)
+    if stale and dry:
         ctx.console.warn(f"a publish first rebuilds {', '.join(stale)} (answers they read "
                          "were recorded since they were built): these counts are of their "
                          "rows now")
+    elif stale:
+        ctx.console.info(f"rebuilding {', '.join(stale)} (answers they read were recorded "
+                         "since they were built)")
+        ctx.build(select=stale)
 
 
 def effective_deps(pubs: dict[str, Publication],
@@ -231,14 +240,15 @@ async def check_transports(console: Console, transports: dict[str, Any],
 
 # -- dry run -----------------------------------------------------------------------------
 def dry_run(ctx: Workspace, pubs: dict[str, Publication], order: list[str],
-            deps: dict[str, set[str]], readers: dict[str, set[str]]) -> RunResults:
+            deps: dict[str, set[str]], readers: dict[str, set[str]], graph: Graph
+            ) -> RunResults:
     """Counts per publication and one sample body; reads only, sends nothing. The same
     gating as a real run: a publication skipped for its model's failed build or tests skips
     the publications downstream of it, and says so."""
     results = RunResults("publish", skips_fail=True)
     console = ctx.console
     _warn_unmerged(ctx)
-    warn_stale_readers(ctx, pubs, order, readers)
+    rebuild_stale_readers(ctx, pubs, order, readers, graph, dry=True)
     blocked: dict[str, str] = {}
     con = ctx.connect(read_only=True)
     try:
@@ -301,7 +311,9 @@ def _warn_unmerged(ctx: Workspace) -> None:
 def status(ctx: Workspace, pubs: dict[str, Publication]) -> tuple[list[str], list[tuple]]:
     """One row per publication; opens the database read-only."""
     _warn_unmerged(ctx)
-    warn_stale_readers(ctx, pubs, list(pubs), published_readers(ctx, pubs))
+    graph = ctx.graph()
+    rebuild_stale_readers(ctx, pubs, list(pubs), published_readers(ctx, pubs, graph), graph,
+                          dry=True)
     rows: list[tuple] = []
     con = ctx.connect(read_only=True)
     try:

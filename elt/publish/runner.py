@@ -48,7 +48,8 @@ def run_publish(ctx: Workspace, select: Sequence[str] = (), exclude: Sequence[st
                 export_results: Path | None = None) -> RunResults:
     """Publish the selected publications; one NodeResult (kind `publication`) each."""
     pubs = load_publications(ctx.project)
-    readers = report.published_readers(ctx, pubs)
+    graph = ctx.graph()
+    readers = report.published_readers(ctx, pubs, graph)
     deps = report.effective_deps(pubs, readers)
     order = select_pubs(pubs, select, exclude, deps)
     if not order:
@@ -58,7 +59,7 @@ def run_publish(ctx: Workspace, select: Sequence[str] = (), exclude: Sequence[st
     sinks = {name: make_sink(name, pub.kind, pub.sink_config(), pub.base_dir)
              for name, pub in pubs.items()}
     if dry_run:
-        return report.dry_run(ctx, pubs, order, deps, readers)
+        return report.dry_run(ctx, pubs, order, deps, readers, graph)
     followers = report.followers(pubs, readers, order, exclude_names(pubs, exclude, deps))
     order = [n for n in select_pubs(pubs, (), (), deps) if n in set(order) | followers]
     for name in sorted(followers):
@@ -68,6 +69,7 @@ def run_publish(ctx: Workspace, select: Sequence[str] = (), exclude: Sequence[st
     if concurrency is not None and concurrency < 1:
         raise PublishError("--concurrency must be at least 1")
     with publish_lock(ctx.project.target.path, ctx.project.root):
+        report.rebuild_stale_readers(ctx, pubs, order, readers, graph)
         results = _Run(ctx, pubs, sinks, order, deps, readers, concurrency,
                        export_results).execute()
     results.write(ctx.project.target_dir)
@@ -218,11 +220,6 @@ class _Run:
     # -- run --------------------------------------------------------------------------
     def execute(self) -> RunResults:
         status = "error"
-        stale = report.stale_readers(self.ctx, self.pubs, self.order, self.readers)
-        if stale:  # before anything is classified: their rows go out as they are now
-            self.console.info(f"rebuilding {', '.join(stale)} (answers they read were "
-                              "recorded since they were built)")
-            self.ctx.build(select=stale)
         try:
             needed = self._begin()
             with self.ctx.endpoints.open(needed) as endpoints:
