@@ -286,6 +286,25 @@ def test_graphql_error_without_path_naming_a_key_fails_that_row(gql_dir: Path) -
     assert {o.status for o in out} == {"unresolved"}
 
 
+def test_rows_not_run_by_a_repeated_request_may_be_an_earlier_copys(gql_dir: Path) -> None:
+    """A batch sent again after an attempt that may have been processed stops at its first
+    row (the earlier copy committed it): the rows after it may be that copy's too, so they
+    go again flagged as maybe delivered, and their "already exists" is ours."""
+    from elt.publish.stream import follow_ups, settle
+
+    sink = gql(gql_dir, batch_size=3)
+    rows = [row(k, {"id": f"ID-{k}"}) for k in ("a", "b", "c")]
+    [req] = sink.encode(rows)
+    dup = answer({"data": None, "errors": [{"msg": "UniqueViolationError\nDETAIL:  Key (id)="
+                                                    "(id-a) already exists."}]})
+    for repeated, flagged in ((False, False), (True, True)):
+        settled = settle(sink, req, 200, dup, None, 2, repeated=repeated)
+        assert settled[0][1] == ("acknowledged" if repeated else "failed")
+        final, again = follow_ups(sink, settled)
+        assert [r.key for r in again] == ["b", "c"]
+        assert {r.retry_of_unknown for r in again} == {flagged}
+
+
 def test_graphql_an_answer_echoing_the_variables_is_recorded_without_them(
         gql_dir: Path) -> None:
     sink = gql(gql_dir)

@@ -93,6 +93,8 @@ def settle(sink: Sink, request: Request, status: int | None, body: bytes, error:
             continue
         state, answer = out.status, out.answer
         maybe_ours = row.retry_of_unknown or repeated  # not after a 401, 429 or 503
+        if state == NOT_RUN and maybe_ours:  # not run by this copy; an earlier one may have
+            state = UNRESOLVED
         if state == "failed" and maybe_ours and already_exists(answer):
             state, answer = "acknowledged", None
         elif state == ALREADY_THERE and maybe_ours and not upserts(sink, row):
