@@ -69,7 +69,7 @@ def already_exists(answer: str | None) -> bool:
 
 
 def settle(sink: Sink, request: Request, status: int | None, body: bytes, error: str | None,
-           attempts: int, location: str | None = None, reached: bool = True,
+           location: str | None = None, reached: bool = True,
            repeated: bool = False) -> list[tuple[Row, str, int | None, str | None]]:
     """(row, status, http_status, answer) for every row of a request, whatever the answer."""
     if status is None:  # no answer: unknown if it may have arrived, failed if it never left
@@ -79,7 +79,7 @@ def settle(sink: Sink, request: Request, status: int | None, body: bytes, error:
         return [(row, state, http, f"{answer} (a redirect to {location}, not followed: fix "
                                    "the endpoint url or path)" if state == "failed" else answer)
                 for row, state, http, answer in settle(sink, request, status, body, None,
-                                                       attempts, repeated=repeated)]
+                                                       repeated=repeated)]
     try:
         outcomes = {o.key: o for o in sink.interpret(request, status, body)}
     except Exception as exc:  # a sink bug or a garbled body must not lose the other rows
@@ -247,7 +247,7 @@ async def stream(
                         "status": "unknown"}, key_json.get(r.key)) for r in request.rows)
         reply = await send(request)
         settled = settle(sink, request, reply.status, reply.body, reply.error,
-                         reply.attempts, reply.location, reply.reached, reply.repeated)
+                         reply.location, reply.reached, reply.repeated)
         final, again = follow_ups(sink, settled)
         _record(publication, final, reply.attempts, journal, key_json, export)
         failed = sum(1 for _, state, _, _ in final if state not in DELIVERED)

@@ -272,17 +272,14 @@ class Sandbox:
         """Answer one request: control routes, faults, gzip, then the emulated service."""
         if req.path.startswith("/_sandbox/"):
             return self._control(req)
-        with self._conns_lock:
-            self._busy += 1
+        self._busy_by(1)
         try:
             response = self._dispatch(req)
         except Exception:
             traceback.print_exc()
             response = internal_error()
         finally:
-            with self._conns_lock:
-                self._busy -= 1
-                self._conns_lock.notify_all()
+            self._busy_by(-1)
         self.stats.bump("status", "reset" if response.reset else str(response.status))
         return response
 
@@ -309,8 +306,7 @@ class Sandbox:
                 req.commit_late = True
             if fault == "gateway":
                 req.delay += self.faults.gateway_seconds
-                with self._conns_lock:  # busy until processed: stop() waits for it
-                    self._busy += 1
+                self._busy_by(1)  # until processed: stop() waits for it
                 threading.Thread(target=self._behind_gateway, args=(req,), daemon=True).start()
                 return Response(504, b"Gateway Timeout", "text/plain; charset=utf-8")
         return self._serve(req, fault)
@@ -322,9 +318,13 @@ class Sandbox:
         except Exception:
             traceback.print_exc()
         finally:
-            with self._conns_lock:
-                self._busy -= 1
-                self._conns_lock.notify_all()
+            self._busy_by(-1)
+
+    def _busy_by(self, n: int) -> None:
+        """Count requests being processed (stop() waits for none; stats show them)."""
+        with self._conns_lock:
+            self._busy += n
+            self._conns_lock.notify_all()
 
     def _serve(self, req: Request, fault: str | None) -> Response:
         try:
