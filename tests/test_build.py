@@ -253,6 +253,28 @@ def test_failing_model_keeps_previous_table_and_skips_downstream(project: Proj) 
     assert statuses(again)["people_cities"] == "success"
 
 
+def test_failing_test_over_several_models_skips_what_reads_them_all(project: Proj) -> None:
+    """A singular test reading two models has no one owner: like dbt build, it guards each
+    node that reads one of them and has both upstream (people_cities), not the rest."""
+    ctx, console, root = project
+    ctx.build()
+    write(root, {"models/checks/every_city_known.test.sql":
+                 "SELECT p.id FROM stg_people AS p ANTI JOIN stg_cities AS c USING (city_id)\n",
+                 "seeds/people/b.csv": "id,name,city_id\n4,dan,20\n5,eve,99\n"})
+    run = ctx.build()
+    assert run.failed and statuses(run)["every_city_known"] == "error"
+    assert statuses(run)["people_cities"] == "skipped"
+    assert "upstream test every_city_known failed" in by_name(run, "people_cities").message
+    assert statuses(run)["stg_people"] == "success"      # the test's own inputs are built
+    assert statuses(run)["people_inc"] == "success"      # reads neither model
+    assert query(root, "SELECT status FROM _elt.nodes WHERE name = 'people_cities'") == [
+        ("skipped",)]
+    write(root, {"seeds/people/b.csv": BASE["seeds/people/b.csv"]})
+    again = ctx.build()
+    assert statuses(again)["every_city_known"] == "success"
+    assert statuses(again)["people_cities"] == "success"
+
+
 def test_failing_swap_rolls_back(project: Proj, monkeypatch: pytest.MonkeyPatch) -> None:
     ctx, _, root = project
     ctx.build()

@@ -181,6 +181,26 @@ def test_tests_are_nodes(tmp_path: Path) -> None:
     assert set(graph.run_after("after")) == {"flowkit_datasets", *names}
 
 
+def test_a_test_over_several_models_guards_what_reads_them_all(tmp_path: Path) -> None:
+    graph = graph_of(tmp_path, {
+        "models/a.sql": "SELECT 1 AS id",
+        "models/b.sql": "SELECT 1 AS id",
+        "models/only_a.sql": "SELECT * FROM a",
+        "models/both.sql": "SELECT * FROM a JOIN b USING (id)",
+        "models/later.sql": "SELECT * FROM only_a JOIN b USING (id)",
+        "models/after_both.sql": "SELECT * FROM both",
+        "models/checks/a_in_b.test.sql": "SELECT * FROM a ANTI JOIN b USING (id)",
+        "models/checks/reads_both.test.sql": "SELECT * FROM a ANTI JOIN both USING (id)",
+    })
+    assert graph.nodes["a_in_b"].owner is None
+    assert "a_in_b" in graph.run_after("both")
+    assert "a_in_b" in graph.run_after("later")       # has a and b upstream, reads b
+    assert "a_in_b" not in graph.run_after("only_a")   # lacks b
+    assert "a_in_b" not in graph.run_after("after_both")  # blocked through `both`
+    # a test reading a model is never run after it: no cycle
+    assert "reads_both" not in graph.run_after("both")
+
+
 @pytest.fixture
 def sel(tmp_path: Path) -> Graph:
     return graph_of(tmp_path, {

@@ -81,10 +81,13 @@ class Graph:
         self.order = _toposort(nodes)
         self._upstream: dict[str, set[str]] = {}
         self.tests_of: dict[str, list[str]] = {}
+        self.guarded_by: dict[str, list[str]] = {}
         for name in self.order:
             owner = nodes[name].owner
             if nodes[name].kind == "test" and owner:
                 self.tests_of.setdefault(owner, []).append(name)
+            elif nodes[name].kind == "test":
+                self._guard(name)
 
     # -- lineage ---------------------------------------------------------------------
     def upstream(self, name: str) -> set[str]:
@@ -105,7 +108,22 @@ class Graph:
             for test in self.tests_of.get(dep, []):
                 if test != name and name not in self.upstream(test):
                     deps.append(test)
-        return deps
+        return deps + [t for t in self.guarded_by.get(name, []) if t not in deps]
+
+    def _guard(self, test: str) -> None:
+        """A test reading several models (a singular test) guards, like dbt build's test
+        edges, each node that reads one of them and has all of them upstream: a failure
+        skips it and so everything downstream, and publishing refuses what was skipped."""
+        parents = {d for d in self.nodes[test].depends_on if self.nodes[d].kind == "model"}
+        if len(parents) < 2:
+            return
+        above = self.upstream(test)
+        for parent in sorted(parents):
+            for child in self.children[parent]:
+                guarded = self.guarded_by.setdefault(child, [])
+                if (self.nodes[child].kind != "test" and child not in above
+                        and test not in guarded and parents <= self.upstream(child)):
+                    guarded.append(test)
 
     # -- names -----------------------------------------------------------------------
     def resolve(self, name: str) -> str | None:
