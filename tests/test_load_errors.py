@@ -36,6 +36,11 @@ from elt.project.seeds import discover_seeds
     ("nd.ndjson", '{"a": 1}\n"x"\n', "seeds/nd.ndjson: item 1 is a string, expected an object"),
     ("scalar.json", '"hello"', "seeds/scalar.json: expected a list of objects, found a string"),
     ("syntax.json", '[{"a": 1}, {"a": }]', "seeds/syntax.json: Malformed JSON"),
+    ("dup.csv", "id,name,Name\n1,a,b\n", "seeds/dup.csv:1: column 'Name' appears twice in the "
+                                          "header (DuckDB would load the second as Name_1)"),
+    ("semi.csv", "id;name;city\n1;a;b\n", "seeds/semi.csv:1: the header is one column, "
+                                           "'id;name;city': a semicolon-separated file? "
+                                           "seeds.yml reads it with ','"),
 ])
 def test_file_errors_are_one_line(root: Path, con: Con, rel: str, content: str | bytes | None,
                                   expected: str) -> None:
@@ -177,3 +182,32 @@ def test_bad_seeds_yml(root: Path, text: str, files: dict[str, str], expected: s
     with pytest.raises(ConfigError, match=expected) as info:
         discover_seeds(load_project(root))
     assert "\n" not in str(info.value)
+
+
+def test_a_bad_header_keeps_the_last_good_rows(root: Path, con: Con) -> None:
+    config(root, "seeds:\n  exp: {path: 'exp/*.csv'}\n")
+    write(root, "exp/a.csv", "id,name\n1,a\n")
+    load(con, root, "exp")
+    table, before = rows(con, "SELECT * FROM raw.exp"), state(con, "exp")
+    write(root, "exp/a.csv", "id;name\n2;b\n")  # an export saved with `;` this time
+    for full in (False, True):
+        with pytest.raises(LoadError, match="semicolon-separated"):
+            load(con, root, "exp", full_refresh=full)
+        assert rows(con, "SELECT * FROM raw.exp") == table and state(con, "exp") == before
+
+
+def test_a_file_lacking_columns_of_the_others_loads_with_a_warning(root: Path,
+                                                                   con: Con) -> None:
+    config(root, "seeds:\n  days: {path: 'days/*.csv'}\n")
+    write(root, "days/d1.csv", "day,a,b\n1,10,20\n")
+    write(root, "days/d2.csv", "day,a,b\n2,11,21\n")
+    assert "lacks" not in (load(con, root, "days").message or "")
+    write(root, "days/d3.csv", "day,a\n3,12\n")  # b missing from the new drop
+    outcome = load(con, root, "days")
+    assert outcome.status == "success" and outcome.added == 1
+    assert "seeds/days/d3.csv: lacks column(s) b of raw.days: its rows have no value there" in \
+        (outcome.message or "")
+    assert rows(con, "SELECT day, b FROM raw.days ORDER BY day") == [
+        (1, 20), (2, 21), (3, None)]
+    write(root, "days/d4.csv", "day,b,a,c\n4,23,13,1\n")  # reordered, and a new column:
+    assert "lacks" not in (load(con, root, "days").message or "")  # the table grows

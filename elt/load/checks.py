@@ -1,5 +1,6 @@
-"""Checks of what DuckDB's JSON readers would accept silently, with errors naming the file,
-the key and the index of the first bad item (set-based: one query per file set)."""
+"""Checks of what DuckDB's readers would accept silently, with errors naming the file and the
+line, or the key and the index of the first bad JSON item (set-based: one query per file
+set; CSV headers: the first line of each file to load)."""
 
 from __future__ import annotations
 
@@ -88,3 +89,47 @@ def check_items(con: duckdb.DuckDBPyConnection, spec: SeedSpec, files: list[Seed
         else:
             keep.append(f)
     return keep
+
+
+_OTHER_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe", ",": "comma"}
+
+
+def check_headers(spec: SeedSpec, files: list[SeedFile], fresh: set[str],
+                  table: list[str], warnings: list[str]) -> None:
+    """A CSV header DuckDB would read without a word but wrongly: a repeated name (the
+    second copy becomes `<name>_1`), one column holding another delimiter (a `;` export
+    read with `,`), both errors; a new or changed file (`fresh`) lacking columns raw.<seed>
+    has (`table`: its rows get NULL there), a warning. A new column is no warning: the
+    table grows (schema evolution)."""
+    if not spec.options["header"]:
+        return
+    delim, headers = spec.options["delimiter"], {}
+    for f in files:
+        try:
+            headers[f.rel] = ss.first_line_cells(f.path, delim)
+        except (OSError, EOFError):
+            continue  # not readable as text (a broken .gz): the read names the file
+    for f in files:
+        if f.rel not in headers:
+            continue
+        names, seen = headers[f.rel], set()
+        for name in names:
+            if name and name.casefold() in seen:  # DuckDB's names ignore case
+                raise LoadError(f"column {name!r} appears twice in the header (DuckDB would "
+                                f"load the second as {name}_1)", where=f"seeds/{f.rel}:1")
+            seen.add(name.casefold())
+        other = next((d for d in _OTHER_DELIMITERS if d != delim and len(names) == 1
+                      and d in names[0]), None)
+        if other:
+            raise LoadError(f"the header is one column, {names[0][:60]!r}: a "
+                            f"{_OTHER_DELIMITERS[other]}-separated file? seeds.yml reads it "
+                            f"with {delim!r} (set `delimiter:` for seed {spec.name})",
+                            where=f"seeds/{f.rel}:1")
+    for f in files:
+        if f.rel not in fresh or f.rel not in headers:
+            continue
+        have = {n.casefold() for n in headers[f.rel]}
+        lacking = [n for n in table if n.casefold() not in have]
+        if lacking:
+            warnings.append(f"seeds/{f.rel}: lacks column(s) {', '.join(lacking)[:120]} of "
+                            f"raw.{spec.name}: its rows have no value there")

@@ -22,7 +22,7 @@ from elt.core import db
 from elt.core.console import Console, Progress
 from elt.core.db import literal, quote
 from elt.core.errors import LoadError
-from elt.load.checks import SeedFile, check_items, check_keyed, empty_error
+from elt.load.checks import SeedFile, check_headers, check_items, check_keyed, empty_error
 from elt.project import seedsql as ss
 from elt.project.config import Project
 from elt.project.seeds import SeedSpec
@@ -338,6 +338,11 @@ class _Job:
                     raise LoadError(f"column {column!r} from seeds.yml `columns:` is not in the "
                                     f"file (it has: {', '.join(names)[:120]}){hint}",
                                     where=f"seeds/{f.rel}")
+        if self.csv and files:
+            fresh = {f.rel for f in files
+                     if f.rel not in self.stored or self.stored[f.rel][2] != f.sha256}
+            table = [c for c in _columns(con, spec.name) if c not in ELT_COLUMNS]
+            check_headers(spec, files, fresh, table, warnings)
         return files
 
     def _explain(self, exc: duckdb.Error, files: list[SeedFile]) -> LoadError:

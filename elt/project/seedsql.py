@@ -138,15 +138,20 @@ def first_bad_sql(path: Path, single_value: bool) -> str:
     return f"SELECT i, t FROM ({query}) WHERE t <> 'OBJECT' ORDER BY i LIMIT 1"
 
 
+def first_line_cells(path: Path, delim: str) -> list[str]:
+    """The cells of a CSV file's first line (its header), split as the reader splits them."""
+    opener: Any = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8-sig", errors="replace", newline="") as fh:
+        first = fh.readline().rstrip("\r\n")
+    if len(delim) == 1:
+        return next(csv.reader([first], delimiter=delim), [])
+    return first.split(delim)
+
+
 def strict_csv_sql(spec: SeedSpec, path: Path) -> str:
     """A read without sniffing, as wide as the first line: DuckDB then names the bad line."""
     o = spec.options
-    opener: Any = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as fh:
-        first = fh.readline()
-    delim = o["delimiter"]
-    width = (len(next(csv.reader([first], delimiter=delim), [])) if len(delim) == 1
-             else len(first.split(delim)))
+    width = len(first_line_cells(path, o["delimiter"]))
     columns = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(max(width, 1)))
     return (f"SELECT count(*) FROM read_csv({literal(path.as_posix())}, auto_detect = false, "
             f"header = {str(o['header']).lower()}, delim = {literal(o['delimiter'])}, "
