@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,15 @@ def test_row_group_size_must_be_a_multiple_of_2048(tmp_path: Path, value: str) -
     (tmp_path / "profiles.yml").write_text(PROFILE.replace("threads:", "row_group_size: 4096\n"
                                                            "      threads:", 1))
     assert load_project(tmp_path).target.row_group_size == 4096
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "true"])
+def test_threads_must_be_at_least_one(tmp_path: Path, value: str) -> None:
+    (tmp_path / "profiles.yml").write_text(re.sub(r"threads: .*", f"threads: {value}",
+                                                  PROFILE, count=1))
+    with pytest.raises(ConfigError, match=r"profiles.yml:\d+: .*threads must be a whole "
+                                          r"number >= 1"):
+        load_project(tmp_path)
 
 
 @pytest.mark.parametrize("value", ["soon", "-1", "true"])
