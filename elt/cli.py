@@ -81,7 +81,7 @@ def _run(opts: dict[str, Any], action: Callable[[Context], Any]) -> None:
     from elt.context import Context  # here, not at the top: `elt --help` needs none of it
 
     debug = opts.pop("debug", False)
-    console = Console(quiet=opts.pop("quiet", False))
+    console = Console(quiet=opts.pop("quiet", False), debug=debug)
     _start_log(opts, click.get_current_context().command_path)
     ctx = Context(opts.pop("project_dir", None), opts.pop("profiles_dir", None),
                   opts.pop("target", None), console)

@@ -101,6 +101,23 @@ def test_unknown_column_fails_build(root: Path) -> None:
     assert {r["name"]: r["status"] for r in saved["results"]}["people_cities"] == "skipped"
 
 
+def test_debug_shows_the_traceback_behind_a_node_error(root: Path) -> None:
+    """The run goes past a failing node, so the CLI never sees its exception: --debug
+    prints its traceback where the error happened, the one line stays as without it."""
+    write(root, {"models/staging/stg_cities.sql": "SELECT idd AS city_id FROM raw.cities",
+                 "seeds/people/b.csv": "id,name,city_id\n4,dan,20\n5,eve\n"})
+    plain = elt(root, "build")
+    assert "Traceback" not in plain.output
+    debug = elt(root, "build", "--debug")
+    assert debug.exit_code == 1
+    assert "duckdb.BinderException" in debug.stderr  # the model's
+    assert "The above exception was the direct cause" in debug.stderr  # the seed's, chained
+    assert "LoadError: seeds/people/b.csv:3" in debug.stderr
+    errors = sorted(line for line in debug.stderr.splitlines() if line.startswith("error:"))
+    assert len(errors) == 2 and errors == sorted(
+        line for line in plain.stderr.splitlines() if line.startswith("error:"))
+
+
 def test_graph_errors_are_one_line(root: Path) -> None:
     write(root, {"models/bad.sql": "SELECT * FROM raw.peoples"})
     line = one_error_line(elt(root, "build"))

@@ -273,10 +273,11 @@ class _Runner:
                     compiled.write(self.project.target_dir, name, sql)
                     db.sql_log.info("%s ran:\n%s", name, sql.rstrip(), extra={"node": name})
         except EltError as exc:
-            text = str(exc)
+            text = self.console.failure(exc)
             named = re.search(rf"\b{re.escape(node.identifier)}\b", text) or name in text
             out = Outcome("error", message=text if named else f"{label}: {text}")
         except duckdb.Error as exc:
+            self.console.failure(exc)
             message, details = compiled.describe_error(exc, node, cur.failed_sql,
                                                        self.project.root, label)
             out = Outcome("error", message=message, details=details)

@@ -17,6 +17,7 @@ import os
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
@@ -122,8 +123,10 @@ class Console:
         color: bool | None = None,
         tty: bool | None = None,
         progress_interval: float = 5.0,
+        debug: bool = False,
     ) -> None:
         self.out = out or sys.stdout
+        self.debug = debug  # --debug: tracebacks of errors a run reports and goes past
         self.err = err or sys.stderr
         self.quiet = quiet
         self.is_tty = bool(getattr(self.out, "isatty", lambda: False)()) if tty is None else tty
@@ -169,6 +172,15 @@ class Console:
     def error(self, text: str) -> None:
         log.error(text)
         self._write(self.err, f"error: {text}")
+
+    def failure(self, exc: BaseException) -> str:
+        """The one-line text of an error a run reports and goes past (a node, a publication:
+        the CLI never sees the exception); with --debug its traceback is printed first."""
+        if self.debug:
+            text = "".join(traceback.format_exception(exc)).rstrip()
+            log.debug(text)
+            self._write(self.err, text)
+        return str(exc)
 
     def _style(self, status: str, text: str) -> str:
         if not self.color or status not in _STATUS_STYLE:

@@ -189,7 +189,7 @@ class _Run:
                 self.held[pub.name] = (held, query.settle)
             return ("count", count)
         except EltError as exc:
-            return ("error", str(exc))
+            return ("error", self.console.failure(exc))
 
     def _prepare_now(self, pub: Publication) -> tuple[str, Any]:
         with contextlib.closing(self._connect()) as con:
@@ -292,7 +292,7 @@ class _Run:
                 if stale:
                     await self._rebuild(stale)
             except EltError as exc:
-                return result("error", str(exc))
+                return result("error", self.console.failure(exc))
             assert self.merge_lock is not None
             async with self.merge_lock:  # one in-process opener of the database at a time
                 loop = asyncio.get_running_loop()
@@ -332,7 +332,7 @@ class _Run:
                     progress=progress, export=export, wave=wave, waved=bool(pub.wave)))
             tally = Tally.total(tallies)
         except EltError as exc:
-            return result("error", str(exc))
+            return result("error", self.console.failure(exc))
         finally:
             progress.close()
         seconds = time.monotonic() - started
