@@ -35,7 +35,12 @@ from elt.project.seeds import discover_seeds
                                            "object"),
     ("nd.ndjson", '{"a": 1}\n"x"\n', "seeds/nd.ndjson: item 1 is a string, expected an object"),
     ("scalar.json", '"hello"', "seeds/scalar.json: expected a list of objects, found a string"),
-    ("syntax.json", '[{"a": 1}, {"a": }]', "seeds/syntax.json: Malformed JSON"),
+    ("syntax.json", '[{"a": 1}, {"a": }]', "seeds/syntax.json:1: malformed JSON: Expecting "
+                                           "value (column 18)"),
+    ("doc.json", '{\n "users": [\n  {"a": 1}\n  {"a": 2}\n ]\n}\n',
+     "seeds/doc.json:4: malformed JSON: Expecting ',' delimiter (column 3)"),
+    ("lines.ndjson", '{"a": 1}\n\n{"a": 2}\n{"a": x}\n{"a": 4}\n',
+     "seeds/lines.ndjson:4: malformed JSON: Expecting value (column 7)"),
     ("dup.csv", "id,name,Name\n1,a,b\n", "seeds/dup.csv:1: column 'Name' appears twice in the "
                                           "header (DuckDB would load the second as Name_1)"),
     ("semi.csv", "id;name;city\n1;a;b\n", "seeds/semi.csv:1: the header is one column, "

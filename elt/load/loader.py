@@ -363,6 +363,10 @@ class _Job:
                 self.con.execute(ss.strict_csv_sql(self.spec, culprit.path)).fetchall()
             except duckdb.Error as strict:
                 text = str(strict)
+        elif culprit and "Malformed JSON" in text and not self.csv:
+            found = ss.json_syntax_error(culprit.path, self.spec.options["format"] == "ndjson")
+            if found:
+                return LoadError(f"malformed JSON: {found[0]}", where=f"{where}:{found[1]}")
         elif culprit and isinstance(exc, duckdb.ConversionException) and not self.csv:
             for column, sql_type in self.spec.options["columns"].items():
                 row = self.con.execute(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -146,6 +147,29 @@ def first_line_cells(path: Path, delim: str) -> list[str]:
     if len(delim) == 1:
         return next(csv.reader([first], delimiter=delim), [])
     return first.split(delim)
+
+
+def json_syntax_error(path: Path, ndjson: bool) -> tuple[str, int] | None:
+    """Where a file DuckDB called malformed JSON breaks, by Python's parser: (why, line).
+    DuckDB's own positions mislead (an NDJSON line one too far, a byte offset within a
+    "record/value"). Runs only after a load failed, so reading the file again is fine."""
+    opener: Any = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
+        if not ndjson:
+            try:
+                json.load(fh)
+                return None
+            except json.JSONDecodeError as exc:
+                if not exc.msg.startswith("Extra data"):  # else: one value per line
+                    return f"{exc.msg} (column {exc.colno})", exc.lineno
+            fh.seek(0)
+        for number, line in enumerate(fh, 1):
+            try:
+                if line.strip():
+                    json.loads(line)
+            except json.JSONDecodeError as exc:
+                return f"{exc.msg} (column {exc.colno})", number
+    return None
 
 
 def strict_csv_sql(spec: SeedSpec, path: Path) -> str:
