@@ -90,18 +90,15 @@ def _run(opts: dict[str, Any], action: Callable[[Context], Any]) -> None:
     except BrokenPipeError:
         _quiet_broken_pipe()
     except EltError as exc:
-        if debug:
-            raise
-        console.error(str(exc))
+        console.error(console.failure(exc))  # --debug: the traceback first, redacted too
         sys.exit(1)
     except KeyboardInterrupt:
         console.error("interrupted")
         sys.exit(130)
     except Exception as exc:  # an elt bug, not a user error: still one line unless --debug
-        if debug:
-            raise
-        console.error(f"internal error: {type(exc).__name__}: {secrets.redact(str(exc))} "
-                      "(run with --debug for the traceback)")
+        console.failure(exc)
+        console.error(f"internal error: {type(exc).__name__}: {secrets.redact(str(exc))}"
+                      + ("" if debug else " (run with --debug for the traceback)"))
         log.root.exception("internal error")
         sys.exit(2)
     failed = getattr(outcome, "failed", outcome is False)

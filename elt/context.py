@@ -239,4 +239,5 @@ class Context:
 
         here = Path(self._project_dir or ".").resolve()
         path = (find_root(here) or here) / "target" / "sandbox.duckdb"
-        serve(host, port, path, fresh, self.console.info, strict_tokens=strict_tokens)
+        serve(host, port, path, fresh, self.console.info, reveal=self.console.result,
+              strict_tokens=strict_tokens)

@@ -118,6 +118,20 @@ def test_debug_shows_the_traceback_behind_a_node_error(root: Path) -> None:
         line for line in plain.stderr.splitlines() if line.startswith("error:"))
 
 
+def test_debug_tracebacks_are_redacted(root: Path) -> None:
+    """--debug used to re-raise, and Python printed the traceback as it was: now it goes
+    through the console, which redacts it like every message."""
+    write(root, {"profiles.yml": "p: {target: dev, outputs: {dev: {type: duckdb, path: "
+                                 "target/elt.duckdb, threads: \"{{ env_var('MY_SECRET') }}\"}}}\n"})
+    run = CliRunner().invoke(cli, ["build", "--debug", "--project-dir", str(root)],
+                             env={"MY_SECRET": "dbg-canary-4711"})
+    assert run.exit_code == 1
+    assert run.exception is None or isinstance(run.exception, SystemExit)
+    assert "Traceback (most recent call last)" in run.stderr
+    assert "ConfigError" in run.stderr and "not '***'" in run.stderr
+    assert "dbg-canary" not in run.output
+
+
 def test_graph_errors_are_one_line(root: Path) -> None:
     write(root, {"models/bad.sql": "SELECT * FROM raw.peoples"})
     line = one_error_line(elt(root, "build"))

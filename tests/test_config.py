@@ -97,6 +97,27 @@ def test_env_var_overrides_and_is_registered_secret(project_dir: Path,
     assert secrets.redact("Bearer tok-canary-123") == "Bearer ***"
 
 
+@pytest.mark.parametrize("token", ["tok{{-canary-}}123", "{{ env_var('T_OTHER') }}"])
+def test_a_value_from_the_environment_is_data_not_a_template(
+        project_dir: Path, monkeypatch: pytest.MonkeyPatch, token: str) -> None:
+    """A password may hold "{{": taken as it is, never rendered again nor quoted in an error
+    (the error quoted the part after "{{", which the full-value redaction missed)."""
+    monkeypatch.delenv("ELT_TARGET", raising=False)
+    monkeypatch.setenv("T_TOKEN", token)
+    auth = load_project(project_dir).target.endpoints["api"]["auth"]
+    assert auth["token"] == token
+    assert secrets.redact(f"Bearer {token}") == "Bearer ***"
+
+
+def test_credentials_in_an_url_are_secret(project_dir: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ELT_TARGET", raising=False)
+    monkeypatch.setenv("T_URL", "https://admin:url-canary-pw@api.example/v1")
+    assert load_project(project_dir).target.endpoints["api"]["url"].endswith("/v1")
+    assert secrets.redact("cannot connect to https://admin:url-canary-pw@api.example/v1") == (
+        "cannot connect to https://admin:***@api.example/v1")
+
+
 def test_target_precedence(project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("T_DB", str(project_dir / "prod.duckdb"))
     monkeypatch.setenv("ELT_TARGET", "prod")

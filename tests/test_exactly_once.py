@@ -6,6 +6,7 @@ Each test names the failure it guards against; most were seen on the real servic
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import time
@@ -420,3 +421,28 @@ def test_project_groups_go_with_their_master_groups_first(tmp_path: Path) -> Non
         stored = {(r["id"], r["mastergroup_id"], r["valid"]) for r in sandbox.store.query(
             "SELECT id, mastergroup_id, valid FROM uois_groups")}
     assert stored == expected
+
+
+def test_debug_redacts_an_answer_before_cutting_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An answer echoing the token just before the 200th character: cut first, the token's
+    head survived the full-value redaction."""
+    from elt.core import secrets
+    from elt.core.errors import EltError
+    from elt.http.transport import Reply
+    from elt.publish import debug
+
+    token = "dbg-token-" + "z" * 40
+    monkeypatch.setattr(secrets, "_SECRETS", set())
+    monkeypatch.setattr(secrets, "_LONGEST_FIRST", ())
+    secrets.register(token)
+
+    class Transport:
+        graphql_path, where = "/api/gql", "endpoint uois"
+
+        async def send(self, request: object) -> Reply:
+            body = '{"errors": ["' + "x" * 150 + f'"], "header": "Bearer {token}"}}'
+            return Reply(401, body.encode(), None, 1)
+
+    with pytest.raises(EltError) as info:
+        asyncio.run(debug._graphql_probe(Transport()))
+    assert "dbg-token" not in str(info.value) and "answered HTTP 401" in str(info.value)

@@ -93,5 +93,8 @@ def test_serve_stops_on_signals_and_leaves_no_wal(tmp_path: Path, sig: signal.Si
     assert proc.returncode == 0, out
     assert f"stopping sandbox ({sig.name})" in out and "Traceback" not in out
     assert not store.with_name("sandbox.duckdb.wal").exists()
+    assert "sandbox-secret" in out  # shown to whoever runs it, but kept out of the log
+    logged = (tmp_path / "target" / "logs" / "elt.log").read_text()
+    assert "listening on" in logged and "sandbox-secret" not in logged
     with duckdb.connect(str(store), read_only=True) as con:
         assert con.execute("SELECT mdid FROM flowkit_datasets").fetchall() == [(mdid,)]

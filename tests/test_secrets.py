@@ -24,7 +24,10 @@ import elt.sandbox.flowkit as flowkit
 import elt.sandbox.uois as uois
 from elt.sandbox.server import Sandbox
 
-CANARIES = {name: f"canary-{name.lower()}-{uuid.uuid4().hex}"
+# a server echoing a secret inside JSON escapes `"`, `\` and non-ASCII characters: the
+# secrets sent in bodies carry them (a bearer token must stay a plain header value)
+CANARIES = {name: f"canary-{name.lower()}-{uuid.uuid4().hex}" + ("" if name == "TOKEN"
+                                                                else '-"q\\ü')
             for name in ("SECRET", "PASSWORD", "TOKEN", "WRONG")}
 ENV = {"ELT_CANARY_SECRET": CANARIES["SECRET"], "ELT_CANARY_PASSWORD": CANARIES["PASSWORD"],
        "ELT_CANARY_TOKEN": CANARIES["TOKEN"],

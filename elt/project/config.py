@@ -12,11 +12,13 @@ folder or the nearest parent that has one, so commands work from any subfolder.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -79,10 +81,16 @@ def render_env(value: Any, where: str) -> Any:
         raise ConfigError(f"environment variable {name} is not set (and has no default)",
                           where=where)
 
+    # the file's own text is checked, not the result: a value from the environment is
+    # data, never a template (a password may hold "{{"), and is never quoted in an error
+    leftover = _LEFTOVER.search(_ENV_VAR.sub("", value))
+    if leftover:
+        raise ConfigError(f"unsupported template {leftover.group(0)!r}; only "
+                          "{{ env_var('NAME'[, 'default']) }} is supported", where=where)
     rendered = _ENV_VAR.sub(substitute, value)
-    if _LEFTOVER.search(rendered):
-        raise ConfigError(f"unsupported template {_LEFTOVER.search(rendered).group(0)!r}; "
-                          "only {{ env_var('NAME'[, 'default']) }} is supported", where=where)
+    if where.endswith("url") and "@" in rendered:  # https://user:password@host/...
+        with contextlib.suppress(ValueError):
+            secrets.register(urlsplit(rendered).password)
     return rendered  # a string: numbers only where the key wants one (profile_schema.coerce)
 
 

@@ -13,6 +13,7 @@ import asyncio
 import json
 from typing import Any
 
+from elt.core import secrets
 from elt.core.console import Console
 from elt.core.errors import EltError
 from elt.http.messages import Request
@@ -90,7 +91,7 @@ async def _graphql_probe(transport: Any) -> str:
     except ValueError:
         data = None
     if reply.status != 200 or not isinstance(data, dict) or "data" not in data:
-        text = reply.body.decode("utf-8", "replace")[:200]
+        text = secrets.redact(reply.body.decode("utf-8", "replace"))[:200]  # then cut
         raise EltError(f"GraphQL path {transport.graphql_path} answered HTTP {reply.status}: "
                        f"{text}", where=transport.where)
     return f"GraphQL {transport.graphql_path} answers queries"

@@ -21,8 +21,11 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def serve(host: str, port: int, store_path: Path, fresh: bool, echo: Callable[[str], None],
-          *, stop: threading.Event | None = None, strict_tokens: bool = False) -> None:
-    """Run until a stop signal (or `stop` is set), printing URLs and credentials."""
+          *, reveal: Callable[[str], None] | None = None, stop: threading.Event | None = None,
+          strict_tokens: bool = False) -> None:
+    """Run until a stop signal (or `stop` is set), printing URLs and credentials. `reveal`
+    prints the credential lines: shown, never logged (a project whose real secrets equal
+    the sandbox's would otherwise find them in its log)."""
     stop = stop or threading.Event()
     sandbox = Sandbox(store_path, host, port, fresh=fresh, strict_tokens=strict_tokens).start()
     previous: dict[int, Any] = {}
@@ -36,8 +39,8 @@ def serve(host: str, port: int, store_path: Path, fresh: bool, echo: Callable[[s
         for sig in STOP_SIGNALS:
             previous[sig] = signal.signal(sig, on_signal)
     try:
-        for line in _banner(sandbox, store_path, strict_tokens):
-            echo(line)
+        for line, secret in _banner(sandbox, store_path, strict_tokens):
+            (reveal or echo if secret else echo)(line)
         while not stop.wait(0.5):  # a timed wait lets the main thread run signal handlers
             pass
         echo(f"stopping sandbox ({received[0]})" if received else "stopping sandbox")
@@ -50,10 +53,12 @@ def serve(host: str, port: int, store_path: Path, fresh: bool, echo: Callable[[s
     echo(f"sandbox stopped; store checkpointed: {store_path}")
 
 
-def _banner(sandbox: Sandbox, store_path: Path, strict_tokens: bool) -> list[str]:
+def _banner(sandbox: Sandbox, store_path: Path,
+            strict_tokens: bool) -> list[tuple[str, bool]]:
+    """The lines to print, each with whether it holds a credential."""
     fk, admin, uo = (sandbox.endpoint_config(n) for n in ("flowkit", "flowkit_admin", "uois"))
     tokens = "expiry and audience checked" if strict_tokens else "signature only, like the real one"
-    return [
+    lines = [
         f"elt sandbox listening on {sandbox.url}  (store: {store_path})",
         f"FlowKit  base url   {fk['url']}   (heartbeat {fk['url']}/heartbeat)",
         f"         token url  {fk['auth']['token_url']}   audience {fk['auth']['audience']}",
@@ -66,4 +71,5 @@ def _banner(sandbox: Sandbox, store_path: Path, strict_tokens: bool) -> list[str
         f"Control  {sandbox.url}/_sandbox/stats  /_sandbox/faults  /_sandbox/reset",
         "Press Ctrl-C (or send SIGTERM) to stop.",
     ]
+    return [(line, " secret " in line or " password " in line) for line in lines]
 

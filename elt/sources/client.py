@@ -7,6 +7,7 @@ import asyncio
 import json
 from typing import TYPE_CHECKING, Any, Protocol
 
+from elt.core import secrets
 from elt.core.console import Progress
 from elt.http.messages import Request, answer_text, pick, truncate
 from elt.sources.spec import (
@@ -115,7 +116,8 @@ class Client:
                      ) -> tuple[dict[str, Any], dict[str, str], str | None]:
         """(data per alias, error per alias, failure of the whole request or None)."""
         if not isinstance(body, dict):
-            return {}, {}, self.tally.fail(status, f"not a GraphQL answer: {body!r}"[:200])
+            return {}, {}, self.tally.fail(
+                status, secrets.redact(f"not a GraphQL answer: {body!r}")[:200])
         data = body.get("data") if isinstance(body.get("data"), dict) else {}
         by_alias: dict[str, str] = {}
         general: list[str] = []
