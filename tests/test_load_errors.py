@@ -81,12 +81,14 @@ def test_json_key_and_document_errors(root: Path, con: Con) -> None:
     config(root, "seeds:\n  users: {path: uois/systemdata.json, json_key: users}\n"
                  "  cfg: {path: uois/cfg.json, json_key: users}\n"
                  "  lst: {path: uois/list.json, json_key: users}\n"
-                 "  many: {path: many.json, format: document}\n")
+                 "  many: {path: many.json, format: document}\n"
+                 "  num: {path: num.json, format: document}\n")
     write(root, "uois/systemdata.json",
           '{"users": [{"id": 1}, {"id": 2}, {"id": 3}, "dave", {"id": 5}]}')
     write(root, "uois/cfg.json", '{"users": {"id": 1}}')
     write(root, "uois/list.json", '[{"users": []}]')
     write(root, "many.json", '{"a": 1}\n{"a": 2}\n')
+    write(root, "num.json", '42\n')  # a config.json overwritten by mistake
     assert load_error(con, root, "users") == (
         "seeds/uois/systemdata.json: key 'users' item 3 is a string, expected an object")
     assert load_error(con, root, "cfg") == (
@@ -95,6 +97,9 @@ def test_json_key_and_document_errors(root: Path, con: Con) -> None:
         "seeds/uois/list.json: expected one JSON object with key 'users', found a list")
     assert load_error(con, root, "many").startswith(
         "seeds/many.json: expected one JSON document, found 2 values")
+    assert load_error(con, root, "num") == (
+        "seeds/num.json: expected a JSON object or list, found a number")
+    assert rows(con, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'num'") == [(0,)]
 
 
 # -- empty exports: an error keeping the last good rows, unless the seed allows them -----------

@@ -288,6 +288,13 @@ class _Job:
             if n > 1:
                 raise LoadError(f"expected one JSON document, found {n} values (NDJSON? use "
                                 "format: ndjson)", where=f"seeds/{rel}")
+        if self.spec.options["format"] == "document":
+            bad = con.execute(f"SELECT _elt_source_file, json_type(content) FROM {self.table} "
+                              "WHERE _elt_load_id = ? AND json_type(content) NOT IN "
+                              "('OBJECT', 'ARRAY') ORDER BY 1 LIMIT 1", [load_id]).fetchone()
+            if bad:
+                raise LoadError("expected a JSON object or list, found "
+                                f"{ss.JSON_KIND.get(bad[1], bad[1])}", where=f"seeds/{bad[0]}")
         for f in [] if self.spec.allow_empty else to_load:  # JSON ones failed in _prepare
             if not rows.get(f.rel):
                 what = "only a header" if self.csv and self.spec.options["header"] \
