@@ -123,7 +123,11 @@ def test_config_errors(tmp_path: Path) -> None:
                                                    "SELECT 1 AS a"})
     assert bad_yaml.startswith("models/m.sql:4: invalid YAML")
     unknown = error_of(tmp_path, {"models/m.sql": "/* elt\nmaterialised: view\n*/\nSELECT 1"})
-    assert "model m: unknown config key(s) materialised" in unknown
+    assert "model m: unknown config key(s) materialised; did you mean materialized?" in unknown
+    test = error_of(tmp_path, {"models/m.sql": "SELECT 1 AS a",
+                               "models/t.test.sql": "/* elt\nseverty: warn\n*/\nSELECT * FROM m"})
+    assert "test t: unknown config key(s) severty; did you mean severity?" in test
+    make_ctx(tmp_path, {"models/t.test.sql": None})
     inc = error_of(tmp_path, {"models/m.sql": "/* elt\nmaterialized: incremental\n*/\nSELECT 1"})
     assert "model m: materialized: incremental needs a unique_key" in inc
     side = error_of(tmp_path, {"models/m.sql": "SELECT 1 AS a",

@@ -19,6 +19,7 @@ from elt.graph.tests import generic_tests
 from elt.project.config import Project
 from elt.project.modelfile import (
     SINGULAR_TEST_KEYS,
+    check_config_keys,
     checksum,
     project_yaml,
     read_sql_file,
@@ -103,10 +104,7 @@ def _sql_node(path: Path, project: Project,
     kind = "test" if is_test else "model"
     refs = cache.table_refs(body, name, where, kind)
     if is_test:
-        unknown = sorted(set(config) - SINGULAR_TEST_KEYS)
-        if unknown:
-            raise ConfigError(f"test {name}: unknown config key(s) {', '.join(unknown)} "
-                              f"(allowed: {', '.join(sorted(SINGULAR_TEST_KEYS))})", where=where)
+        check_config_keys(config, SINGULAR_TEST_KEYS, f"test {name}", where)
         severity = config.get("severity", "error")
         if severity not in ("error", "warn"):
             raise ConfigError(f"test {name}: severity must be error or warn", where=where)

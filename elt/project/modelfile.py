@@ -6,6 +6,7 @@ error here names the file (and line when known) because users fix files, not nod
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import re
@@ -105,12 +106,19 @@ def strip_sql(body: str) -> str:
     return text
 
 
+def check_config_keys(config: dict[str, Any], allowed: set[str], what: str, where: str) -> None:
+    """Unknown keys of a model's or test's header are errors, with a did-you-mean."""
+    unknown = sorted(set(config) - allowed)
+    if unknown:
+        close = difflib.get_close_matches(str(unknown[0]), sorted(allowed), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise ConfigError(f"{what}: unknown config key(s) {', '.join(map(str, unknown))}{hint} "
+                          f"(allowed: {', '.join(sorted(allowed))})", where=where)
+
+
 def validate_model_config(config: dict[str, Any], name: str, where: str) -> dict[str, Any]:
     """Check keys and types of a model's config; return it normalised."""
-    unknown = sorted(set(config) - MODEL_KEYS)
-    if unknown:
-        raise ConfigError(f"model {name}: unknown config key(s) {', '.join(unknown)} "
-                          f"(allowed: {', '.join(sorted(MODEL_KEYS))})", where=where)
+    check_config_keys(config, MODEL_KEYS, f"model {name}", where)
     out = dict(config)
     materialized = out.get("materialized", "table")
     if materialized not in MATERIALIZATIONS:
