@@ -249,6 +249,15 @@ def test_config_and_exports_disagreeing_is_reported_by_name(tmp_path: Path):
     assert missing.status == "error"
     assert "missing_column=travellers_perKm2" in missing.message
     assert "category_id=movements" in missing.message
+    # the test reads exports and indicators: what reads both waits for it (dbt build's
+    # test edges), so no datasets are built, and none published, while they disagree
+    assert by_name["flowkit_datasets"].status == "skipped"
+    assert "flowkit_expected_columns failed" in by_name["flowkit_datasets"].message
+    config["indicators"].pop()  # exported again: only the undeclared column is left
+    config_path.write_text(json.dumps(config), encoding="utf-8")
+    results, _ = build(root, exclude=["kind:api"])
+    by_name = {r.name: r for r in results.results}
+    assert by_name["flowkit_expected_columns"].status == "success"
     undeclared = by_name["flowkit_undeclared_columns_not_published"]  # a warning
     assert undeclared.status == "warn"
     assert "category_id=relocations, column_name=abnormality" in undeclared.message

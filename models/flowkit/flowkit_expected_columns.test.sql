@@ -1,6 +1,8 @@
 -- Columns an export must have and lacks: its key columns (date, unit or units), and every
 -- indicator config.json declares for its category. A failing row names the category and
--- the missing column (a missing key column also stops the export's staging model).
+-- the missing column (a missing key column also stops the export's staging model). While
+-- it fails, what reads both exports and indicators (flowkit_datasets and after it) is
+-- skipped: no datasets are built or published from exports that disagree with config.json.
 WITH expected AS (
     SELECT category_id, unnest(key_columns) AS column_name, 'key column' AS expected_as
     FROM flowkit_exports
