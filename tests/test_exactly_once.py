@@ -296,6 +296,8 @@ def test_publishing_data_alone_remaps_the_new_mdids(tmp_path: Path, sb: Sandbox)
     assert not p.publish().failed, p.out.getvalue()
     p.set_datasets("CASE WHEN i = 1 THEN 500 ELSE i + 1 END")
     p.build()
+    dry = by_name(p.publish(select=["flowkit_data"], dry_run=True))  # counts what a run sends
+    assert set(dry) == {"flowkit_data", "flowkit_scopes"}, dry
     run = p.publish(select=["flowkit_data"])
     assert not run.failed, p.out.getvalue()
     assert "also publishing flowkit_scopes" in p.out.getvalue()

@@ -58,14 +58,14 @@ def run_publish(ctx: Workspace, select: Sequence[str] = (), exclude: Sequence[st
     # every document and REST path now, pending rows or not; the run sends through these
     sinks = {name: make_sink(name, pub.kind, pub.sink_config(), pub.base_dir)
              for name, pub in pubs.items()}
-    if dry_run:
-        return report.dry_run(ctx, pubs, order, deps, readers, graph)
     followers = report.followers(pubs, readers, order, exclude_names(pubs, exclude, deps))
     order = [n for n in select_pubs(pubs, (), (), deps) if n in set(order) | followers]
     for name in sorted(followers):
         sources = sorted(x for x in deps[name] if x in order)
         ctx.console.info(f"also publishing {name}: it reads the answers of "
                          f"{', '.join(sources)} (--exclude {name} to leave it)")
+    if dry_run:  # counts and gates what a real run would send: followers included
+        return report.dry_run(ctx, pubs, order, deps, readers, graph)
     if concurrency is not None and concurrency < 1:
         raise PublishError("--concurrency must be at least 1")
     with publish_lock(ctx.project.target.path, ctx.project.root):
