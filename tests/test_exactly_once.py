@@ -425,6 +425,27 @@ def test_project_groups_go_with_their_master_groups_first(tmp_path: Path) -> Non
     assert stored == expected
 
 
+def test_debug_without_a_heartbeat_still_contacts_the_endpoint(tmp_path: Path,
+                                                                sb: Sandbox) -> None:
+    """No heartbeat and a static token: debug used to say "up, ok, credentials accepted"
+    without a request. Now it GETs the base url and says the token was not checked."""
+    p = E2E(tmp_path, sb, n=1)
+    doc = json.loads((p.root / "profiles.yml").read_text())
+    endpoints = doc["elt"]["outputs"]["local"]["endpoints"]
+    endpoints["plain"] = {"url": sb.url, "auth": {"type": "bearer", "token": "t0ken-abc"}}
+    (p.root / "profiles.yml").write_text(json.dumps(doc))
+    ok = elt(p.root, "debug", "-t", "local")
+    assert ok.code == 0, ok.output
+    line = next(x for x in ok.stdout.splitlines() if x.startswith("endpoint plain:"))
+    assert "answers (HTTP 404; no heartbeat configured)" in line
+    assert "bearer credentials not checked" in line and "accepted" not in line
+    endpoints["plain"]["url"] = f"http://127.0.0.1:{free_port()}"
+    (p.root / "profiles.yml").write_text(json.dumps(doc))
+    down = elt(p.root, "debug", "-t", "local")
+    assert down.code == 1 and any("endpoint plain" in x and "cannot connect" in x
+                                  for x in down.error_lines()), down.output
+
+
 def test_debug_redacts_an_answer_before_cutting_it(monkeypatch: pytest.MonkeyPatch) -> None:
     """An answer echoing the token just before the 200th character: cut first, the token's
     head survived the full-value redaction."""

@@ -62,6 +62,7 @@ class Auth:
 
     kind = "none"
     refreshable = False  # whether a 401 is worth one new token and one resend
+    fetches = False  # whether check() asks a server (a static token is checked by no one)
 
     def __init__(self, config: dict, endpoint: str, clock: Clock,
                  policy: RetryPolicy | None = None) -> None:
@@ -119,6 +120,7 @@ class _TokenAuth(Auth):
     """A fetched token, cached until shortly before it expires; one fetch at a time."""
 
     refreshable = True
+    fetches = True
 
     def __init__(self, config: dict, endpoint: str, clock: Clock,
                  policy: RetryPolicy | None = None) -> None:

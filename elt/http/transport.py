@@ -196,10 +196,7 @@ class Transport:
         probe = Request("GET", self.heartbeat_path, b"", {})
         reply = await self._exchange(probe, self.url + self.heartbeat_path, authorize=False)
         if reply.status is None:
-            what = (reply.error or "no answer").removeprefix(f"{self.where}: ")
-            if not what.startswith("cannot connect"):
-                what = f"cannot connect: {what}"
-            raise PublishError(what, where=self.where)
+            raise self._unreachable(reply)
         if not 200 <= reply.status < 300:
             hint = (f" (a redirect to {reply.location}, not followed: fix the url)"
                     if reply.location else "")
@@ -212,6 +209,19 @@ class Transport:
         if isinstance(data, dict) and data.get("version") not in (None, ""):
             return str(data["version"])
         return "ok (no version)"
+
+    async def probe(self) -> int:
+        """GET the base url without credentials: the HTTP status of whatever answers (any
+        status means a server is there), for an endpoint without a heartbeat."""
+        reply = await self._exchange(Request("GET", "", b"", {}), self.url, authorize=False)
+        if reply.status is None:
+            raise self._unreachable(reply)
+        return reply.status
+
+    def _unreachable(self, reply: Reply) -> PublishError:
+        what = (reply.error or "no answer").removeprefix(f"{self.where}: ")
+        return PublishError(what if what.startswith("cannot connect")
+                            else f"cannot connect: {what}", where=self.where)
 
     async def check_auth(self) -> None:
         """Fetch a token now; raises PublishError naming the endpoint and the status."""

@@ -60,11 +60,18 @@ async def _check_all(console: Console, endpoints: dict[str, dict[str, Any]],
     for name, cfg in endpoints.items():
         try:
             async with Transport(name, cfg) as transport:
-                version = await transport.heartbeat()
+                if transport.heartbeat_path:
+                    version = await transport.heartbeat()
+                    said = [f"{cfg.get('url')} up",
+                            version if version.startswith("ok") else f"version {version}"]
+                else:  # nothing to ask: whatever answers the base url shows a server there
+                    said = [f"{cfg.get('url')} answers (HTTP {await transport.probe()}; no "
+                            "heartbeat configured)"]
                 await transport.check_auth()
-                said = [f"{cfg.get('url')} up",
-                        version if version.startswith("ok") else f"version {version}",
-                        "credentials accepted"]
+                said.append("credentials accepted" if transport.auth.fetches else
+                            "no credentials" if transport.auth.kind == "none" else
+                            f"{transport.auth.kind} credentials not checked (nothing to ask "
+                            "before a request)")
                 missing = missing_scopes(transport, needs.get(name, set()))
                 if missing is not None:
                     said.append("token scopes cover the publications" if not missing else "")
