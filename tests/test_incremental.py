@@ -33,6 +33,8 @@ MODELS = {
     "seeds/seeds.yml": "seeds:\n  sales: {path: 'sales/*.csv'}\n  shops: {path: 'shops/*.csv'}\n",
     "models/inc_rows.sql": incremental(
         "SELECT id, upper(name) AS name, amount FROM raw.sales", "id"),
+    # row by row, but a later drop repeats a name: a full build has both rows
+    "models/inc_names.sql": incremental("SELECT name, day, amount FROM raw.sales", "name"),
     "models/inc_daily.sql": incremental(
         "SELECT day, shop, sum(amount) AS total, count(*) AS n, min(_elt_source_file) AS first "
         "FROM raw.sales GROUP BY ALL", "day, shop"),
@@ -138,6 +140,7 @@ def test_test_project_incremental_equals_full_refresh(tmp_path: Path) -> None:
     assert set(first.values()) == {"full build (first build)"}
     # the second drop: the new rows' keys, recomputed from all rows; row by row: merged
     assert drop["inc_rows"] == "incremental: 3 rows merged"
+    assert drop["inc_names"] == "incremental: 3 keys recomputed, 4 rows"  # cid twice
     assert drop["inc_daily"] == "incremental: 3 keys recomputed, 3 rows"
     assert drop["inc_busy"] == "incremental: 2 keys recomputed, 1 rows"
     assert drop["inc_first"] == "incremental: 2 keys recomputed, 2 rows"

@@ -207,11 +207,12 @@ def _incremental(cur: duckdb.DuckDBPyConnection, node: Node, shape: incremental.
     tmp_name, keys_name = TMP_PREFIX + node.identifier, TMP_PREFIX + "keys/" + node.identifier
     tmp = f"{quote(node.schema)}.{quote(tmp_name)}"
     keys = f"{quote(node.schema)}.{quote(keys_name)}"
+    on = " AND ".join(f"t.{quote(k)} = s.{quote(k)}" for k in node.unique_key)
     cur.execute(f"DROP TABLE IF EXISTS {tmp}; DROP TABLE IF EXISTS {keys}")
     try:
-        if shape.row_level:
+        merged = shape.row_level
+        if merged:
             cur.execute(f"CREATE TABLE {tmp} AS\n{incremental.delta_sql(shape, old)}")
-            keys = tmp
         else:
             cur.execute(f"CREATE TABLE {keys} AS\n"
                         f"{incremental.keys_sql(node, shape, old, grown)}")
@@ -220,9 +221,18 @@ def _incremental(cur: duckdb.DuckDBPyConnection, node: Node, shape: incremental.
         if wanted != {c.lower() for c in columns_of(cur, node.schema, node.identifier)}:
             return None
         check_keys(cur, node, tmp_name)
+        if merged and cur.execute(f"SELECT 1 FROM {node.qualified} AS t SEMI JOIN {tmp} AS s "
+                                  f"ON {on} LIMIT 1").fetchone():
+            # a new row repeats the key of an older input row (old rows never change: a
+            # replaced file rebuilds fully), so a full build has both: recompute those keys
+            merged = False
+            cols = ", ".join(quote(k) for k in node.unique_key)
+            cur.execute(f"CREATE TABLE {keys} AS SELECT DISTINCT {cols} FROM {tmp}; "
+                        f"DROP TABLE {tmp}")
+            cur.execute(f"CREATE TABLE {tmp} AS\n{incremental.recompute_sql(node, keys)}")
+        keys = tmp if merged else keys
         batch = count_rows(cur, tmp)
-        on = " AND ".join(f"t.{quote(k)} = s.{quote(k)}" for k in node.unique_key)
-        note = (f"incremental: {batch:,} rows merged" if shape.row_level else
+        note = (f"incremental: {batch:,} rows merged" if merged else
                 f"incremental: {count_rows(cur, keys):,} keys recomputed, {batch:,} rows")
         with lock, transaction(cur):
             cur.execute(f"DELETE FROM {node.qualified} AS t USING {keys} AS s WHERE {on}")
