@@ -70,8 +70,9 @@ def test_cast_and_column_errors_name_file_line_and_column(root: Path, con: Con) 
     assert load_error(con, root, "c") == ("seeds/c.csv:3: column 'amount': cannot convert "
                                           "'oops' to DOUBLE")
     assert load_error(con, root, "j") == "seeds/j.ndjson: column 'a': cannot convert 'x' to INTEGER"
-    assert load_error(con, root, "s") == ("seeds/s.csv: column 'b' from seeds.yml `columns:` is "
-                                          "not in the file (it has: a;b;c); wrong delimiter?")
+    assert load_error(con, root, "s") == ("seeds/s.csv:1: the header is one column, 'a;b;c': a "
+                                          "semicolon-separated file? seeds.yml reads it with "
+                                          "',' (set `delimiter:` for seed s)")
     message = load_error(con, root, "t")
     assert message.startswith(f"{root}/seeds/seeds.yml: seed 't': bad type in `columns:`")
     assert "INTT" in message

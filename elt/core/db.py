@@ -92,8 +92,8 @@ def connect(
                 pid = _LOCK_HOLDER.search(message)
                 holder = f"process {pid.group(1)}" if pid else "another process"
                 raise DatabaseLockedError(
-                    f"database is locked by {holder} (an `elt build` or `elt publish` "
-                    "still running?); try again when it finishes",
+                    f"database is locked by {holder} (an `elt build`, `elt publish` or "
+                    "`elt sandbox serve` still running?); try again when it finishes",
                     where=str(path),
                 ) from exc
             time.sleep(delay)

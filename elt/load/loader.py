@@ -335,6 +335,11 @@ class _Job:
             files = check_keyed(con, spec, files, warnings)
         elif files and spec.options["format"] in ("json", "ndjson"):
             files = check_items(con, spec, files, warnings)
+        if self.csv and files:
+            fresh = {f.rel for f in files
+                     if f.rel not in self.stored or self.stored[f.rel][2] != f.sha256}
+            table = [c for c in _columns(con, spec.name) if c not in ELT_COLUMNS]
+            check_headers(spec, files, fresh, table, warnings)
         for f in files if spec.options["columns"] else []:
             names = [r[0] for r in con.execute(
                 f"DESCRIBE {ss.reader_sql(spec, [f.path], cast=False)}").fetchall()
@@ -345,11 +350,6 @@ class _Job:
                     raise LoadError(f"column {column!r} from seeds.yml `columns:` is not in the "
                                     f"file (it has: {', '.join(names)[:120]}){hint}",
                                     where=f"seeds/{f.rel}")
-        if self.csv and files:
-            fresh = {f.rel for f in files
-                     if f.rel not in self.stored or self.stored[f.rel][2] != f.sha256}
-            table = [c for c in _columns(con, spec.name) if c not in ELT_COLUMNS]
-            check_headers(spec, files, fresh, table, warnings)
         return files
 
     def _explain(self, exc: duckdb.Error, files: list[SeedFile]) -> LoadError:
