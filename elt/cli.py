@@ -23,7 +23,8 @@ _FORMATS = click.Choice(["table", "csv", "json"])
 def _project_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """Options every command shares, defined once."""
     f = click.option("--project-dir", type=click.Path(file_okay=False), default=None,
-                     help="Project root (default: current directory).")(f)
+                     help="Project root (default: the current folder or the nearest parent "
+                     "holding profiles.yml).")(f)
     f = click.option("--profiles-dir", type=click.Path(file_okay=False), default=None,
                      help="Folder holding profiles.yml (default: the project root).")(f)
     f = click.option("--target", "-t", default=None, envvar="ELT_TARGET",

@@ -90,8 +90,11 @@ def list_nodes(con: duckdb.DuckDBPyConnection | None, graph: Graph, select: Sequ
     for name in graph.select(select, exclude):
         node, state = graph.nodes[name], states.get(name)
         built = state.built_at.strftime("%Y-%m-%d %H:%M:%S") if state and state.built_at else None
+        status = state.status if state and state.status else "not built"
+        if node.kind == "test" and status == "success" and state and state.rows:
+            status = "warn"  # stored as a success (it passes), found rows: severity warn
         rows.append((name, node.kind, _materialized(node), state.rows if state else None,
-                     built, state.status if state and state.status else "not built"))
+                     built, status))
     return LS_COLUMNS, rows
 
 

@@ -78,6 +78,17 @@ def test_show_not_built_yet(built: Built, tmp_path: Path) -> None:
         show_relation(con, ctx.graph(), "later", 5)
 
 
+def test_list_nodes_shows_a_warning_test_as_warn(tmp_path: Path) -> None:
+    ctx, _ = make_ctx(tmp_path, {**BASE, "models/checks/odd.test.sql":
+                                 "/* elt\nseverity: warn\n*/\nSELECT * FROM stg_people "
+                                 "WHERE id % 2 = 1\n"})
+    assert not ctx.build().failed
+    with duckdb.connect(str(tmp_path / "target" / "elt.duckdb"), read_only=True) as con:
+        _, rows = list_nodes(con, ctx.graph(), ["odd", "stg_people"], [])
+    assert {r[0]: (r[3], r[5]) for r in rows} == {"odd": (3, "warn"),
+                                                 "stg_people": (5, "success")}
+
+
 def test_list_nodes(built: Built) -> None:
     ctx, con = built
     columns, rows = list_nodes(con, ctx.graph(), ["kind:model"], ["people_inc"])

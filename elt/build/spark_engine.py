@@ -36,16 +36,22 @@ COMPILED_DIR = Path("compiled") / "spark"
 _TEXT_TYPES = ("UUID", "JSON")
 
 
+def _why(target: Target) -> str:
+    """What asked for Spark: the target's type, or `--engine spark` on another target."""
+    return (f"target {target.name!r} is type: spark" if target.type == "spark"
+            else "--engine spark needs Spark")
+
+
 def session(target: Target) -> Any:
     """A Spark session for the target (pyspark imported here: it is an optional extra)."""
     try:
         from pyspark.sql import SparkSession
     except ImportError:
-        raise ConfigError(f"target {target.name!r} is type: spark but pyspark is not "
-                          "installed (pip install -e '.[spark]')") from None
+        raise ConfigError(f"{_why(target)} but pyspark is not installed (pip install -e "
+                          "'.[spark]')") from None
     if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
-        raise ConfigError(f"target {target.name!r} is type: spark but no Java runtime was "
-                          "found (install Java 17 or set JAVA_HOME)")
+        raise ConfigError(f"{_why(target)} but no Java runtime was found (install Java 17 "
+                          "or set JAVA_HOME)")
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     # pyspark logs every analysis error with its Java stack; elt reports one line instead
     logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
