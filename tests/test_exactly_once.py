@@ -156,6 +156,9 @@ def test_a_write_that_may_still_be_processing_is_held_then_verified_never_stored
     assert first.code == 1 and says in first.output, first.output
     unknown = [k for k, (s, _) in ledger(p, "flowkit_data").items() if s == "unknown"]
     assert unknown
+    failed = sum(s == "failed" for s, _ in ledger(p, "flowkit_data").values())
+    assert f", {failed} failed, {len(unknown)} unanswered (held until they settle)" in \
+        first.output, first.output
     sb.set_faults()
     held = elt(p.root, "publish", "-s", "flowkit_data", "--exclude", "flowkit_scopes")
     assert held.code == 1 and f"{len(unknown)} row(s) held" in held.output, held.output

@@ -178,7 +178,9 @@ def summary(tally: Tally, seconds: float) -> str:
     there = getattr(tally, "already_there", 0)
     text = (f"{tally.acknowledged:,}/{tally.sent:,} acknowledged ({pct:.0f}%)"
             + (f", {there:,} already there" if there else "")
-            + f" in {seconds:.1f} s, {tally.failed:,} failed")
+            + f" in {seconds:.1f} s, {tally.failed - getattr(tally, 'unknown', 0):,} failed")
+    if getattr(tally, "unknown", 0):  # may have arrived: held until they settle, resent
+        text += f", {tally.unknown:,} unanswered (held until they settle)"
     first = getattr(tally, "first_failure", None)
     return f"{text} (first: {first})" if tally.failed and first else text
 

@@ -48,6 +48,7 @@ class Tally:
     sent: int = 0
     acknowledged: int = 0
     failed: int = 0          # failed answers plus rows whose answer never came (unknown)
+    unknown: int = 0         # of those, rows whose answer never came: held, not failed
     already_there: int = 0   # the endpoint had the key already (kept apart in the ledger)
     requests: int = 0
     bytes: int = 0
@@ -57,7 +58,8 @@ class Tally:
     def total(cls, tallies: list[Tally]) -> Tally:
         out = cls()
         for t in tallies:
-            for name in ("sent", "acknowledged", "failed", "already_there", "requests", "bytes"):
+            for name in ("sent", "acknowledged", "failed", "unknown", "already_there",
+                         "requests", "bytes"):
                 setattr(out, name, getattr(out, name) + getattr(t, name))
             out.first_failure = out.first_failure or t.first_failure
         return out
@@ -255,6 +257,7 @@ async def stream(
             tally.first_failure = _reason(final)
         tally.sent += len(final)
         tally.failed += failed
+        tally.unknown += sum(1 for _, state, _, _ in final if state == "unknown")
         tally.acknowledged += sum(1 for _, state, _, _ in final if state == "acknowledged")
         tally.already_there += sum(1 for _, state, _, _ in final if state == ALREADY_THERE)
         tally.requests += 1
