@@ -219,7 +219,8 @@ class Transport:
         return reply.status
 
     def _unreachable(self, reply: Reply) -> PublishError:
-        what = (reply.error or "no answer").removeprefix(f"{self.where}: ")
+        what = (reply.error or "no answer").removeprefix(f"{self.where}: ").removeprefix(
+            secrets.redact(f"{self.where}: "))  # the error may be redacted already
         return PublishError(what if what.startswith("cannot connect")
                             else f"cannot connect: {what}", where=self.where)
 
