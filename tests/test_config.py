@@ -60,12 +60,25 @@ def test_row_group_size_must_be_a_multiple_of_2048(tmp_path: Path, value: str) -
     assert load_project(tmp_path).target.row_group_size == 4096
 
 
-@pytest.mark.parametrize("value", ["0", "-3", "true"])
-def test_threads_must_be_at_least_one(tmp_path: Path, value: str) -> None:
-    (tmp_path / "profiles.yml").write_text(re.sub(r"threads: .*", f"threads: {value}",
-                                                  PROFILE, count=1))
-    with pytest.raises(ConfigError, match=r"profiles.yml:\d+: .*threads must be a whole "
-                                          r"number >= 1"):
+@pytest.mark.parametrize("key, value, expected", [
+    ("threads", "0", "expected a whole number >= 1, not 0"),
+    ("threads", "-3", "expected a whole number >= 1, not -3"),
+    ("threads", "true", "expected a whole number >= 1, not True"),
+    ("threads", "2.5", "expected a whole number >= 1, not 2.5"),
+    ("gzip_level", "10", "expected a whole number from 1 to 9, not 10"),
+    ("concurrency", "0", "expected a whole number >= 1, not 0"),
+    ("timeout", "0", "expected a number above 0, not 0"),
+    ("settle", "-1", "expected a number >= 0, not -1"),
+])
+def test_numbers_out_of_range_stop_every_command(tmp_path: Path, key: str, value: str,
+                                                 expected: str) -> None:
+    """Checked when the profile is read: `gzip_level: 0` used to pass until a publish, and
+    `threads: 0` became 1 without a word."""
+    text = (re.sub(r"threads: .*", f"threads: {value}", PROFILE, count=1) if key == "threads"
+            else PROFILE.replace("          auth:", f"          {key}: {value}\n          auth:",
+                                 1))
+    (tmp_path / "profiles.yml").write_text(text)
+    with pytest.raises(ConfigError, match=r"profiles.yml:\d+: .*" + re.escape(expected)):
         load_project(tmp_path)
 
 

@@ -250,15 +250,11 @@ def load_project(
         raise ConfigError(f"output {chosen!r}: checkpoint_every must be a number of seconds "
                           f">= 0 (got {every!r})", where=at(f"{profile_name}.outputs.{chosen}."
                                                             "checkpoint_every"))
-    threads = output.get("threads", 1)
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ConfigError(f"output {chosen!r}: threads must be a whole number >= 1 (got "
-                          f"{threads!r})", where=at(f"{profile_name}.outputs.{chosen}.threads"))
     target = Target(
         name=chosen,
         type=db_type,
         path=path,
-        threads=threads,
+        threads=int(output.get("threads", 1)),  # a whole number >= 1 (profile_schema.RANGES)
         memory_limit=output.get("memory_limit"),
         row_group_size=rows,
         checkpoint_every=None if every is None else float(every),

@@ -45,7 +45,8 @@ _DESCRIPTIONS = {
     "sandbox": "flowkit | flowkit_admin | uois: use the embedded sandbox",
     "settle": "seconds an unanswered request may still be processing before its rows go again",
     "same_error_retries": "times the same 5xx answer is retried before the row is failed",
-    "gzip_level": "1-9: zlib level of gzip-compressed bodies (1: least CPU, 9: fewest bytes)",
+    "gzip_level": "1-9: level of gzip-compressed bodies (1-3 ISA-L, 4-9 zlib; 1: least CPU, "
+                  "9: fewest bytes)",
     "type": "output: duckdb (default) | spark; auth: the auth scheme",
     "path": "the DuckDB file (spark: holds raw seeds, _elt state and the ledger)",
     "master": "spark: local[*] or a cluster URL (spark://host:7077, yarn, k8s://...)",
@@ -87,22 +88,47 @@ def check_keys(mapping: Any, kind: str, path: str, where: Any) -> None:
                               where=where(sub))
 
 
+# key -> (lowest, highest): checked when the profile is read, so a bad value stops every
+# command, not only the one that happens to use it (`gzip_level: 0` used to pass `elt ls`)
+RANGES: dict[str, tuple[float, float | None]] = {
+    "threads": (1, None), "concurrency": (1, None), "max_attempts": (1, None),
+    "gzip_level": (1, 9), "same_error_retries": (0, None), "rate_limit": (0, None),
+    "settle": (0, None), "timeout": (0, None)}
+_ABOVE_LOW = {"timeout"}  # the lowest value itself is not allowed (a timeout of 0)
+
+
 def coerce(mapping: dict[str, Any], kind: str, path: str,
            where: Callable[[str], str]) -> dict[str, Any]:
-    """Turn strings into numbers/booleans for the keys that expect them (env_var values).
-    `path` is the mapping's dotted key path; `where(path)` names the file and line."""
+    """Turn strings into numbers/booleans for the keys that expect them (env_var values),
+    and check numbers against RANGES. `path` is the mapping's dotted key path;
+    `where(path)` names the file and line."""
     allowed = _NESTED[kind]
     out = dict(mapping)
     for key, value in mapping.items():
         want = allowed.get(key)
         if want in ("int", "number", "bool"):
             out[key] = _scalar(value, want, f"{path}.{key}", where)
+            _in_range(key, out[key], want, f"{path}.{key}", where)
         elif want in _NESTED and isinstance(value, dict):
             out[key] = coerce(value, want, f"{path}.{key}", where)
         elif want == "endpoints" and isinstance(value, dict):
             out[key] = {n: coerce(e, "endpoint", f"{path}.{key}.{n}", where)
                         if isinstance(e, dict) else e for n, e in value.items()}
     return out
+
+
+def _in_range(key: str, value: Any, want: str, path: str, where: Callable[[str], str]) -> None:
+    if key not in RANGES or value is None or want == "bool":
+        return
+    low, high = RANGES[key]
+    whole = want == "int"
+    kind = "a whole number" if whole else "a number"
+    above = key in _ABOVE_LOW
+    if isinstance(value, bool) or not isinstance(value, int if whole else int | float) or (
+            value < low or (above and value == low) or (high is not None and value > high)):
+        bounds = (f"from {low:g} to {high:g}" if high is not None else
+                  f"above {low:g}" if above else f">= {low:g}")
+        raise ConfigError(f"{path}: expected {kind} {bounds}, not {value!r}", where=where(path))
 
 
 def _scalar(value: Any, want: str, path: str, where: Callable[[str], str]) -> Any:
@@ -130,9 +156,18 @@ def json_schema() -> dict[str, Any]:
     """A JSON Schema (draft 2020-12) of profiles.yml for editors."""
 
     def obj(fields: dict[str, str]) -> dict[str, Any]:
-        props = {k: _type(t) | ({"description": _DESCRIPTIONS[k]} if k in _DESCRIPTIONS else {})
+        props = {k: _bounded(k, _type(t)) | ({"description": _DESCRIPTIONS[k]}
+                                              if k in _DESCRIPTIONS else {})
                  for k, t in fields.items()}
         return {"type": "object", "properties": props, "additionalProperties": False}
+
+    def _bounded(key: str, schema: dict[str, Any]) -> dict[str, Any]:
+        if key not in RANGES:
+            return schema
+        low, high = RANGES[key]
+        limits = {"exclusiveMinimum" if key in _ABOVE_LOW else "minimum": low}
+        limits |= {"maximum": high} if high is not None else {}
+        return {"anyOf": [schema["anyOf"][0] | limits, *schema["anyOf"][1:]]}
 
     def _type(name: str) -> dict[str, Any]:
         templated = {"type": "string", "pattern": r"\{\{\s*env_var\("}
