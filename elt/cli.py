@@ -43,7 +43,8 @@ def _project_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def _selection(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option("--select", "-s", multiple=True,
-                     help="name, name+, +name, tag:x, path:models/x, kind:api (repeatable).")(f)
+                     help="name, name+, +name, tag:x, path:models/x, "
+                     "kind:seed|model|api|test|published (repeatable).")(f)
     f = click.option("--exclude", multiple=True, help="Same syntax as --select.")(f)
     return f
 
