@@ -76,7 +76,7 @@ class FakeApi:
     def __init__(self) -> None:
         self.datasets: dict[tuple, int] = {}
         self.calls: list[tuple[str, str, Any, httpx.Headers]] = []
-        self.reject: dict[str, tuple[int, Any]] = {}  # category_id -> one-off answer
+        self.reject: dict[str, Any] = {}  # category_id -> a one-off answer, or a list of them
         self.mdid = 100
         self.down = False
 
@@ -93,8 +93,11 @@ class FakeApi:
             return httpx.Response(201, json=body["mdid"] + 1000)
         key = tuple(sorted((body.get("metadata") or body).items()))
         cat = (body.get("metadata") or body).get("category_id")
-        if cat in self.reject:
-            status, answer = self.reject.pop(cat)
+        if cat in self.reject:  # one answer, or a list of answers given in turn
+            queued = self.reject[cat]
+            status, answer = queued.pop(0) if isinstance(queued, list) else queued
+            if not isinstance(queued, list) or not queued:
+                del self.reject[cat]
             return httpx.Response(status, json=answer)
         if request.method == "DELETE":
             self.datasets.pop(key, None)

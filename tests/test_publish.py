@@ -85,6 +85,24 @@ def test_303_in_upsert_mode_is_followed_by_a_patch(proj: Project, api: FakeApi) 
         api.data_calls()
 
 
+def test_an_update_answered_not_found_is_inserted_once(proj: Project, api: FakeApi) -> None:
+    """A batch answered "already there" for rows of which only some existed: the update of a
+    missing one answers 404. Retried as an update it failed in every run; now it goes again
+    as an insert, once (a server answering 303 and 404 for the same key fails it)."""
+    api.reject["presence"] = [(303, 77), (404, "Dataset not found")]
+    api.reject["residents"] = [(303, 5), (404, "x"), (303, 5), (404, "Dataset not found")]
+    results = proj.publish(select=["data"])
+    calls = [(m, b["metadata"]["category_id"]) for m, p, b in api.data_calls() if p == "/v1/data"]
+    assert [m for m, c in calls if c == "presence"] == ["POST", "PATCH", "POST"]
+    assert [m for m, c in calls if c == "residents"] == ["POST", "PATCH", "POST", "PATCH"]
+    assert proj.sql("SELECT d.category_id, l.status, l.op, l.http_status FROM published.data d "
+                    "JOIN _elt.ledger l USING (seq) ORDER BY 1") == [
+        ("movements", "acknowledged", "insert", 201),
+        ("presence", "acknowledged", "insert", 201),
+        ("residents", "failed", "update", 404)]
+    assert results.failed
+
+
 def test_4xx_row_fails_then_is_retried_alone(proj: Project, api: FakeApi) -> None:
     api.reject["movements"] = (400, "No data to ingest")
     results = proj.publish(select=["data"])

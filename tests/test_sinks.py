@@ -142,6 +142,20 @@ def test_rest_interpret_success_already_there_and_failure() -> None:
     assert (redirect.status, redirect.answer) == ("failed", "HTTP 302")
     [long] = sink.interpret(req, 500, b"x" * 5000)
     assert long.status == "failed" and len(long.answer) <= 500
+    [missing] = sink.interpret(req, 404, b'"Dataset not found"')  # an insert: failed
+    assert missing.status == "failed"
+    [update] = sink.encode([row('["k"]', DATASET, "update")])
+    [gone] = sink.interpret(update, 404, b'"Dataset not found"')  # an update: not there
+    assert (gone.status, gone.http_status, gone.op) == ("not_there", 404, "update")
+    [gone] = rest(rest={**FLOWKIT["rest"], "not_found": [410]}).interpret(update, 404, b"")
+    assert gone.status == "failed"
+
+
+def test_rest_paths_take_no_templates() -> None:
+    """`/items/{id}` used to go out as /items/%7Bid%7D: the key travels in the body."""
+    with pytest.raises(PublishError, match=r"rest.update.path '/items/\{id\}': one path per "
+                                           r"op, no templates"):
+        rest(rest={**FLOWKIT["rest"], "update": {"method": "PATCH", "path": "/items/{id}"}})
 
 
 def test_rest_batch_outcomes_apply_to_every_row() -> None:

@@ -27,7 +27,15 @@ from elt.core.errors import EltError
 from elt.http.messages import RawJSON, Request
 from elt.publish import ledger
 from elt.publish.journal import Journal
-from elt.publish.sinks.base import ALREADY_THERE, NOT_RUN, UNRESOLVED, Row, Sink
+from elt.publish.sinks.base import (
+    ALREADY_THERE,
+    FAILED,
+    NOT_RUN,
+    NOT_THERE,
+    UNRESOLVED,
+    Row,
+    Sink,
+)
 
 # An "already there" error on a row that may have reached the server before (a crashed run's
 # in-flight row, or a request the transport had to resend) is proof the row exists: the first
@@ -117,18 +125,26 @@ def follow_ups(sink: Sink, settled: list[tuple[Row, str, int | None, str | None]
     Unresolved rows go again as they were, flagged as maybe delivered (an "already exists"
     then proves the first copy landed); rows not run go again as they were. An insert
     answered "already there" in upsert mode goes again as an update: a 303 says a dataset
-    with the key exists, not that its data is ours (FlowKit keeps the old data on POST).
+    with the key exists, not that its data is ours (FlowKit keeps the old data on POST). An
+    update answered "not found" goes again as an insert, once: retried as an update it would
+    fail in every run.
     """
     final: list[tuple[Row, str, int | None, str | None]] = []
     again: list[Row] = []
     for entry in settled:
         row, state = entry[0], entry[1]
         if state == UNRESOLVED:
-            again.append(Row(row.key, row.op, row.body, row.hash, True, row.tombstone))
+            again.append(Row(row.key, row.op, row.body, row.hash, True, row.tombstone,
+                             row.reinserted))
         elif state == NOT_RUN:
             again.append(row)
         elif state == ALREADY_THERE and upserts(sink, row):
-            again.append(Row(row.key, "update", row.body, row.hash, False, row.tombstone))
+            again.append(Row(row.key, "update", row.body, row.hash, False, row.tombstone,
+                             row.reinserted))
+        elif state == NOT_THERE and not row.reinserted and sink.mode in ("upsert", "mirror"):
+            again.append(Row(row.key, "insert", row.body, row.hash, False, row.tombstone, True))
+        elif state == NOT_THERE:  # inserted once already, or no upserts: it failed
+            final.append((row, FAILED, entry[2], entry[3]))
         else:
             final.append(entry)
     return final, again

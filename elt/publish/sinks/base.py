@@ -28,6 +28,10 @@ UNRESOLVED = "unresolved"
 # Not run: in such a document, a field after the one whose error names its row (gql_ug stops
 # there). Resent alone as it was: this request cannot have delivered it.
 NOT_RUN = "not_run"
+# An update answered "not found" (REST `not_found`, 404 by default): the key is not there,
+# e.g. after a batch answered "already there" for rows of which only some existed. In upsert
+# mode the stream inserts it instead, once; otherwise it is recorded as failed.
+NOT_THERE = "not_there"
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class Row:
     hash: str  # content hash recorded in the ledger
     retry_of_unknown: bool = False  # sent before and the answer never recorded: may be there
     tombstone: str | None = None  # recorded on acknowledgement; the body of a later delete
+    reinserted: bool = False  # an update answered "not found", sent again as an insert
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from elt.publish.sinks.base import (
     ACKNOWLEDGED,
     ALREADY_THERE,
     FAILED,
+    NOT_THERE,
     Outcome,
     Row,
     Sink,
@@ -50,6 +51,7 @@ class RestSink(Sink):
             raise self.error("mode mirror deletes rows but `rest.delete` is not configured")
         self.success = self._statuses("success", rest.get("success", DEFAULT_SUCCESS))
         self.already_there = self._statuses("already_there", rest.get("already_there", ()))
+        self.not_found = self._statuses("not_found", rest.get("not_found", (404,)))
         self.compression = str(rest.get("compression") or "none")
         if self.compression not in ("gzip", "none"):
             raise self.error(f"rest.compression must be gzip or none, not {self.compression!r}")
@@ -72,6 +74,9 @@ class RestSink(Sink):
             raise self.error(f"rest.{op} needs a `path` (e.g. /data)")
         if not path.startswith("/"):
             path = "/" + path
+        if "{" in path or "}" in path:  # it would go out as %7Bid%7D: refuse it up front
+            raise self.error(f"rest.{op}.path {path!r}: one path per op, no templates: the "
+                             "row's key travels in its body")
         return method, path
 
     def _statuses(self, what: str, value: Any) -> frozenset[int]:
@@ -121,7 +126,8 @@ class RestSink(Sink):
             return [Outcome(r.key, state, status, a, r.op)
                     for r, a in zip(rows, answers, strict=True)]
         text = truncate(answer_text(body)) or f"HTTP {status}"
-        return [Outcome(r.key, FAILED, status, text, r.op) for r in rows]
+        return [Outcome(r.key, NOT_THERE if r.op == "update" and status in self.not_found
+                        else FAILED, status, text, r.op) for r in rows]
 
     @staticmethod
     def _answers(body: bytes, n: int) -> list[str | None]:
