@@ -103,6 +103,22 @@ def test_an_update_answered_not_found_is_inserted_once(proj: Project, api: FakeA
     assert results.failed
 
 
+def test_a_refused_token_stops_the_sending(proj: Project, api: FakeApi) -> None:
+    """A wrong static token: every request answers 401. The first one stops the sending
+    (it used to send every pending row for one 401 each); the rest stays pending."""
+    for category in ("residents", "presence", "movements"):
+        api.reject[category] = (401, "Invalid token")
+    results = proj.publish(select=["data"], concurrency=1)
+    assert results.failed
+    message = by_name(results)["data"].message
+    assert "stopped: the endpoint refused our credentials (HTTP 401: Invalid token)" in message
+    assert len([c for c in api.data_calls() if c[1] == "/v1/data"]) == 1
+    assert proj.sql("SELECT status, count(*) FROM _elt.ledger GROUP BY 1") == [("failed", 1)]
+    api.reject.clear()  # the token fixed: the refused row and the two never sent go out
+    assert not proj.publish(select=["data"]).failed
+    assert len([c for c in api.data_calls() if c[1] == "/v1/data"]) == 4
+
+
 def test_4xx_row_fails_then_is_retried_alone(proj: Project, api: FakeApi) -> None:
     api.reject["movements"] = (400, "No data to ingest")
     results = proj.publish(select=["data"])

@@ -182,7 +182,9 @@ def summary(tally: Tally, seconds: float) -> str:
     if getattr(tally, "unknown", 0):  # may have arrived: held until they settle, resent
         text += f", {tally.unknown:,} unanswered (held until they settle)"
     first = getattr(tally, "first_failure", None)
-    return f"{text} (first: {first})" if tally.failed and first else text
+    text = f"{text} (first: {first})" if tally.failed and first else text
+    stopped = getattr(tally, "stopped", None)
+    return f"{text}; stopped: {stopped}, the rest stays pending" if stopped else text
 
 
 def token_scopes(token: str | None) -> set[str] | None:

@@ -61,6 +61,7 @@ class Tally:
     requests: int = 0
     bytes: int = 0
     first_failure: str | None = None  # why the first failed row failed (status and answer)
+    stopped: str | None = None  # why sending stopped early (the endpoint refused our token)
 
     @classmethod
     def total(cls, tallies: list[Tally]) -> Tally:
@@ -70,6 +71,7 @@ class Tally:
                          "requests", "bytes"):
                 setattr(out, name, getattr(out, name) + getattr(t, name))
             out.first_failure = out.first_failure or t.first_failure
+            out.stopped = out.stopped or t.stopped
         return out
 
 
@@ -238,7 +240,7 @@ async def stream(
     read_thread = ThreadPoolExecutor(1, thread_name_prefix=f"read-{publication}")
 
     async def produce() -> None:
-        while True:
+        while tally.stopped is None:
             chunk = await loop.run_in_executor(read_thread, reader.chunk)
             if not chunk:
                 break
@@ -280,13 +282,19 @@ async def stream(
         tally.bytes += len(request.content)
         if progress is not None:
             progress.advance(len(final), nbytes=len(request.content), errors=failed)
+        if reply.status == 401 and tally.stopped is None:  # after the transport's one new
+            # token: every other request would be refused too (a wrong secret, a missing
+            # scope); what is not sent yet stays pending for the next run
+            tally.stopped = ("the endpoint refused our credentials ("
+                             + (_reason(final) if failed else "HTTP 401") + ")")
         for row in again:
             for follow in await loop.run_in_executor(encoder, sink.encode, [row]):
                 await exchange(follow)
 
     async def sender() -> None:
         while (request := await requests.get()) is not None:
-            await exchange(request)
+            if tally.stopped is None:  # else drained unsent: never journaled, still pending
+                await exchange(request)
 
     try:
         async with asyncio.TaskGroup() as tasks:
