@@ -85,7 +85,8 @@ def test_serve_stops_on_signals_and_leaves_no_wal(tmp_path: Path, sig: signal.Si
         mdid = HTTP.post(f"{url}/v1/data", json=dataset(), headers=h).json()
         assert store.with_name("sandbox.duckdb.wal").exists()  # the write sits in the WAL
         proc.send_signal(sig)
-        out, _ = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
+        out = "".join(lines) + line + proc.stdout.read()  # what readline() buffered included
     finally:
         if proc.poll() is None:
             proc.kill()
