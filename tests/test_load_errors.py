@@ -185,6 +185,8 @@ def test_file_gone_after_discovery(root: Path, con: Con) -> None:
     ("tables: {}\n", {}, r"seeds\.yml:1: expected a top-level `seeds:`"),
     ("seeds:\n  a: {path: a.csv, allow_empty: 'yes'}\n", {"a.csv": "x\n"},
      r"seeds\.yml:2: seed 'a': allow_empty must be true or false"),
+    ("seeds:\n  a: {path: a.csv, columns: {amount: DECIMAL(10,2)}}\n", {"a.csv": "x\n"},
+     r"column '2\)': type None is not a DuckDB type; quote a type holding a comma"),
 ])
 def test_bad_seeds_yml(root: Path, text: str, files: dict[str, str], expected: str) -> None:
     config(root, text)

@@ -250,7 +250,10 @@ def _check(fmt: Any, given: dict[str, Any]) -> str | None:
         return "columns must map column names to DuckDB types (not for documents)"
     for column, sql_type in columns.items():
         if not isinstance(sql_type, str) or re.search(r"[;'\n]|--", sql_type):
-            return f"column {column!r}: type {sql_type!r} is not a DuckDB type"
+            split = str(column).endswith(")") or str(sql_type).count("(") > str(
+                sql_type).count(")")  # `{amount: DECIMAL(10,2)}`: YAML splits at the comma
+            return (f"column {column!r}: type {sql_type!r} is not a DuckDB type"
+                    + ("; quote a type holding a comma: 'DECIMAL(10,2)'" if split else ""))
     for key in ("header", "all_varchar", "null_padding"):
         if key in given and not isinstance(given[key], bool):
             return f"{key} must be true or false"
