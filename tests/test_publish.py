@@ -119,6 +119,20 @@ def test_a_refused_token_stops_the_sending(proj: Project, api: FakeApi) -> None:
     assert len([c for c in api.data_calls() if c[1] == "/v1/data"]) == 4
 
 
+def test_an_unset_secret_stops_only_what_talks_to_its_endpoint(
+        proj: Project, api: FakeApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`{{ env_var('TOK') }}` in an endpoint: without TOK the build and `elt sql` run (a
+    teammate reads the staging database without the publish secret); publish names it."""
+    monkeypatch.delenv("TOK")
+    proj.build()
+    proj.ctx().sql("SELECT count(*) AS n FROM datasets")
+    assert proj.out.getvalue().split()[-1] == "3"
+    with pytest.raises(ConfigError, match=r"profiles.yml: outputs.dev.endpoints.api.auth.token: "
+                                          r"environment variable TOK is not set"):
+        proj.publish(select=["data"])
+    assert api.calls == []
+
+
 def test_4xx_row_fails_then_is_retried_alone(proj: Project, api: FakeApi) -> None:
     api.reject["movements"] = (400, "No data to ingest")
     results = proj.publish(select=["data"])

@@ -67,6 +67,9 @@ def resolve_configs(project: Project, names: Iterable[str]) -> dict[str, dict[st
             raise PublishError(f"unknown endpoint {name!r}; target {project.target.name} "
                                f"defines: {known}", where="profiles.yml")
         raw = configured[name]
+        unset = getattr(raw, "error", None)  # config.UnsetEndpoint: needed now, so raise
+        if unset is not None:
+            raise unset
         if not isinstance(raw, dict):
             raise PublishError("endpoint must be a mapping (url, auth, ...) or "
                                "{sandbox: flowkit|flowkit_admin|uois}", where=f"endpoint {name}")

@@ -60,6 +60,20 @@ def parse_yaml(text: str, where: str, line_offset: int = 0) -> Any:
         raise ConfigError(f"invalid YAML: {problem}", where=f"{where}{line}") from exc
 
 
+class UnsetVariableError(ConfigError):
+    """An `env_var()` without default whose variable is not set."""
+
+
+class UnsetEndpoint(dict):
+    """An endpoint whose settings read an unset environment variable (its secret, most
+    often): empty, carrying the error, raised by whatever talks to it (the transport). So
+    `elt sql`, `elt ls` or a build that calls no API run without the publish secrets."""
+
+    def __init__(self, error: ConfigError) -> None:
+        super().__init__()
+        self.error = error
+
+
 def render_env(value: Any, where: str) -> Any:
     """Replace env_var() calls in every string of a nested structure."""
     if isinstance(value, dict):
@@ -78,8 +92,8 @@ def render_env(value: Any, where: str) -> Any:
             return resolved
         if default is not None:
             return default
-        raise ConfigError(f"environment variable {name} is not set (and has no default)",
-                          where=where)
+        raise UnsetVariableError(f"environment variable {name} is not set (and has no "
+                                 "default)", where=where)
 
     # the file's own text is checked, not the result: a value from the environment is
     # data, never a template (a password may hold "{{"), and is never quoted in an error
@@ -92,6 +106,16 @@ def render_env(value: Any, where: str) -> Any:
         with contextlib.suppress(ValueError):
             secrets.register(urlsplit(rendered).password)
     return rendered  # a string: numbers only where the key wants one (profile_schema.coerce)
+
+
+def _endpoint(spec: Any, where: str, dotted: str, at: Any) -> Any:
+    """One endpoint's settings rendered and coerced; an unset variable defers its error."""
+    try:
+        rendered = render_env(spec, where)
+    except UnsetVariableError as exc:
+        return UnsetEndpoint(exc)
+    return profile_schema.coerce(rendered, "endpoint", dotted, at) if isinstance(
+        rendered, dict) else rendered
 
 
 def find_root(start: Path) -> Path | None:
@@ -225,10 +249,20 @@ def load_project(
     if chosen not in outputs:
         names = ", ".join(sorted(outputs))
         raise ConfigError(f"unknown target {chosen!r} (outputs: {names})", where=where)
-    output = render_env(outputs[chosen] or {}, f"{where}: outputs.{chosen}")
-    if not isinstance(output, dict):
+    given = outputs[chosen] or {}
+    if not isinstance(given, dict):
         raise ConfigError(f"output {chosen!r} must be a mapping", where=where)
-    output = profile_schema.coerce(output, "output", f"{profile_name}.outputs.{chosen}", at)
+    dotted = f"{profile_name}.outputs.{chosen}"
+    output = profile_schema.coerce(
+        render_env({k: v for k, v in given.items() if k != "endpoints"},
+                   f"{where}: outputs.{chosen}"), "output", dotted, at)
+    if isinstance(given.get("endpoints"), dict):
+        output["endpoints"] = {
+            name: _endpoint(spec, f"{where}: outputs.{chosen}.endpoints.{name}",
+                            f"{dotted}.endpoints.{name}", at)
+            for name, spec in given["endpoints"].items()}
+    elif "endpoints" in given:
+        output["endpoints"] = given["endpoints"]
     db_type = output.get("type", "duckdb")
     if db_type not in ("duckdb", "spark"):
         raise ConfigError(f"output {chosen!r}: type {db_type!r} is not supported "
