@@ -131,6 +131,22 @@ def test_an_unset_secret_stops_only_what_talks_to_its_endpoint(
                                           r"environment variable TOK is not set"):
         proj.publish(select=["data"])
     assert api.calls == []
+    assert not runner.check_endpoints(proj.ctx())  # debug names it, for that endpoint
+    assert "error: endpoint api: " in proj.err.getvalue()
+    assert "environment variable TOK is not set" in proj.err.getvalue()
+
+
+def test_a_refused_token_stops_the_waves_after_it_too(proj: Project, api: FakeApi) -> None:
+    pubs = proj.root / "models" / "publications.yml"
+    pubs.write_text(pubs.read_text().replace("    depends_on: [data]\n",
+                                             "    depends_on: [data]\n    wave: depth\n", 1))
+    (proj.root / "models" / "items.sql").write_text(
+        "SELECT * FROM (VALUES (1, 'a', 0), (2, 'b', 1)) t(id, name, depth)")
+    assert not proj.ctx().build().failed
+    api.reject[None] = [(401, "Invalid token"), (401, "Invalid token")]  # items' bodies
+    results = proj.publish(select=["items"])
+    assert "stopped: the endpoint refused our credentials" in by_name(results)["items"].message
+    assert len([c for c in api.data_calls() if c[1] == "/v1/items"]) == 1  # wave 1 not sent
 
 
 def test_4xx_row_fails_then_is_retried_alone(proj: Project, api: FakeApi) -> None:

@@ -43,6 +43,12 @@ def debug(ctx: Workspace) -> bool:
     if not names:
         console.info("endpoints: none configured")
         return ok
+    for name in sorted(names):  # an unset variable fails its endpoint, not the others
+        unset = getattr(project.target.endpoints[name], "error", None)
+        if unset is not None:
+            console.error(f"endpoint {name}: {unset}")
+            names.discard(name)
+            ok = False
     needs = scope_needs(pubs.values())
     try:
         with ctx.endpoints.open(names) as endpoints:

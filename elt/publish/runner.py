@@ -33,11 +33,9 @@ from elt.publish.spec import select as select_pubs
 from elt.publish.workspace import Workspace
 
 MERGE_EVERY = 5.0  # seconds between journal merges while sending
-# DuckDB memory for publish's own connections (pending sets, journal merges): they stream
-# (hash every body, copy the pending bodies to parquet), so a small buffer pool is enough,
-# and without a cap it keeps the table's pages cached and grows with the table (0.5 GB).
-# One thread: a scan of large bodies holds a 2,048-row vector of them per thread (~128 MiB
-# for FlowKit's 50 kB bodies), and two threads on two row groups ran out of 200MB.
+# DuckDB memory for publish's own connections (pending sets, journal merges): they stream,
+# so a small pool does; uncapped it caches the table's pages (0.5 GB). One thread: a scan
+# of 50 kB bodies holds a 2,048-row vector per thread (~128 MiB); two ran out of 200MB.
 PUBLISH_MEMORY = "200MB"
 PUBLISH_THREADS = 1
 __all__ = ["run_publish", "publication_status", "check_endpoints"]
@@ -322,10 +320,12 @@ class _Run:
                 sink.gzip_level = getattr(transport, "gzip_level", sink.gzip_level)
             workers = self.concurrency or getattr(transport, "concurrency", None) or 4
             parquet = self.run_dir / f"{pub.name}.parquet"
-            tallies = []
+            tallies: list[Tally] = []
             # In waves (parents before children) when the publication says so: a wave starts
-            # once every row of the one before it has its answer.
+            # once every row of the one before it has its answer (and none if it was stopped)
             for wave in ledger.waves(parquet) if pub.wave else [None]:
+                if tallies and tallies[-1].stopped:
+                    break
                 tallies.append(await stream(
                     publication=pub.name, parquet=parquet, sink=sink, send=transport.send,
                     journal=self.journal, encoder=encoder, concurrency=int(workers),
