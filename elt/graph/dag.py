@@ -120,10 +120,10 @@ class Graph:
         above = self.upstream(test)
         for parent in sorted(parents):
             for child in self.children[parent]:
-                guarded = self.guarded_by.setdefault(child, [])
                 if (self.nodes[child].kind != "test" and child not in above
-                        and test not in guarded and parents <= self.upstream(child)):
-                    guarded.append(test)
+                        and test not in self.guarded_by.get(child, ())
+                        and parents <= self.upstream(child)):
+                    self.guarded_by.setdefault(child, []).append(test)
 
     # -- names -----------------------------------------------------------------------
     def resolve(self, name: str) -> str | None:

@@ -136,9 +136,6 @@ class Transport:
                  clock: Clock | None = None,
                  transport: httpx.AsyncBaseTransport | None = None,
                  rng: random.Random | None = None) -> None:
-        unset = getattr(endpoint, "error", None)  # config.UnsetEndpoint: its variable
-        if unset is not None:
-            raise unset
         self.name = name
         self.url = str(endpoint.get("url") or "").rstrip("/")
         if not self.url:

@@ -93,7 +93,7 @@ def check_keys(mapping: Any, kind: str, path: str, where: Any) -> None:
 RANGES: dict[str, tuple[float, float | None]] = {
     "threads": (1, None), "concurrency": (1, None), "max_attempts": (1, None),
     "gzip_level": (1, 9), "same_error_retries": (0, None), "rate_limit": (0, None),
-    "settle": (0, None), "timeout": (0, None)}
+    "settle": (0, None), "timeout": (0, None), "checkpoint_every": (0, None)}
 _ABOVE_LOW = {"timeout"}  # the lowest value itself is not allowed (a timeout of 0)
 
 

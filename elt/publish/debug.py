@@ -44,9 +44,10 @@ def debug(ctx: Workspace) -> bool:
         console.info("endpoints: none configured")
         return ok
     for name in sorted(names):  # an unset variable fails its endpoint, not the others
-        unset = getattr(project.target.endpoints[name], "error", None)
-        if unset is not None:
-            console.error(f"endpoint {name}: {unset}")
+        try:
+            ctx.endpoints.resolve([name])
+        except EltError as exc:
+            console.error(f"endpoint {name}: {exc}")
             names.discard(name)
             ok = False
     needs = scope_needs(pubs.values())
