@@ -160,18 +160,23 @@ class Context:
             database: Path | None = None) -> None:
         """Read-only SQL on the staging database (or another DuckDB file, e.g. the sandbox's)."""
         from elt.core import db
+        from elt.core.readonly import lock_down, refuse_writes
         from elt.inspect import render, run_query
 
+        refuse_writes(query)
         with (db.connect(database, read_only=True) if database else
               self.connect(read_only=True)) as con:
+            lock_down(con, self.project.root)
             columns, rows = run_query(con, query, limit=limit)
         render(self.console, columns, rows, fmt)
 
     def show(self, model: str, limit: int = 10, fmt: str = "table") -> None:
+        from elt.core.readonly import lock_down
         from elt.inspect import render, show_relation
 
         graph = self.graph()
         with self.connect(read_only=True) as con:
+            lock_down(con, self.project.root)
             columns, rows = show_relation(con, graph, model, limit)
         render(self.console, columns, rows, fmt)
 
