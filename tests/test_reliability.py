@@ -5,11 +5,14 @@ Real CLI runs against a project built into a real DuckDB file and the sandbox on
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import E2E, elt, stats
+from helpers import E2E, check_published, elt, elt_process, stats, write_files
 
 from elt.sandbox.server import Sandbox
 
@@ -57,3 +60,75 @@ def test_export_results_to_a_path_that_cannot_be_written_fails_before_sending(
         assert "internal error" not in run.output
     assert stats(sb)["requests"] == 0  # nothing was sent
     assert p.sql("SELECT count(*) FROM _elt.ledger")[0][0] == 0
+
+
+# -- a full disk (a small tmpfs mounted for the test) -------------------------------------------
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 16 MB filesystem of its own (tmpfs), or a skip saying why there is none."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a small filesystem needs root and mount(8)")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _fill(mount: Path, leave_kb: int = 0) -> Path:
+    """A ballast file taking all but `leave_kb` of the filesystem's free space."""
+    ballast = mount / "ballast"
+    free_kb = shutil.disk_usage(mount).free // 1024
+    with open(ballast, "wb") as out:
+        out.truncate(0)
+        chunk = b"\0" * 1024 * 64
+        for _ in range(max(0, free_kb - leave_kb) // 64):
+            try:
+                out.write(chunk)
+            except OSError:
+                break
+    return ballast
+
+
+def test_a_full_disk_during_build_fails_in_one_line_and_the_next_build_converges(
+        small_fs: Path) -> None:
+    write_files(small_fs, {
+        "profiles.yml": "p: {target: dev, outputs: {dev: {type: duckdb, "
+                        "path: target/elt.duckdb}}}\n",
+        "models/small.sql": "SELECT range AS id FROM range(1000)"})
+    assert elt_process(small_fs, "build").code == 0
+    write_files(small_fs, {"models/big.sql": "SELECT range AS id, md5(range::VARCHAR) || "
+                                             "md5((range * 7)::VARCHAR) AS s FROM range(100000)"})
+    ballast = _fill(small_fs)
+    full = elt_process(small_fs, "build")
+    assert full.code == 1, full.output
+    assert len(full.error_lines()) == 1 and "no space left" in full.error_lines()[0]
+    assert "Traceback" not in full.output and "internal error" not in full.output
+    ballast.unlink()
+    read = elt_process(small_fs, "sql", "--format", "csv", "SELECT count(*) AS n FROM small")
+    assert read.code == 0 and read.stdout.split() == ["n", "1000"], read.output
+    again = elt_process(small_fs, "build")
+    assert again.code == 0, again.output
+    read = elt_process(small_fs, "sql", "--format", "csv", "SELECT count(*) AS n FROM big")
+    assert read.stdout.split() == ["n", "100000"], read.output
+
+
+def test_a_full_disk_during_publish_loses_nothing_and_the_next_publish_completes(
+        small_fs: Path, sb: Sandbox) -> None:
+    p = E2E(small_fs, sb, n=40, users=12)
+    p.build()
+    ballast = _fill(small_fs)
+    full = elt_process(small_fs, "publish")
+    assert full.code == 1, full.output
+    assert len(full.error_lines()) >= 1, full.output
+    assert "Traceback" not in full.output and "internal error" not in full.output
+    assert any("no space left" in line for line in full.error_lines()), full.output
+    ballast.unlink()
+    again = elt_process(small_fs, "publish")
+    assert again.code == 0, again.output
+    check_published(p, sb, complete=True)
