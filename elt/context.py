@@ -16,6 +16,8 @@ from elt.core.console import Console
 from elt.core.results import RunResults
 from elt.project.config import Project, load_project
 
+READ_WAIT = 600.0  # seconds `elt sql`/`show`/`status` wait for a build or publish to finish
+
 if TYPE_CHECKING:  # imported where used: a no-op build decided from its stamp needs neither
     from elt.graph.dag import Graph
     from elt.http.endpoints import Endpoints, RunningSandbox
@@ -53,7 +55,11 @@ class Context:
         return Endpoints(self.project, self.console, start_sandbox)
 
     def connect(self, *, read_only: bool = False, wal: bool = True):  # noqa: ANN201
-        """The staging database; wal=False for builds (db.connect says why)."""
+        """The staging database; wal=False for builds (db.connect says why). Reading
+        while a build or publish holds the file waits for it, saying so."""
+        if read_only:
+            return self.project.connect(read_only=True, wal=wal, wait_seconds=READ_WAIT,
+                                        on_wait=self.console.note)
         return self.project.connect(read_only=read_only, wal=wal)
 
     def graph(self) -> Graph:

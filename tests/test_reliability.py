@@ -8,11 +8,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import E2E, check_published, elt, elt_process, stats, write_files
+from helpers import E2E, check_published, elt, elt_argv, elt_process, stats, write_files
 
 from elt.sandbox.server import Sandbox
 
@@ -132,3 +133,37 @@ def test_a_full_disk_during_publish_loses_nothing_and_the_next_publish_completes
     again = elt_process(small_fs, "publish")
     assert again.code == 0, again.output
     check_published(p, sb, complete=True)
+
+
+# -- inspecting while a writer holds the database ----------------------------------------------
+HOLD = """
+import sys, duckdb
+con = duckdb.connect(sys.argv[1])
+con.execute("CREATE OR REPLACE TABLE people AS SELECT 1 AS id")
+print("holding", flush=True)
+sys.stdin.read()  # until the test closes our stdin
+con.close()
+"""
+
+
+def test_sql_during_a_write_waits_saying_for_what_then_answers(tmp_path: Path) -> None:
+    write_files(tmp_path, {"profiles.yml": "p: {target: dev, outputs: {dev: {type: duckdb, "
+                                           "path: target/elt.duckdb}}}\n",
+                           "models/people.sql": "SELECT 1 AS id"})
+    assert elt_process(tmp_path, "build").code == 0
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / "target/elt.duckdb")],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        query = subprocess.Popen(elt_argv(tmp_path, "sql", "--format", "csv",
+                                          "SELECT count(*) AS n FROM people"),
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert query.stderr is not None
+        waiting = query.stderr.readline()
+        assert "waiting for process" in waiting and "elt.duckdb" in waiting, waiting
+        assert str(holder.pid) in waiting
+    finally:
+        holder.communicate("", timeout=60)  # release the lock
+    out, err = query.communicate(timeout=120)
+    assert query.returncode == 0, err
+    assert out.split() == ["n", "1"]  # stdout holds only the result
