@@ -7,13 +7,24 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import E2E, check_published, elt, elt_argv, elt_process, stats, write_files
+from helpers import (
+    E2E,
+    check_published,
+    elt,
+    elt_argv,
+    elt_process,
+    quiet_stats,
+    stats,
+    write_files,
+)
 
 from elt.sandbox.server import Sandbox
 
@@ -132,6 +143,7 @@ def test_a_full_disk_during_publish_loses_nothing_and_the_next_publish_completes
     ballast.unlink()
     again = elt_process(small_fs, "publish")
     assert again.code == 0, again.output
+    assert "left in the journal" not in again.output  # nothing was left to merge
     check_published(p, sb, complete=True)
 
 
@@ -167,3 +179,47 @@ def test_sql_during_a_write_waits_saying_for_what_then_answers(tmp_path: Path) -
     out, err = query.communicate(timeout=120)
     assert query.returncode == 0, err
     assert out.split() == ["n", "1"]  # stdout holds only the result
+
+
+# -- Ctrl-C during publish ---------------------------------------------------------------------
+SETTLE = 0.5  # seconds a row whose answer was cut off is held before it is resent
+
+
+def _answered(sb: Sandbox) -> int:
+    return sum(n for code, n in stats(sb)["by_status"].items() if str(code).startswith("2"))
+
+
+def test_ctrl_c_during_publish_stops_merges_and_the_next_publish_completes(
+        tmp_path: Path, sb: Sandbox) -> None:
+    """SIGINT ignored on entry (as for a job started with `&` by a script) is honoured too."""
+    p = E2E(tmp_path, sb, n=200, users=20, concurrency=2, settle=SETTLE)
+    p.build()
+    sb.set_faults(slow_rate=1.0, slow_seconds=0.3)  # every answer takes a while
+    proc = subprocess.Popen(
+        p.cli("publish"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # noqa: PLW1509
+    try:
+        while _answered(sb) < 10 and proc.poll() is None:  # some rows got their answer
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out + err
+    assert [line for line in err.splitlines() if line.startswith("error:")] == \
+        ["error: interrupted"]
+    sent = stats(sb)["requests"]
+    assert sent < 100  # it stopped sending: 220 rows were pending
+    acknowledged = p.sql("SELECT count(*) FROM _elt.ledger WHERE status = 'acknowledged'")
+    assert acknowledged[0][0] >= 3  # the answers received were merged before exiting
+    sb.set_faults()
+    quiet_stats(sb)  # the requests cut off in flight have been processed by the receiver
+    for _ in range(5):  # rows whose answer was cut off are held `settle` s, then resent
+        time.sleep(SETTLE)
+        again = elt_process(tmp_path, "publish")
+        assert "left in the journal" not in again.output  # nothing was left to merge
+        if again.code == 0:
+            break
+    assert again.code == 0, again.output
+    check_published(p, sb, complete=True)

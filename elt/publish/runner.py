@@ -27,6 +27,7 @@ from elt.core.results import NodeResult, RunResults
 from elt.core.state import ensure_published_views
 from elt.publish import journal as jr
 from elt.publish import ledger, marks, report
+from elt.publish.interrupt import interruptible
 from elt.publish.lock import publish_lock, state_dir
 from elt.publish.sinks import make_sink
 from elt.publish.spec import Publication, downstream, exclude_names, load_publications
@@ -71,6 +72,7 @@ def run_publish(ctx: Workspace, select: Sequence[str] = (), exclude: Sequence[st
     with contextlib.ExitStack() as stack:
         if export is not None:
             stack.enter_context(export)
+        stack.enter_context(interruptible(ctx.console.note))
         stack.enter_context(publish_lock(ctx.project.target.path, ctx.project.root))
         report.rebuild_stale_readers(ctx, pubs, order, readers, graph)
         results = _Run(ctx, pubs, sinks, order, deps, readers, concurrency,
