@@ -223,3 +223,39 @@ def test_ctrl_c_during_publish_stops_merges_and_the_next_publish_completes(
             break
     assert again.code == 0, again.output
     check_published(p, sb, complete=True)
+
+
+# -- a damaged write-ahead log -----------------------------------------------------------------
+TORN_WAL = """
+import duckdb, os, sys
+con = duckdb.connect(sys.argv[1])
+con.execute("SET checkpoint_threshold = '10GB'")
+con.execute("CREATE TABLE main.late AS SELECT range AS x FROM range(2000)")
+os._exit(0)  # killed before any checkpoint: the commit is only in the WAL
+"""
+
+
+def test_a_damaged_wal_is_named_set_aside_by_a_build_and_nothing_crashes(tmp_path: Path) -> None:
+    write_files(tmp_path, {"profiles.yml": "p: {target: dev, outputs: {dev: {type: duckdb, "
+                                           "path: target/elt.duckdb}}}\n",
+                           "models/people.sql": "SELECT range AS id FROM range(1000)"})
+    assert elt_process(tmp_path, "build").code == 0
+    db = tmp_path / "target" / "elt.duckdb"
+    subprocess.run([sys.executable, "-c", TORN_WAL, str(db)], check=True)
+    wal = Path(f"{db}.wal")
+    torn = bytearray(wal.read_bytes())
+    assert len(torn) > 1000
+    torn[100:400] = bytes(range(256)) + bytes(44)  # overwritten in the middle
+    wal.write_bytes(bytes(torn))
+    for args in (("sql", "SELECT count(*) FROM people"), ("status",), ("ls",)):
+        read = elt_process(tmp_path, *args)
+        assert read.code == 1, read.output
+        assert len(read.error_lines()) == 1 and str(wal) in read.error_lines()[0]
+        assert "elt build" in read.error_lines()[0] and "internal error" not in read.output
+    built = elt_process(tmp_path, "build", "--full-refresh")
+    assert built.code == 0, built.output
+    assert "damaged" in built.stderr and "moved it to elt.duckdb.wal.damaged-" in built.stderr
+    assert [p.name[:22] for p in db.parent.glob("elt.duckdb.wal.damaged-*")] == \
+        ["elt.duckdb.wal.damaged"]  # kept, not deleted
+    read = elt_process(tmp_path, "sql", "--format", "csv", "SELECT count(*) AS n FROM people")
+    assert read.code == 0 and read.stdout.split() == ["n", "1000"], read.output

@@ -137,7 +137,7 @@ class _Run:
     # -- database phases --------------------------------------------------------------
     def _connect(self, wait: float = 10.0) -> Any:
         return self.project.connect(wait_seconds=wait, memory_limit=self.memory_limit,
-                                    threads=PUBLISH_THREADS)
+                                    threads=PUBLISH_THREADS, warn=self.console.warn)
 
     def _begin(self) -> set[str]:
         """Merge a crashed run's journal, record the run, write the pending sets to parquet.
