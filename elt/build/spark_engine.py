@@ -156,9 +156,10 @@ class Compiler:
             else:
                 sql, _ = to_spark(strip_sql(node.sql), self.columns, self.known_function)
         except MissingRule as exc:
+            instead = exc.instead or (f"write {node.name}.spark.sql beside the model to "
+                                      "port it by hand")
             raise ModelError(f"{node.kind} {node.name}: no Spark rule for DuckDB construct "
-                             f"`{exc.construct}`; write {node.name}.spark.sql beside the "
-                             "model to port it by hand", where=where) from None
+                             f"`{exc.construct}`; {instead}", where=where) from None
         except Exception as exc:  # noqa: BLE001 - Spark's analyzer while reading a schema
             raise ModelError(f"{node.kind} {node.name}: Spark: {_first_line(exc)}",
                              where=where) from None

@@ -46,11 +46,13 @@ class Rewrite:
 
 
 class MissingRule(Exception):
-    """A DuckDB construct without a Spark rule."""
+    """A DuckDB construct without a Spark rule; `instead` says what to write in its place
+    when the construct has a spelling that gives the same result on both engines."""
 
-    def __init__(self, construct: str) -> None:
+    def __init__(self, construct: str, instead: str = "") -> None:
         super().__init__(construct)
         self.construct = construct
+        self.instead = instead
 
 
 # -- where a SELECT reads from ------------------------------------------------------------------
@@ -103,6 +105,27 @@ def _source_named(select: exp.Select, alias: str) -> exp.Expression | None:
     for s in sources:
         if s is not None and (s.alias_or_name or "").lower() == alias.lower():
             return s
+    return None
+
+
+def column_type(rw: Rewrite, node: exp.Expression, column: exp.Column) -> str | None:
+    """Spark's type of a column read by node's SELECT, asked of Spark over its FROM/JOIN
+    sources; None when it cannot be told (no such column, a source Spark cannot analyze)."""
+    select = node.parent_select
+    if select is None:
+        return None
+    sources = [s for s in [_from_source(select)] + [j.this for j in select.args.get("joins")
+                                                     or []] if s is not None]
+    if column.table:
+        sources = [s for s in sources
+                   if (s.alias_or_name or "").lower() == column.table.lower()]
+    for source in sources:
+        try:
+            types = {n.lower(): t for n, t in relation_columns(rw, source)}
+        except Exception:  # noqa: BLE001, S112 - a source Spark cannot analyze yet: next one
+            continue
+        if column.name.lower() in types:
+            return types[column.name.lower()]
     return None
 
 
