@@ -201,7 +201,7 @@ MODELS: dict[str, str] = {
                  "AS band FROM base",
     "greatest": "SELECT id, greatest(id, 3) AS gr, least(id, 3) AS le FROM base",
     "bigint_sum": "SELECT sum(CAST(id AS BIGINT) * 1000000000000) AS big FROM base",
-    "int_overflow_widen": "SELECT id, id * 2147483647 AS w FROM base",
+    "int_widen": "SELECT id, CAST(id AS BIGINT) * 2147483647 AS w FROM base",
     "hugeint_cast": "SELECT CAST(12345678901234567890 AS HUGEINT) AS h",
     "uuid_gen_len": "SELECT length(CAST(gen_random_uuid() AS VARCHAR)) AS n",
     # -- joins, CTEs, set operations ------------------------------------------------------
@@ -223,4 +223,38 @@ MODELS: dict[str, str] = {
 
 REFUSED: dict[str, str] = {
     "hash_text": "hash()",
+    "hugeint_cast": "HUGEINT",
+    "agg_first": "first(... ORDER BY ...)",
+    "json_valid": "json_valid()",
+}
+
+# Models Spark still answers differently (values or column types), found by the corpus and
+# not yet given a rule or a refusal: the test fails when this set changes either way, so a
+# new silent difference cannot slip in and a fixed one must leave the list.
+OPEN: dict[str, str] = {
+    "abs_sign": "sign() is TINYINT in DuckDB, DOUBLE in Spark",
+    "agg_basic": "sum(INTEGER) is HUGEINT in DuckDB, BIGINT in Spark",
+    "agg_count_if": "count_if is HUGEINT in DuckDB, BIGINT in Spark",
+    "agg_filter": "sum(INTEGER) is HUGEINT in DuckDB, BIGINT in Spark",
+    "bigint_sum": "sum(BIGINT) is HUGEINT in DuckDB, BIGINT in Spark",
+    "pivot_std": "sum(INTEGER) is HUGEINT in DuckDB, BIGINT in Spark",
+    "win_running_sum": "sum(INTEGER) is HUGEINT in DuckDB, BIGINT in Spark",
+    "agg_order_list": "list() keeps NULLs in DuckDB, collect_list drops them",
+    "date_add_interval": "DATE + INTERVAL is TIMESTAMP in DuckDB, DATE in Spark",
+    "month_add": "DATE + INTERVAL is TIMESTAMP in DuckDB, DATE in Spark",
+    "generate_dates": "generate_series of dates is TIMESTAMP in DuckDB, DATE in Spark",
+    "date_minus_date": "DATE - DATE is BIGINT days in DuckDB, an INTERVAL in Spark",
+    "div_int": "// is INTEGER in DuckDB, BIGINT in Spark",
+    "floor_ceil": "floor(-0.0) keeps the sign in DuckDB",
+    "round_half": "round(-0.0) keeps the sign in DuckDB",
+    "trunc_num": "trunc(-0.0) keeps the sign in DuckDB",
+    "json_array_len": "json_array_length(j, path): no rule (and UBIGINT in DuckDB)",
+    "json_unnest": "unnest of a JSON array: DuckDB keeps strings quoted",
+    "list_contains": "list_contains(l, x) with NULL elements: false in DuckDB, NULL in Spark",
+    "list_distinct_len": "list_distinct drops NULLs in DuckDB; len() of it has no rule",
+    "pivot_duck": "DuckDB's PIVOT ... ON ... USING: no rule",
+    "qualify_rank": "SELECT * ... QUALIFY: sqlglot's rewrite adds the window column",
+    "range_fn": "range(n) as a table: sqlglot's rewrite does not run on Spark",
+    "star_replace": "SELECT * REPLACE (...): no rule",
+    "to_json_list": "to_json(NULL) is NULL in DuckDB, 'null' in Spark",
 }

@@ -150,8 +150,8 @@ def rule_list_count(rw: Rewrite, node: exp.Expression) -> exp.Expression:
     v = exp.to_identifier("__v")
     keep = exp.Lambda(this=exp.Not(this=exp.Is(this=exp.column("__v"), expression=exp.Null())),
                       expressions=[v])
-    return exp.ArraySize(this=exp.ArrayFilter(this=node.expressions[0].copy(),
-                                              expression=keep))
+    return exp.cast(exp.ArraySize(this=exp.ArrayFilter(this=node.expressions[0].copy(),
+                                                       expression=keep)), "bigint")
 
 
 def rule_cast_json_list(rw: Rewrite, node: exp.Expression) -> exp.Expression:

@@ -118,7 +118,7 @@ def _fraction_kind(rw: Rewrite, node: exp.Expression, x: exp.Expression) -> str 
         return None
     if isinstance(x, exp.Div):
         return "double"
-    if isinstance(x, exp.Paren):
+    if isinstance(x, exp.Paren | exp.Neg):
         return _fraction_kind(rw, node, x.this)
     if isinstance(x, exp.Column):
         t = column_type(rw, node, x) or ""
@@ -165,5 +165,133 @@ def rule_epoch(rw: Rewrite, node: exp.Expression) -> exp.Expression:
                                   expression=exp.Literal.number(1000000)))
 
 
-IDIOM_RULES = [rule_date_diff, rule_regexp_replace, rule_arg_max_skips_null, rule_cast_rounds,
+def rule_isnan_null(rw: Rewrite, node: exp.Expression) -> exp.Expression:
+    """isnan(NULL) is NULL in DuckDB, false in Spark (a NULL row passed `WHERE NOT isnan(x)`
+    on Spark only)."""
+    if not isinstance(node, exp.IsNan) or node.args.get("_elt_spark"):
+        return node
+    rw.fired.append("isnan_null")
+    inner = exp.IsNan(this=node.this.copy(), _elt_spark=True)
+    return exp.Case(ifs=[exp.If(this=exp.Is(this=node.this.copy(), expression=exp.Null()),
+                                true=exp.Null())], default=inner)
+
+
+# functions whose integer result is BIGINT in DuckDB and INT in Spark
+_BIGINT_RESULTS = (exp.Length, exp.StrPosition, exp.Year, exp.Month, exp.Day, exp.Extract,
+                   exp.ArraySize, exp.DayOfWeek)
+_BIGINT_WINDOWS = (exp.RowNumber, exp.Rank, exp.DenseRank, exp.Ntile)
+
+
+def rule_bigint_results(rw: Rewrite, node: exp.Expression) -> exp.Expression:
+    """length(), strpos(), year()/month()/day()/extract(), len() and row_number() / rank() /
+    dense_rank() / ntile() are BIGINT in DuckDB, INT in Spark: cast to BIGINT."""
+    if isinstance(node.parent, exp.Cast) and node.parent.args.get("_elt_spark"):
+        return node
+    if isinstance(node, exp.Window) and isinstance(node.this, _BIGINT_WINDOWS) \
+            or isinstance(node, _BIGINT_RESULTS) and not isinstance(node.parent, exp.Window):
+        rw.fired.append("bigint_results")
+        out = exp.cast(node.copy(), "bigint")
+        out.set("_elt_spark", True)
+        return out
+    return node
+
+
+def rule_quantile_cont(rw: Rewrite, node: exp.Expression) -> exp.Expression:
+    """quantile_cont(x, q) -> percentile(x, q): both interpolate linearly (Spark's
+    percentile_cont takes the WITHIN GROUP form only)."""
+    if isinstance(node, exp.PercentileCont) and node.args.get("expression") is not None:
+        rw.fired.append("quantile_cont")
+        return _fn("percentile", node.this.copy(), node.expression.copy())
+    return node
+
+
+def rule_list_index(rw: Rewrite, node: exp.Expression) -> exp.Expression:
+    """l[i] is NULL past the end in DuckDB, an error in Spark (ANSI): try_element_at (both
+    1-based, negative from the end)."""
+    if isinstance(node, exp.Bracket) and len(node.expressions) == 1 \
+            and isinstance(node.expressions[0], exp.Literal | exp.Neg) \
+            and not node.expressions[0].is_string and not node.args.get("safe"):
+        # sqlglot keeps DuckDB's index 0-based (l[1] as 0, l[-1] as -2): back to 1-based
+        index = node.expressions[0]
+        n = -int(index.this.name) if isinstance(index, exp.Neg) else int(index.name)
+        rw.fired.append("list_index")
+        return _fn("try_element_at", node.this.copy(), exp.Literal.number(n + 1))
+    return node
+
+
+def rule_refusals(rw: Rewrite, node: exp.Expression) -> exp.Expression:
+    """Constructs Spark cannot give DuckDB's answer for, refused with what to write."""
+    if isinstance(node, exp.DataType) and node.this == exp.DataType.Type.INT128:
+        raise MissingRule("HUGEINT", "use DECIMAL(38,0): Spark has no 128-bit integer")
+    if isinstance(node, exp.First) and node.find(exp.Order) is not None:
+        raise MissingRule("first(... ORDER BY ...)", "write arg_min(x, ordering) (or "
+                          "arg_max for the last)")
+    return node
+
+
+def rule_date_parts(rw: Rewrite, node: exp.Expression) -> exp.Expression:
+    """extract(dow ...) counts Sunday as 0 in DuckDB, 1 in Spark; date_trunc is TIMESTAMP
+    in DuckDB, Spark's session-zoned TIMESTAMP; floor/ceil of a DOUBLE stay DOUBLE in
+    DuckDB, BIGINT in Spark."""
+    if isinstance(node, exp.Extract) and node.this.name.lower() in ("dow", "dayofweek"):
+        rw.fired.append("date_parts")
+        out = exp.cast(exp.Paren(this=exp.Sub(this=exp.DayOfWeek(this=node.expression.copy()),
+                                              expression=exp.Literal.number(1))), "bigint")
+        out.set("_elt_spark", True)
+        return out
+    if isinstance(node, exp.DateTrunc | exp.TimestampTrunc) \
+            and not isinstance(node.parent, exp.Cast):
+        rw.fired.append("date_parts")
+        return exp.cast(node.copy(), "timestamp")
+    if isinstance(node, exp.Floor | exp.Ceil) and not node.args.get("decimals") \
+            and _fraction_kind(rw, node, node.this) == "double":
+        rw.fired.append("date_parts")
+        return exp.cast(node.copy(), "double")
+    return node
+
+
+def _double(text: str) -> exp.Expression:
+    return exp.cast(exp.Literal.string(text), "double")
+
+
+def rule_divide(rw: Rewrite, node: exp.Expression) -> exp.Expression:
+    """x / 0 is IEEE in DuckDB (inf, -inf, NaN for 0/0), an error in Spark (ANSI)."""
+    if not isinstance(node, exp.Div) or node.args.get("_elt_spark"):
+        return node
+    a, b = node.this, node.expression
+    if isinstance(b, exp.Literal) and not b.is_string and float(b.name) != 0:
+        return node
+    rw.fired.append("divide")
+    inner = node.copy()
+    inner.set("_elt_spark", True)
+    zero = exp.Case(ifs=[
+        exp.If(this=exp.Is(this=a.copy(), expression=exp.Null()), true=exp.Null()),
+        exp.If(this=exp.GT(this=a.copy(), expression=exp.Literal.number(0)),
+               true=_double("Infinity")),
+        exp.If(this=exp.LT(this=a.copy(), expression=exp.Literal.number(0)),
+               true=_double("-Infinity"))], default=_double("NaN"))
+    return exp.Paren(this=exp.Case(ifs=[exp.If(this=exp.EQ(this=b.copy(),
+                                                          expression=exp.Literal.number(0)),
+                                               true=zero)], default=inner))
+
+
+def rule_double_text(rw: Rewrite, node: exp.Expression) -> exp.Expression:
+    """CAST(double AS VARCHAR) spells NaN and infinities 'nan', 'inf', '-inf' in DuckDB,
+    'NaN', 'Infinity', '-Infinity' in Spark."""
+    if not (isinstance(node, exp.Cast) and node.to.is_type(*exp.DataType.TEXT_TYPES)) \
+            or node.args.get("_elt_spark") or _fraction_kind(rw, node, node.this) != "double":
+        return node
+    rw.fired.append("double_text")
+    x = node.this
+    text = node.copy()
+    text.set("_elt_spark", True)
+    inf = exp.cast(exp.Literal.string("Infinity"), "double")
+    return exp.Case(ifs=[
+        exp.If(this=_fn("isnan", x.copy()), true=exp.Literal.string("nan")),
+        exp.If(this=exp.EQ(this=x.copy(), expression=inf), true=exp.Literal.string("inf")),
+        exp.If(this=exp.EQ(this=x.copy(), expression=exp.Neg(this=inf.copy())),
+               true=exp.Literal.string("-inf"))], default=text)
+
+
+IDIOM_RULES = [rule_refusals, rule_date_parts, rule_divide, rule_double_text, rule_quantile_cont, rule_list_index, rule_isnan_null, rule_bigint_results, rule_date_diff, rule_regexp_replace, rule_arg_max_skips_null, rule_cast_rounds,
                rule_hash, rule_epoch]

@@ -159,6 +159,8 @@ def rule_columns_exclude(rw: Rewrite, select: exp.Select) -> None:
         names = _expand(rw, select, cols[0])
         for name in names:
             copy = proj.copy()
+            if isinstance(copy, exp.Columns):
+                copy = exp.column(name, quoted=True)
             for c in list(copy.find_all(exp.Columns)):
                 c.replace(exp.column(name, quoted=True))
             out.append(exp.alias_(copy.unalias() if isinstance(copy, exp.Alias) else copy,
@@ -183,6 +185,8 @@ def rule_unpivot_columns(rw: Rewrite, select: exp.Select) -> None:
             continue
         into = pivot.args.get("into")
         ons = pivot.expressions
+        if not any(isinstance(o, exp.Columns) for o in ons) and into is None:
+            continue  # standard UNPIVOT (v FOR k IN (...)): Spark's own spelling
         if into is None or len(ons) != 1 or not isinstance(ons[0], exp.Columns):
             raise MissingRule("UNPIVOT without ON COLUMNS(*) ... INTO NAME ... VALUE")
         table = pivot.this
@@ -223,7 +227,7 @@ def rule_len_list(rw: Rewrite, select: exp.Select) -> None:
     types = {n.lower(): t for n, t in relation_columns(rw, _from_source(select))}
     for node in lengths:
         if types.get(node.this.name.lower(), "").startswith("array"):
-            node.replace(exp.ArraySize(this=node.this.copy()))
+            node.replace(exp.ArraySize(this=node.this.copy()))  # BIGINT: cast by spark_idioms
             rw.fired.append("len_list")
 
 
