@@ -132,13 +132,16 @@ MODELS: dict[str, str] = {
     "win_rank": "SELECT user_id, n, rank() OVER (ORDER BY n DESC NULLS LAST) AS r FROM events",
     "win_dense_rank": "SELECT user_id, n, dense_rank() OVER (PARTITION BY kind ORDER BY n) "
                       "AS r FROM events",
-    "win_lag": "SELECT user_id, happened, lag(happened) OVER (PARTITION BY user_id ORDER BY happened) AS prev "
+    "win_lag": "SELECT user_id, happened, lag(happened) OVER (PARTITION BY user_id "
+               "ORDER BY happened) AS prev "
                "FROM events",
     "win_lead_default": "SELECT user_id, n, lead(n, 1, 0) OVER (PARTITION BY user_id "
                         "ORDER BY happened) AS nxt FROM events",
-    "win_running_sum": "SELECT user_id, happened, sum(n) OVER (PARTITION BY user_id ORDER BY happened) "
+    "win_running_sum": "SELECT user_id, happened, sum(n) OVER (PARTITION BY user_id "
+                       "ORDER BY happened) "
                        "AS running FROM events",
-    "win_frame": "SELECT user_id, happened, avg(n) OVER (ORDER BY happened ROWS BETWEEN 1 PRECEDING "
+    "win_frame": "SELECT user_id, happened, avg(n) OVER (ORDER BY happened ROWS BETWEEN "
+                 "1 PRECEDING "
                  "AND CURRENT ROW) AS a FROM events",
     "win_first_value": "SELECT user_id, first_value(kind) OVER (PARTITION BY user_id "
                        "ORDER BY happened) AS k FROM events",
@@ -177,7 +180,8 @@ MODELS: dict[str, str] = {
                    "UNPIVOT (v FOR k IN (a, b))",
     "pivot_std": "SELECT * FROM (SELECT g, id FROM base) PIVOT (sum(id) FOR g IN "
                  "('x', 'y', 'z'))",
-    "pivot_duck": "SELECT * FROM (PIVOT (SELECT g, id FROM base) ON g IN ('x', 'y', 'z') USING sum(id))",
+    "pivot_duck": ("SELECT * FROM (PIVOT (SELECT g, id FROM base) ON g IN ('x', 'y', 'z') "
+                   "USING sum(id))"),
     # -- casts, arithmetic, NULL / NaN / -0.0 edge rows ------------------------------------
     "neg_zero": "SELECT id, d * 0 AS z, -d AS neg FROM base",
     "neg_zero_lit": "SELECT -0.0::DOUBLE AS z, 0.0::DOUBLE AS p",

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from elt.context import Console, Context
 import spark_compare
 from spark_corpus import BASE, EVENTS, MODELS, OPEN, REFUSED
+
+from elt.context import Console, Context
 
 pytest.importorskip("pyspark", reason="pyspark is not installed: pip install -e '.[spark]'")
 if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):

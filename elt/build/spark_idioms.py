@@ -293,5 +293,7 @@ def rule_double_text(rw: Rewrite, node: exp.Expression) -> exp.Expression:
                true=exp.Literal.string("-inf"))], default=text)
 
 
-IDIOM_RULES = [rule_refusals, rule_date_parts, rule_divide, rule_double_text, rule_quantile_cont, rule_list_index, rule_isnan_null, rule_bigint_results, rule_date_diff, rule_regexp_replace, rule_arg_max_skips_null, rule_cast_rounds,
+IDIOM_RULES = [rule_refusals, rule_date_parts, rule_divide, rule_double_text,
+               rule_quantile_cont, rule_list_index, rule_isnan_null, rule_bigint_results,
+               rule_date_diff, rule_regexp_replace, rule_arg_max_skips_null, rule_cast_rounds,
                rule_hash, rule_epoch]
