@@ -259,6 +259,5 @@ OPEN: dict[str, str] = {
     "pivot_duck": "DuckDB's PIVOT ... ON ... USING: no rule",
     "qualify_rank": "SELECT * ... QUALIFY: sqlglot's rewrite adds the window column",
     "range_fn": "range(n) as a table: sqlglot's rewrite does not run on Spark",
-    "star_replace": "SELECT * REPLACE (...): no rule",
     "to_json_list": "to_json(NULL) is NULL in DuckDB, 'null' in Spark",
 }

@@ -248,5 +248,24 @@ def rule_unnest_in_expression(rw: Rewrite, select: exp.Select) -> None:
         rw.fired.append("unnest_in_expression")
 
 
-SELECT_RULES = [rule_unpivot_columns, rule_columns_exclude, rule_json_keys_row, rule_len_list,
+def rule_star_replace(rw: Rewrite, select: exp.Select) -> None:
+    """SELECT * [EXCLUDE (...)] REPLACE (expr AS c) -> the FROM relation's columns listed,
+    c computed by expr in its place (Spark has EXCEPT, no REPLACE)."""
+    for star in [p for p in select.expressions if isinstance(p, exp.Star)
+                 and p.args.get("replace")]:
+        source = _from_source(select)
+        if source is None:
+            raise MissingRule("* REPLACE without FROM")
+        drop = {c.name.lower() for c in star.args.get("except_") or []}
+        new = {a.alias.lower(): a for a in star.args["replace"]}
+        items = [new[n.lower()].copy() if n.lower() in new else exp.column(n, quoted=True)
+                 for n, _ in relation_columns(rw, source) if n.lower() not in drop]
+        at = select.expressions.index(star)
+        select.set("expressions", select.expressions[:at] + items
+                   + select.expressions[at + 1:])
+        rw.fired.append("star_replace")
+
+
+SELECT_RULES = [rule_star_replace, rule_unpivot_columns,
+                rule_columns_exclude, rule_json_keys_row, rule_len_list,
                 rule_unnest_in_expression]
