@@ -306,6 +306,38 @@ def quiet_stats(sandbox: Sandbox, timeout: float = 30) -> dict[str, Any]:
         time.sleep(0.01)
 
 
+# A settle long enough that no machine, however busy, lets it pass by itself: tests that
+# check rows are held use it, then let it pass with `let_settle` (the fake clock's tick).
+LONG_SETTLE = 3600.0
+
+
+def let_settle(p: E2E, sandbox: Sandbox, seconds: float = LONG_SETTLE) -> None:
+    """Let an endpoint's `settle` pass without sleeping: once the sandbox has processed every
+    request it started (the stalled first copies are done), move the ledger's `last_sent`
+    of unanswered rows back by `seconds` (what waiting would have done, on any machine)."""
+    quiet_stats(sandbox, timeout=120)
+    con = duckdb.connect(str(p.db))
+    try:
+        con.execute("UPDATE _elt.ledger SET last_sent = last_sent - to_seconds(?) "
+                    "WHERE status = 'unknown'", [seconds + 1])
+    finally:
+        con.close()
+
+
+def stress(processes: int = 2) -> Callable[[], None]:
+    """Busy the machine (a CPU-bound loop per process) until the returned stop() is called:
+    the load the suite must pass under (`ELT_TEST_STRESS=N pytest`, see conftest.py)."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+             for _ in range(processes)]
+
+    def stop() -> None:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+    return stop
+
+
 def statuses(results: RunResults) -> dict[str, str]:
     return {r.name: r.status for r in results.results}
 
