@@ -204,6 +204,16 @@ def dag(fmt: str, **opts: Any) -> None:
     _run(opts, lambda c: c.dag(fmt))
 
 
+@cli.command("lineage")
+@_project_options
+@click.argument("field", required=False)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+def lineage_cmd(field: str | None, fmt: str, **opts: Any) -> None:
+    """Where each API field comes from: PUB.FIELD (or PUB, or every publication) traced
+    through the models to seed and API source columns; json also writes target/lineage.json."""
+    _run(opts, lambda c: c.lineage(field, fmt))
+
+
 @cli.command()
 @_project_options
 @_selection

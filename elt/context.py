@@ -193,6 +193,30 @@ class Context:
 
         self.console.result(render_dag(self.graph(), fmt))
 
+    def lineage(self, target: str | None = None, fmt: str = "text") -> list:
+        """Column lineage of the publications' fields (elt/lineage): printed as a chain,
+        or as JSON (also written to target/lineage.json)."""
+        from elt import lineage
+        from elt.publish.spec import load_publications
+
+        graph = self.graph()
+        pubs = load_publications(self.project)
+        con = self.connect(read_only=True) if self.project.db_path.exists() else None
+        try:
+            schema = lineage.db_schema(con)
+        finally:
+            if con is not None:
+                con.close()
+        chosen = lineage.select_fields(lineage.publication_lineage(graph, pubs, schema), target)
+        if fmt == "json":
+            import json
+
+            lineage.write_json(chosen, self.project.target_dir / "lineage.json")
+            self.console.result(json.dumps(chosen, indent=2))
+        else:
+            self.console.result(lineage.render_text(chosen))
+        return chosen
+
     # -- publish half --------------------------------------------------------------
     def publish(
         self,
