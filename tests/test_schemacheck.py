@@ -99,6 +99,6 @@ def test_dry_run_names_the_failing_rows_and_sends_nothing(tmp_path: Path,
     assert "1 of 3 pending bodies break the schema" in run.output
     assert ("(GraphQL user.gql): $.name: graphql: Variable '$name' has invalid value: "
             "Expected value of non-null type 'String!' not to be None.") in run.output
-    after = stats(sandbox)  # the schema's requests only (openapi, login, introspection)
-    assert after["requests"] - before == 4
+    after = stats(sandbox)  # the schemas only: token + openapi, login (2) + introspection
+    assert after["requests"] - before == 5
     assert after["flowkit"] == {} and after["uois"] == {}  # no dataset, no user arrived
