@@ -102,3 +102,39 @@ def test_dry_run_names_the_failing_rows_and_sends_nothing(tmp_path: Path,
     after = stats(sandbox)  # the schemas only: token + openapi, login (2) + introspection
     assert after["requests"] - before == 5
     assert after["flowkit"] == {} and after["uois"] == {}  # no dataset, no user arrived
+
+
+def test_payload_matches_schema_data_test(tmp_path: Path, sandbox: Sandbox) -> None:
+    p = _project(tmp_path, sandbox)
+    header = "/* elt\ntests:\n  - payload_matches_schema: {publication: flowkit_data}\n*/\n"
+    model = tmp_path / "models" / "flowkit_datasets.sql"
+    model.write_text(header + model.read_text())
+    run = elt(tmp_path, "build")
+    assert run.code == 0, run.output
+    assert "payload_matches_schema_flowkit_datasets_flowkit_data" in run.output
+    p.set_datasets(value="CASE WHEN i = 2 THEN NULL ELSE i END")
+    model.write_text(header + model.read_text())
+    before = stats(sandbox)
+    run = elt(tmp_path, "build")
+    assert run.code == 1, run.output
+    assert ("test payload_matches_schema_flowkit_datasets_flowkit_data: 1 failing row(s) "
+            f"against {sandbox.url}/v1/openapi.json, e.g. key "
+            '["residents","residents.residents",3,2,"2020-01-03 00:00:00"] (POST /data): '
+            "$.data_input[0].data: anyOf:") in run.output
+    assert p.sql("SELECT json_path, rule FROM test_failures."
+                 "payload_matches_schema_flowkit_datasets_flowkit_data") == [
+        ("$.data_input[0].data", "anyOf")]
+    assert stats(sandbox)["flowkit"] == before["flowkit"] == {}  # nothing was sent
+    run = elt(tmp_path, "publish", "-s", "flowkit_data")  # the model failed its test:
+    assert run.code == 1 and stats(sandbox)["flowkit"] == {}  # publish refuses it
+
+
+def test_a_publication_without_schema_is_a_clear_error(tmp_path: Path, sandbox: Sandbox) -> None:
+    p = E2E(tmp_path, sandbox, n=2, users=1)
+    model = tmp_path / "models" / "flowkit_datasets.sql"
+    model.write_text("/* elt\ntests: [{payload_matches_schema: flowkit_data}]\n*/\n"
+                     + model.read_text())
+    run = elt(tmp_path, "build", "-s", "flowkit_datasets+")
+    assert run.code == 1
+    assert "endpoint flowkit names no schema (set `openapi:` or `graphql_schema:`" in run.output
+    assert "Traceback" not in run.output and p.db.exists()

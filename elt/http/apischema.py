@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ from elt.http.jsonschema import Validator, Violation
 from elt.http.messages import Request, encode_json
 
 SETTINGS = ("openapi", "graphql_schema")
+SHOWN = 3          # rows described in a message
+KEPT = 10_000      # failing rows kept for a data test's test_failures table
 
 
 def declared(endpoint: dict[str, Any]) -> bool:
@@ -183,3 +186,34 @@ def _variable_path(message: str) -> str:
         name = message[len("Variable '$"):].split("'", 1)[0]
         return f"$.{name.split('.')[0]}"
     return "$"
+
+
+@dataclass
+class Verdict:
+    checked: int = 0
+    failing: int = 0
+    samples: list[str] = field(default_factory=list)
+    rows: list[tuple[str, str, str, str]] = field(default_factory=list)  # key, path, rule, why
+
+
+def check_rows(rows: Iterable[tuple[str, str, Any]], checker: BodyChecker) -> Verdict:
+    """(key, op, body text) rows -> how many break the schema, the first ones described."""
+    verdict = Verdict()
+    for key, op, body in rows:
+        verdict.checked += 1
+        try:
+            value = json.loads(body) if isinstance(body, str) else body
+        except ValueError as exc:
+            problems = [Violation("$", "json", f"not JSON ({exc})")]
+        else:
+            problems = checker.errors(op, value)
+        if not problems:
+            continue
+        verdict.failing += 1
+        if len(verdict.rows) < KEPT:
+            first = problems[0]
+            verdict.rows.append((key, first.path, first.rule, first.message))
+        if len(verdict.samples) < SHOWN:
+            verdict.samples.append(f"key {key} ({checker.describe(op)}): "
+                                   + "; ".join(str(p) for p in problems[:3]))
+    return verdict

@@ -8,9 +8,7 @@ key, with the JSON path and the rule they break.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from elt.core.errors import EltError
@@ -20,14 +18,6 @@ from elt.publish.spec import Publication
 from elt.publish.workspace import Workspace
 
 BATCH = 500
-SHOWN = 3
-
-
-@dataclass
-class Verdict:
-    checked: int = 0
-    failing: int = 0
-    samples: list[str] = field(default_factory=list)
 
 
 def load_checkers(ctx: Workspace, pubs: dict[str, Publication], names: Iterable[str]
@@ -68,28 +58,8 @@ def _raw(ctx: Workspace, endpoint: str) -> dict[str, Any]:
     return raw if isinstance(raw, dict) else {}
 
 
-def check_rows(rows: Iterable[tuple[str, str, Any]], checker: apischema.BodyChecker
-               ) -> Verdict:
-    """(key, op, body text) rows -> how many break the schema, the first few described."""
-    verdict = Verdict()
-    for key, op, body in rows:
-        verdict.checked += 1
-        try:
-            value = json.loads(body) if isinstance(body, str) else body
-        except ValueError as exc:
-            problems = [f"$: json: not JSON ({exc})"]
-        else:
-            problems = [str(v) for v in checker.errors(op, value)]
-        if problems:
-            verdict.failing += 1
-            if len(verdict.samples) < SHOWN:
-                verdict.samples.append(f"key {key} ({checker.describe(op)}): "
-                                       + "; ".join(problems[:3]))
-    return verdict
-
-
 def check_pending(con: Any, query: ledger.PendingQuery, checker: apischema.BodyChecker
-                  ) -> Verdict:
+                  ) -> apischema.Verdict:
     """Every pending body of the publication (deletes included), read in batches."""
     pending = ledger.pending_sql(query, ledger.model_columns(con, query.relation),
                                  ledger.ledger_relation(con))
@@ -100,10 +70,10 @@ def check_pending(con: Any, query: ledger.PendingQuery, checker: apischema.BodyC
         while batch := cur.fetchmany(BATCH):
             yield from batch
 
-    return check_rows(rows(), checker)
+    return apischema.check_rows(rows(), checker)
 
 
-def message(verdict: Verdict, checker: apischema.BodyChecker) -> str | None:
+def message(verdict: apischema.Verdict, checker: apischema.BodyChecker) -> str | None:
     if not verdict.failing:
         return None
     return (f"{verdict.failing:,} of {verdict.checked:,} pending bodies break the schema of "
