@@ -249,6 +249,26 @@ def dag(fmt: str, **opts: Any) -> None:
     _run(opts, lambda c: c.dag(fmt))
 
 
+@cli.command("lineage")
+@_project_options
+@click.argument("field", required=False)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+def lineage_cmd(field: str | None, fmt: str, **opts: Any) -> None:
+    """Where each API field comes from: PUB.FIELD (or PUB, or every publication) traced
+    through the models to seed and API source columns; json also writes target/lineage.json."""
+    _run(opts, lambda c: c.lineage(field, fmt))
+
+
+@cli.command("docs")
+@_project_options
+@click.option("--serve", is_flag=True, help="Serve target/docs on 127.0.0.1 until Ctrl-C.")
+@click.option("--port", type=int, default=8080, show_default=True)
+def docs_cmd(serve: bool, port: int, **opts: Any) -> None:
+    """Write a static site to target/docs/: the DAG, each model's SQL, columns and tests,
+    each publication's ledger counts and the column lineage of its fields."""
+    _run(opts, lambda c: c.docs(serve, port))
+
+
 @cli.command()
 @_project_options
 @_selection
