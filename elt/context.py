@@ -160,18 +160,21 @@ class Context:
             database: Path | None = None) -> None:
         """Read-only SQL on the staging database (or another DuckDB file, e.g. the sandbox's)."""
         from elt.core import db
-        from elt.inspect import render, run_query
+        from elt.inspect import check_read_only, lock_down, render, run_query
 
+        check_read_only(query)  # before opening: a refused statement waits for no lock
         with (db.connect(database, read_only=True) if database else
               self.connect(read_only=True)) as con:
+            lock_down(con, self.project.root)
             columns, rows = run_query(con, query, limit=limit)
         render(self.console, columns, rows, fmt)
 
     def show(self, model: str, limit: int = 10, fmt: str = "table") -> None:
-        from elt.inspect import render, show_relation
+        from elt.inspect import lock_down, render, show_relation
 
         graph = self.graph()
         with self.connect(read_only=True) as con:
+            lock_down(con, self.project.root)
             columns, rows = show_relation(con, graph, model, limit)
         render(self.console, columns, rows, fmt)
 
