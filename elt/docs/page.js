@@ -79,3 +79,11 @@ drawDag();
 document.getElementById('publications').innerHTML = D.publications.map(p =>
   `<div class="pub" data-publication="${esc(p.name)}"><b class="pubname">${esc(p.name)}</b> <span class="muted">${esc(p.operation)} → ${esc(p.endpoint)} · ${p.ledger.acknowledged} acknowledged, ${p.ledger.failed} failed</span><br>${fieldChips(p)}</div>`).join('') || '<p class="muted">no publications</p>';
 bindFields(document.getElementById('publications'));
+// a link to one field (index.html#field=PUB/FIELD) opens its lineage as a click on its chip would
+function followHash(){
+  const m = /^#field=([^/]+)\/(.+)$/.exec(decodeURIComponent(location.hash));
+  const el = m && [...document.querySelectorAll('#publications .field')].find(x => x.dataset.pub === m[1] && x.dataset.field === m[2]);
+  if (el) el.click();
+}
+window.addEventListener('hashchange', followHash);
+followHash();
