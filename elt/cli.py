@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from elt.core import log, secrets
+from elt.core import diskfull, log, secrets
 from elt.core.console import Console
 from elt.core.errors import EltError
 
@@ -83,6 +83,13 @@ def _start_log(opts: dict[str, Any], command: str) -> None:
     log.root.info("command: %s", command)
 
 
+def _target_dir(ctx: Context) -> Path:
+    try:
+        return ctx.project.target_dir
+    except Exception:  # noqa: BLE001 - no project: the current folder is all we know
+        return Path.cwd()
+
+
 def _run(opts: dict[str, Any], action: Callable[[Context], Any]) -> None:
     """Build the Context, run one method, turn errors into one line and an exit code."""
     from elt.context import Context  # here, not at the top: `elt --help` needs none of it
@@ -103,6 +110,11 @@ def _run(opts: dict[str, Any], action: Callable[[Context], Any]) -> None:
         console.error("interrupted")
         sys.exit(130)
     except Exception as exc:  # an elt bug, not a user error: still one line unless --debug
+        full = diskfull.describe(exc, _target_dir(ctx))
+        if full:
+            console.failure(exc)
+            console.error(full)
+            sys.exit(1)
         console.failure(exc)
         console.error(f"internal error: {type(exc).__name__}: {secrets.redact(str(exc))}"
                       + ("" if debug else " (run with --debug for the traceback)"))

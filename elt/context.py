@@ -16,6 +16,8 @@ from elt.core.console import Console
 from elt.core.results import RunResults
 from elt.project.config import Project, load_project
 
+READ_WAIT = 600.0  # seconds `elt sql`/`show`/`status` wait for a build or publish to finish
+
 if TYPE_CHECKING:  # imported where used: a no-op build decided from its stamp needs neither
     from elt.graph.dag import Graph
     from elt.http.endpoints import Endpoints, RunningSandbox
@@ -53,7 +55,11 @@ class Context:
         return Endpoints(self.project, self.console, start_sandbox)
 
     def connect(self, *, read_only: bool = False, wal: bool = True):  # noqa: ANN201
-        """The staging database; wal=False for builds (db.connect says why)."""
+        """The staging database; wal=False for builds (db.connect says why). Reading
+        while a build or publish holds the file waits for it, saying so."""
+        if read_only:
+            return self.project.connect(read_only=True, wal=wal, wait_seconds=READ_WAIT,
+                                        on_wait=self.console.note)
         return self.project.connect(read_only=read_only, wal=wal)
 
     def graph(self) -> Graph:
@@ -160,9 +166,10 @@ class Context:
             database: Path | None = None) -> None:
         """Read-only SQL on the staging database (or another DuckDB file, e.g. the sandbox's)."""
         from elt.core import db
-        from elt.inspect import check_read_only, lock_down, render, run_query
+        from elt.core.readonly import lock_down, refuse_writes
+        from elt.inspect import render, run_query
 
-        check_read_only(query)  # before opening: a refused statement waits for no lock
+        refuse_writes(query)
         with (db.connect(database, read_only=True) if database else
               self.connect(read_only=True)) as con:
             lock_down(con, self.project.root)
@@ -170,7 +177,8 @@ class Context:
         render(self.console, columns, rows, fmt)
 
     def show(self, model: str, limit: int = 10, fmt: str = "table") -> None:
-        from elt.inspect import lock_down, render, show_relation
+        from elt.core.readonly import lock_down
+        from elt.inspect import render, show_relation
 
         graph = self.graph()
         with self.connect(read_only=True) as con:

@@ -11,7 +11,6 @@ import io
 import json
 import re
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -19,55 +18,12 @@ import duckdb
 from elt.build import nodestate
 from elt.core.console import Console
 from elt.core.errors import EltError
+from elt.core.readonly import refuse_writes
 from elt.graph.dag import Graph, Node
 
 LS_COLUMNS = ["name", "kind", "materialized", "rows", "last_build", "status"]
 _SHAPES = {"seed": "cylinder", "api": "cylinder", "model": "box", "published": "note",
            "test": "diamond"}
-
-
-# PRAGMAs that only read; every other PRAGMA may change a setting or write (CHECKPOINT ...)
-_READING_PRAGMAS = {"table_info", "show_tables", "show_tables_expanded", "show",
-                    "database_size", "storage_info", "database_list", "version", "platform",
-                    "functions", "collations", "metadata_info", "user_agent"}
-_EXPLAIN = re.compile(r"^\s*explain\s+(analy[sz]e\s+)?", re.IGNORECASE)
-
-
-def lock_down(con: duckdb.DuckDBPyConnection, root: Path) -> None:
-    """Keep a reading connection's file access inside the project and its settings fixed:
-    DuckDB itself then refuses COPY/EXPORT/ATTACH elsewhere, INSTALL/LOAD and SET, whatever
-    the statement check below did not foresee (a second line of defence, not the first)."""
-    folder = str(root.resolve()).replace("'", "''").rstrip("/") + "/"
-    con.execute(f"SET allowed_directories = ['{folder}']")
-    con.execute("SET enable_external_access = false")
-    con.execute("SET lock_configuration = true")
-
-
-def check_read_only(query: str) -> None:
-    """Refuse every statement that is not a query: `elt sql` and `elt show` never write a
-    database or a file, attach, install or load extensions, or change a setting."""
-    try:
-        statements = duckdb.extract_statements(query)
-    except duckdb.Error as exc:
-        lines = [line for line in str(exc).splitlines() if line.strip()]
-        raise EltError(lines[0] if lines else type(exc).__name__) from exc
-    for statement in statements:
-        kind, text = statement.type, statement.query
-        if kind == duckdb.StatementType.SELECT:
-            continue
-        if kind == duckdb.StatementType.EXPLAIN:
-            explained = _EXPLAIN.match(text)
-            if explained and explained.group(1):  # EXPLAIN ANALYZE runs the statement
-                check_read_only(text[explained.end():])
-            continue
-        if kind == duckdb.StatementType.PRAGMA:
-            name = re.match(r"\s*pragma\s+(\w+)", text, re.IGNORECASE)
-            if name and name.group(1).lower() in _READING_PRAGMAS:
-                continue
-        words = " ".join(text.split()[:2])
-        raise EltError(f"elt sql is read-only: {kind.name} statements are refused ({words} ...);"
-                       " it runs queries (SELECT, WITH, FROM, DESCRIBE, SHOW, SUMMARIZE, "
-                       "EXPLAIN)")
 
 
 def run_query(con: duckdb.DuckDBPyConnection, query: str,
@@ -76,7 +32,7 @@ def run_query(con: duckdb.DuckDBPyConnection, query: str,
     EltErrors."""
     if not query.strip():
         raise EltError("no SQL given (pass a query or pipe it on stdin)")
-    check_read_only(query)
+    refuse_writes(query)
     try:
         cur = con.execute(query)
         if cur.description is None:

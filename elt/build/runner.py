@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -21,7 +22,7 @@ import duckdb
 from elt.build import changes, compiled, datatests, materialize, nodestate, schematest
 from elt.build.nodestate import NodeState
 from elt.build.snapshot import Snapshot
-from elt.core import db
+from elt.core import db, diskfull
 from elt.core.console import Console
 from elt.core.errors import EltError
 from elt.core.results import NodeResult, RunResults, summary_line, write_manifest
@@ -62,6 +63,7 @@ def run_build(
     summary=False: no `Done:` line (a run inside a Spark build, which prints its own)."""
     results = RunResults(command=command)
     deferred: db.DeferredCheckpoint | None = None
+    unwritten: EltError | None = None
     try:
         names = plan(graph, select, exclude, command)
         prepare(con, graph, console)
@@ -73,25 +75,34 @@ def run_build(
                     endpoints or Endpoints(project, console), deferred).run(names)
     finally:
         console.plan(0)  # later lines (publish) are not part of this run's `N of M`
+        if deferred is not None:  # the tables first: run_results.json may find no space
+            unwritten = _checkpoint(deferred, console, project.db_path)
         results.write(project.target_dir)
         write_manifest(project.target_dir, graph.manifest())
-        if deferred is not None:
-            _checkpoint(deferred, console)
     if summary:
         _summary(console, results)
+    if unwritten is not None:  # the run's tables never reached the file: not a success
+        raise unwritten
     return results
 
 
-def _checkpoint(deferred: db.DeferredCheckpoint, console: Console) -> None:
+def _checkpoint(deferred: db.DeferredCheckpoint, console: Console,
+                path: Path) -> EltError | None:
     """Write what the run committed into the database file (until then it is in the WAL,
-    or without one (a build) only in DuckDB's buffer pool)."""
+    or without one (a build) only in DuckDB's buffer pool); the error when that failed."""
     try:
         seconds = deferred.finish()
-    except duckdb.Error as exc:  # closing the connection checkpoints once more
-        console.warn(f"checkpoint failed at the end of the run: {exc}")
-        return
+    except duckdb.Error as exc:
+        full = diskfull.describe(exc, path)
+        if full:
+            return EltError(full)
+        first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+        return EltError(f"the build's tables could not be written to the database file "
+                        f"(checkpoint failed: {first}); the last checkpointed tables stay "
+                        "readable and the next build redoes the rest", where=str(path))
     if seconds >= 1.0:
         console.info(f"database file written (checkpoint) in {seconds:.1f}s")
+    return None
 
 
 def plan(graph: Graph, select: Sequence[str], exclude: Sequence[str], command: str) -> list[str]:

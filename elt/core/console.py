@@ -160,6 +160,12 @@ class Console:
         if not self.quiet:
             self._write(self.out, text)
 
+    def note(self, text: str) -> None:
+        """About the run, not its result: on stderr, so `elt sql --format csv > f` stays clean."""
+        log.info(text)
+        if not self.quiet:
+            self._write(self.err, text)
+
     def result(self, text: str) -> None:
         """The command's answer (SQL results, JSON): printed even when quiet, never redacted
         (it is data: an e-mail that doubles as a password is still the row's value)."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +62,11 @@ def connect(
     threads: int | None = None,
     wal: bool = True,
     row_group_size: int | None = None,
+    on_wait: Callable[[str], None] | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """Open the DuckDB file, retrying while another process holds its lock.
+
+    on_wait: told once, in one line, what is being waited for (`elt sql` during a build).
 
     Writers pass the target's `row_group_size`: tables are written in row groups of that
     many rows. wal=False (a build): commits skip DuckDB's write-ahead log and reach the
@@ -88,9 +92,13 @@ def connect(
             message = str(exc)
             if "lock" not in message.lower():
                 raise EltError(f"cannot open database: {message}", where=str(path)) from exc
+            pid = _LOCK_HOLDER.search(message)
+            holder = f"process {pid.group(1)}" if pid else "another process"
+            if on_wait is not None:
+                on_wait(f"waiting for {holder} (an `elt build` or `elt publish`?) to release "
+                        f"{path} (up to {wait_seconds:.0f} s; Ctrl-C to stop)")
+                on_wait = None
             if time.monotonic() >= deadline:
-                pid = _LOCK_HOLDER.search(message)
-                holder = f"process {pid.group(1)}" if pid else "another process"
                 raise DatabaseLockedError(
                     f"database is locked by {holder} (an `elt build`, `elt publish` or "
                     "`elt sandbox serve` still running?); try again when it finishes",

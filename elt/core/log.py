@@ -13,11 +13,12 @@ import json
 import logging
 import logging.handlers
 import os
+import sys
 import time
 import uuid
 from pathlib import Path
 
-from elt.core import secrets
+from elt.core import diskfull, secrets
 
 LEVELS = ("debug", "info", "warning", "error")
 FORMATS = ("text", "json")
@@ -76,7 +77,9 @@ class _SizedRotatingHandler(logging.handlers.RotatingFileHandler):
             self.stream.flush()
             self._size += len(line)  # characters: near enough to bytes, and resynced
         except Exception:  # noqa: BLE001 - logging must never break the command
-            self.handleError(record)
+            failure = sys.exc_info()[1]
+            if failure is None or diskfull.written_file(failure) is None:
+                self.handleError(record)  # a full disk is told once, by the command
 
 
 class TextFormatter(logging.Formatter):

@@ -40,6 +40,12 @@ def ensure_ledger(con: duckdb.DuckDBPyConnection, publications: dict[str, Sequen
     con.execute(f"ALTER TABLE {LEDGER} ADD COLUMN IF NOT EXISTS tombstone VARCHAR")
     con.execute(_RUNS_DDL)
     con.execute(f"CREATE SEQUENCE IF NOT EXISTS {SEQ}")
+    ensure_published_views(con, publications)
+
+
+def ensure_published_views(con: duckdb.DuckDBPyConnection,
+                           publications: dict[str, Sequence[str]]) -> None:
+    """(Re)create `published.<name>` over the ledger with the publication's key columns."""
     for name, keys in publications.items():
         cols = ", ".join(f"key_json->>{literal(k)} AS {quote(k)}" for k in keys)
         con.execute(

@@ -24,6 +24,7 @@ from typing import Any, TextIO
 from elt.core import db
 from elt.core.errors import EltError, PublishError
 from elt.core.results import NodeResult, RunResults
+from elt.core.state import ensure_published_views
 from elt.publish import journal as jr
 from elt.publish import ledger, marks, report
 from elt.publish.lock import publish_lock, state_dir
@@ -66,10 +67,14 @@ def run_publish(ctx: Workspace, select: Sequence[str] = (), exclude: Sequence[st
         return report.dry_run(ctx, pubs, order, deps, readers, graph)
     if concurrency is not None and concurrency < 1:
         raise PublishError("--concurrency must be at least 1")
-    with publish_lock(ctx.project.target.path, ctx.project.root):
+    export = _open_export(export_results)  # before anything is sent: a bad path fails now
+    with contextlib.ExitStack() as stack:
+        if export is not None:
+            stack.enter_context(export)
+        stack.enter_context(publish_lock(ctx.project.target.path, ctx.project.root))
         report.rebuild_stale_readers(ctx, pubs, order, readers, graph)
         results = _Run(ctx, pubs, sinks, order, deps, readers, concurrency,
-                       export_results).execute()
+                       export).execute()
     results.write(ctx.project.target_dir)
     for result in results.results:  # one error line per failed publication, like the build
         if result.status == "error":
@@ -80,18 +85,31 @@ def run_publish(ctx: Workspace, select: Sequence[str] = (), exclude: Sequence[st
     return results
 
 
+def _open_export(path: Path | None) -> TextIO | None:
+    """The --export-results file, opened for writing, or a one-line error naming it."""
+    if path is None:
+        return None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "w", encoding="utf-8")  # noqa: SIM115 (closed by the run)
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(path) else ""
+        raise PublishError(f"cannot write --export-results {path}: "
+                           f"{exc.strerror or type(exc).__name__}{where}") from exc
+
+
 class _Run:
     """State of one publish run."""
 
     def __init__(self, ctx: Workspace, pubs: dict[str, Publication], sinks: dict[str, Any],
                  order: list[str],
                  deps: dict[str, set[str]], readers: dict[str, set[str]],
-                 concurrency: int | None, export_results: Path | None) -> None:
+                 concurrency: int | None, export: TextIO | None) -> None:
         self.ctx, self.pubs, self.order, self.deps = ctx, pubs, order, deps
         self.sinks = sinks
         self.readers = readers
         self.concurrency = concurrency
-        self.export_path = export_results
+        self.export = export  # one JSON line per row sent (--export-results)
         self.console = ctx.console
         self.project = ctx.project
         self.publish_dir = state_dir(self.project.target.path)
@@ -137,16 +155,21 @@ class _Run:
                 self.console.info(f"merged {recovered:,} answers left in the journal by an "
                                   "interrupted run")
             self.journal = jr.Journal(self.publish_dir, self.run_id)
-            ledger.ensure_ledger(con, {n: p.key for n, p in self.pubs.items()})
+            ledger.ensure_ledger(con, {})
             ledger.start_run(con, self.run_id, jr.utc_now(), self.order)
             active: set[str] = set()
+            accepted: list[str] = []
             for name in self.order:
                 entry = self._prepare(con, self.pubs[name], count_only=name in self.deferred)
+                if entry[0] == "count":
+                    accepted.append(name)
                 if name not in self.deferred:
                     self.prepared[name] = entry
                 if (entry[0] == "count" and entry[1]) or (
                         name in self.deferred and self.deps[name] & active):
                     active.add(name)
+            # a refused publication (a key its model lacks ...) keeps its view as it was
+            ensure_published_views(con, {n: self.pubs[n].key for n in accepted})
         finally:
             con.close()
         return {self.pubs[n].endpoint for n in active}
@@ -239,10 +262,7 @@ class _Run:
             needs = report.scope_needs(self.pubs[n] for n in self.order)
             self.down = await report.check_transports(self.console, transports, endpoints,
                                                       auth=True, needs=needs)
-            export: TextIO | None = None
-            if self.export_path is not None:  # one JSON line per row sent
-                self.export_path.parent.mkdir(parents=True, exist_ok=True)
-                export = stack.enter_context(open(self.export_path, "w", encoding="utf-8"))
+            export = self.export
             encoder = stack.enter_context(ThreadPoolExecutor(max(2, os.cpu_count() or 2),
                                                              thread_name_prefix="encode"))
             merger = asyncio.create_task(self._merge_periodically())
