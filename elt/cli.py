@@ -23,14 +23,19 @@ _FORMATS = click.Choice(["table", "csv", "json"])
 def _project_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """Options every command shares, defined once."""
     f = click.option("--project-dir", type=click.Path(file_okay=False), default=None,
+                     envvar="ELT_PROJECT_DIR",
                      help="Project root (default: the current folder or the nearest parent "
-                     "holding profiles.yml).")(f)
+                     "holding profiles.yml; env: ELT_PROJECT_DIR).")(f)
     f = click.option("--profiles-dir", type=click.Path(file_okay=False), default=None,
-                     help="Folder holding profiles.yml (default: the project root).")(f)
+                     envvar="ELT_PROFILES_DIR",
+                     help="Folder holding profiles.yml (default: the project root; env: "
+                     "ELT_PROFILES_DIR).")(f)
     f = click.option("--target", "-t", default=None, envvar="ELT_TARGET",
                      help="Output of profiles.yml to use (env: ELT_TARGET).")(f)
-    f = click.option("--debug", is_flag=True, help="Show tracebacks.")(f)
-    f = click.option("--quiet", "-q", is_flag=True, help="Only errors and results.")(f)
+    f = click.option("--debug", is_flag=True, envvar="ELT_DEBUG",
+                     help="Show tracebacks (env: ELT_DEBUG=1).")(f)
+    f = click.option("--quiet", "-q", is_flag=True, envvar="ELT_QUIET",
+                     help="Only errors and results (env: ELT_QUIET=1).")(f)
     f = click.option("--log-format", type=click.Choice(log.FORMATS), default="text",
                      envvar="ELT_LOG_FORMAT", show_default=True,
                      help="Format of target/logs/elt.log (env: ELT_LOG_FORMAT).")(f)
@@ -121,10 +126,50 @@ def _run(opts: dict[str, Any], action: Callable[[Context], Any]) -> None:
         sys.exit(1)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _global_takes_value() -> dict[str, bool]:
+    """Every spelling of the shared options (from `_project_options`, the one definition),
+    and whether it takes a value."""
+    params = click.command()(_project_options(lambda **_: None)).params
+    return {name: not getattr(p, "is_flag", False)
+            for p in params for name in [*p.opts, *p.secondary_opts]}
+
+
+def move_global_options(args: list[str]) -> list[str]:
+    """`elt --log-format json status` -> `elt status --log-format json`: the shared options
+    given before the subcommand go after it (before a `--`), where the command reads them;
+    so every command taking `_project_options` accepts them on either side, as dbt does."""
+    takes_value = _global_takes_value()
+    moved: list[str] = []
+    i = 0
+    while i < len(args) and args[i].startswith("-") and args[i] != "--":
+        name = args[i].split("=", 1)[0]
+        if name not in takes_value:
+            break  # --help, --version: the group's own
+        width = 2 if takes_value[name] and "=" not in args[i] else 1
+        moved += args[i:i + width]
+        i += width
+    rest = args[i:]
+    if not moved:
+        return rest
+    cut = rest.index("--") if "--" in rest else len(rest)
+    return [*rest[:cut], *moved, *rest[cut:]]
+
+
+class _GlobalOptionsGroup(click.Group):
+    """The `elt` group: shared options are welcome before the subcommand too."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, move_global_options(list(args)))
+
+
+@click.group(cls=_GlobalOptionsGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="elt")
 def cli() -> None:
-    """elt: raw exports -> DuckDB staging -> SQL models -> REST and GraphQL backends."""
+    """elt: raw exports -> DuckDB staging -> SQL models -> REST and GraphQL backends.
+
+    The shared options (--project-dir, --target, --debug, --quiet, --log-format ...) go
+    before or after the command; each also reads an ELT_ environment variable.
+    """
 
 
 @cli.command()
@@ -214,6 +259,26 @@ def ls_cmd(select: tuple[str, ...], exclude: tuple[str, ...], fmt: str, **opts: 
 def dag(fmt: str, **opts: Any) -> None:
     """Print the dependency graph."""
     _run(opts, lambda c: c.dag(fmt))
+
+
+@cli.command("lineage")
+@_project_options
+@click.argument("field", required=False)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+def lineage_cmd(field: str | None, fmt: str, **opts: Any) -> None:
+    """Where each API field comes from: PUB.FIELD (or PUB, or every publication) traced
+    through the models to seed and API source columns; json also writes target/lineage.json."""
+    _run(opts, lambda c: c.lineage(field, fmt))
+
+
+@cli.command("docs")
+@_project_options
+@click.option("--serve", is_flag=True, help="Serve target/docs on 127.0.0.1 until Ctrl-C.")
+@click.option("--port", type=int, default=8080, show_default=True)
+def docs_cmd(serve: bool, port: int, **opts: Any) -> None:
+    """Write a static site to target/docs/: the DAG, each model's SQL, columns and tests,
+    each publication's ledger counts and the column lineage of its fields."""
+    _run(opts, lambda c: c.docs(serve, port))
 
 
 @cli.command()

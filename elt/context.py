@@ -204,6 +204,50 @@ class Context:
 
         self.console.result(render_dag(self.graph(), fmt))
 
+    def lineage(self, target: str | None = None, fmt: str = "text") -> list:
+        """Column lineage of the publications' fields (elt/lineage): printed as a chain,
+        or as JSON (also written to target/lineage.json)."""
+        from elt import lineage
+        from elt.publish.spec import load_publications
+
+        graph = self.graph()
+        pubs = load_publications(self.project)
+        con = self.connect(read_only=True) if self.project.db_path.exists() else None
+        try:
+            schema = lineage.db_schema(con)
+        finally:
+            if con is not None:
+                con.close()
+        chosen = lineage.select_fields(lineage.publication_lineage(graph, pubs, schema), target)
+        if fmt == "json":
+            import json
+
+            lineage.write_json(chosen, self.project.target_dir / "lineage.json")
+            self.console.result(json.dumps(chosen, indent=2))
+        else:
+            self.console.result(lineage.render_text(chosen))
+        return chosen
+
+    def docs(self, serve: bool = False, port: int = 8080) -> Path:
+        """Write the static docs site to target/docs/ (elt/docs); serve it on loopback."""
+        from elt import docs
+        from elt.publish.spec import load_publications
+
+        graph = self.graph()
+        pubs = load_publications(self.project)
+        con = self.connect(read_only=True) if self.project.db_path.exists() else None
+        try:
+            data = docs.collect(self.project.root, graph, pubs, con, self.project.target_dir)
+        finally:
+            if con is not None:
+                con.close()
+        index = docs.write_site(data, self.project.target_dir / "docs")
+        self.console.info(f"wrote {index} ({len(data['nodes'])} nodes, "
+                          f"{len(data['publications'])} publications)")
+        if serve:
+            docs.serve(index.parent, "127.0.0.1", port, self.console.info)
+        return index
+
     # -- publish half --------------------------------------------------------------
     def publish(
         self,

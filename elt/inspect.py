@@ -18,6 +18,7 @@ import duckdb
 from elt.build import nodestate
 from elt.core.console import Console
 from elt.core.errors import EltError
+from elt.core.readonly import refuse_writes
 from elt.graph.dag import Graph, Node
 
 LS_COLUMNS = ["name", "kind", "materialized", "rows", "last_build", "status"]
@@ -27,9 +28,11 @@ _SHAPES = {"seed": "cylinder", "api": "cylinder", "model": "box", "published": "
 
 def run_query(con: duckdb.DuckDBPyConnection, query: str,
               limit: int | None = None) -> tuple[list[str], list[tuple]]:
-    """Run SQL; DuckDB errors become one-line EltErrors."""
+    """Run a read-only query; other statements and DuckDB errors become one-line
+    EltErrors."""
     if not query.strip():
         raise EltError("no SQL given (pass a query or pipe it on stdin)")
+    refuse_writes(query)
     try:
         cur = con.execute(query)
         if cur.description is None:

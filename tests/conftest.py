@@ -127,3 +127,20 @@ def sandbox() -> Iterator[Sandbox]:
 def client(sandbox: Sandbox) -> Iterator[httpx.Client]:
     HTTP.base_url = httpx.URL(sandbox.url)
     yield HTTP
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _machine_under_load() -> Iterator[None]:
+    """`ELT_TEST_STRESS=N`: N CPU-burning processes run for the whole session (per xdist
+    worker), the busy machine every test must pass on."""
+    n = int(os.environ.get("ELT_TEST_STRESS", "0") or 0)
+    if n <= 0:
+        yield
+        return
+    from helpers import stress
+
+    stop = stress(n)
+    try:
+        yield
+    finally:
+        stop()

@@ -306,6 +306,55 @@ def quiet_stats(sandbox: Sandbox, timeout: float = 30) -> dict[str, Any]:
         time.sleep(0.01)
 
 
+# A settle long enough that no machine, however busy, lets it pass by itself: tests that
+# check rows are held use it, then let it pass with `let_settle` (the fake clock's tick).
+LONG_SETTLE = 3600.0
+
+
+def let_settle(p: E2E, sandbox: Sandbox, seconds: float = LONG_SETTLE) -> None:
+    """Let an endpoint's `settle` pass without sleeping: once the sandbox has processed every
+    request it started (the stalled first copies are done), move the ledger's `last_sent`
+    of unanswered rows back by `seconds` (what waiting would have done, on any machine)."""
+    quiet_stats(sandbox, timeout=120)
+    _age_journal(p.root / "target" / "elt.duckdb.publish", seconds + 1)  # a killed run's
+    con = duckdb.connect(str(p.db))
+    try:
+        con.execute("UPDATE _elt.ledger SET last_sent = last_sent - to_seconds(?) "
+                    "WHERE status = 'unknown'", [seconds + 1])
+    finally:
+        con.close()
+
+
+def _age_journal(directory: Path, seconds: float) -> None:
+    """The unanswered lines a killed run left in its journal (not merged yet), made older."""
+    from datetime import datetime, timedelta
+
+    for path in directory.glob("journal*.ndjson") if directory.is_dir() else []:
+        lines = []
+        for line in path.read_text().splitlines():
+            entry = json.loads(line) if line.strip() else None
+            if entry and entry.get("status") == "unknown" and entry.get("ts"):
+                then = datetime.fromisoformat(entry["ts"]) - timedelta(seconds=seconds)
+                entry["ts"] = then.isoformat(timespec="microseconds")
+                line = json.dumps(entry, separators=(",", ":"))
+            lines.append(line)
+        path.write_text("".join(f"{x}\n" for x in lines))
+
+
+def stress(processes: int = 2) -> Callable[[], None]:
+    """Busy the machine (a CPU-bound loop per process) until the returned stop() is called:
+    the load the suite must pass under (`ELT_TEST_STRESS=N pytest`, see conftest.py)."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+             for _ in range(processes)]
+
+    def stop() -> None:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+    return stop
+
+
 def statuses(results: RunResults) -> dict[str, str]:
     return {r.name: r.status for r in results.results}
 

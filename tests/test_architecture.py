@@ -14,7 +14,8 @@ import pytest
 
 ELT = Path(__file__).resolve().parents[1] / "elt"
 
-LAYERS = ["core", "project", "load", "graph", "http", "sources", "build", "publish",
+LAYERS = ["core", "project", "load", "graph", "http", "sources", "build", "publish", "lineage",
+          "docs",
           "inspect", "context", "cli"]
 APART = {"sandbox", "devdata"}  # peers of the engine: only elt.core below them
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from fake_api import by_name
-from helpers import E2E, db_query, elt, quiet_stats, stats, write_files
+from helpers import E2E, LONG_SETTLE, db_query, elt, let_settle, quiet_stats, stats, write_files
 
 from elt.publish.lock import publish_lock
 from elt.sandbox.server import Sandbox
@@ -149,7 +149,7 @@ def test_a_write_that_may_still_be_processing_is_held_then_verified_never_stored
     still writing (a resend a second later made the key ambiguous). The run does not resend
     them; the re-run holds them; after `settle` they go again, meet 303 and are patched
     (verified), each key inserted once."""
-    p = E2E(tmp_path, sb, n=12, timeout=0.5, settle=2.0)
+    p = E2E(tmp_path, sb, n=12, timeout=0.5, settle=LONG_SETTLE)
     p.build()
     sb.set_faults(**faults, seed=7)
     first = elt(p.root, "publish", "-s", "flowkit_data")
@@ -167,7 +167,7 @@ def test_a_write_that_may_still_be_processing_is_held_then_verified_never_stored
     assert row["held"] == len(unknown)
     quiet_stats(sb)  # the writes behind the gateway land
     assert stats(sb)["races"] == 0 and stats(sb)["ambiguous"] == 0
-    time.sleep(2.1)
+    let_settle(p, sb)
     done = elt(p.root, "publish", "-s", "flowkit_data")
     assert done.code == 0, done.output
     keys = flowkit_keys(stats(sb))

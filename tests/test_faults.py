@@ -16,13 +16,13 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import E2E, check_published, elt, stats
+from helpers import E2E, LONG_SETTLE, check_published, elt, let_settle, stats
 
 from elt.sandbox.server import Sandbox
 
 DATASETS, USERS = 60, 16
 MAX_RUNS = 20  # flowkit_scopes comes along with flowkit_data; writes cut off are held a run
-SETTLE = 1.2  # seconds an unanswered request may still be processing (stalls are 1 s)
+SETTLE = LONG_SETTLE  # unanswered rows are held until the test lets it pass (let_settle)
 SELECT = ("publish", "-s", "flowkit_data", "-s", "uois_users")
 # Small timeout (stalls go beyond it), few attempts (so some rows fail and a re-run must
 # finish them), enough concurrency to keep many requests in flight at once.
@@ -30,8 +30,9 @@ ENDPOINT = {"timeout": 0.4, "max_attempts": 3, "concurrency": 16, "settle": SETT
 # Stalls of 1 s against a 0.4 s timeout: the client gives up and does NOT resend in that run
 # (the first copy may still be processing: a second one in flight would make FlowKit store
 # the key twice, which the sandbox counts in `races`); the row's outcome stays unknown, is
-# held for SETTLE seconds, and a later run resends it, finding the first copy stored (303 ->
-# PATCH for FlowKit's upsert, UniqueViolation = already there for UOIS).
+# held until it settles (the test's fake tick: let_settle), and a later run resends it,
+# finding the first copy stored (303 -> PATCH for FlowKit's upsert, UniqueViolation =
+# already there for UOIS).
 # slow_commit: the request commits and the answer never comes, whatever the timeout.
 # gateway: a proxy answers 504 at once while the write goes on behind it: held like a stall.
 STALL = {"slow_rate": 0.1, "slow_seconds": 1.0}
@@ -95,7 +96,7 @@ def test_fault_matrix(tmp_path: Path, sb: Sandbox, scenario: str) -> None:
             break
         # a failed run says which publication failed and why, on stderr, once per publication
         assert run.error_lines(), run.output
-        time.sleep(SETTLE)  # a scheduler's next run comes later: unanswered rows have settled
+        let_settle(p, sb)  # a scheduler's next run comes later: unanswered rows have settled
     else:
         pytest.fail(f"{scenario}: not done after {MAX_RUNS} runs (exit codes {codes})")
     if watcher is not None:
@@ -152,7 +153,7 @@ def test_long_stall_is_never_resent_while_the_first_copy_processes(tmp_path: Pat
                                                                    sb: Sandbox) -> None:
     """A stall far beyond the timeout (+ the 1 s resend pause): no second copy in flight."""
     p = E2E(tmp_path, sb, n=20, users=4, timeout=0.4, max_attempts=3, concurrency=8,
-            settle=2.6)
+            settle=LONG_SETTLE)
     p.build()
     sb.set_faults(slow_rate=0.3, slow_seconds=2.5, seed=1)
     run = elt(p.root, "publish", "-s", "flowkit_data")
@@ -161,7 +162,7 @@ def test_long_stall_is_never_resent_while_the_first_copy_processes(tmp_path: Pat
     sb.set_faults()
     again = elt(p.root, "publish", "-s", "flowkit_data")  # at once: they may still process
     assert again.code == 1 and "held" in again.output, again.output
-    time.sleep(2.7)  # the stalled copies finish; the next run resends them: 303 -> PATCH
+    let_settle(p, sb)  # the stalled copies finish; the next run resends them: 303 -> PATCH
     run = elt(p.root, "publish", "-s", "flowkit_data")
     assert run.code == 0, run.output
     assert stats(sb)["races"] == 0 and stats(sb)["ambiguous"] == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -137,3 +138,74 @@ def test_sql_on_another_database_file(tmp_path: Path) -> None:
                                       "SELECT mdid FROM received"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output) == [{"mdid": 7}]
+
+
+WRITES = {  # every kind of statement `elt sql` must refuse, and what it would have done
+    "delete": "DELETE FROM stg_people",
+    "insert": "INSERT INTO stg_people SELECT * FROM stg_people",
+    "update": "UPDATE stg_people SET name = 'x'",
+    "create": "CREATE TABLE t AS SELECT 1",
+    "drop": "DROP TABLE stg_people",
+    "alter": "ALTER TABLE stg_people RENAME TO p",
+    "attach": "ATTACH '{db}' AS w (READ_WRITE); DELETE FROM w.stg_people",
+    "attach_new": "ATTACH '{out}/x.duckdb' AS x",
+    "copy_outside": "COPY (SELECT * FROM stg_people) TO '{out}/leak.csv'",
+    "copy_inside": "COPY (SELECT * FROM stg_people) TO '{root}/leak.csv'",
+    "export": "EXPORT DATABASE '{out}/dump'",
+    "install": "INSTALL httpfs",
+    "load": "LOAD httpfs",
+    "set": "SET threads = 1",
+    "reset": "RESET threads",
+    "pragma": "PRAGMA enable_profiling",
+    "checkpoint": "CHECKPOINT",
+    "call": "CALL checkpoint()",
+    "explain_analyze": "EXPLAIN ANALYZE COPY (SELECT 1) TO '{root}/leak.csv'",
+    "second_statement": "SELECT 1; DELETE FROM stg_people",
+    "vacuum": "VACUUM",
+    "create_secret": "CREATE SECRET s (TYPE s3, KEY_ID 'k', SECRET 'v')",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(WRITES))
+@pytest.mark.parametrize("on", ["staging", "--database"])
+def test_sql_refuses_every_statement_that_writes(tmp_path: Path, kind: str, on: str) -> None:
+    root, out = tmp_path / "p", tmp_path / "outside"
+    root.mkdir()
+    out.mkdir()
+    ctx, _ = make_ctx(root, BASE)
+    assert not ctx.build().failed
+    db = root / "target" / "elt.duckdb"
+    other = root / "target" / "other.duckdb"
+    shutil.copy(db, other)
+    query = WRITES[kind].format(db=db, out=out, root=root)
+    before = _fingerprint(db)
+    with pytest.raises(EltError) as info:
+        ctx.sql(query, database=other if on == "--database" else None)
+    assert "\n" not in str(info.value)
+    assert not list(out.iterdir()) and not (root / "leak.csv").exists()
+    assert _fingerprint(db) == before and _fingerprint(other) == before
+
+
+def _fingerprint(path: Path) -> list[tuple]:
+    """Every table of a file with its rows and columns' names."""
+    with duckdb.connect(str(path), read_only=True) as con:
+        tables = con.execute("SELECT schema_name, table_name, estimated_size FROM "
+                             "duckdb_tables() ORDER BY ALL").fetchall()
+        people = con.execute("SELECT * FROM stg_people ORDER BY ALL").fetchall()
+    return [*tables, *people]
+
+
+def test_sql_reads_files_inside_the_project_only(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    root.mkdir()
+    ctx, console = make_ctx(root, BASE)
+    assert not ctx.build().failed
+    (root / "inside.csv").write_text("a\n7\n")
+    (tmp_path / "outside.csv").write_text("a\n8\n")
+    ctx.sql(f"SELECT a * 6 AS answer FROM read_csv('{root / 'inside.csv'}')", fmt="csv")
+    assert "42" in console.out.getvalue()
+    with pytest.raises(EltError, match="Permission Error"):
+        ctx.sql(f"SELECT * FROM read_csv('{tmp_path / 'outside.csv'}')")
+    ctx.sql("SELECT * FROM pragma_table_info('stg_people')", fmt="csv")  # reading a pragma
+    ctx.sql("DESCRIBE stg_people; SHOW TABLES; SUMMARIZE stg_people", fmt="csv")
+    ctx.sql("EXPLAIN SELECT * FROM stg_people", fmt="csv")

@@ -234,8 +234,10 @@ def test_kill_9_build_then_rerun_leaves_no_half_table(tmp_path: Path) -> None:
         _check_tables(db, [after], all_there=True)
 
     # 1. the first build, killed while the big CSV loads
-    kill_build(wait=lambda proc: (proc.wait_for(db.exists), time.sleep(rng.uniform(0.1, 0.4))),
-               before=[v1], after=v1, all_there=False)
+    # (counted from the seed's START line, not from a fixed delay that a quiet machine outran)
+    kill_build(wait=lambda proc: (
+        proc.wait_for(lambda: any("raw.big" in x and " START " in x for x in proc.lines)),
+        time.sleep(rng.uniform(0.0, 0.05))), before=[v1], after=v1, all_there=False)
     # 2. a full refresh, killed while the slow model runs (its temp table is being written)
     kill_build("--full-refresh", wait=lambda proc: (
         proc.wait_for(lambda: any("model    big_groups" in x and " START " not in x

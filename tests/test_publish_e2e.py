@@ -14,7 +14,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from helpers import E2E, FLOWKIT_LABEL, stats, statuses
+from helpers import E2E, FLOWKIT_LABEL, LONG_SETTLE, let_settle, stats, statuses
 
 from elt.sandbox.server import Sandbox
 
@@ -76,7 +76,7 @@ def _acknowledged(directory: Path) -> int:
 
 def test_kill_9_mid_publish_then_resume_exactly_once(tmp_path: Path, sb: Sandbox) -> None:
     n = 360
-    p = E2E(tmp_path, sb, n=n, settle=1)  # rows in flight at the kill wait 1 s, then go again
+    p = E2E(tmp_path, sb, n=n, settle=LONG_SETTLE)  # rows in flight at the kill are held
     p.build()
     sb.set_faults(slow_rate=1.0, slow_seconds=0.03)
     journal_dir = tmp_path / "target" / "elt.duckdb.publish"
@@ -103,7 +103,7 @@ def test_kill_9_mid_publish_then_resume_exactly_once(tmp_path: Path, sb: Sandbox
             proc.kill()
     assert proc.returncode == -signal.SIGKILL, f"finished before the kill (seed {seed}): {out}"
     sb.set_faults()
-    time.sleep(1.1)  # the in-flight rows' settle time
+    let_settle(p, sb)  # the in-flight rows have settled
     results = p.publish(select=["flowkit_setup+"])
     assert not results.failed, p.out.getvalue()
     assert "left in the journal by an interrupted run" in p.out.getvalue()

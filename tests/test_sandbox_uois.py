@@ -46,11 +46,14 @@ def test_login3_answers_like_the_mock_oauth_server(sandbox: Sandbox) -> None:
 
 def test_unauthenticated_echoes_query_and_variables(sandbox: Sandbox) -> None:
     url = f"{sandbox.url}/api/gql"
-    body = {"query": "{ userPage { id } }", "variables": {"email": "a@b.c"}}
+    uid = "5b0e3f5e-93aa-4bd3-a8bd-0c4fdc53f0a1"
+    body = {"query": "{ userPage { id } }",
+            "variables": {"email": "a@b.c", "id_0": uid, "n": None, "ok": True}}
     for headers in ({}, {"Cookie": "authorization=junk"}, {"Authorization": "Bearer junk"}):
         r = HTTP.post(url, json=body, headers=headers)
-        assert (r.status_code, r.json()) == (401, {"data": None, "errors": [
-            "Unauthenticated", "{ userPage { id } }", {"email": "a@b.c"}]})
+        assert (r.status_code, r.json()) == (401, {"data": None, "errors": [  # a Python repr
+            "Unauthenticated", "{ userPage { id } }",
+            f"{{'email': 'a@b.c', 'id_0': UUID('{uid}'), 'n': None, 'ok': True}}"]})
     tok = uois_token(sandbox)
     r = HTTP.post(url, json=body, headers={"Authorization": f"Bearer {tok}"})
     assert (r.status_code, r.json()) == (200, {"data": {"userPage": []}})

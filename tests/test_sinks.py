@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 from pathlib import Path
+from urllib.parse import quote_plus
 
 import pytest
 
@@ -386,3 +387,27 @@ def test_graphql_row_body_must_be_an_object(gql_dir: Path) -> None:
 def test_request_is_the_runner_interface() -> None:
     req = Request("POST", "/x", b"{}", {}, ())
     assert (req.method, req.path, req.content, req.rows) == ("POST", "/x", b"{}", ())
+
+
+ECHOES = {  # how servers echo a request's variables in an error answer
+    "python_repr": lambda v: json.dumps(
+        {"errors": ["Unauthenticated", f"{{'id_0': UUID('{v['id']}'), 'email_0': "
+                                       f"'{v['name']}'}}"]}),
+    "json_inside_text": lambda v: json.dumps({"detail": f"bad input {json.dumps(v)}"}),
+    "url_encoded": lambda v: f"rejected ?email={quote_plus(v['name'])}&id={v['id']}",
+    "truncated": lambda v: f"error echoing {{'email_0': '{v['name'][:9]}...",
+    "plain": lambda v: f"<html>no access for {v['name']}</html>",
+}
+
+
+@pytest.mark.parametrize("encoding", sorted(ECHOES))
+def test_graphql_an_echo_in_any_encoding_is_not_stored(gql_dir: Path, encoding: str) -> None:
+    sink = gql(gql_dir)
+    variables = {"id": "5b0e3f5e-93aa-4bd3-a8bd-0c4fdc53f0a1", "name": "zoë.o'hara@mail.test"}
+    [req] = sink.encode([row("a", variables)])
+    body = ECHOES[encoding](variables).encode()
+    [o] = sink.interpret(req, 401, body)
+    assert o.status == "failed" and o.answer
+    for leaked in ("zoë", "o'hara", "o\\'hara", "hara%40mail", "5b0e3f5e-93aa", "zo%C3%AB"):
+        assert leaked not in o.answer, (encoding, o.answer)
+    assert "<sent>" in o.answer

@@ -4,15 +4,14 @@ nothing). On the test run's one Spark session (local[2], conftest.spark_jvm)."""
 
 from __future__ import annotations
 
-import decimal
 import io
-import math
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
+import spark_compare
 
 from elt.context import Console, Context
 from elt.core.errors import EltError
@@ -86,22 +85,22 @@ def built(tmp_path_factory: pytest.TempPathFactory, spark_session: None) -> Any:
     yield root, duck, spark_ctx, results, spark
 
 
-def _norm(value: Any) -> Any:
-    """Doubles to 9 decimals, -0.0 as 0.0, lists as tuples (Spark rows vs DuckDB tuples)."""
-    if isinstance(value, decimal.Decimal):
-        value = float(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "NaN"
-        value = round(value, 9)
-        return 0.0 if value == 0 else value
-    if isinstance(value, list | tuple):
-        return tuple(_norm(v) for v in value)
-    return value
-
-
 def _rows(rows: Any) -> list[tuple]:
-    return sorted((tuple(_norm(v) for v in r) for r in rows), key=repr)
+    """Rows as spark_compare normalises them: -0.0 and 0.0 told apart, NaN as text."""
+    return spark_compare.rows(rows)
+
+
+def _folded(rows: Any) -> list[tuple]:
+    """Rows with -0.0 read as 0.0."""
+    return sorted((tuple(0.0 if v == "-0.0" else v for v in r) for r in _rows(rows)),
+                  key=repr)
+
+
+# models whose Spark table has 0.0 where DuckDB's has -0.0, every other value and type equal
+# (open: stg_flowkit_presence groups by its DOUBLE columns, GROUP BY ALL, and Spark
+# normalises grouping keys to 0.0; the other three read it)
+NEGATIVE_ZERO_LOST = {"flowkit_values", "stg_flowkit_presence", "stg_flowkit_relocations",
+                      "stg_flowkit_residents"}
 
 
 def test_spark_build_succeeds_with_models_and_tests(built: Any) -> None:
@@ -119,6 +118,7 @@ def test_every_model_equals_duckdb(built: Any) -> None:
     graph = duck.graph()
     models = [n for n in graph.order if graph.nodes[n].kind == "model"]
     assert len(models) >= 19
+    signed_zero: set[str] = set()
     with duck.connect(read_only=True) as con:
         for name in models:
             cur = con.execute(f'SELECT * FROM main."{name}"')
@@ -126,7 +126,16 @@ def test_every_model_equals_duckdb(built: Any) -> None:
             duck_rows = _rows(cur.fetchall())
             frame = spark.table(f"main.`{name}`")
             assert frame.columns == duck_cols, name
-            assert _rows(frame.collect()) == duck_rows, name
+            assert spark_compare.spark_types(frame) == spark_compare.duck_types(
+                con, f'main."{name}"'), name
+            got = frame.collect()
+            if _rows(got) != duck_rows:
+                # equal but for the sign of zero: the known difference, named below
+                assert _folded(got) == _folded(cur.execute(
+                    f'SELECT * FROM main."{name}"').fetchall()), name
+                signed_zero.add(name)
+    # Spark's tables hold 0.0 where DuckDB keeps -0.0 (issue 32): visible, not yet fixed
+    assert signed_zero == NEGATIVE_ZERO_LOST, sorted(signed_zero)
     # the scope mappings read what FlowKit answered: not a trivially empty comparison
     assert spark.table("main.flowkit_scope_mappings").count() > 0
 

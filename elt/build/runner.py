@@ -19,7 +19,7 @@ from typing import Any
 
 import duckdb
 
-from elt.build import changes, compiled, datatests, materialize, nodestate
+from elt.build import changes, compiled, datatests, materialize, nodestate, schematest
 from elt.build.nodestate import NodeState
 from elt.build.snapshot import Snapshot
 from elt.core import db, diskfull
@@ -351,14 +351,19 @@ class _Runner:
         inputs = self._inputs(cur, node)
         if self.command == "build" and self._fresh(cur, node, stored, inputs):
             return Outcome("up_to_date", rows=stored.rows if stored else None, display=None)
-        rebuilt = changes.restricted_relation(cur, self.graph, node, stored, inputs) \
-            if self.command == "build" else None
-        only = changes.restricted_test_sql(cur, self.graph, node, stored, inputs) \
-            if rebuilt else None
-        owner = self.graph.nodes.get(node.owner or "")
-        failing = self.fused.failing(cur, node, rebuilt or owner.qualified) if owner else None
-        tested = datatests.passed(cur, node, only) if failing == 0 else \
-            datatests.run_test(cur, node, self.graph, only)
+        only = None
+        if node.config.get("test") == schematest.KIND:  # bodies against an API's schema
+            tested = schematest.run(cur, node, self.graph, self.endpoints, self.project.root)
+        else:
+            rebuilt = changes.restricted_relation(cur, self.graph, node, stored, inputs) \
+                if self.command == "build" else None
+            only = changes.restricted_test_sql(cur, self.graph, node, stored, inputs) \
+                if rebuilt else None
+            owner = self.graph.nodes.get(node.owner or "")
+            failing = self.fused.failing(cur, node, rebuilt or owner.qualified) \
+                if owner else None
+            tested = datatests.passed(cur, node, only) if failing == 0 else \
+                datatests.run_test(cur, node, self.graph, only)
         if only and tested.status == "pass":
             tested.message = "tested the rebuilt partitions only"
         seconds = round(time.monotonic() - started, 3)

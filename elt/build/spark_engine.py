@@ -23,7 +23,7 @@ from typing import Any
 
 import duckdb
 
-from elt.build import datatests
+from elt.build import datatests, spark_fs
 from elt.build.spark_rules import MissingRule
 from elt.build.spark_sql import to_spark
 from elt.core.db import FAILURES_SCHEMA
@@ -156,9 +156,10 @@ class Compiler:
             else:
                 sql, _ = to_spark(strip_sql(node.sql), self.columns, self.known_function)
         except MissingRule as exc:
+            instead = exc.instead or (f"write {node.name}.spark.sql beside the model to "
+                                      "port it by hand")
             raise ModelError(f"{node.kind} {node.name}: no Spark rule for DuckDB construct "
-                             f"`{exc.construct}`; write {node.name}.spark.sql beside the "
-                             "model to port it by hand", where=where) from None
+                             f"`{exc.construct}`; {instead}", where=where) from None
         except Exception as exc:  # noqa: BLE001 - Spark's analyzer while reading a schema
             raise ModelError(f"{node.kind} {node.name}: Spark: {_first_line(exc)}",
                              where=where) from None
@@ -197,11 +198,10 @@ def materialize(spark: Any, target: Target, node: Node, sql: str) -> int | None:
     # table and incremental: rebuilt whole (incremental maintenance is DuckDB-only so far)
     final = warehouse(target) / "main" / node.identifier
     fresh = final.with_name(node.identifier + ".new")
-    shutil.rmtree(fresh, ignore_errors=True)
+    spark_fs.delete(spark, fresh)
     spark.sql(sql).write.mode("overwrite").parquet(fresh.as_uri())
     drop(spark, name)
-    shutil.rmtree(final, ignore_errors=True)
-    fresh.rename(final)
+    spark_fs.replace(spark, fresh, final)
     spark.sql(f"CREATE TABLE {name} USING parquet LOCATION '{final.as_uri()}'")
     return int(spark.table(name).count())
 
@@ -214,10 +214,9 @@ def store_failures(spark: Any, target: Target, node: Node, sql: str) -> int:
     failures = int(frame.count())  # counted first: a passing test stores no column data
     final = warehouse(target) / FAILURES_SCHEMA / node.identifier
     fresh = final.with_name(node.identifier + ".new")
-    shutil.rmtree(fresh, ignore_errors=True)
+    spark_fs.delete(spark, fresh)
     (frame if failures else frame.limit(0)).coalesce(1).write.parquet(fresh.as_uri())
-    shutil.rmtree(final, ignore_errors=True)
-    fresh.rename(final)
+    spark_fs.replace(spark, fresh, final)
     register_parquet(spark, f"{FAILURES_SCHEMA}.{node.identifier}", final)  # drops the old
     return failures
 

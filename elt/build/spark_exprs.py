@@ -8,7 +8,7 @@ import json
 
 from sqlglot import exp
 
-from elt.build.spark_rules import MissingRule, Rewrite, _from_source, relation_columns
+from elt.build.spark_rules import MissingRule, Rewrite, column_type
 
 
 # -- rules on single expressions (no schema needed) ---------------------------------------------
@@ -150,8 +150,8 @@ def rule_list_count(rw: Rewrite, node: exp.Expression) -> exp.Expression:
     v = exp.to_identifier("__v")
     keep = exp.Lambda(this=exp.Not(this=exp.Is(this=exp.column("__v"), expression=exp.Null())),
                       expressions=[v])
-    return exp.ArraySize(this=exp.ArrayFilter(this=node.expressions[0].copy(),
-                                              expression=keep))
+    return exp.cast(exp.ArraySize(this=exp.ArrayFilter(this=node.expressions[0].copy(),
+                                                       expression=keep)), "bigint")
 
 
 def rule_cast_json_list(rw: Rewrite, node: exp.Expression) -> exp.Expression:
@@ -164,28 +164,13 @@ def rule_cast_json_list(rw: Rewrite, node: exp.Expression) -> exp.Expression:
     return node
 
 
-def _arg_is_text(rw: Rewrite, node: exp.Expression, arg: exp.Expression) -> bool:
+def _arg_is_text(node: exp.Expression, arg: exp.Expression, rw: Rewrite) -> bool:
     """Whether json_type's argument is text (parsed as JSON, as DuckDB parses a VARCHAR) or
-    a typed value (a number, list, struct: DuckDB casts it to JSON). Schema-aware: a
-    column's type is asked of Spark over the SELECT's FROM/JOIN sources; text when it cannot
-    be told (DuckDB's JSON columns reach Spark as text)."""
+    a typed value (a number, list, struct: DuckDB casts it to JSON); text when its type
+    cannot be told (DuckDB's JSON columns reach Spark as text)."""
     if not isinstance(arg, exp.Column):
         return not isinstance(arg, (exp.Literal, exp.Array, exp.Struct)) or arg.is_string
-    select = node.parent_select
-    if select is None:
-        return True
-    sources = [s for s in [_from_source(select)] + [j.this for j in select.args.get("joins")
-                                                     or []] if s is not None]
-    if arg.table:
-        sources = [s for s in sources if (s.alias_or_name or "").lower() == arg.table.lower()]
-    for source in sources:
-        try:
-            types = {n.lower(): t for n, t in relation_columns(rw, source)}
-        except Exception:  # noqa: BLE001, S112 - a source Spark cannot analyze yet: next one
-            continue
-        if arg.name.lower() in types:
-            return types[arg.name.lower()] == "string"
-    return True
+    return column_type(rw, node, arg) in (None, "string")
 
 
 def rule_json_type(rw: Rewrite, node: exp.Expression) -> exp.Expression:
@@ -211,7 +196,7 @@ def rule_json_type(rw: Rewrite, node: exp.Expression) -> exp.Expression:
             j = exp.column(j.expressions[0].name)
         else:
             break
-    if _arg_is_text(rw, node, j):
+    if _arg_is_text(node, j, rw):
         v = f"parse_json({rw.spark(j)})"
     else:  # a typed value: its JSON as DuckDB's cast would print it
         v = f"variant_get(parse_json(to_json(array({rw.spark(j)}))), '$[0]')"

@@ -46,11 +46,13 @@ class Rewrite:
 
 
 class MissingRule(Exception):
-    """A DuckDB construct without a Spark rule."""
+    """A DuckDB construct without a Spark rule; `instead` says what to write in its place
+    when the construct has a spelling that gives the same result on both engines."""
 
-    def __init__(self, construct: str) -> None:
+    def __init__(self, construct: str, instead: str = "") -> None:
         super().__init__(construct)
         self.construct = construct
+        self.instead = instead
 
 
 # -- where a SELECT reads from ------------------------------------------------------------------
@@ -106,6 +108,27 @@ def _source_named(select: exp.Select, alias: str) -> exp.Expression | None:
     return None
 
 
+def column_type(rw: Rewrite, node: exp.Expression, column: exp.Column) -> str | None:
+    """Spark's type of a column read by node's SELECT, asked of Spark over its FROM/JOIN
+    sources; None when it cannot be told (no such column, a source Spark cannot analyze)."""
+    select = node.parent_select
+    if select is None:
+        return None
+    sources = [s for s in [_from_source(select)] + [j.this for j in select.args.get("joins")
+                                                     or []] if s is not None]
+    if column.table:
+        sources = [s for s in sources
+                   if (s.alias_or_name or "").lower() == column.table.lower()]
+    for source in sources:
+        try:
+            types = {n.lower(): t for n, t in relation_columns(rw, source)}
+        except Exception:  # noqa: BLE001, S112 - a source Spark cannot analyze yet: next one
+            continue
+        if column.name.lower() in types:
+            return types[column.name.lower()]
+    return None
+
+
 # -- rules that need the columns of the FROM relation ------------------------------------------
 def _excluded(columns_node: exp.Columns) -> set[str]:
     star = columns_node.this
@@ -136,6 +159,8 @@ def rule_columns_exclude(rw: Rewrite, select: exp.Select) -> None:
         names = _expand(rw, select, cols[0])
         for name in names:
             copy = proj.copy()
+            if isinstance(copy, exp.Columns):
+                copy = exp.column(name, quoted=True)
             for c in list(copy.find_all(exp.Columns)):
                 c.replace(exp.column(name, quoted=True))
             out.append(exp.alias_(copy.unalias() if isinstance(copy, exp.Alias) else copy,
@@ -160,6 +185,8 @@ def rule_unpivot_columns(rw: Rewrite, select: exp.Select) -> None:
             continue
         into = pivot.args.get("into")
         ons = pivot.expressions
+        if not any(isinstance(o, exp.Columns) for o in ons) and into is None:
+            continue  # standard UNPIVOT (v FOR k IN (...)): Spark's own spelling
         if into is None or len(ons) != 1 or not isinstance(ons[0], exp.Columns):
             raise MissingRule("UNPIVOT without ON COLUMNS(*) ... INTO NAME ... VALUE")
         table = pivot.this
@@ -200,7 +227,7 @@ def rule_len_list(rw: Rewrite, select: exp.Select) -> None:
     types = {n.lower(): t for n, t in relation_columns(rw, _from_source(select))}
     for node in lengths:
         if types.get(node.this.name.lower(), "").startswith("array"):
-            node.replace(exp.ArraySize(this=node.this.copy()))
+            node.replace(exp.ArraySize(this=node.this.copy()))  # BIGINT: cast by spark_idioms
             rw.fired.append("len_list")
 
 
@@ -221,5 +248,24 @@ def rule_unnest_in_expression(rw: Rewrite, select: exp.Select) -> None:
         rw.fired.append("unnest_in_expression")
 
 
-SELECT_RULES = [rule_unpivot_columns, rule_columns_exclude, rule_json_keys_row, rule_len_list,
+def rule_star_replace(rw: Rewrite, select: exp.Select) -> None:
+    """SELECT * [EXCLUDE (...)] REPLACE (expr AS c) -> the FROM relation's columns listed,
+    c computed by expr in its place (Spark has EXCEPT, no REPLACE)."""
+    for star in [p for p in select.expressions if isinstance(p, exp.Star)
+                 and p.args.get("replace")]:
+        source = _from_source(select)
+        if source is None:
+            raise MissingRule("* REPLACE without FROM")
+        drop = {c.name.lower() for c in star.args.get("except_") or []}
+        new = {a.alias.lower(): a for a in star.args["replace"]}
+        items = [new[n.lower()].copy() if n.lower() in new else exp.column(n, quoted=True)
+                 for n, _ in relation_columns(rw, source) if n.lower() not in drop]
+        at = select.expressions.index(star)
+        select.set("expressions", select.expressions[:at] + items
+                   + select.expressions[at + 1:])
+        rw.fired.append("star_replace")
+
+
+SELECT_RULES = [rule_star_replace, rule_unpivot_columns,
+                rule_columns_exclude, rule_json_keys_row, rule_len_list,
                 rule_unnest_in_expression]

@@ -10,6 +10,7 @@ import sqlglot
 from sqlglot import exp
 
 from elt.build.spark_exprs import NODE_RULES
+from elt.build.spark_idioms import IDIOM_RULES
 from elt.build.spark_rules import SELECT_RULES, Columns, MissingRule, Rewrite
 
 # DuckDB-only spellings sqlglot passes through unchanged and no rule rewrote
@@ -44,7 +45,7 @@ def to_spark(sql: str, columns: Columns, known_function: Callable[[str], bool]) 
     rw = Rewrite(columns)
     for node in list(tree.walk()):
         if isinstance(node, exp.Expression):
-            for rule in NODE_RULES:
+            for rule in IDIOM_RULES + NODE_RULES:
                 if node.parent is None and node is not tree:
                     break  # replaced by an earlier rule
                 new = rule(rw, node)

@@ -15,7 +15,8 @@ from elt.core.errors import ConfigError
 from elt.graph.dag import Graph, Node
 from elt.project.modelfile import checksum, relative, str_list, strip_sql
 
-GENERIC = ("not_null", "unique", "accepted_values", "relationships", "expression")
+GENERIC = ("not_null", "unique", "accepted_values", "relationships", "expression",
+           "payload_matches_schema")
 COMMON_ARGS = {"severity", "name", "where"}
 _MAX_NAME = 100
 
@@ -99,6 +100,14 @@ def _compile(entry: Any, column: str | None, model: Node, graph: Graph, where: s
         sql = f"SELECT * FROM {rel} AS child WHERE {condition}"
         deps.append(target)
         cols, parts = [col], [col, parent.identifier, field_name]
+    elif kind == "payload_matches_schema":  # run in Python: elt/build/schematest.py
+        publication = args if isinstance(args, str) else opts.get("publication")
+        if not isinstance(publication, str) or not publication:
+            raise ConfigError(f"{what}: needs the publication (`payload_matches_schema: "
+                              "{publication: NAME}`)", where=where)
+        sql = f"SELECT * FROM {rel} LIMIT 0"
+        cols, parts = [], [publication]
+        opts = {**opts, "publication": publication}
     else:  # expression
         condition = args if isinstance(args, str) else (opts.get("sql") or opts.get("expression"))
         if not isinstance(condition, str) or not condition.strip():

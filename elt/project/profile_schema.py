@@ -25,7 +25,7 @@ ENDPOINT: dict[str, str] = {
     "sandbox": "str", "url": "str", "heartbeat": "str", "graphql_path": "str",
     "timeout": "number", "concurrency": "int", "rate_limit": "number", "max_attempts": "int",
     "retry_timeouts": "bool", "settle": "number", "same_error_retries": "int", "auth": "auth",
-    "gzip_level": "int",
+    "gzip_level": "int", "openapi": "str", "graphql_schema": "str",
 }
 AUTH: dict[str, str] = {
     "type": "str", "token": "str", "token_url": "str", "client_id": "str",

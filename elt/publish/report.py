@@ -253,6 +253,9 @@ def dry_run(ctx: Workspace, pubs: dict[str, Publication], order: list[str],
     console = ctx.console
     _warn_unmerged(ctx)
     rebuild_stale_readers(ctx, pubs, order, readers, graph, dry=True)
+    from elt.publish import schemacheck
+
+    checkers = schemacheck.load_checkers(ctx, pubs, order)  # asked before the database opens
     blocked: dict[str, str] = {}
     con = ctx.connect(read_only=True)
     try:
@@ -273,6 +276,14 @@ def dry_run(ctx: Workspace, pubs: dict[str, Publication], order: list[str],
                        f"{c['failed']:,} failed to retry, {c['unknown']:,} unknown to resend, "
                        f"{c['settling']:,} held until their earlier request settles")
             status = "success" if c["pending"] else "up_to_date"
+            checker = checkers.get(name)
+            if isinstance(checker, str):  # the schema could not be had: say so, fail
+                status, message = "error", f"{message}; schema check: {checker}"
+            elif checker is not None and c["pending"]:
+                broken = schemacheck.message(schemacheck.check_pending(con, query, checker),
+                                             checker)
+                if broken:
+                    status, message = "error", f"{message}; {broken}"
             results.add(NodeResult(name, "publication", status, c["pending"], 0.0, message))
             console.node("publish", name, status, rows=c["pending"], message=message)
             if not c["pending"]:

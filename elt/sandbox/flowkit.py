@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl
 
 import elt.sandbox.tokens as tokens
 from elt.sandbox.flowkit_data import DataWriter
+from elt.sandbox.flowkit_openapi import OPENAPI
 from elt.sandbox.flowkit_reads import Reads
 from elt.sandbox.store import Store
 from elt.sandbox.wire import Reply, Request, Response, internal_error, json_response, parse_json
@@ -127,6 +128,8 @@ class FlowKit:
                     "datetime": _now().isoformat(),
                     "python_version": platform.python_version(),
                     "config": HEARTBEAT_CONFIG})
+            if path == "/openapi.json" and method == "GET":  # FastAPI's, served without a token
+                return json_response(200, OPENAPI)
             if path == "/data" and method in ("POST", "PATCH", "DELETE"):
                 self._claims(req, "write:data")
                 return self.data.handle(req)

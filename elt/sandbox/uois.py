@@ -8,7 +8,8 @@ Every rule imitates a measured answer of the real services ("Measured on the rea
 - The token is read from `Authorization: Bearer` only: the production front end forwards
   that header alone, so a token sent only as the `authorization` cookie never reaches the
   gateway. Without a valid one: HTTP 401 `{"data": null, "errors": ["Unauthenticated", <query>,
-  <variables>]}`, the query and variables echoed back as received.
+  <variables>]}`, the query echoed back as received and the variables as the Python repr
+  string of what gql_ug parsed (`"{'id_0': UUID('...'), 'email_0': 'a@b'}"`), as measured.
 - A body that is not JSON, gzip-compressed ones included (the services do not decode gzip),
   answers 400 `{"detail": "There was an error parsing the body"}`, before any auth check.
 - Which service answers is decided by the document's first root field, as the front end
@@ -26,6 +27,7 @@ Every rule imitates a measured answer of the real services ("Measured on the rea
 
 from __future__ import annotations
 
+import re
 import secrets
 import threading
 import time
@@ -146,8 +148,8 @@ class Uois:
         query = body.get("query") if isinstance(body, dict) else None
         variables = body.get("variables") if isinstance(body, dict) else None
         if not self._authenticated(req):
-            return json_response(401, {"data": None,
-                                       "errors": ["Unauthenticated", query, variables]})
+            return json_response(401, {"data": None, "errors": [
+                "Unauthenticated", query, python_repr(variables)]})
         if not isinstance(query, str):
             return json_response(400, {"data": None, "errors": [
                 {"message": "No GraphQL query found in the request"}]})
@@ -214,3 +216,17 @@ def _fake(field: FieldNode, entity_id: str) -> Any:
             out[alias] = None
     return out
 
+
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def python_repr(value: object) -> str:
+    """gql_ug's echo of the variables: the Python values it parsed, UUIDs as UUID('...')."""
+    if isinstance(value, str) and _UUID.fullmatch(value):
+        return f"UUID('{value}')"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k!r}: {python_repr(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(python_repr(v) for v in value) + "]"
+    return repr(value)

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from elt.core.secrets import scrub
 from elt.http.graphql import (
     VarMapper,
     batch_alias,
@@ -62,16 +63,21 @@ def _failing_row(rows: tuple[Row, ...], errors: list[str]) -> int | None:
 
 def _without_echo(text: str | None, request: Request) -> str | None:
     """An answer that echoes the request's variables back (UOIS's 401: `["Unauthenticated",
-    <query>, <variables>]`) is recorded without them: they are the row's data (emails)."""
+    <query>, <variables>]`, measured as a Python repr string) is recorded without them: they
+    are the row's data (emails)."""
     try:
-        answer, variables = json.loads(text or ""), json.loads(request.content)["variables"]
+        variables = json.loads(request.content)["variables"]
     except (ValueError, KeyError, TypeError):
         return text
+    try:
+        answer = json.loads(text or "")
+    except ValueError:
+        answer = None
     errors = answer.get("errors") if isinstance(answer, dict) else None
-    if not isinstance(errors, list) or variables not in errors:
-        return text
-    answer["errors"] = ["<the request's variables>" if e == variables else e for e in errors]
-    return json.dumps(answer)
+    if isinstance(errors, list) and variables in errors:
+        answer["errors"] = ["<the request's variables>" if e == variables else e for e in errors]
+        text = json.dumps(answer)
+    return scrub(text, variables) if text else text  # echoed in any other encoding
 
 
 def _same(value: Any, expected: Any) -> bool:

@@ -1,0 +1,140 @@
+"""Bodies checked against the endpoint's own schema (elt/http/apischema.py,
+elt/publish/schemacheck.py): the sandbox's OpenAPI document for FlowKit, GraphQL
+introspection for UOIS; `elt publish --dry-run` names the failing rows, nothing is sent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+from helpers import E2E, USERS, elt, sandbox_endpoints, stats, write_profile
+
+from elt.http.jsonschema import Validator
+from elt.sandbox.flowkit_openapi import OPENAPI
+from elt.sandbox.server import Sandbox
+
+GOOD = {"metadata": {"revision": "v1", "category_id": "residents",
+                     "indicator_id": "residents.residents", "srid": 3, "trid": 2,
+                     "dt": "2020-02-01 00:00:00"},
+        "data_type": "single_location",
+        "data_input": [{"spatial_unit_ids": ["HT0111-01"], "data": 544650}]}
+
+
+def _dataset_errors(body: dict) -> list[str]:
+    schema = OPENAPI["paths"]["/data"]["post"]["requestBody"]["content"]["application/json"]
+    return [str(v) for v in Validator(OPENAPI).errors(body, schema["schema"])]
+
+
+def test_openapi_dataset_rules_follow_the_contract() -> None:
+    assert _dataset_errors(GOOD) == []
+    bad = {**GOOD, "metadata": {**GOOD["metadata"], "srid": "three"}}
+    assert _dataset_errors(bad) == ['$.metadata.srid: type: expected integer, got string "three"']
+    no_rev = {**GOOD, "metadata": {k: v for k, v in GOOD["metadata"].items() if k != "revision"}}
+    assert _dataset_errors(no_rev) == ["$.metadata.revision: required: missing"]
+    assert _dataset_errors({**GOOD, "data_type": "bogus"}) == [
+        '$.data_type: enum: "bogus" is not one of "single_location", "flow"']
+    assert _dataset_errors({**GOOD, "data_input": []}) == [
+        "$.data_input: minItems: 0 item(s), at least 1"]
+    bare = {**GOOD, "metadata": {**GOOD["metadata"], "dt": "2020-02-01"}}
+    assert [e.split(":")[1] for e in _dataset_errors(bare)] == [" pattern"]
+    null = {**GOOD, "data_input": [{"spatial_unit_ids": ["HT0111-01"], "data": None}]}
+    assert _dataset_errors(null)[0].startswith("$.data_input[0].data: anyOf:")
+
+
+def test_sandbox_serves_openapi_and_introspection(sandbox: Sandbox) -> None:
+    doc = httpx.get(f"{sandbox.url}/v1/openapi.json", timeout=10).json()
+    assert doc == OPENAPI and doc["openapi"].startswith("3.")
+    import graphql
+
+    from elt.http import apischema
+
+    cfg = sandbox.endpoint_config("uois")
+    schema = apischema.load("uois", {**cfg, "graphql_schema": "introspect"}, Path("."))
+    assert schema is not None and schema.kind == "graphql"
+    contract = Path(__file__).resolve().parents[2] / "shared" / "contracts" / "uois.graphql"
+    if contract.exists():  # every mutation field of the contract is served as declared
+        ast = graphql.parse(contract.read_text())  # a part of the schema: read, not built
+        mutations = [d for d in ast.definitions if getattr(d, "name", None)
+                     and d.name.value == "Mutation"]
+        served = schema.document.mutation_type.fields
+        assert mutations
+        for field in (f for m in mutations for f in m.fields):
+            name = field.name.value
+            assert name in served, name
+            assert {a.name.value for a in field.arguments} == set(served[name].args), name
+
+
+def _project(tmp_path: Path, sandbox: Sandbox) -> E2E:
+    p = E2E(tmp_path, sandbox, n=4, users=3)
+    endpoints = sandbox_endpoints(sandbox)
+    endpoints["flowkit"]["openapi"] = "/openapi.json"
+    endpoints["uois"]["graphql_schema"] = "introspect"
+    write_profile(tmp_path, endpoints)
+    p.build()
+    return p
+
+
+def test_dry_run_passes_good_bodies(tmp_path: Path, sandbox: Sandbox) -> None:
+    _project(tmp_path, sandbox)
+    run = elt(tmp_path, "publish", "--dry-run", "-s", "flowkit_data", "-s", "uois_users")
+    assert run.code == 0, run.output
+    assert "break the schema" not in run.output
+
+
+def test_dry_run_names_the_failing_rows_and_sends_nothing(tmp_path: Path,
+                                                         sandbox: Sandbox) -> None:
+    p = _project(tmp_path, sandbox)
+    p.set_datasets(value="CASE WHEN i = 2 THEN NULL ELSE i END")
+    (tmp_path / "models" / "uois_users.sql").write_text(
+        USERS.format(n=3).replace("'Name' || i AS name",
+                                  "CASE WHEN i = 1 THEN NULL ELSE 'Name' || i END AS name"))
+    p.build()
+    before = stats(sandbox)["requests"]
+    run = elt(tmp_path, "publish", "--dry-run", "-s", "flowkit_data", "-s", "uois_users")
+    assert run.code == 1, run.output
+    assert ("1 of 4 pending bodies break the schema of "
+            f"{sandbox.url}/v1/openapi.json; first: key "
+            '["residents","residents.residents",3,2,"2020-01-03 00:00:00"] (POST /data): '
+            "$.data_input[0].data: anyOf: None matches none of number, string") in run.output
+    assert "1 of 3 pending bodies break the schema" in run.output
+    assert ("(GraphQL user.gql): $.name: graphql: Variable '$name' has invalid value: "
+            "Expected value of non-null type 'String!' not to be None.") in run.output
+    after = stats(sandbox)  # the schemas only: token + openapi, login (2) + introspection
+    assert after["requests"] - before == 5
+    assert after["flowkit"] == {} and after["uois"] == {}  # no dataset, no user arrived
+
+
+def test_payload_matches_schema_data_test(tmp_path: Path, sandbox: Sandbox) -> None:
+    p = _project(tmp_path, sandbox)
+    header = "/* elt\ntests:\n  - payload_matches_schema: {publication: flowkit_data}\n*/\n"
+    model = tmp_path / "models" / "flowkit_datasets.sql"
+    model.write_text(header + model.read_text())
+    run = elt(tmp_path, "build")
+    assert run.code == 0, run.output
+    assert "payload_matches_schema_flowkit_datasets_flowkit_data" in run.output
+    p.set_datasets(value="CASE WHEN i = 2 THEN NULL ELSE i END")
+    model.write_text(header + model.read_text())
+    before = stats(sandbox)
+    run = elt(tmp_path, "build")
+    assert run.code == 1, run.output
+    assert ("test payload_matches_schema_flowkit_datasets_flowkit_data: 1 failing row(s) "
+            f"against {sandbox.url}/v1/openapi.json, e.g. key "
+            '["residents","residents.residents",3,2,"2020-01-03 00:00:00"] (POST /data): '
+            "$.data_input[0].data: anyOf:") in run.output
+    assert p.sql("SELECT json_path, rule FROM test_failures."
+                 "payload_matches_schema_flowkit_datasets_flowkit_data") == [
+        ("$.data_input[0].data", "anyOf")]
+    assert stats(sandbox)["flowkit"] == before["flowkit"] == {}  # nothing was sent
+    run = elt(tmp_path, "publish", "-s", "flowkit_data")  # the model failed its test:
+    assert run.code == 1 and stats(sandbox)["flowkit"] == {}  # publish refuses it
+
+
+def test_a_publication_without_schema_is_a_clear_error(tmp_path: Path, sandbox: Sandbox) -> None:
+    p = E2E(tmp_path, sandbox, n=2, users=1)
+    model = tmp_path / "models" / "flowkit_datasets.sql"
+    model.write_text("/* elt\ntests: [{payload_matches_schema: flowkit_data}]\n*/\n"
+                     + model.read_text())
+    run = elt(tmp_path, "build", "-s", "flowkit_datasets+")
+    assert run.code == 1
+    assert "endpoint flowkit names no schema (set `openapi:` or `graphql_schema:`" in run.output
+    assert "Traceback" not in run.output and p.db.exists()
