@@ -49,6 +49,7 @@ class PendingQuery:
     delete_body: str | None = None  # column kept in the ledger, sent when the row is deleted
     settle: float = 0.0      # seconds an unanswered (unknown) row is held before a resend
     wave: str | None = None  # column ordering the sending in waves (parents before children)
+    can_update: bool = True  # False: a changed row is reported (reason changed), not sent
 
 
 def model_columns(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, str]:
@@ -164,6 +165,7 @@ def classify_sql(q: PendingQuery) -> str:
     model row) and `l` (ledger_rows_sql): plain SQL that DuckDB and Spark both run, so a
     Spark target classifies exactly as DuckDB does."""
     append = "true" if q.mode == "append" else "false"
+    update = "true" if q.can_update else "false"
     mirror = "true" if q.mode == "mirror" else "false"
     return f"""c AS (
   SELECT coalesce(mh.key, l.key) AS key, coalesce(mh.key_json, l.key_json) AS key_json,
@@ -178,13 +180,14 @@ def classify_sql(q: PendingQuery) -> str:
                WHEN l.status = 'unknown' THEN 'unknown' ELSE 'failed' END
            WHEN l.key IS NULL OR (l.deleted AND l.status = 'acknowledged') THEN 'new'
            WHEN l.status = 'acknowledged' THEN
-               CASE WHEN {append} OR l.hash = mh.hash THEN 'unchanged' ELSE 'changed' END
+               CASE WHEN l.hash = mh.hash OR (l.hash IS NULL AND {append}) THEN 'unchanged'
+                    ELSE 'changed' END
            WHEN l.status = 'unknown' THEN 'unknown'
            ELSE 'failed' END AS reason
   FROM mh FULL OUTER JOIN l ON mh.key = l.key)
 SELECT key, key_json, reason,
        CASE WHEN reason = 'new' THEN 'insert'
-            WHEN reason = 'changed' THEN 'update'
+            WHEN reason = 'changed' AND {update} THEN 'update'
             WHEN reason = 'delete' THEN 'delete'
             WHEN reason IN ('failed', 'unknown') THEN CASE
                 WHEN absent THEN 'delete'
@@ -274,6 +277,12 @@ def bodies_path(path: Path) -> Path:
 
 def copy_pending(con: duckdb.DuckDBPyConnection, q: PendingQuery, path: Path,
                  columns: dict[str, str] | None = None) -> tuple[int, int]:
+    """copy_pending_counts without the count of changed rows left unsent."""
+    return copy_pending_counts(con, q, path, columns)[:2]
+
+
+def copy_pending_counts(con: duckdb.DuckDBPyConnection, q: PendingQuery, path: Path,
+                        columns: dict[str, str] | None = None) -> tuple[int, int, int]:
     """Write the pending set to parquet (so the database can be closed while sending);
     returns (rows to send, rows held while an earlier request of theirs settles).
 
@@ -287,7 +296,7 @@ def copy_pending(con: duckdb.DuckDBPyConnection, q: PendingQuery, path: Path,
     con.execute(f"CREATE OR REPLACE TEMP TABLE _elt_pending AS SELECT key, key_json, op, hash, "
                 f"retry_of_unknown, absent, tombstone, wave, reason FROM "
                 f"({classified_sql(q, columns, known=ledger_knows(con, q))}) "
-                "WHERE op IS NOT NULL OR reason = 'settling'", [q.publication])
+                "WHERE op IS NOT NULL OR reason IN ('settling', 'changed')", [q.publication])
     try:
         con.execute("COPY (SELECT * EXCLUDE (reason) FROM _elt_pending WHERE op IS NOT NULL) "
                     f"TO {literal(str(path))} (FORMAT parquet)")
@@ -307,11 +316,12 @@ def copy_pending(con: duckdb.DuckDBPyConnection, q: PendingQuery, path: Path,
                 "COMPRESSION uncompressed, DICTIONARY_SIZE_LIMIT 1)")
         finally:
             con.execute(f"SET preserve_insertion_order = {'true' if order else 'false'}")
-        (count, held), = con.execute("SELECT count(op), count(*) FILTER (reason = 'settling') "
-                                     "FROM _elt_pending").fetchall()
+        (count, held, unsent), = con.execute(
+            "SELECT count(op), count(*) FILTER (reason = 'settling'), "
+            "count(*) FILTER (reason = 'changed' AND op IS NULL) FROM _elt_pending").fetchall()
     finally:
         con.execute("DROP TABLE IF EXISTS _elt_pending")
-    return int(count), int(held)
+    return int(count), int(held), int(unsent)
 
 
 # -- journal merge ------------------------------------------------------------------------

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from elt.publish.stream import Tally
 
 STATUS_COLUMNS = ["publication", "model", "endpoint", "total", "acknowledged", "already_there",
-                  "failed", "pending", "held"]
+                  "failed", "pending", "held", "changed"]
 SAMPLE_CHARS = 400
 
 
@@ -151,7 +151,14 @@ def pending_query(pub: Publication, endpoint: Any = None) -> ledger.PendingQuery
     schema, table = relation(pub)
     return ledger.PendingQuery(pub.name, f"{db.quote(schema)}.{db.quote(table)}", pub.key,
                                pub.mode, pub.body, pub.delete_body,
-                               settle_seconds(endpoint or {}), pub.wave)
+                               settle_seconds(endpoint or {}), pub.wave,
+                               can_update=bool(pub.config.get("update")))
+
+
+def changed_message(pub: Publication, n: int) -> str:
+    """What publish says of rows changed since acknowledged that it cannot send."""
+    return (f"{n:,} rows of {pub.name} changed since sent; {pub.name} declares no update "
+            f"(add `{pub.kind}.update`, or `on_change: warn|ignore`)")
 
 
 def unpublishable(con: Any, pub: Publication) -> str | None:
@@ -335,14 +342,15 @@ def status(ctx: Workspace, pubs: dict[str, Publication]) -> tuple[list[str], lis
         for name, pub in pubs.items():
             schema, table = relation(pub)
             if not db.table_exists(con, schema, table):
-                rows.append((name, pub.model, pub.endpoint, None, None, None, None, None, None))
+                rows.append((name, pub.model, pub.endpoint, None, None, None, None, None, None,
+                             None))
                 continue
             query = pending_query(pub, ctx.project.target.endpoints.get(pub.endpoint))
             c = counts(con, pub, query)
             (total,), = con.execute(f"SELECT count(*) FROM {query.relation}").fetchall()
             there = ledger.count_status(con, name, "already_there")
             rows.append((name, pub.model, pub.endpoint, total, c["unchanged"] - there, there,
-                         c["failed"], c["pending"], c["settling"]))
+                         c["failed"], c["pending"], c["settling"], c["changed"]))
     finally:
         con.close()
     return STATUS_COLUMNS, rows

@@ -109,6 +109,9 @@ class _Run:
                  concurrency: int | None, export: TextIO | None) -> None:
         self.ctx, self.pubs, self.order, self.deps = ctx, pubs, order, deps
         self.sinks = sinks
+        from elt.publish.readback import make_readback
+
+        self.readbacks = {n: rb for n in order if (rb := make_readback(pubs[n])) is not None}
         self.readers = readers
         self.concurrency = concurrency
         self.export = export  # one JSON line per row sent (--export-results)
@@ -131,6 +134,7 @@ class _Run:
         self.down: dict[str, str] = {}  # endpoint -> why it cannot be used this run
         self.held: dict[str, tuple[int, float]] = {}  # name -> (rows held, settle seconds)
         self.sent_marks: dict[str, tuple] = {}  # name -> marks.after_send's arguments
+        self.changed: dict[str, int] = {}  # name -> rows changed since sent, no update declared
         # a Spark target: pending sets computed in Spark (None: DuckDB)
         self.engine = ctx.pending_engine(self.run_dir)
 
@@ -174,7 +178,8 @@ class _Run:
             ensure_published_views(con, {n: self.pubs[n].key for n in accepted})
         finally:
             con.close()
-        return {self.pubs[n].endpoint for n in active}
+        return {self.pubs[n].endpoint for n in active} | {
+            r.endpoint for n in active if (r := self.readbacks.get(n)) is not None}
 
     def _prepare(self, con: Any, pub: Publication, count_only: bool = False
                  ) -> tuple[str, Any]:
@@ -203,9 +208,12 @@ class _Run:
                 columns = ledger.check_model(con, query)
                 if count_only:
                     return ("count", ledger.pending_counts(con, query, columns)["pending"])
-                count, held = ledger.copy_pending(con, query, parquet, columns)
-                marks.record(con, pub.name, mark if count == 0 and not held else None)
-                if mark is not None and count:  # all acknowledged: nothing left (_finish)
+                count, held, unsent = ledger.copy_pending_counts(con, query, parquet, columns)
+                if unsent:
+                    self.changed[pub.name] = unsent
+                marks.record(con, pub.name,
+                             mark if count == 0 and not held and not unsent else None)
+                if mark is not None and count and not unsent:  # all acknowledged (_finish)
                     self.sent_marks[pub.name] = (query, report.model_name(pub), schema,
                                                  table, mark)
             if held:
@@ -324,6 +332,18 @@ class _Run:
         if kind == "error":
             return result("error", value)
         held = self._held_message(pub)
+        changed = self.changed.get(pub.name, 0)
+        if changed and pub.on_change != "ignore":
+            text = report.changed_message(pub, changed)
+            if pub.on_change == "error":
+                held = f"{held}; {text}" if held else text
+            elif value == 0:
+                return result("warn", text)
+            else:
+                self.console.warn(text)
+        if value == 0 and changed and not held:  # on_change: ignore
+            return result("up_to_date", f"nothing to send; {changed:,} changed rows ignored "
+                          "(on_change: ignore)")
         if value == 0:
             return result("error", held) if held else result("up_to_date",
                                                              "nothing new, changed or failed")
@@ -342,6 +362,9 @@ class _Run:
                 sink.gzip_level = getattr(transport, "gzip_level", sink.gzip_level)
             workers = self.concurrency or getattr(transport, "concurrency", None) or 4
             parquet = self.run_dir / f"{pub.name}.parquet"
+            readback = self.readbacks.get(pub.name)
+            read_transport = transports.get(readback.endpoint) if readback else None
+            read_send = read_transport.send if read_transport is not None else None
             tallies: list[Tally] = []
             # In waves (parents before children) when the publication says so: a wave starts
             # once every row of the one before it has its answer (and none if it was stopped)
@@ -351,7 +374,8 @@ class _Run:
                 tallies.append(await stream(
                     publication=pub.name, parquet=parquet, sink=sink, send=transport.send,
                     journal=self.journal, encoder=encoder, concurrency=int(workers),
-                    progress=progress, export=export, wave=wave, waved=bool(pub.wave)))
+                    progress=progress, export=export, wave=wave, waved=bool(pub.wave),
+                    readback=readback, read_send=read_send))
             tally = Tally.total(tallies)
         except EltError as exc:
             return result("error", self.console.failure(exc))
