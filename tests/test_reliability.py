@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import duckdb
 import pytest
 from helpers import (
     E2E,
@@ -26,6 +27,7 @@ from helpers import (
     write_files,
 )
 
+from elt.core import db
 from elt.sandbox.server import Sandbox
 
 
@@ -120,6 +122,7 @@ def test_a_full_disk_during_build_fails_in_one_line_and_the_next_build_converges
     full = elt_process(small_fs, "build")
     assert full.code == 1, full.output
     assert len(full.error_lines()) == 1 and "no space left" in full.error_lines()[0]
+    assert "MB needed" in full.error_lines()[0], full.output
     assert "Traceback" not in full.output and "internal error" not in full.output
     ballast.unlink()
     read = elt_process(small_fs, "sql", "--format", "csv", "SELECT count(*) AS n FROM small")
@@ -128,6 +131,32 @@ def test_a_full_disk_during_build_fails_in_one_line_and_the_next_build_converges
     assert again.code == 0, again.output
     read = elt_process(small_fs, "sql", "--format", "csv", "SELECT count(*) AS n FROM big")
     assert read.stdout.split() == ["n", "100000"], read.output
+
+
+def test_a_checkpoint_that_fails_is_an_error_and_the_last_tables_stay(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not only ENOSPC: any failed checkpoint exits 1 in one line naming the database."""
+    write_files(tmp_path, {
+        "profiles.yml": "p: {target: dev, outputs: {dev: {type: duckdb, "
+                        "path: target/elt.duckdb}}}\n",
+        "models/small.sql": "SELECT range AS id FROM range(10)"})
+    assert elt(tmp_path, "build").code == 0
+    write_files(tmp_path, {"models/small.sql": "SELECT range AS id FROM range(20)"})
+
+    def failing(self: db.DeferredCheckpoint) -> float:
+        raise duckdb.IOException("IO Error: could not truncate file: Input/output error")
+
+    monkeypatch.setattr(db.DeferredCheckpoint, "finish", failing)
+    broken = elt(tmp_path, "build")
+    assert broken.code == 1, broken.output
+    assert broken.error_lines() == [line for line in broken.error_lines()
+                                    if "checkpoint failed: IO Error" in line]
+    assert len(broken.error_lines()) == 1 and "elt.duckdb" in broken.error_lines()[0]
+    monkeypatch.undo()
+    again = elt(tmp_path, "build")
+    assert again.code == 0, again.output
+    read = elt(tmp_path, "sql", "--format", "csv", "SELECT count(*) AS n FROM small")
+    assert read.stdout.split() == ["n", "20"], read.output
 
 
 def test_a_full_disk_during_publish_loses_nothing_and_the_next_publish_completes(
