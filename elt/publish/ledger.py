@@ -49,7 +49,8 @@ class PendingQuery:
     delete_body: str | None = None  # column kept in the ledger, sent when the row is deleted
     settle: float = 0.0      # seconds an unanswered (unknown) row is held before a resend
     wave: str | None = None  # column ordering the sending in waves (parents before children)
-    can_update: bool = True  # False: a changed row is reported (reason changed), not sent
+    can_update: bool = False  # append only: True sends a changed row as an update, False
+    # reports it (reason changed, no op); upsert and mirror always update
 
 
 def model_columns(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, str]:
@@ -165,7 +166,7 @@ def classify_sql(q: PendingQuery) -> str:
     model row) and `l` (ledger_rows_sql): plain SQL that DuckDB and Spark both run, so a
     Spark target classifies exactly as DuckDB does."""
     append = "true" if q.mode == "append" else "false"
-    update = "true" if q.can_update else "false"
+    update = "true" if q.can_update or q.mode != "append" else "false"
     mirror = "true" if q.mode == "mirror" else "false"
     return f"""c AS (
   SELECT coalesce(mh.key, l.key) AS key, coalesce(mh.key_json, l.key_json) AS key_json,
@@ -276,9 +277,13 @@ def bodies_path(path: Path) -> Path:
 
 
 def copy_pending(con: duckdb.DuckDBPyConnection, q: PendingQuery, path: Path,
-                 columns: dict[str, str] | None = None) -> tuple[int, int]:
-    """copy_pending_counts without the count of changed rows left unsent."""
-    return copy_pending_counts(con, q, path, columns)[:2]
+                 columns: dict[str, str] | None = None,
+                 counts: dict[str, int] | None = None) -> tuple[int, int]:
+    """copy_pending_counts; `counts["unsent"]` gets the changed rows left unsent."""
+    count, held, unsent = copy_pending_counts(con, q, path, columns)
+    if counts is not None:
+        counts["unsent"] = unsent
+    return count, held
 
 
 def copy_pending_counts(con: duckdb.DuckDBPyConnection, q: PendingQuery, path: Path,

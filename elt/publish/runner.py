@@ -208,7 +208,9 @@ class _Run:
                 columns = ledger.check_model(con, query)
                 if count_only:
                     return ("count", ledger.pending_counts(con, query, columns)["pending"])
-                count, held, unsent = ledger.copy_pending_counts(con, query, parquet, columns)
+                found: dict[str, int] = {}
+                count, held = ledger.copy_pending(con, query, parquet, columns, counts=found)
+                unsent = found.get("unsent", 0)
                 if unsent:
                     self.changed[pub.name] = unsent
                 marks.record(con, pub.name,
