@@ -125,6 +125,8 @@ def entity_key(obj: dict[str, Any]) -> str:
 class Resolvers(Updates):
     """The executable schema: resolvers reading and writing the store, counting per entity."""
 
+    columns = COLUMNS
+
     def __init__(self, store: Store, counter: Counter) -> None:
         self.store = store
         self.counter = counter

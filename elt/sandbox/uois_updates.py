@@ -10,6 +10,7 @@ the row as it is now.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from elt.sandbox.store import Store
@@ -19,14 +20,13 @@ class Updates:
     """Mixed into uois_schema.Resolvers: the update resolvers (named `_<field>`)."""
 
     store: Store
+    columns: dict[str, dict[str, str]] = {}  # uois_schema.COLUMNS, set by Resolvers
 
     def _get(self, table: str, key: Any) -> dict[str, Any] | None:  # Resolvers provides it
         raise NotImplementedError
 
     def _update(self, table: str, obj: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
-        from elt.sandbox.uois_schema import COLUMNS, now  # uois_schema mixes this class in
-
-        names = COLUMNS[table]
+        names = self.columns[table]
         given = {k: v for k, v in obj.items() if k not in ("id", "lastchange") and v is not None
                  and k in names}
         with self.store.atomic() as st:
@@ -35,7 +35,7 @@ class Updates:
                 return "fail", None
             sets = ", ".join(f"{names[k]}=?" for k in given)
             st.query(f"UPDATE {table} SET {sets + ', ' if sets else ''}lastchange=? WHERE id=?",
-                     [*given.values(), now(), str(obj["id"])])
+                     [*given.values(), datetime.now(UTC).replace(tzinfo=None), str(obj["id"])])
         return "ok", None
 
     def _userUpdate(self, user: dict[str, Any]) -> dict[str, Any]:
