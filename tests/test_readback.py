@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from helpers import elt, sandbox_endpoints, stats, write_files, write_profile
 
+import elt.publish.readback as rb
 from elt.http.messages import Request
 from elt.publish.readback import ReadBack
 from elt.sandbox.server import Sandbox
@@ -57,6 +58,16 @@ def sb(tmp_path: Path) -> Iterator[Sandbox]:
 
 def _change_surname(root: Path) -> None:
     (root / "seeds/users.csv").write_text(USERS.replace("S3,", "Changed,"), encoding="utf-8")
+
+
+def _published_then_changed(tmp_path: Path, sb: Sandbox) -> Path:
+    """A project published once whose model then has one changed user."""
+    root = tmp_path / "p"
+    _project(root, sb)
+    assert elt(root, "build").code == 0 and elt(root, "publish").code == 0
+    _change_surname(root)
+    assert elt(root, "build").code == 0
+    return root
 
 
 def _updates(sb: Sandbox) -> int:
@@ -121,13 +132,7 @@ def test_changed_meanwhile_reads_again_once(tmp_path: Path, sb: Sandbox,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """The first update is refused as stale (another writer touched the row between the read
     and the update): the row is read again and the second update goes through."""
-    root = tmp_path / "p"
-    _project(root, sb)
-    assert elt(root, "build").code == 0 and elt(root, "publish").code == 0
-    _change_surname(root)
-    assert elt(root, "build").code == 0
-    import elt.publish.readback as rb
-
+    root = _published_then_changed(tmp_path, sb)
     real = rb.ReadBack.read
     calls: list[int] = []
 
@@ -146,13 +151,7 @@ def test_changed_meanwhile_reads_again_once(tmp_path: Path, sb: Sandbox,
 
 def test_changed_meanwhile_twice_fails_the_row_with_the_answer(
         tmp_path: Path, sb: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
-    root = tmp_path / "p"
-    _project(root, sb)
-    assert elt(root, "build").code == 0 and elt(root, "publish").code == 0
-    _change_surname(root)
-    assert elt(root, "build").code == 0
-    import elt.publish.readback as rb
-
+    root = _published_then_changed(tmp_path, sb)
     real = rb.ReadBack.read
 
     async def always_stale(self, send, rows):  # type: ignore[no-untyped-def]
