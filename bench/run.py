@@ -24,7 +24,7 @@ import shlex
 import shutil
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +182,24 @@ def change_one_row(seeds: Path) -> str:
             path.write_text("".join(lines))
             return f"{path.relative_to(seeds)} line {i + 1}: {export.header[column]} +1"
     raise RuntimeError("no numeric cell found to change")
+
+
+def add_daily_file(seeds: Path) -> str:
+    """Drop the next day's presence file, as FlowKit's daily reload does: the last day's
+    rows one day later (values +1), plus one row of the last day delivered again (an exact
+    duplicate of a row an earlier file holds)."""
+    folder = seeds / "flowkit" / "presence"
+    last = max(folder.glob("presence_*.csv"))
+    text = last.read_text().splitlines()
+    header, rows = text[0], [r.split(",") for r in text[1:] if r]
+    day = max(r[0] for r in rows)
+    today = [r for r in rows if r[0] == day]
+    nxt = (date.fromisoformat(day) + timedelta(days=1)).isoformat()
+    new = [[nxt, r[1], *(str(int(c) + 1) if c.isdigit() else c for c in r[2:])]
+           for r in today]
+    out = folder / f"presence_{nxt.replace('-', '')}.csv"
+    out.write_text("\n".join([header, ",".join(today[0]), *(",".join(r) for r in new)]) + "\n")
+    return f"{out.relative_to(seeds)}: {len(new) + 1} rows ({nxt}, one repeated from {day})"
 
 
 def elt_state(project: Path) -> dict[str, Any]:

@@ -43,17 +43,21 @@ def wanted(graph: Graph, node: Node) -> bool:
     return False
 
 
-def prepare(cur: duckdb.DuckDBPyConnection, node: Node, new_table: str) -> bool:
+def prepare(cur: duckdb.DuckDBPyConnection, node: Node, new_table: str,
+            old: str | None = None) -> bool:
     """Before the swap: diff the old table against the new one; False if there is no old
-    table of the same columns (then readers rebuild fully)."""
+    table of the same columns (then readers rebuild fully). `old`: only these rows of the
+    old table are replaced by `new_table` (an incremental build's keys); the rest stay."""
     cur.execute("DELETE FROM _elt.changes WHERE model = ?", [node.name])  # before its rows go
     cur.execute(f"DROP TABLE IF EXISTS {table_of(node)}")
-    old = _columns(cur, node.schema, node.identifier)
-    if not old or old != _columns(cur, node.schema, new_table):
+    before = _columns(cur, node.schema, node.identifier)
+    if not before or sorted(before) != sorted(_columns(cur, node.schema, new_table)):
         return False
-    new = f"{quote(node.schema)}.{quote(new_table)}"
+    cols = ", ".join(quote(c) for c, _ in before)  # the old table's order on both sides
+    new = f"(SELECT {cols} FROM {quote(node.schema)}.{quote(new_table)})"
+    old = f"(SELECT {cols} FROM {old or node.qualified})"
     cur.execute(f"CREATE TABLE {table_of(node)} AS (SELECT * FROM {new} EXCEPT ALL "
-                f"SELECT * FROM {node.qualified}) UNION ALL (SELECT * FROM {node.qualified} "
+                f"SELECT * FROM {old}) UNION ALL (SELECT * FROM {old} "
                 f"EXCEPT ALL SELECT * FROM {new})")
     return True
 

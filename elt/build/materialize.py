@@ -105,21 +105,21 @@ def build_model(
             cur.execute(f"CREATE OR REPLACE VIEW {node.qualified} AS\n{strip_sql(node.sql)}")
             record(None, None, None)
         return Built(None)
+    # a partitioned model reads this one: keep the rows that differ (changes.py)
+    diff = (stored.version if stored else None, version) \
+        if partitioned is None and changes.wanted(graph, node) else None
     if node.materialized != "incremental":
-        diff = (stored.version if stored else None, version) \
-            if node.materialized == "table" and changes.wanted(graph, node) else None
         return full(cur, node, lock, record, diff=diff)
     if partitioned is not None:
         return partitioned(cur, graph, node, stored, full_refresh, lock, record)
     plan = plan_incremental(cur, graph, node, stored, inputs, full_refresh)
     if plan.reason is None:
-        built = _incremental(cur, node, plan.shape, plan.old, plan.grown, plan.marks, lock,
-                             record)
+        built = _incremental(cur, node, plan, lock, record, diff)
         if built is not None:
             return built
         plan.reason = "output columns changed"
     return full(cur, node, lock, record, watermark=plan.marks,
-                 note=f"full build ({plan.reason})")
+                 note=f"full build ({plan.reason})", diff=diff)
 
 
 @dataclass
@@ -142,7 +142,17 @@ class IncrementalPlan:
         if self.shape.row_level:
             return incremental.delta_sql(self.shape, self.old)
         keys = f"{quote(node.schema)}.{quote(TMP_PREFIX + 'keys/' + node.identifier)}"
-        return incremental.recompute_sql(node, keys)
+        return recompute_sql(node, self.shape, keys)
+
+
+def recompute_sql(node: Node, shape: incremental.Shape, keys: str,
+                  ranges: list[str | None] | None = None) -> str:
+    """The model's rows of the keys in `keys`, from all input rows, the keys' filter
+    pushed down to the deepest SELECT that computes them (partitions.py), so that the
+    input rows of other keys are dropped before the model's expensive part."""
+    from elt.build import partitions
+
+    return partitions.recompute_sql(shape.tree, list(node.unique_key), keys, ranges)
 
 
 def plan_incremental(cur: duckdb.DuckDBPyConnection, graph: Graph, node: Node,
@@ -194,20 +204,27 @@ def full(cur: duckdb.DuckDBPyConnection, node: Node, lock: threading.Lock,
     return Built(rows, note)
 
 
-def _incremental(cur: duckdb.DuckDBPyConnection, node: Node, shape: incremental.Shape,
-                 old: dict[str, int], grown: set[str], new: dict[str, Any],
-                 lock: threading.Lock, record: Callable[..., None]) -> Built | None:
+def _incremental(cur: duckdb.DuckDBPyConnection, node: Node, plan: IncrementalPlan,
+                 lock: threading.Lock, record: Callable[..., None],
+                 diff: tuple[int | None, int] | None) -> Built | None:
     """Redo only the keys new input rows reach (incremental.py); None: do a full build.
 
     Row by row models merge the new rows' result; others recompute those keys from all
-    input rows. Either way the keys' old rows are replaced in one transaction."""
-    from elt.build import incremental
+    input rows, the keys' filter pushed down to the inputs. Either way the keys' old rows
+    are replaced in one transaction; `diff`: the rows that differ are kept (changes.py)."""
+    from elt.build import incremental, partitions
 
+    shape, old = plan.shape, plan.old
     # "/" cannot be in a model name (a file stem): no other model's temp table is called so
     tmp_name, keys_name = TMP_PREFIX + node.identifier, TMP_PREFIX + "keys/" + node.identifier
     tmp = f"{quote(node.schema)}.{quote(tmp_name)}"
     keys = f"{quote(node.schema)}.{quote(keys_name)}"
     on = " AND ".join(f"t.{quote(k)} = s.{quote(k)}" for k in node.unique_key)
+
+    def recompute() -> None:
+        ranges = partitions.bounds(cur, list(node.unique_key), keys)
+        cur.execute(f"CREATE TABLE {tmp} AS\n{recompute_sql(node, shape, keys, ranges)}")
+
     cur.execute(f"DROP TABLE IF EXISTS {tmp}; DROP TABLE IF EXISTS {keys}")
     try:
         merged = shape.row_level
@@ -215,8 +232,8 @@ def _incremental(cur: duckdb.DuckDBPyConnection, node: Node, shape: incremental.
             cur.execute(f"CREATE TABLE {tmp} AS\n{incremental.delta_sql(shape, old)}")
         else:
             cur.execute(f"CREATE TABLE {keys} AS\n"
-                        f"{incremental.keys_sql(node, shape, old, grown)}")
-            cur.execute(f"CREATE TABLE {tmp} AS\n{incremental.recompute_sql(node, keys)}")
+                        f"{incremental.keys_sql(node, shape, old, plan.grown)}")
+            recompute()
         wanted = {c.lower() for c in columns_of(cur, node.schema, tmp_name)}
         if wanted != {c.lower() for c in columns_of(cur, node.schema, node.identifier)}:
             return None
@@ -229,15 +246,19 @@ def _incremental(cur: duckdb.DuckDBPyConnection, node: Node, shape: incremental.
             cols = ", ".join(quote(k) for k in node.unique_key)
             cur.execute(f"CREATE TABLE {keys} AS SELECT DISTINCT {cols} FROM {tmp}; "
                         f"DROP TABLE {tmp}")
-            cur.execute(f"CREATE TABLE {tmp} AS\n{incremental.recompute_sql(node, keys)}")
+            recompute()
         keys = tmp if merged else keys
         batch = count_rows(cur, tmp)
         note = (f"incremental: {batch:,} rows merged" if merged else
                 f"incremental: {count_rows(cur, keys):,} keys recomputed, {batch:,} rows")
+        replaced = f"(SELECT t.* FROM {node.qualified} AS t SEMI JOIN {keys} AS s ON {on})"
+        kept = diff is not None and changes.prepare(cur, node, tmp_name, old=replaced)
         with lock, transaction(cur):
+            if diff is not None:
+                changes.record(cur, node, kept, *diff)
             cur.execute(f"DELETE FROM {node.qualified} AS t USING {keys} AS s WHERE {on}")
             cur.execute(f"INSERT INTO {node.qualified} BY NAME SELECT * FROM {tmp}")
-            record(count_rows(cur, node.qualified), new, note)
+            record(count_rows(cur, node.qualified), plan.marks, note)
     finally:
         cur.execute(f"DROP TABLE IF EXISTS {tmp}; "
                     f"DROP TABLE IF EXISTS {quote(node.schema)}.{quote(keys_name)}")

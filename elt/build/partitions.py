@@ -302,10 +302,12 @@ def _push_filter(tree: exp.Expression, columns: list[str], keys_table: str,
     while True:
         if not isinstance(select, exp.Select) or any(select.find(k) for k in _ORDER_BOUND):
             return False
-        projections = {p.alias_or_name.lower(): p for p in select.expressions}
-        if any(n not in projections for n in names):
+        projections = {p.alias_or_name.lower(): p for p in select.expressions
+                       if not isinstance(p, exp.Star)}
+        exprs = [projections[n].unalias() if n in projections else _through_star(select, n)
+                 for n in names]
+        if any(e is None for e in exprs):
             return False
-        exprs = [projections[n].unalias() for n in names]
         if any(e.find(exp.AggFunc) for e in exprs) or not _grouped_by(select, exprs, names):
             return False
         source = _single_cte(tree, select)
@@ -323,6 +325,18 @@ def _push_filter(tree: exp.Expression, columns: list[str], keys_table: str,
         return True
 
 
+def _through_star(select: exp.Select, name: str) -> exp.Expression | None:
+    """The column a bare `*` (or `* EXCLUDE (...)`) of a single-source SELECT passes on
+    unchanged under this name, or None."""
+    star = next((p for p in select.expressions if isinstance(p, exp.Star)), None)
+    if star is None or select.args.get("joins") or star.args.get("replace") \
+            or star.args.get("rename"):
+        return None
+    if name in {c.name.lower() for c in star.args.get("except_") or []}:
+        return None
+    return exp.column(name)
+
+
 def _grouped_by(select: exp.Select, exprs: list[exp.Expression], names: list[str]) -> bool:
     group = select.args.get("group")
     if group is None:
@@ -336,7 +350,7 @@ def _grouped_by(select: exp.Select, exprs: list[exp.Expression], names: list[str
 
 def _single_cte(tree: exp.Expression, select: exp.Select) -> exp.Select | None:
     """The CTE this SELECT reads alone (no join), if nothing else reads it."""
-    source = select.args.get("from")
+    source = select.args.get("from_") or select.args.get("from")  # sqlglot 30: from_
     if source is None or select.args.get("joins") or not isinstance(source.this, exp.Table):
         return None
     name = source.this.name.lower()

@@ -1,5 +1,8 @@
 /* elt
-materialized: table
+# A new daily drop only adds rows to raw.flowkit_presence: the build recomputes only the
+# (date, spatial_unit) keys its rows reach, from all files (DESIGN.md, incremental).
+materialized: incremental
+unique_key: [date, spatial_unit]
 tags: [flowkit, staging]
 description: >
   The daily presence drops (one file per drop, unioned), clean: one row per (date,
