@@ -3,7 +3,8 @@
 Against the null-sink receiver (a separate process, as in run.py), on a project whose
 `flowkit_datasets` is already built, `elt publish --select flowkit_data --exclude
 flowkit_scope_mappings` runs in this process while a sampler thread reads, every
-`--interval` seconds, each thread's CPU time (/proc/self/task/<tid>/stat) and its innermost
+`--interval` seconds (with `--sample`; without it publish runs as its own process, only
+measured), each thread's CPU time (/proc/self/task/<tid>/stat) and its innermost
 Python frames (sys._current_frames). Printed: CPU-s per thread (event loop, encoders,
 reader, DuckDB), the receiver's CPU-s, and per thread the functions it was seen running in
 (only samples where the thread's CPU time moved count as busy).
@@ -32,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from procs import Receiver
+from procs import Receiver, measure
 from run import BENCH, child_env, write_profiles
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -61,6 +62,8 @@ class Sampler(threading.Thread):
         self.names: dict[int, str] = {}
         self.busy: dict[str, collections.Counter[str]] = collections.defaultdict(
             collections.Counter)
+        # threads older than the publish (the main thread): count their CPU from here on
+        self.start = {int(t): thread_cpu(int(t)) for t in os.listdir("/proc/self/task")}
 
     def run(self) -> None:
         me = threading.get_native_id()
@@ -145,13 +148,33 @@ def publish_once(work: Path, receiver: Receiver, args: argparse.Namespace) -> di
     sent = sum(r.rows or 0 for r in results.results if r.kind == "publication")
     threads: dict[str, float] = collections.defaultdict(float)
     for tid, seconds in sampler.cpu.items():
-        threads[group(sampler.names.get(tid, str(tid)))] += seconds
+        threads[group(sampler.names.get(tid, str(tid)))] += seconds - sampler.start.get(tid, 0.0)
     return {"ok": not results.failed, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
             "sent": sent, "datasets_per_s": round(sent / wall, 1) if wall else None,
             "receiver_cpu_s": round(proc_cpu(receiver.proc.pid) - r0, 2),
             "cpu_s_by_thread": {k: round(v, 2) for k, v in sorted(threads.items())},
             "busy_in": {name: dict(c.most_common(12)) for name, c in sampler.busy.items()},
             "load_average": os.getloadavg()[0]}
+
+
+def publish_process(work: Path, receiver: Receiver,
+                    args: argparse.Namespace) -> dict[str, Any]:
+    """`elt publish` as its own process, not sampled: the figure beside the replay."""
+    import duckdb
+
+    write_profiles(work, receiver, args.concurrency)
+    load = os.getloadavg()[0]
+    elt = str(Path(sys.executable).with_name("elt"))
+    m = measure("elt_publish", [elt, "publish", "--target", "bench", "--select", "flowkit_data",
+                                "--exclude", "flowkit_scope_mappings", "--concurrency",
+                                str(args.concurrency)],
+                cwd=work, log_dir=work.parent / "publish-logs", receiver=receiver)
+    with duckdb.connect(str(work / "target" / "elt.duckdb"), read_only=True) as con:
+        sent = int((con.execute("SELECT sum(sent) FROM _elt.publish_runs").fetchone()
+                    or [0])[0] or 0)
+    return {"ok": m.ok, "wall_s": round(m.wall_s, 2), "cpu_s": round(m.cpu_s, 2), "sent": sent,
+            "datasets_per_s": round(sent / m.wall_s, 1), "peak_rss_mb": round(m.peak_rss_mb),
+            "receiver_cpu_s": m.receiver_cpu_s, "load_average": load}
 
 
 def replay_once(datasets: Path, receiver: Receiver, args: argparse.Namespace,
@@ -177,16 +200,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pairs", type=int, default=1, help="publish + replay pairs, alternating")
     ap.add_argument("--sandbox", default="elt.sandbox.server:Sandbox")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--sample", action="store_true",
+                    help="publish in this process, sampled (slower: the sampler costs CPU)")
     args = ap.parse_args(argv)
     project = args.project.resolve()
     work = project.parent / "publish-profile"
     datasets = project.parent / "replay-datasets.pickle"
-    replay_pickle(project, datasets)
+    if not datasets.exists():  # ~2 min at scale 1: made once
+        replay_pickle(project, datasets)
     pairs = []
     with Receiver(args.sandbox, child_env()) as receiver:
         for _ in range(args.pairs):
             fresh_copy(project, work)
-            elt = publish_once(work, receiver, args)
+            elt = (publish_once if args.sample else publish_process)(work, receiver, args)
             replay = replay_once(datasets, receiver, args, project.parent / "replay.json")
             pairs.append({"elt": elt, "replay": replay, "publish_over_replay": round(
                 elt["datasets_per_s"] / replay["datasets_per_s"], 3)})

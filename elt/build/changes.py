@@ -91,7 +91,8 @@ def _columns(cur: duckdb.DuckDBPyConnection, schema: str, name: str) -> list[tup
 
 
 def partitions_table(node: Node) -> str:
-    """The keys of the partitions the last (partial) build of `node` rebuilt."""
+    """The keys of the partitions (or unique_key keys) the last partial build of `node`
+    rebuilt."""
     return f"_elt.{quote('partitions/' + node.name)}"
 
 
@@ -115,6 +116,8 @@ def restricted_relation(cur: duckdb.DuckDBPyConnection, graph: Graph, test: Node
     unique over columns that include the partition columns)."""
     owner = graph.nodes.get(test.owner or "")
     columns = list(owner.config.get("partition_by") or []) if owner else []
+    if owner and not columns and owner.materialized == "incremental":
+        columns = list(owner.unique_key)  # the keys an incremental build recomputed
     if not owner or not columns or stored is None or stored.status != "success" \
             or stored.rows or stored.checksum != test.checksum:
         return None

@@ -105,16 +105,16 @@ def build_model(
             cur.execute(f"CREATE OR REPLACE VIEW {node.qualified} AS\n{strip_sql(node.sql)}")
             record(None, None, None)
         return Built(None)
+    versions = (stored.version if stored else None, version)
     # a partitioned model reads this one: keep the rows that differ (changes.py)
-    diff = (stored.version if stored else None, version) \
-        if partitioned is None and changes.wanted(graph, node) else None
+    diff = versions if partitioned is None and changes.wanted(graph, node) else None
     if node.materialized != "incremental":
         return full(cur, node, lock, record, diff=diff)
     if partitioned is not None:
         return partitioned(cur, graph, node, stored, full_refresh, lock, record)
     plan = plan_incremental(cur, graph, node, stored, inputs, full_refresh)
     if plan.reason is None:
-        built = _incremental(cur, node, plan, lock, record, diff)
+        built = _incremental(cur, node, plan, lock, record, diff, versions)
         if built is not None:
             return built
         plan.reason = "output columns changed"
@@ -206,12 +206,15 @@ def full(cur: duckdb.DuckDBPyConnection, node: Node, lock: threading.Lock,
 
 def _incremental(cur: duckdb.DuckDBPyConnection, node: Node, plan: IncrementalPlan,
                  lock: threading.Lock, record: Callable[..., None],
-                 diff: tuple[int | None, int] | None) -> Built | None:
+                 diff: tuple[int | None, int] | None,
+                 versions: tuple[int | None, int]) -> Built | None:
     """Redo only the keys new input rows reach (incremental.py); None: do a full build.
 
     Row by row models merge the new rows' result; others recompute those keys from all
     input rows, the keys' filter pushed down to the inputs. Either way the keys' old rows
-    are replaced in one transaction; `diff`: the rows that differ are kept (changes.py)."""
+    are replaced in one transaction; `diff`: the rows that differ are kept (changes.py).
+    The keys are kept too, with the versions they lie between (`partial`), so that the
+    model's tests whose failing rows lie in one key may check these keys only."""
     from elt.build import incremental, partitions
 
     shape, old = plan.shape, plan.old
@@ -258,7 +261,11 @@ def _incremental(cur: duckdb.DuckDBPyConnection, node: Node, plan: IncrementalPl
                 changes.record(cur, node, kept, *diff)
             cur.execute(f"DELETE FROM {node.qualified} AS t USING {keys} AS s WHERE {on}")
             cur.execute(f"INSERT INTO {node.qualified} BY NAME SELECT * FROM {tmp}")
-            record(count_rows(cur, node.qualified), plan.marks, note)
+            cols = ", ".join(quote(k) for k in node.unique_key)
+            cur.execute(f"CREATE OR REPLACE TABLE {changes.partitions_table(node)} AS "
+                        f"SELECT DISTINCT {cols} FROM {keys}")
+            record(count_rows(cur, node.qualified), {**plan.marks, "partial": list(versions)},
+                   note)
     finally:
         cur.execute(f"DROP TABLE IF EXISTS {tmp}; "
                     f"DROP TABLE IF EXISTS {quote(node.schema)}.{quote(keys_name)}")
