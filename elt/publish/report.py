@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from elt.publish.stream import Tally
 
 STATUS_COLUMNS = ["publication", "model", "endpoint", "total", "acknowledged", "already_there",
-                  "failed", "pending", "held"]
+                  "failed", "pending", "held", "orphaned"]
 SAMPLE_CHARS = 400
 
 
@@ -335,14 +335,16 @@ def status(ctx: Workspace, pubs: dict[str, Publication]) -> tuple[list[str], lis
         for name, pub in pubs.items():
             schema, table = relation(pub)
             if not db.table_exists(con, schema, table):
-                rows.append((name, pub.model, pub.endpoint, None, None, None, None, None, None))
+                rows.append((name, pub.model, pub.endpoint, None, None, None, None, None, None,
+                             None))
                 continue
             query = pending_query(pub, ctx.project.target.endpoints.get(pub.endpoint))
             c = counts(con, pub, query)
             (total,), = con.execute(f"SELECT count(*) FROM {query.relation}").fetchall()
             there = ledger.count_status(con, name, "already_there")
             rows.append((name, pub.model, pub.endpoint, total, c["unchanged"] - there, there,
-                         c["failed"], c["pending"], c["settling"]))
+                         c["failed"], c["pending"], c["settling"],
+                         ledger.count_orphaned(con, query) if pub.mode == "upsert" else 0))
     finally:
         con.close()
     return STATUS_COLUMNS, rows
