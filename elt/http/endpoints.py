@@ -72,7 +72,8 @@ def resolve_configs(project: Project, names: Iterable[str]) -> dict[str, dict[st
             raise unset
         if not isinstance(raw, dict):
             raise PublishError("endpoint must be a mapping (url, auth, ...) or "
-                               "{sandbox: flowkit|flowkit_admin|uois|crud}", where=f"endpoint {name}")
+                               "{sandbox: flowkit|flowkit_admin|uois|crud}",
+                               where=f"endpoint {name}")
         out[name] = dict(raw)
     return out
 

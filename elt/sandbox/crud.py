@@ -1,5 +1,7 @@
 """A plain CRUD API under /crud (`{sandbox: crud}`): the shape most APIs a user brings have.
 
+Any collection name serves (`/crud/items`, `/crud/things`, ...); below, `items`.
+
 Not an imitation of one measured service (flowkit.py and uois.py are), but of the common
 REST conventions the README's "Publishing to your own API" targets, strict where real APIs
 are strict:
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -37,7 +40,8 @@ from elt.sandbox.wire import Request, Response, json_response, parse_json
 
 API_KEY = "sandbox-crud-key"
 API_KEY_HEADER = "X-Api-Key"
-PREFIX = "/crud/items"
+PREFIX = "/crud/"
+_COLLECTION = re.compile(r"^[A-Za-z0-9_-]+$")
 Counter = Callable[[str, str, str], None]  # (service, key, field) -> None
 
 
@@ -55,34 +59,39 @@ class Crud:
     def handle(self, req: Request) -> Response:
         if req.header(API_KEY_HEADER) != API_KEY:
             return json_response(401, {"detail": f"missing or wrong {API_KEY_HEADER}"})
-        if req.path.rstrip("/") == PREFIX:
-            item_id = None
-        elif req.path.startswith(PREFIX + "/") and "/" not in req.path[len(PREFIX) + 1:]:
-            item_id = unquote(req.path[len(PREFIX) + 1:])
-        else:
+        parts = req.path[len(PREFIX):].split("/") if req.path.startswith(PREFIX) else []
+        if parts and parts[-1] == "" and len(parts) == 2:
+            parts = parts[:1]
+        if not 1 <= len(parts) <= 2 or not _COLLECTION.match(parts[0]) or (
+                len(parts) == 2 and not parts[1]):
             return json_response(404, {"detail": "Not Found"})
+        collection = parts[0]
+        item_id = unquote(parts[1]) if len(parts) == 2 else None
         if req.method == "GET":
-            return self._get(item_id)
+            return self._get(collection, item_id)
         allowed = ("POST",) if item_id is None else ("PUT", "PATCH", "DELETE")
         if req.method not in allowed:
             return json_response(405, {"detail": "Method Not Allowed"})
         key = req.header("Idempotency-Key")
         if key:
-            return self._idempotent(req, key, item_id)
-        return self._write(req, item_id)
+            return self._idempotent(req, key, collection, item_id)
+        return self._write(req, collection, item_id)
 
     # -- reads --------------------------------------------------------------------------
-    def _get(self, item_id: str | None) -> Response:
+    def _get(self, collection: str, item_id: str | None) -> Response:
         if item_id is None:
-            rows = self.store.query("SELECT body FROM crud_items ORDER BY id")
+            rows = self.store.query("SELECT body FROM crud_items WHERE collection = ? "
+                                    "ORDER BY id", [collection])
             return json_response(200, [json.loads(r["body"]) for r in rows])
-        body = self.store.scalar("SELECT body FROM crud_items WHERE id = ?", [item_id])
+        body = self.store.scalar("SELECT body FROM crud_items WHERE collection = ? AND id = ?",
+                                 [collection, item_id])
         if body is None:
             return json_response(404, {"detail": f"item {item_id} not found"})
         return json_response(200, json.loads(body))
 
     # -- writes -------------------------------------------------------------------------
-    def _idempotent(self, req: Request, key: str, item_id: str | None) -> Response:
+    def _idempotent(self, req: Request, key: str, collection: str, item_id: str | None
+                    ) -> Response:
         digest = hashlib.sha256(b"\n".join((req.method.encode(), req.path.encode(),
                                             req.body))).hexdigest()
         with self.store.atomic() as store:
@@ -105,7 +114,7 @@ class Crud:
                 headers["Location"] = first["location"]
             return Response(int(first["status"]), (first["body"] or "").encode(),
                             "application/json" if first["body"] else None, headers)
-        response = self._write(req, item_id)
+        response = self._write(req, collection, item_id)
         if response.reset:  # never answered: the key stays "in flight" no longer
             self.store.query("DELETE FROM crud_idempotency WHERE key = ?", [key])
             return response
@@ -114,7 +123,7 @@ class Crud:
                                            response.headers.get("Location"), key])
         return response
 
-    def _write(self, req: Request, item_id: str | None) -> Response:
+    def _write(self, req: Request, collection: str, item_id: str | None) -> Response:
         if req.delay:
             time.sleep(req.delay)
         body: Any = None
@@ -133,8 +142,8 @@ class Crud:
         if item_id is not None:
             self.count("crud", item_id, "received")
         with self.store.atomic() as store:
-            old = (store.scalar("SELECT body FROM crud_items WHERE id = ?", [item_id])
-                   if item_id is not None else None)
+            old = (store.scalar("SELECT body FROM crud_items WHERE collection = ? AND id = ?",
+                                [collection, item_id]) if item_id is not None else None)
             if req.method == "POST":
                 if old is not None:
                     self.count("crud", label, "rejected")
@@ -143,13 +152,14 @@ class Crud:
                     item_id = str(store.next_id("crud_seq"))
                     self.count("crud", item_id, "received")
                 item = {**body, "id": body.get("id", item_id)}
-                self._put(store, item_id, item, created=True)
+                self._put(store, collection, item_id, item, created=True)
                 self.count("crud", item_id, "inserted")
-                return json_response(201, item, {"Location": f"{PREFIX}/{quote(item_id, '')}"})
+                return json_response(201, item, {
+                    "Location": f"{PREFIX}{collection}/{quote(item_id, '')}"})
             assert item_id is not None
             if req.method == "PUT":
                 item = {**body, "id": _typed_like(body.get("id"), item_id)}
-                self._put(store, item_id, item, created=old is None)
+                self._put(store, collection, item_id, item, created=old is None)
                 self.count("crud", item_id, "inserted" if old is None else "replaced")
                 return json_response(201 if old is None else 200, item)
             if old is None:
@@ -157,22 +167,24 @@ class Crud:
                 return json_response(404, {"detail": f"item {item_id} not found"})
             if req.method == "PATCH":
                 item = {**json.loads(old), **body, "id": json.loads(old).get("id", item_id)}
-                self._put(store, item_id, item, created=False)
+                self._put(store, collection, item_id, item, created=False)
                 self.count("crud", item_id, "patched")
                 return json_response(200, item)
-            store.query("DELETE FROM crud_items WHERE id = ?", [item_id])
+            store.query("DELETE FROM crud_items WHERE collection = ? AND id = ?",
+                        [collection, item_id])
             self.count("crud", item_id, "deleted")
             return Response(204)
 
     @staticmethod
-    def _put(store: Store, item_id: str, item: dict[str, Any], *, created: bool) -> None:
+    def _put(store: Store, collection: str, item_id: str, item: dict[str, Any], *,
+             created: bool) -> None:
         text = json.dumps(item, separators=(",", ":"), ensure_ascii=False)
         if created:
-            store.query("INSERT INTO crud_items VALUES (?, ?, 1, ?, ?)",
-                        [item_id, text, _now(), _now()])
+            store.query("INSERT INTO crud_items VALUES (?, ?, ?, 1, ?, ?)",
+                        [collection, item_id, text, _now(), _now()])
         else:
-            store.query("UPDATE crud_items SET body = ?, version = version + 1, "
-                        "updated_at = ? WHERE id = ?", [text, _now(), item_id])
+            store.query("UPDATE crud_items SET body = ?, version = version + 1, updated_at = ? "
+                        "WHERE collection = ? AND id = ?", [text, _now(), collection, item_id])
 
 
 def _typed_like(given: Any, path_id: str) -> Any:
