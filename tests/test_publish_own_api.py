@@ -101,16 +101,20 @@ def test_readme_put_things_example_end_to_end(tmp_path: Path, sb: Sandbox) -> No
     assert after["crud"]["3"]["deleted"] == 1
     assert set(things(sb)) == {"1", "2"}
 
-    # forget one row: the next publish sends it again (a PUT of an existing item: 200)
+    # forget one row: the next publish sends it again; same row, same Idempotency-Key,
+    # so the receiver replays its first answer (201) instead of writing twice
     out = run("ledger", "forget", "-s", "things", "--where", "id = '1'")
     assert "forgot 1 row" in out, out
     before = crud_stats(sb)
     run("publish")
-    assert requests_by_status(before, crud_stats(sb)) == {"200": 1}
+    after = crud_stats(sb)
+    assert requests_by_status(before, after) == {"201": 1}
+    assert after["crud"]["1"]["replayed"] == 1
 
     # the API lost its data: a full refresh sends every row again
     assert sb.store is not None
     sb.store.query("DELETE FROM crud_items")
+    sb.store.query("DELETE FROM crud_idempotency")
     before = crud_stats(sb)
     out = run("publish", "--full-refresh", "-s", "things", "--yes")
     assert requests_by_status(before, crud_stats(sb)) == {"201": 2}, out

@@ -7,6 +7,7 @@ only reads the database (opened read-only) or only talks to endpoints without se
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from elt.core import db
@@ -244,8 +245,8 @@ async def check_transports(console: Console, transports: dict[str, Any],
 
 # -- dry run -----------------------------------------------------------------------------
 def dry_run(ctx: Workspace, pubs: dict[str, Publication], order: list[str],
-            deps: dict[str, set[str]], readers: dict[str, set[str]], graph: Graph
-            ) -> RunResults:
+            deps: dict[str, set[str]], readers: dict[str, set[str]], graph: Graph,
+            refresh: frozenset[str] = frozenset()) -> RunResults:
     """Counts per publication and one sample body; reads only, sends nothing. The same
     gating as a real run: a publication skipped for its model's failed build or tests skips
     the publications downstream of it, and says so."""
@@ -270,6 +271,8 @@ def dry_run(ctx: Workspace, pubs: dict[str, Publication], order: list[str],
                     blocked.setdefault(down, f"upstream publication {name} skipped")
                 continue
             query = pending_query(pub, ctx.project.target.endpoints.get(pub.endpoint))
+            if name in refresh:
+                query = replace(query, full_refresh=True)
             c = counts(con, pub, query, check=True)
             message = (f"dry run: {c['new']:,} new, {c['changed']:,} changed, "
                        f"{c['unchanged']:,} unchanged, {c['delete']:,} to delete, "

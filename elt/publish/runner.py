@@ -75,7 +75,7 @@ def run_publish(ctx: Workspace, select: Sequence[str] = (), exclude: Sequence[st
         ctx.console.info(f"also publishing {name}: it reads the answers of "
                          f"{', '.join(sources)} (--exclude {name} to leave it)")
     if dry_run:  # counts and gates what a real run would send: followers included
-        return report.dry_run(ctx, pubs, order, deps, readers, graph)
+        return report.dry_run(ctx, pubs, order, deps, readers, graph, frozenset(refresh))
     if concurrency is not None and concurrency < 1:
         raise PublishError("--concurrency must be at least 1")
     export = _open_export(export_results)  # before anything is sent: a bad path fails now
