@@ -60,7 +60,7 @@ class Context:
         if read_only:
             return self.project.connect(read_only=True, wal=wal, wait_seconds=READ_WAIT,
                                         on_wait=self.console.note)
-        return self.project.connect(read_only=read_only, wal=wal)
+        return self.project.connect(read_only=read_only, wal=wal, warn=self.console.warn)
 
     def graph(self) -> Graph:
         from elt.graph.discover import discover_graph

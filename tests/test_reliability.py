@@ -7,14 +7,27 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import duckdb
 import pytest
-from helpers import E2E, check_published, elt, elt_argv, elt_process, stats, write_files
+from helpers import (
+    E2E,
+    check_published,
+    elt,
+    elt_argv,
+    elt_process,
+    quiet_stats,
+    stats,
+    write_files,
+)
 
+from elt.core import db
 from elt.sandbox.server import Sandbox
 
 
@@ -109,6 +122,7 @@ def test_a_full_disk_during_build_fails_in_one_line_and_the_next_build_converges
     full = elt_process(small_fs, "build")
     assert full.code == 1, full.output
     assert len(full.error_lines()) == 1 and "no space left" in full.error_lines()[0]
+    assert "MB needed" in full.error_lines()[0], full.output
     assert "Traceback" not in full.output and "internal error" not in full.output
     ballast.unlink()
     read = elt_process(small_fs, "sql", "--format", "csv", "SELECT count(*) AS n FROM small")
@@ -117,6 +131,32 @@ def test_a_full_disk_during_build_fails_in_one_line_and_the_next_build_converges
     assert again.code == 0, again.output
     read = elt_process(small_fs, "sql", "--format", "csv", "SELECT count(*) AS n FROM big")
     assert read.stdout.split() == ["n", "100000"], read.output
+
+
+def test_a_checkpoint_that_fails_is_an_error_and_the_last_tables_stay(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not only ENOSPC: any failed checkpoint exits 1 in one line naming the database."""
+    write_files(tmp_path, {
+        "profiles.yml": "p: {target: dev, outputs: {dev: {type: duckdb, "
+                        "path: target/elt.duckdb}}}\n",
+        "models/small.sql": "SELECT range AS id FROM range(10)"})
+    assert elt(tmp_path, "build").code == 0
+    write_files(tmp_path, {"models/small.sql": "SELECT range AS id FROM range(20)"})
+
+    def failing(self: db.DeferredCheckpoint) -> float:
+        raise duckdb.IOException("IO Error: could not truncate file: Input/output error")
+
+    monkeypatch.setattr(db.DeferredCheckpoint, "finish", failing)
+    broken = elt(tmp_path, "build")
+    assert broken.code == 1, broken.output
+    assert broken.error_lines() == [line for line in broken.error_lines()
+                                    if "checkpoint failed: IO Error" in line]
+    assert len(broken.error_lines()) == 1 and "elt.duckdb" in broken.error_lines()[0]
+    monkeypatch.undo()
+    again = elt(tmp_path, "build")
+    assert again.code == 0, again.output
+    read = elt(tmp_path, "sql", "--format", "csv", "SELECT count(*) AS n FROM small")
+    assert read.stdout.split() == ["n", "20"], read.output
 
 
 def test_a_full_disk_during_publish_loses_nothing_and_the_next_publish_completes(
@@ -132,6 +172,7 @@ def test_a_full_disk_during_publish_loses_nothing_and_the_next_publish_completes
     ballast.unlink()
     again = elt_process(small_fs, "publish")
     assert again.code == 0, again.output
+    assert "left in the journal" not in again.output  # nothing was left to merge
     check_published(p, sb, complete=True)
 
 
@@ -167,3 +208,83 @@ def test_sql_during_a_write_waits_saying_for_what_then_answers(tmp_path: Path) -
     out, err = query.communicate(timeout=120)
     assert query.returncode == 0, err
     assert out.split() == ["n", "1"]  # stdout holds only the result
+
+
+# -- Ctrl-C during publish ---------------------------------------------------------------------
+SETTLE = 0.5  # seconds a row whose answer was cut off is held before it is resent
+
+
+def _answered(sb: Sandbox) -> int:
+    return sum(n for code, n in stats(sb)["by_status"].items() if str(code).startswith("2"))
+
+
+def test_ctrl_c_during_publish_stops_merges_and_the_next_publish_completes(
+        tmp_path: Path, sb: Sandbox) -> None:
+    """SIGINT ignored on entry (as for a job started with `&` by a script) is honoured too."""
+    p = E2E(tmp_path, sb, n=200, users=20, concurrency=2, settle=SETTLE)
+    p.build()
+    sb.set_faults(slow_rate=1.0, slow_seconds=0.3)  # every answer takes a while
+    proc = subprocess.Popen(
+        p.cli("publish"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # noqa: PLW1509
+    try:
+        while _answered(sb) < 10 and proc.poll() is None:  # some rows got their answer
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out + err
+    assert [line for line in err.splitlines() if line.startswith("error:")] == \
+        ["error: interrupted"]
+    sent = stats(sb)["requests"]
+    assert sent < 100  # it stopped sending: 220 rows were pending
+    acknowledged = p.sql("SELECT count(*) FROM _elt.ledger WHERE status = 'acknowledged'")
+    assert acknowledged[0][0] >= 3  # the answers received were merged before exiting
+    sb.set_faults()
+    quiet_stats(sb)  # the requests cut off in flight have been processed by the receiver
+    for _ in range(5):  # rows whose answer was cut off are held `settle` s, then resent
+        time.sleep(SETTLE)
+        again = elt_process(tmp_path, "publish")
+        assert "left in the journal" not in again.output  # nothing was left to merge
+        if again.code == 0:
+            break
+    assert again.code == 0, again.output
+    check_published(p, sb, complete=True)
+
+
+# -- a damaged write-ahead log -----------------------------------------------------------------
+TORN_WAL = """
+import duckdb, os, sys
+con = duckdb.connect(sys.argv[1])
+con.execute("SET checkpoint_threshold = '10GB'")
+con.execute("CREATE TABLE main.late AS SELECT range AS x FROM range(2000)")
+os._exit(0)  # killed before any checkpoint: the commit is only in the WAL
+"""
+
+
+def test_a_damaged_wal_is_named_set_aside_by_a_build_and_nothing_crashes(tmp_path: Path) -> None:
+    write_files(tmp_path, {"profiles.yml": "p: {target: dev, outputs: {dev: {type: duckdb, "
+                                           "path: target/elt.duckdb}}}\n",
+                           "models/people.sql": "SELECT range AS id FROM range(1000)"})
+    assert elt_process(tmp_path, "build").code == 0
+    db = tmp_path / "target" / "elt.duckdb"
+    subprocess.run([sys.executable, "-c", TORN_WAL, str(db)], check=True)
+    wal = Path(f"{db}.wal")
+    torn = bytearray(wal.read_bytes())
+    assert len(torn) > 1000
+    torn[100:400] = bytes(range(256)) + bytes(44)  # overwritten in the middle
+    wal.write_bytes(bytes(torn))
+    for args in (("sql", "SELECT count(*) FROM people"), ("status",), ("ls",)):
+        read = elt_process(tmp_path, *args)
+        assert read.code == 1, read.output
+        assert len(read.error_lines()) == 1 and str(wal) in read.error_lines()[0]
+        assert "elt build" in read.error_lines()[0] and "internal error" not in read.output
+    built = elt_process(tmp_path, "build", "--full-refresh")
+    assert built.code == 0, built.output
+    assert "damaged" in built.stderr and "moved it to elt.duckdb.wal.damaged-" in built.stderr
+    assert [p.name[:22] for p in db.parent.glob("elt.duckdb.wal.damaged-*")] == \
+        ["elt.duckdb.wal.damaged"]  # kept, not deleted
+    read = elt_process(tmp_path, "sql", "--format", "csv", "SELECT count(*) AS n FROM people")
+    assert read.code == 0 and read.stdout.split() == ["n", "1000"], read.output

@@ -21,6 +21,7 @@ from typing import Any
 
 import duckdb
 
+from elt.core import walcheck
 from elt.core.errors import DatabaseLockedError, EltError
 
 STATE_SCHEMA = "_elt"          # fingerprints, node state, ledger, runs
@@ -63,10 +64,12 @@ def connect(
     wal: bool = True,
     row_group_size: int | None = None,
     on_wait: Callable[[str], None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """Open the DuckDB file, retrying while another process holds its lock.
 
     on_wait: told once, in one line, what is being waited for (`elt sql` during a build).
+    warn: told when a damaged WAL was set aside (elt.core.walcheck).
 
     Writers pass the target's `row_group_size`: tables are written in row groups of that
     many rows. wal=False (a build): commits skip DuckDB's write-ahead log and reach the
@@ -88,8 +91,17 @@ def connect(
             if not read_only and _ATTACH_OPTIONS and (row_group_size or not wal):
                 return _open_attached(path, config, wal, row_group_size)
             return duckdb.connect(str(path), read_only=read_only, config=config)
-        except duckdb.IOException as exc:
+        except duckdb.Error as exc:
             message = str(exc)
+            if walcheck.is_damaged_wal(exc) and walcheck.wal_path(path).exists():
+                if read_only:
+                    raise EltError(walcheck.reader_message(path, exc)) from exc
+                moved = walcheck.set_aside(path)
+                (warn or logging.getLogger("elt").warning)(
+                    walcheck.writer_message(path, moved, exc))
+                continue
+            if not isinstance(exc, duckdb.IOException):
+                raise
             if "lock" not in message.lower():
                 raise EltError(f"cannot open database: {message}", where=str(path)) from exc
             pid = _LOCK_HOLDER.search(message)

@@ -18,6 +18,8 @@ from pathlib import Path
 _NO_SPACE = re.compile(r"no space left on device|disk is full|ENOSPC|async write failed",
                        re.IGNORECASE)
 _FILE = re.compile(r'(?:write|open|create)(?: to)? file \\?"([^"\\]+)\\?"', re.IGNORECASE)
+_SIZE = re.compile(r"\bsize=(\d+)")  # DuckDB's "Async write failed for range [offset=0, size=N]"
+BLOCK = 256 * 1024  # DuckDB's block: the least one more write of the database needs
 
 
 def _chain(exc: BaseException | None):  # noqa: ANN202 - a generator of exceptions
@@ -53,6 +55,20 @@ def free_mb(path: Path) -> float | None:
         return None
 
 
+def needed_mb(exc: BaseException, where: Path) -> float:
+    """At least how many MB the command needs to finish: the write that failed (DuckDB names
+    its size in an async write's range, else one block) plus every write-ahead log beside
+    the file, which the next checkpoint must copy into its database file."""
+    failed = max((int(m.group(1)) for link in _chain(exc)
+                  for m in _SIZE.finditer(str(link))), default=BLOCK)
+    folder = where if where.is_dir() else where.parent
+    try:
+        logs = sum(wal.stat().st_size for wal in folder.glob("*.wal") if wal.is_file())
+    except OSError:
+        logs = 0
+    return (failed + logs) / 1e6
+
+
 def describe(exc: BaseException, fallback: Path) -> str | None:
     """One line for a disk-full error (None when `exc` is something else)."""
     name = written_file(exc)
@@ -60,6 +76,8 @@ def describe(exc: BaseException, fallback: Path) -> str | None:
         return None
     where = Path(name) if name else fallback
     free = free_mb(where)
-    left = f", {free:,.1f} MB free there" if free is not None else ""
-    return (f"no space left on device writing {where}{left}: free space and run the command "
-            "again (the last checkpointed tables and every acknowledged answer are kept)")
+    left = f"{free:,.1f} MB free there, " if free is not None else ""
+    need = max(needed_mb(exc, where), 0.1)
+    return (f"no space left on device writing {where} ({left}at least {need:,.1f} MB needed): "
+            "free space and run the command again (the last checkpointed tables and every "
+            "acknowledged answer are kept)")

@@ -52,6 +52,8 @@ class PendingQuery:
     # non-key columns a REST path or header template names (carried beside the bodies)
     params: tuple[str, ...] = field(default=(), repr=False)  # (the mark ignores them)
     full_refresh: bool = False  # every acknowledged row counts as changed (sent again)
+    can_update: bool = False  # append only: True sends a changed row as an update, False
+    # reports it (reason changed, no op); upsert and mirror always update
 
 
 def model_columns(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, str]:
@@ -170,6 +172,7 @@ def classify_sql(q: PendingQuery) -> str:
     model row) and `l` (ledger_rows_sql): plain SQL that DuckDB and Spark both run, so a
     Spark target classifies exactly as DuckDB does."""
     append = "true" if q.mode == "append" else "false"
+    update = "true" if q.can_update or q.mode != "append" else "false"
     mirror = "true" if q.mode == "mirror" else "false"
     upsert = "true" if q.mode == "upsert" else "false"
     refresh = "true" if q.full_refresh else "false"
@@ -189,13 +192,15 @@ def classify_sql(q: PendingQuery) -> str:
            WHEN l.key IS NULL OR (l.deleted AND l.status = 'acknowledged') THEN 'new'
            WHEN l.status = 'acknowledged' THEN
                CASE WHEN {refresh} THEN 'changed'
-                    WHEN {append} OR l.hash = mh.hash THEN 'unchanged' ELSE 'changed' END
+                    WHEN l.hash = mh.hash OR (l.hash IS NULL AND {append}) THEN 'unchanged'
+                    ELSE 'changed' END
            WHEN l.status = 'unknown' THEN 'unknown'
            ELSE 'failed' END AS reason
   FROM mh FULL OUTER JOIN l ON mh.key = l.key)
 SELECT key, key_json, reason,
        CASE WHEN reason = 'new' THEN 'insert'
-            WHEN reason = 'changed' THEN CASE WHEN {append} THEN 'insert' ELSE 'update' END
+            WHEN reason = 'changed' AND {update} THEN 'update'
+            WHEN reason = 'changed' AND {refresh} THEN 'insert'
             WHEN reason = 'delete' THEN 'delete'
             WHEN reason IN ('failed', 'unknown') THEN CASE
                 WHEN absent THEN 'delete'
@@ -296,7 +301,17 @@ def bodies_path(path: Path) -> Path:
 
 
 def copy_pending(con: duckdb.DuckDBPyConnection, q: PendingQuery, path: Path,
-                 columns: dict[str, str] | None = None) -> tuple[int, int]:
+                 columns: dict[str, str] | None = None,
+                 counts: dict[str, int] | None = None) -> tuple[int, int]:
+    """copy_pending_counts; `counts["unsent"]` gets the changed rows left unsent."""
+    count, held, unsent = copy_pending_counts(con, q, path, columns)
+    if counts is not None:
+        counts["unsent"] = unsent
+    return count, held
+
+
+def copy_pending_counts(con: duckdb.DuckDBPyConnection, q: PendingQuery, path: Path,
+                        columns: dict[str, str] | None = None) -> tuple[int, int, int]:
     """Write the pending set to parquet (so the database can be closed while sending);
     returns (rows to send, rows held while an earlier request of theirs settles).
 
@@ -310,7 +325,7 @@ def copy_pending(con: duckdb.DuckDBPyConnection, q: PendingQuery, path: Path,
     con.execute(f"CREATE OR REPLACE TEMP TABLE _elt_pending AS SELECT key, key_json, op, hash, "
                 f"retry_of_unknown, absent, tombstone, wave, answer, reason FROM "
                 f"({classified_sql(q, columns, known=ledger_knows(con, q))}) "
-                "WHERE op IS NOT NULL OR reason = 'settling'", [q.publication])
+                "WHERE op IS NOT NULL OR reason IN ('settling', 'changed')", [q.publication])
     try:
         con.execute("COPY (SELECT * EXCLUDE (reason) FROM _elt_pending WHERE op IS NOT NULL) "
                     f"TO {literal(str(path))} (FORMAT parquet)")
@@ -330,11 +345,12 @@ def copy_pending(con: duckdb.DuckDBPyConnection, q: PendingQuery, path: Path,
                 "COMPRESSION uncompressed, DICTIONARY_SIZE_LIMIT 1)")
         finally:
             con.execute(f"SET preserve_insertion_order = {'true' if order else 'false'}")
-        (count, held), = con.execute("SELECT count(op), count(*) FILTER (reason = 'settling') "
-                                     "FROM _elt_pending").fetchall()
+        (count, held, unsent), = con.execute(
+            "SELECT count(op), count(*) FILTER (reason = 'settling'), "
+            "count(*) FILTER (reason = 'changed' AND op IS NULL) FROM _elt_pending").fetchall()
     finally:
         con.execute("DROP TABLE IF EXISTS _elt_pending")
-    return int(count), int(held)
+    return int(count), int(held), int(unsent)
 
 
 # -- journal merge ------------------------------------------------------------------------

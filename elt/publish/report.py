@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from elt.publish.stream import Tally
 
 STATUS_COLUMNS = ["publication", "model", "endpoint", "total", "acknowledged", "already_there",
-                  "failed", "pending", "held", "orphaned"]
+                  "failed", "pending", "held", "changed", "orphaned"]
 SAMPLE_CHARS = 400
 
 
@@ -152,7 +152,14 @@ def pending_query(pub: Publication, endpoint: Any = None) -> ledger.PendingQuery
     schema, table = relation(pub)
     return ledger.PendingQuery(pub.name, f"{db.quote(schema)}.{db.quote(table)}", pub.key,
                                pub.mode, pub.body, pub.delete_body,
-                               settle_seconds(endpoint or {}), pub.wave)
+                               settle_seconds(endpoint or {}), pub.wave,
+                               can_update=bool(pub.config.get("update")))
+
+
+def changed_message(pub: Publication, n: int) -> str:
+    """What publish says of rows changed since acknowledged that it cannot send."""
+    return (f"{n:,} rows of {pub.name} changed since sent; {pub.name} declares no update "
+            f"(add `{pub.kind}.update`, or `on_change: warn|ignore`)")
 
 
 def unpublishable(con: Any, pub: Publication) -> str | None:
@@ -346,7 +353,7 @@ def status(ctx: Workspace, pubs: dict[str, Publication]) -> tuple[list[str], lis
             (total,), = con.execute(f"SELECT count(*) FROM {query.relation}").fetchall()
             there = ledger.count_status(con, name, "already_there")
             rows.append((name, pub.model, pub.endpoint, total, c["unchanged"] - there, there,
-                         c["failed"], c["pending"], c["settling"],
+                         c["failed"], c["pending"], c["settling"], c["changed"],
                          ledger.count_orphaned(con, query) if pub.mode == "upsert" else 0))
     finally:
         con.close()

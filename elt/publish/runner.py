@@ -28,6 +28,7 @@ from elt.core.results import NodeResult, RunResults
 from elt.core.state import ensure_published_views
 from elt.publish import journal as jr
 from elt.publish import ledger, marks, report
+from elt.publish.interrupt import interruptible
 from elt.publish.lock import publish_lock, state_dir
 from elt.publish.sinks import make_sink
 from elt.publish.spec import Publication, downstream, exclude_names, load_publications
@@ -82,6 +83,7 @@ def run_publish(ctx: Workspace, select: Sequence[str] = (), exclude: Sequence[st
     with contextlib.ExitStack() as stack:
         if export is not None:
             stack.enter_context(export)
+        stack.enter_context(interruptible(ctx.console.note))
         stack.enter_context(publish_lock(ctx.project.target.path, ctx.project.root))
         report.rebuild_stale_readers(ctx, pubs, order, readers, graph)
         results = _Run(ctx, pubs, sinks, order, deps, readers, concurrency,
@@ -120,6 +122,9 @@ class _Run:
         self.ctx, self.pubs, self.order, self.deps = ctx, pubs, order, deps
         self.refresh = refresh or set()  # --full-refresh: every row of these goes again
         self.sinks = sinks
+        from elt.publish.readback import make_readback
+
+        self.readbacks = {n: rb for n in order if (rb := make_readback(pubs[n])) is not None}
         self.readers = readers
         self.concurrency = concurrency
         self.export = export  # one JSON line per row sent (--export-results)
@@ -142,13 +147,14 @@ class _Run:
         self.down: dict[str, str] = {}  # endpoint -> why it cannot be used this run
         self.held: dict[str, tuple[int, float]] = {}  # name -> (rows held, settle seconds)
         self.sent_marks: dict[str, tuple] = {}  # name -> marks.after_send's arguments
+        self.changed: dict[str, int] = {}  # name -> rows changed since sent, no update declared
         # a Spark target: pending sets computed in Spark (None: DuckDB)
         self.engine = ctx.pending_engine(self.run_dir)
 
     # -- database phases --------------------------------------------------------------
     def _connect(self, wait: float = 10.0) -> Any:
         return self.project.connect(wait_seconds=wait, memory_limit=self.memory_limit,
-                                    threads=PUBLISH_THREADS)
+                                    threads=PUBLISH_THREADS, warn=self.console.warn)
 
     def _begin(self) -> set[str]:
         """Merge a crashed run's journal, record the run, write the pending sets to parquet.
@@ -185,7 +191,8 @@ class _Run:
             ensure_published_views(con, {n: self.pubs[n].key for n in accepted})
         finally:
             con.close()
-        return {self.pubs[n].endpoint for n in active}
+        return {self.pubs[n].endpoint for n in active} | {
+            r.endpoint for n in active if (r := self.readbacks.get(n)) is not None}
 
     def _prepare(self, con: Any, pub: Publication, count_only: bool = False
                  ) -> tuple[str, Any]:
@@ -218,10 +225,15 @@ class _Run:
                 columns = ledger.check_model(con, query)
                 if count_only:
                     return ("count", ledger.pending_counts(con, query, columns)["pending"])
-                count, held = ledger.copy_pending(con, query, parquet, columns)
+                found: dict[str, int] = {}
+                count, held = ledger.copy_pending(con, query, parquet, columns, counts=found)
                 self._say_orphaned(con, pub, query)
-                marks.record(con, pub.name, mark if count == 0 and not held else None)
-                if mark is not None and count:  # all acknowledged: nothing left (_finish)
+                unsent = found.get("unsent", 0)
+                if unsent:
+                    self.changed[pub.name] = unsent
+                marks.record(con, pub.name,
+                             mark if count == 0 and not held and not unsent else None)
+                if mark is not None and count and not unsent:  # all acknowledged (_finish)
                     self.sent_marks[pub.name] = (query, report.model_name(pub), schema,
                                                  table, mark)
             if held:
@@ -350,6 +362,18 @@ class _Run:
         if kind == "error":
             return result("error", value)
         held = self._held_message(pub)
+        changed = self.changed.get(pub.name, 0)
+        if changed and pub.on_change != "ignore":
+            text = report.changed_message(pub, changed)
+            if pub.on_change == "error":
+                held = f"{held}; {text}" if held else text
+            elif value == 0:
+                return result("warn", text)
+            else:
+                self.console.warn(text)
+        if value == 0 and changed and not held:  # on_change: ignore
+            return result("up_to_date", f"nothing to send; {changed:,} changed rows ignored "
+                          "(on_change: ignore)")
         if value == 0:
             return result("error", held) if held else result("up_to_date",
                                                              "nothing new, changed or failed")
@@ -368,6 +392,9 @@ class _Run:
                 sink.gzip_level = getattr(transport, "gzip_level", sink.gzip_level)
             workers = self.concurrency or getattr(transport, "concurrency", None) or 4
             parquet = self.run_dir / f"{pub.name}.parquet"
+            readback = self.readbacks.get(pub.name)
+            read_transport = transports.get(readback.endpoint) if readback else None
+            read_send = read_transport.send if read_transport is not None else None
             tallies: list[Tally] = []
             # In waves (parents before children) when the publication says so: a wave starts
             # once every row of the one before it has its answer (and none if it was stopped)
@@ -377,7 +404,8 @@ class _Run:
                 tallies.append(await stream(
                     publication=pub.name, parquet=parquet, sink=sink, send=transport.send,
                     journal=self.journal, encoder=encoder, concurrency=int(workers),
-                    progress=progress, export=export, wave=wave, waved=bool(pub.wave)))
+                    progress=progress, export=export, wave=wave, waved=bool(pub.wave),
+                    readback=readback, read_send=read_send))
             tally = Tally.total(tallies)
         except EltError as exc:
             return result("error", self.console.failure(exc))

@@ -22,7 +22,9 @@ KINDS = ("rest", "graphql")
 MODES = ("append", "upsert", "mirror")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ALLOWED = {"model", "endpoint", "kind", "key", "mode", "depends_on", "body", "batch_size",
-            "rest", "graphql", "description", "tags", "delete_body", "wave", "scopes"}
+            "rest", "graphql", "description", "tags", "delete_body", "wave", "scopes",
+            "read", "on_change"}
+ON_CHANGE = ("error", "warn", "ignore")
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,9 @@ class Publication:
     wave: str | None = None          # rows go in ascending waves of this column (parents first)
     scopes: tuple[str, ...] = ()     # token scopes the endpoint requires (checked first)
     tags: tuple[str, ...] = ()       # for selection: `elt publish -s tag:uois`
+    # rows changed since acknowledged that the publication cannot update: error|warn|ignore
+    on_change: str = "error"
+    read: dict[str, Any] | None = field(default=None, hash=False, compare=False)  # readback.py
     config: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     @property
@@ -153,11 +158,17 @@ def _parse_one(path: Path, name: str, raw: Any, endpoints: dict[str, Any]) -> Pu
         scopes = scopes.split()
     if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
         raise fail("`scopes:` must be a list of token scopes")
+    on_change = raw.get("on_change", "error")
+    if on_change not in ON_CHANGE:
+        raise fail(f"`on_change:` must be one of {', '.join(ON_CHANGE)}, not {on_change!r}")
+    read = raw.get("read")
+    if read is not None and not isinstance(read, dict):
+        raise fail("`read:` must be a mapping (a query document or a request; see README)")
     return Publication(name=name, model=model, endpoint=endpoint, kind=kind, key=tuple(key),
                        mode=mode, path=path, depends_on=tuple(depends), body=body,
                        batch_size=batch_size, delete_body=columns["delete_body"],
                        wave=columns["wave"], scopes=tuple(scopes), tags=tuple(tags),
-                       config=dict(config))
+                       config=dict(config), on_change=on_change, read=read)
 
 
 def _check_dependencies(pubs: dict[str, Publication]) -> None:

@@ -30,6 +30,7 @@ from elt.publish.journal import Journal
 from elt.publish.paths import row_values
 from elt.publish.sinks.base import (
     ALREADY_THERE,
+    CHANGED_MEANWHILE,
     FAILED,
     NOT_RUN,
     NOT_THERE,
@@ -146,6 +147,10 @@ def follow_ups(sink: Sink, settled: list[tuple[Row, str, int | None, str | None]
             again.append(replace(row, op="update", retry_of_unknown=False))
         elif state == NOT_THERE and not row.reinserted and sink.mode in ("upsert", "mirror"):
             again.append(replace(row, op="insert", retry_of_unknown=False, reinserted=True))
+        elif state == CHANGED_MEANWHILE and not row.reread:  # read again once, resent
+            again.append(replace(row, reread=True))
+        elif state == CHANGED_MEANWHILE:  # changed again since the second read: failed
+            final.append((row, FAILED, entry[2], entry[3]))
         elif state == NOT_THERE:  # inserted once already, or no upserts: it failed
             final.append((row, FAILED, entry[2], entry[3]))
         else:
@@ -245,6 +250,8 @@ async def stream(
     export: TextIO | None = None,
     wave: Any = None,
     waved: bool = False,
+    readback: Any = None,
+    read_send: Callable[[Request], Any] | None = None,
 ) -> Tally:
     """Send every row of the parquet once; journal in-flight rows and every answer."""
     loop = asyncio.get_running_loop()
@@ -257,6 +264,48 @@ async def stream(
                      waved=waved, templated=bool(getattr(sink, "templated", False)))
     read_thread = ThreadPoolExecutor(1, thread_name_prefix=f"read-{publication}")
 
+    reads_updates = readback is not None and bool(readback.provides) and read_send is not None
+
+    def account(final: list[tuple[Row, str, int | None, str | None]], nbytes: int) -> int:
+        failed = sum(1 for _, state, _, _ in final if state not in DELIVERED)
+        if failed and tally.first_failure is None:
+            tally.first_failure = _reason(final)
+        tally.sent += len(final)
+        tally.failed += failed
+        tally.unknown += sum(1 for _, state, _, _ in final if state == "unknown")
+        tally.acknowledged += sum(1 for _, state, _, _ in final if state == "acknowledged")
+        tally.already_there += sum(1 for _, state, _, _ in final if state == ALREADY_THERE)
+        if progress is not None:
+            progress.advance(len(final), nbytes=nbytes, errors=failed)
+        return failed
+
+    async def read_updates(rows: list[Row]) -> list[Row]:
+        """Updates take what they need of the row's current state (`read.provides`, e.g.
+        gql_ug's lastchange) from a batched read just before they are sent; a row the read
+        does not find, or cannot read, fails here with that answer."""
+        if not reads_updates:
+            return rows
+        updates = [r for r in rows if r.op == "update"]
+        if not updates:
+            return rows
+        assert read_send is not None
+        found = await readback.read(read_send, [
+            readback.row_values(key_json.get(r.key), r.body) for r in updates])
+        merged: dict[str, Row] = {}
+        final: list[tuple[Row, str, int | None, str | None]] = []
+        for row, f in zip(updates, found, strict=True):
+            if f.error or f.n != 1 or not isinstance(row.body, dict):
+                why = f.error or ("not at the endpoint (read found none)" if f.n == 0 else
+                                  f"the endpoint holds {f.n} rows for this key")
+                final.append((row, FAILED, None, f"read before update: {why}"))
+                continue
+            merged[row.key] = replace(row, body={**row.body, **readback.provided(f)})
+        if final:
+            _record(publication, final, 0, journal, key_json, export)
+            account(final, 0)
+        return [merged.get(r.key, r) if r.op == "update" else r for r in rows
+                if r.op != "update" or r.key in merged]
+
     async def produce() -> None:
         while tally.stopped is None:
             chunk = await loop.run_in_executor(read_thread, reader.chunk)
@@ -266,6 +315,7 @@ async def stream(
             for row, kj in chunk:
                 key_json[row.key] = kj
                 rows.append(row)
+            rows = await read_updates(rows)
             for start in range(0, len(rows), group):
                 await encoded.put(loop.run_in_executor(encoder, sink.encode,
                                                        rows[start:start + group]))
@@ -294,24 +344,20 @@ async def stream(
             attempts, status = reply.attempts, reply.status
         final, again = follow_ups(sink, settled)
         _record(publication, final, attempts, journal, key_json, export)
-        failed = sum(1 for _, state, _, _ in final if state not in DELIVERED)
-        if failed and tally.first_failure is None:
-            tally.first_failure = _reason(final)
-        tally.sent += len(final)
-        tally.failed += failed
-        tally.unknown += sum(1 for _, state, _, _ in final if state == "unknown")
-        tally.acknowledged += sum(1 for _, state, _, _ in final if state == "acknowledged")
-        tally.already_there += sum(1 for _, state, _, _ in final if state == ALREADY_THERE)
+        failed = account(final, len(request.content))
         tally.requests += not isinstance(request, Refused)
         tally.bytes += len(request.content)
-        if progress is not None:
-            progress.advance(len(final), nbytes=len(request.content), errors=failed)
         if status == 401 and tally.stopped is None:  # after the transport's one new
             # token: every other request would be refused too (a wrong secret, a missing
             # scope); what is not sent yet stays pending for the next run
             tally.stopped = ("the endpoint refused our credentials ("
                              + (_reason(final) if failed else "HTTP 401") + ")")
         for row in again:
+            if row.op == "update" and reads_updates:  # its current state, read (again)
+                reread = await read_updates([row])
+                if not reread:
+                    continue
+                row = reread[0]
             for follow in await loop.run_in_executor(encoder, sink.encode, [row]):
                 await exchange(follow)
 

@@ -58,7 +58,7 @@ TOKEN_TTL = 3600
 KEY_TTL = 300
 PARSE_ERROR = {"detail": "There was an error parsing the body"}
 UG_FIELDS = {"userInsert", "groupInsert", "membershipInsert", "userById", "userPage",
-             "groupPage", "membershipPage"}
+             "groupPage", "membershipPage", "userUpdate", "groupUpdate"}
 
 
 def service_of(query: str) -> str:

@@ -30,6 +30,7 @@ from typing import Any
 from graphql import GraphQLError, GraphQLNonNull, GraphQLSchema, build_schema
 
 from elt.sandbox.store import Store
+from elt.sandbox.uois_updates import Updates
 
 # GraphQL field name -> column, per table (the filters, orderby and row conversion use it)
 COLUMNS = {
@@ -121,8 +122,10 @@ def entity_key(obj: dict[str, Any]) -> str:
     return "|".join(str(obj.get(k)) for k in ("innerId", "typeidId", "outerId"))
 
 
-class Resolvers:
+class Resolvers(Updates):
     """The executable schema: resolvers reading and writing the store, counting per entity."""
+
+    columns = COLUMNS
 
     def __init__(self, store: Store, counter: Counter) -> None:
         self.store = store
@@ -191,7 +194,8 @@ class Resolvers:
             accepted = result["msg"] != "fail"
             self.counter("uois", key, "accepted" if accepted else "duplicates")
             if accepted:
-                self.counter("uois", key, "inserted")
+                self.counter("uois", key, "updated" if insert.__name__.endswith("Update")
+                             else "inserted")
             return result
 
         return resolve

@@ -32,6 +32,9 @@ NOT_RUN = "not_run"
 # e.g. after a batch answered "already there" for rows of which only some existed. In upsert
 # mode the stream inserts it instead, once; otherwise it is recorded as failed.
 NOT_THERE = "not_there"
+# An update refused because the row changed since it was read (gql_ug's `lastchange`): the
+# stream reads it again once and resends; a second refusal fails the row with the answer.
+CHANGED_MEANWHILE = "changed_meanwhile"
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class Row:
     retry_of_unknown: bool = False  # sent before and the answer never recorded: may be there
     tombstone: str | None = None  # recorded on acknowledgement; the body of a later delete
     reinserted: bool = False  # an update answered "not found", sent again as an insert
+    reread: bool = False  # an update refused as changed meanwhile, read again and resent
     # what a path/header template can name (paths.row_values): key columns, the columns the
     # templates need, `answer`; only read for sinks whose `templated` is true
     values: dict[str, Any] | None = field(default=None, hash=False, compare=False)

@@ -25,6 +25,7 @@ from elt.http.messages import Request, answer_text, as_text, encode_json, pick, 
 from elt.publish.sinks.base import (
     ACKNOWLEDGED,
     ALREADY_THERE,
+    CHANGED_MEANWHILE,
     FAILED,
     NOT_RUN,
     UNRESOLVED,
@@ -84,6 +85,22 @@ def _same(value: Any, expected: Any) -> bool:
     return value == expected or (value is not None and str(value) == str(expected))
 
 
+class _Doc:
+    """One operation's document, with its aliased batches built on first use."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.text, op, field = read_document(path)
+        self.variables = variable_names(op)
+        self.response_key = (field.alias or field.name).value
+        self._batched: dict[int, tuple[str, VarMapper]] = {}
+
+    def batched(self, n: int) -> tuple[str, VarMapper]:
+        if n not in self._batched:  # a benign race if two threads build the same n
+            self._batched[n] = build_batched_document(self.text, n, source=str(self.path))
+        return self._batched[n]
+
+
 class GraphQLSink(Sink):
     """Variables come from the row body by the document's variable names; bodies never gzip."""
 
@@ -92,20 +109,32 @@ class GraphQLSink(Sink):
     def __init__(self, name: str, config: dict, base_dir: Path) -> None:
         super().__init__(name, config, base_dir)
         gql = sub_config(self.config, "graphql")
-        if not gql.get("document"):
+        if not (gql.get("document") or gql.get("insert")):
             raise self.error("`graphql.document` (a .gql file) is required")
-        if self.mode == "mirror":
-            raise self.error("mode mirror needs deletes, which a graphql publication cannot send")
         if str(gql.get("compression") or "none") != "none":
             raise self.error("graphql bodies are never compressed (UOIS does not decode gzip)")
-        self.document_path = self.base_dir / str(gql["document"])
-        self.document_text, op, field = read_document(self.document_path)
-        self.variables = variable_names(op)
-        self.response_key = (field.alias or field.name).value
+        # one document per op: `document` (or `insert`), `update`, `delete`
+        self.docs: dict[str, _Doc] = {}
+        for op, option in (("insert", "insert"), ("insert", "document"), ("update", "update"),
+                           ("delete", "delete")):
+            if gql.get(option) and op not in self.docs:
+                self.docs[op] = _Doc(self.base_dir / str(gql[option]))
+        if self.mode in ("upsert", "mirror") and "update" not in self.docs:
+            raise self.error(f"mode {self.mode} needs `graphql.update` (a .gql mutation)")
+        if self.mode == "mirror" and "delete" not in self.docs:
+            raise self.error("mode mirror deletes rows but `graphql.delete` is not configured")
+        insert = self.docs["insert"]
+        self.document_path, self.document_text = insert.path, insert.text
+        self.variables, self.response_key = insert.variables, insert.response_key
         self.result_path = gql.get("result")
         self.success = gql.get("success")
         there = gql.get("already_there") or []
         self.already_there = list(there) if isinstance(there, list) else [there]
+        # Results of an update meaning "the row changed since you read it" (gql_ug answers
+        # a stale `lastchange` with msg "fail"): re-read once, then failed with the answer.
+        meanwhile = gql.get("changed_meanwhile") or []
+        self.changed_meanwhile = (list(meanwhile) if isinstance(meanwhile, list)
+                                  else [meanwhile])
         # Error texts that mean "a row with this id exists" (e.g. UniqueViolation): for an
         # insert-only publication such a row is there, not failed forever.
         marks = gql.get("already_there_errors") or []
@@ -114,37 +143,43 @@ class GraphQLSink(Sink):
         self.answer_path = gql.get("answer")
         headers = gql.get("headers") or {}
         self.headers = {str(k): str(v) for k, v in dict(headers).items()}
-        self._batched: dict[int, tuple[str, VarMapper]] = {}
         if self.batch_size > 1:  # fail at construction, not mid-run: two copies rewrite
-            self._document_for(2)  # the AST as n do (n is built when a batch needs it)
+            for doc in self.docs.values():  # the AST as n do (n is built when a batch needs it)
+                doc.batched(2)
 
-    def _document_for(self, n: int) -> tuple[str, VarMapper]:
-        if n not in self._batched:  # a benign race if two threads build the same n
-            self._batched[n] = build_batched_document(
-                self.document_text, n, source=str(self.document_path))
-        return self._batched[n]
+    def can(self, op: str) -> bool:
+        return op in self.docs
+
+    def _document_for(self, n: int, op: str = "insert") -> tuple[str, VarMapper]:
+        return self.docs[op].batched(n)
 
     # -- encode ------------------------------------------------------------------------
     def encode(self, rows: list[Row]) -> list[Request]:
+        by_op: dict[str, list[Row]] = {}
+        for row in rows:
+            by_op.setdefault(row.op, []).append(row)
         requests = []
-        for chunk in self.chunks(rows):
-            values = [self._row_variables(row) for row in chunk]
-            if self.batch_size == 1:
-                query, variables = self.document_text, values[0]
-            else:
-                query, mapper = self._document_for(len(chunk))
-                variables = mapper(values)
-            content = encode_json({"query": query, "variables": variables})
-            headers = {"Content-Type": "application/json", **self.headers}
-            requests.append(Request("POST", "", content, headers, tuple(chunk)))
+        for op, group in by_op.items():
+            if op not in self.docs:
+                raise self.error(f"row {group[0].key}: op {op!r} has no `graphql.{op}` "
+                                 "document configured")
+            doc = self.docs[op]
+            for chunk in self.chunks(group):
+                values = [self._row_variables(row, doc.variables) for row in chunk]
+                if self.batch_size == 1:
+                    query, variables = doc.text, values[0]
+                else:
+                    query, mapper = doc.batched(len(chunk))
+                    variables = mapper(values)
+                content = encode_json({"query": query, "variables": variables})
+                headers = {"Content-Type": "application/json", **self.headers}
+                requests.append(Request("POST", "", content, headers, tuple(chunk)))
         return requests
 
-    def _row_variables(self, row: Row) -> dict[str, Any]:
-        if row.op == "delete":
-            raise self.error(f"row {row.key}: a graphql publication cannot delete")
+    def _row_variables(self, row: Row, names: list[str]) -> dict[str, Any]:
         if not isinstance(row.body, dict):
             raise self.error(f"row {row.key}: the body must be a JSON object of variables")
-        return {name: row.body[name] for name in self.variables if name in row.body}
+        return {name: row.body[name] for name in names if name in row.body}
 
     # -- interpret ---------------------------------------------------------------------
     def interpret(self, request: Request, status: int, body: bytes) -> list[Outcome]:
@@ -159,7 +194,8 @@ class GraphQLSink(Sink):
             text = truncate(body.decode("utf-8", "replace")) or "empty"
             return self.fail_all(request, f"not a GraphQL answer: {text}", status)
         rows = request.rows
-        keys = ([self.response_key] if self.batch_size == 1
+        doc = self.docs.get(rows[0].op if rows else "insert") or self.docs["insert"]
+        keys = ([doc.response_key] if self.batch_size == 1
                 else [batch_alias(i) for i in range(len(rows))])
         data = payload.get("data") if isinstance(payload.get("data"), dict) else {}
         by_key: dict[str, list[str]] = {}
@@ -190,7 +226,7 @@ class GraphQLSink(Sink):
             elif key not in data:
                 outcomes.append(self._outcome(row, FAILED, f"the answer has no field {key!r}"))
             else:
-                outcomes.append(self._judge(row, value))
+                outcomes.append(self._judge(row, value, doc.response_key))
         return outcomes
 
     def _failed(self, row: Row, message: str) -> Outcome:
@@ -201,13 +237,15 @@ class GraphQLSink(Sink):
             return self._outcome(row, ALREADY_THERE, None)
         return self._outcome(row, FAILED, message)
 
-    def _judge(self, row: Row, value: Any) -> Outcome:
-        answer = as_text(pick(value, self.answer_path, self.response_key))
+    def _judge(self, row: Row, value: Any, field: str) -> Outcome:
+        answer = as_text(pick(value, self.answer_path, field))
         if self.success is None:
             return self._outcome(row, ACKNOWLEDGED, answer)
-        result = pick(value, self.result_path, self.response_key)
+        result = pick(value, self.result_path, field)
         if _same(result, self.success):
             return self._outcome(row, ACKNOWLEDGED, answer)
+        if row.op == "update" and any(_same(result, v) for v in self.changed_meanwhile):
+            return self._outcome(row, CHANGED_MEANWHILE, f"changed meanwhile: {as_text(value)}")
         if any(_same(result, v) for v in self.already_there):
             return self._outcome(row, ALREADY_THERE, answer)
         if result is None:
