@@ -32,7 +32,8 @@ JOURNAL_COLUMNS = (
     "op: 'VARCHAR', hash: 'VARCHAR', status: 'VARCHAR', http: 'INTEGER', answer: 'VARCHAR', "
     "attempts: 'INTEGER', ts: 'TIMESTAMP', tomb: 'VARCHAR'}"
 )
-REASONS = ("new", "changed", "unchanged", "delete", "failed", "unknown", "settling", "orphaned")
+REASONS = ("new", "changed", "unchanged", "delete", "failed", "unknown", "settling", "orphaned",
+           "refused")
 
 
 
@@ -54,6 +55,7 @@ class PendingQuery:
     full_refresh: bool = False  # every acknowledged row counts as changed (sent again)
     can_update: bool = False  # append only: True sends a changed row as an update, False
     # reports it (reason changed, no op); upsert and mirror always update
+    refuse: str | None = None  # column: a non-NULL text is why the row must never be sent
 
 
 def model_columns(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, str]:
@@ -69,8 +71,10 @@ def _body_expr(q: PendingQuery, columns: dict[str, str]) -> str:
         ctype = columns[q.body].upper()
         raw = quote(q.body) if ctype in ("JSON", "VARCHAR") else f"to_json({quote(q.body)})"
         return f"coalesce({raw}::VARCHAR, 'null')"
-    # The row as an object; elt's lineage columns (_elt_load_id ...) are not data.
-    fields = ", ".join(f"{quote(c)} := {quote(c)}" for c in columns if not c.startswith("_elt_"))
+    # The row as an object; elt's lineage columns (_elt_load_id ...) and the refusal
+    # column are not data.
+    fields = ", ".join(f"{quote(c)} := {quote(c)}" for c in columns
+                       if not c.startswith("_elt_") and c != q.refuse)
     return f"to_json(struct_pack({fields}))::VARCHAR"
 
 
@@ -101,8 +105,10 @@ def _model_cte(q: PendingQuery, columns: dict[str, str], *, with_body: bool,
         last = f"md5({body}) AS hash"
     tomb = f"{quote(q.delete_body)}::VARCHAR" if q.delete_body else "NULL::VARCHAR"
     wave = quote(q.wave) if q.wave else "NULL"
+    refusal = f"{quote(q.refuse)}::VARCHAR" if q.refuse else "NULL::VARCHAR"
     return (f"SELECT json_array({keys})::VARCHAR AS key, json_object({obj})::VARCHAR AS key_json, "
-            f"{last}, {tomb} AS tombstone, {wave} AS wave FROM {q.relation}")
+            f"{last}, {tomb} AS tombstone, {wave} AS wave, {refusal} AS refusal "
+            f"FROM {q.relation}")
 
 
 def _settled_before(q: PendingQuery) -> str:
@@ -123,7 +129,8 @@ def check_model(con: duckdb.DuckDBPyConnection, q: PendingQuery) -> dict[str, st
     """Key and body columns exist, keys are unique and not NULL: else one clear error."""
     columns = model_columns(con, q.relation)
     where = f"publication {q.publication!r} (model {q.relation})"
-    for col in (*q.key, *([q.body] if q.body else []), *q.params):
+    for col in (*q.key, *([q.body] if q.body else []), *q.params,
+                *([q.refuse] if q.refuse else [])):
         if col not in columns:
             raise PublishError(f"column {col!r} not in the model (columns: "
                                f"{', '.join(columns)})", where=where)
@@ -168,8 +175,8 @@ def ledger_rows_sql(q: PendingQuery, ledger: str = LEDGER, publication: str = "$
 
 
 def classify_sql(q: PendingQuery) -> str:
-    """The classification over CTEs `mh` (key, key_json, hash, tombstone, wave of every
-    model row) and `l` (ledger_rows_sql): plain SQL that DuckDB and Spark both run, so a
+    """The classification over CTEs `mh` (key, key_json, hash, tombstone, wave, refusal of
+    every model row) and `l` (ledger_rows_sql): plain SQL that DuckDB and Spark both run, so a
     Spark target classifies exactly as DuckDB does."""
     append = "true" if q.mode == "append" else "false"
     update = "true" if q.can_update or q.mode != "append" else "false"
@@ -180,7 +187,7 @@ def classify_sql(q: PendingQuery) -> str:
   SELECT coalesce(mh.key, l.key) AS key, coalesce(mh.key_json, l.key_json) AS key_json,
          coalesce(mh.hash, l.hash) AS hash, l.op AS last_op, mh.key IS NULL AS absent,
          CASE WHEN mh.key IS NULL THEN coalesce(l.tombstone, l.key_json) ELSE mh.tombstone END
-             AS tombstone, mh.wave, l.answer,
+             AS tombstone, mh.wave, l.answer, mh.refusal,
          CASE
            WHEN l.settling THEN 'settling'
            WHEN mh.key IS NULL THEN CASE
@@ -189,6 +196,8 @@ def classify_sql(q: PendingQuery) -> str:
                WHEN NOT {mirror} THEN 'gone'
                WHEN l.status = 'acknowledged' THEN 'delete'
                WHEN l.status = 'unknown' THEN 'unknown' ELSE 'failed' END
+           WHEN mh.refusal IS NOT NULL AND (l.key IS NULL OR l.deleted
+                                            OR l.status <> 'acknowledged') THEN 'refused'
            WHEN l.key IS NULL OR (l.deleted AND l.status = 'acknowledged') THEN 'new'
            WHEN l.status = 'acknowledged' THEN
                CASE WHEN {refresh} THEN 'changed'
@@ -208,7 +217,7 @@ SELECT key, key_json, reason,
                 WHEN last_op = 'delete' THEN 'insert'
                 ELSE coalesce(last_op, 'insert') END
        END AS op,
-       hash, absent, reason = 'unknown' AS retry_of_unknown, tombstone, wave, answer
+       hash, absent, reason = 'unknown' AS retry_of_unknown, tombstone, wave, answer, refusal
 FROM c"""
 
 
@@ -302,16 +311,19 @@ def bodies_path(path: Path) -> Path:
 
 def copy_pending(con: duckdb.DuckDBPyConnection, q: PendingQuery, path: Path,
                  columns: dict[str, str] | None = None,
-                 counts: dict[str, int] | None = None) -> tuple[int, int]:
-    """copy_pending_counts; `counts["unsent"]` gets the changed rows left unsent."""
-    count, held, unsent = copy_pending_counts(con, q, path, columns)
+                 counts: dict[str, Any] | None = None) -> tuple[int, int]:
+    """copy_pending_counts; `counts` gets "unsent" (changed rows left unsent), "refused"
+    (rows the model's refuse column keeps back) and "refused_first" (key: why, of one)."""
+    found: dict[str, Any] = {}
+    count, held, unsent = copy_pending_counts(con, q, path, columns, found)
     if counts is not None:
-        counts["unsent"] = unsent
+        counts.update(found, unsent=unsent)
     return count, held
 
 
 def copy_pending_counts(con: duckdb.DuckDBPyConnection, q: PendingQuery, path: Path,
-                        columns: dict[str, str] | None = None) -> tuple[int, int, int]:
+                        columns: dict[str, str] | None = None,
+                        refused: dict[str, Any] | None = None) -> tuple[int, int, int]:
     """Write the pending set to parquet (so the database can be closed while sending);
     returns (rows to send, rows held while an earlier request of theirs settles).
 
@@ -323,11 +335,13 @@ def copy_pending_counts(con: duckdb.DuckDBPyConnection, q: PendingQuery, path: P
     columns = columns or model_columns(con, q.relation)
     path.parent.mkdir(parents=True, exist_ok=True)
     con.execute(f"CREATE OR REPLACE TEMP TABLE _elt_pending AS SELECT key, key_json, op, hash, "
-                f"retry_of_unknown, absent, tombstone, wave, answer, reason FROM "
+                f"retry_of_unknown, absent, tombstone, wave, answer, reason, refusal FROM "
                 f"({classified_sql(q, columns, known=ledger_knows(con, q))}) "
-                "WHERE op IS NOT NULL OR reason IN ('settling', 'changed')", [q.publication])
+                "WHERE op IS NOT NULL OR reason IN ('settling', 'changed', 'refused')",
+                [q.publication])
     try:
-        con.execute("COPY (SELECT * EXCLUDE (reason) FROM _elt_pending WHERE op IS NOT NULL) "
+        con.execute("COPY (SELECT * EXCLUDE (reason, refusal) FROM _elt_pending "
+                    "WHERE op IS NOT NULL) "
                     f"TO {literal(str(path))} (FORMAT parquet)")
         # Bodies in any order (the sender pairs them with their keys): DuckDB then cuts row
         # groups by bytes and does not buffer each thread's output to keep it in order, so
@@ -345,9 +359,14 @@ def copy_pending_counts(con: duckdb.DuckDBPyConnection, q: PendingQuery, path: P
                 "COMPRESSION uncompressed, DICTIONARY_SIZE_LIMIT 1)")
         finally:
             con.execute(f"SET preserve_insertion_order = {'true' if order else 'false'}")
-        (count, held, unsent), = con.execute(
+        (count, held, unsent, n_refused, first), = con.execute(
             "SELECT count(op), count(*) FILTER (reason = 'settling'), "
-            "count(*) FILTER (reason = 'changed' AND op IS NULL) FROM _elt_pending").fetchall()
+            "count(*) FILTER (reason = 'changed' AND op IS NULL), "
+            "count(*) FILTER (reason = 'refused'), "
+            "min(key || ': ' || refusal) FILTER (reason = 'refused') FROM _elt_pending"
+        ).fetchall()
+        if refused is not None:
+            refused.update(refused=int(n_refused), refused_first=first)
     finally:
         con.execute("DROP TABLE IF EXISTS _elt_pending")
     return int(count), int(held), int(unsent)

@@ -225,15 +225,20 @@ class _Run:
                 columns = ledger.check_model(con, query)
                 if count_only:
                     return ("count", ledger.pending_counts(con, query, columns)["pending"])
-                found: dict[str, int] = {}
+                found: dict[str, Any] = {}
                 count, held = ledger.copy_pending(con, query, parquet, columns, counts=found)
                 self._say_orphaned(con, pub, query)
                 unsent = found.get("unsent", 0)
                 if unsent:
                     self.changed[pub.name] = unsent
+                if found.get("refused"):
+                    self.console.warn(report.refused_message(pub, found["refused"],
+                                                             found["refused_first"]))
                 marks.record(con, pub.name,
-                             mark if count == 0 and not held and not unsent else None)
-                if mark is not None and count and not unsent:  # all acknowledged (_finish)
+                             mark if count == 0 and not held and not unsent
+                             and not found.get("refused") else None)
+                if (mark is not None and count and not unsent
+                        and not found.get("refused")):  # all acknowledged (_finish)
                     self.sent_marks[pub.name] = (query, report.model_name(pub), schema,
                                                  table, mark)
             if held:
