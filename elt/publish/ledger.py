@@ -33,7 +33,7 @@ JOURNAL_COLUMNS = (
     "attempts: 'INTEGER', ts: 'TIMESTAMP', tomb: 'VARCHAR'}"
 )
 REASONS = ("new", "changed", "unchanged", "delete", "failed", "unknown", "settling", "orphaned",
-           "refused")
+           "refused", "undeletable")
 
 
 
@@ -181,6 +181,8 @@ def classify_sql(q: PendingQuery) -> str:
     append = "true" if q.mode == "append" else "false"
     update = "true" if q.can_update or q.mode != "append" else "false"
     mirror = "true" if q.mode == "mirror" else "false"
+    # rows acknowledged before `delete_body` was recorded for them (a switch to mirror)
+    bodiless = "true" if q.mode == "mirror" and q.delete_body else "false"
     upsert = "true" if q.mode == "upsert" else "false"
     refresh = "true" if q.full_refresh else "false"
     return f"""c AS (
@@ -194,6 +196,8 @@ def classify_sql(q: PendingQuery) -> str:
                WHEN l.deleted THEN 'gone'
                WHEN {upsert} AND l.status = 'acknowledged' THEN 'orphaned'
                WHEN NOT {mirror} THEN 'gone'
+               WHEN l.status = 'acknowledged' AND {bodiless} AND l.tombstone IS NULL
+                   THEN 'undeletable'
                WHEN l.status = 'acknowledged' THEN 'delete'
                WHEN l.status = 'unknown' THEN 'unknown' ELSE 'failed' END
            WHEN mh.refusal IS NOT NULL AND (l.key IS NULL OR l.deleted
@@ -219,6 +223,31 @@ SELECT key, key_json, reason,
        END AS op,
        hash, absent, reason = 'unknown' AS retry_of_unknown, tombstone, wave, answer, refusal
 FROM c"""
+
+
+def record_delete_bodies(con: duckdb.DuckDBPyConnection, q: PendingQuery,
+                         columns: dict[str, str]) -> int:
+    """Mirror with `delete_body`: acknowledged rows with no delete body recorded (sent before
+    the publication switched to mirror) get their model row's, while it is still the row
+    acknowledged (same hash); without it a later delete could only send the bare key, which
+    an endpoint needing the full body refuses on every run. Cheap once done: only rows
+    lacking one are read."""
+    if q.mode != "mirror" or not q.delete_body or not table_exists(con, STATE_SCHEMA, "ledger"):
+        return 0
+    lacking = ("publication = $1 AND tombstone IS NULL AND status IN ('acknowledged', "
+               "'already_there') AND NOT coalesce(deleted, false)")
+    (n,), = con.execute(f"SELECT count(*) FROM {LEDGER} WHERE {lacking}",
+                        [q.publication]).fetchall()
+    if not n:
+        return 0
+    keys = ", ".join(quote(k) for k in q.key)
+    (done,), = con.execute(
+        f"UPDATE {LEDGER} AS l SET tombstone = m.tomb FROM (SELECT json_array({keys})::VARCHAR "
+        f"AS key, {quote(q.delete_body)}::VARCHAR AS tomb, md5({_body_expr(q, columns)}) AS hash "
+        f"FROM {q.relation}) AS m WHERE l.key = m.key AND l.hash = m.hash AND "
+        f"l.publication = $1 AND l.tombstone IS NULL AND l.status IN ('acknowledged', "
+        "'already_there') AND NOT coalesce(l.deleted, false)", [q.publication]).fetchall()
+    return int(done)
 
 
 def _bodies_sql(q: PendingQuery, columns: dict[str, str], pending: str) -> str:
@@ -313,7 +342,8 @@ def copy_pending(con: duckdb.DuckDBPyConnection, q: PendingQuery, path: Path,
                  columns: dict[str, str] | None = None,
                  counts: dict[str, Any] | None = None) -> tuple[int, int]:
     """copy_pending_counts; `counts` gets "unsent" (changed rows left unsent), "refused"
-    (rows the model's refuse column keeps back) and "refused_first" (key: why, of one)."""
+    (rows the model's refuse column keeps back) and "refused_first" (key: why, of one),
+    "undeletable" (gone from a mirror model with no delete body recorded) and its first."""
     found: dict[str, Any] = {}
     count, held, unsent = copy_pending_counts(con, q, path, columns, found)
     if counts is not None:
@@ -337,7 +367,8 @@ def copy_pending_counts(con: duckdb.DuckDBPyConnection, q: PendingQuery, path: P
     con.execute(f"CREATE OR REPLACE TEMP TABLE _elt_pending AS SELECT key, key_json, op, hash, "
                 f"retry_of_unknown, absent, tombstone, wave, answer, reason, refusal FROM "
                 f"({classified_sql(q, columns, known=ledger_knows(con, q))}) "
-                "WHERE op IS NOT NULL OR reason IN ('settling', 'changed', 'refused')",
+                "WHERE op IS NOT NULL OR reason IN ('settling', 'changed', 'refused', "
+                "'undeletable')",
                 [q.publication])
     try:
         con.execute("COPY (SELECT * EXCLUDE (reason, refusal) FROM _elt_pending "
@@ -359,14 +390,16 @@ def copy_pending_counts(con: duckdb.DuckDBPyConnection, q: PendingQuery, path: P
                 "COMPRESSION uncompressed, DICTIONARY_SIZE_LIMIT 1)")
         finally:
             con.execute(f"SET preserve_insertion_order = {'true' if order else 'false'}")
-        (count, held, unsent, n_refused, first), = con.execute(
+        (count, held, unsent, n_refused, first, n_undeletable, first_undeletable), = con.execute(
             "SELECT count(op), count(*) FILTER (reason = 'settling'), "
             "count(*) FILTER (reason = 'changed' AND op IS NULL), "
             "count(*) FILTER (reason = 'refused'), "
-            "min(key || ': ' || refusal) FILTER (reason = 'refused') FROM _elt_pending"
-        ).fetchall()
+            "min(key || ': ' || refusal) FILTER (reason = 'refused'), "
+            "count(*) FILTER (reason = 'undeletable'), min(key) FILTER (reason = 'undeletable') "
+            "FROM _elt_pending").fetchall()
         if refused is not None:
-            refused.update(refused=int(n_refused), refused_first=first)
+            refused.update(refused=int(n_refused), refused_first=first,
+                           undeletable=int(n_undeletable), undeletable_first=first_undeletable)
     finally:
         con.execute("DROP TABLE IF EXISTS _elt_pending")
     return int(count), int(held), int(unsent)

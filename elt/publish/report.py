@@ -168,6 +168,15 @@ def refused_message(pub: Publication, n: int, first: str | None) -> str:
             f"{pub.model}, never sent (first: {first})")
 
 
+def undeletable_message(pub: Publication, n: int, first: str | None) -> str:
+    """Rows gone from a mirror model that were acknowledged before delete bodies were kept."""
+    return (f"{n:,} row(s) gone from {pub.model} (first: {first}) were acknowledged before "
+            f"{pub.name} recorded delete bodies (`delete_body: {pub.delete_body}`, e.g. before "
+            "the switch to mode mirror), so elt cannot send their full DELETE: put them back "
+            "in the model for one publish (their delete bodies are then recorded), or delete "
+            f"them at the endpoint and run `elt ledger forget -s {pub.name} --where ...`")
+
+
 def unpublishable(con: Any, pub: Publication) -> str | None:
     """Why a publication must not be sent now (missing table, failed build or tests)."""
     schema, table = relation(pub)
