@@ -43,6 +43,11 @@ def test_date_arithmetic_has_duckdbs_types() -> None:
     assert "day - 1 AS c" in sql
 
 
+def test_json_array_length_is_compared_not_stored() -> None:
+    sql, _ = spark("SELECT kind FROM t WHERE json_array_length(kind -> '$.a') = 2")
+    assert "JSON_ARRAY_LENGTH(GET_JSON_OBJECT(kind, '$.a')) = 2" in sql
+
+
 def test_lists_with_null_elements() -> None:
     sql, _ = spark("SELECT list_contains(l, 6) AS c, len(list_distinct(l)) AS n, "
                    "list(kind ORDER BY happened DESC) AS ks, id // 4 AS q FROM t")

@@ -200,19 +200,20 @@ def rule_ordered_list(rw: Rewrite, node: exp.Expression) -> exp.Expression:
 
 
 def rule_json_values(rw: Rewrite, node: exp.Expression) -> exp.Expression:
-    """json_array_length is UBIGINT in DuckDB (no Spark type): allowed under a cast to
-    BIGINT, as the length of the array at the path."""
+    """json_array_length is UBIGINT in DuckDB (no Spark type): the length of the array at
+    the path where its value is used (a comparison, a cast); refused as a column of its
+    own, whose type would differ."""
     if not (isinstance(node, exp.Anonymous) and node.name.lower() == "json_array_length"):
         return node
-    parent = node.parent
-    if not (isinstance(parent, exp.Cast) and parent.to.this in _INT_TYPES):
+    if isinstance(node.parent, exp.Alias | exp.Select):
         raise MissingRule("json_array_length()", "write CAST(json_array_length(j, path) AS "
                           "BIGINT): DuckDB's UBIGINT has no Spark type")
     args = node.expressions
-    target = args[0].copy() if len(args) == 1 else exp.JSONExtract(
-        this=args[0].copy(), expression=args[1].copy())
-    rw.fired.append("json_values")
-    return _fn("json_array_length", target)
+    if len(args) == 2 and not node.args.get("_elt_wrapped"):  # in place: its parts keep rules
+        rw.fired.append("json_values")
+        node.set("expressions", [exp.JSONExtract(this=args[0], expression=args[1])])
+        node.set("_elt_wrapped", True)
+    return node
 
 
 def rule_table_refusals(rw: Rewrite, node: exp.Expression) -> exp.Expression:
