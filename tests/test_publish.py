@@ -268,8 +268,9 @@ def test_status_and_debug(proj: Project, api: FakeApi) -> None:
 
     columns, rows = publication_status(proj.ctx())
     assert columns == ["publication", "model", "endpoint", "total", "acknowledged",
-                       "already_there", "failed", "pending", "held", "changed", "orphaned"]
-    assert rows[0] == ("data", "datasets", "api", 3, 2, 0, 1, 1, 0, 0, 0)
+                       "already_there", "failed", "pending", "held", "changed", "orphaned",
+                       "refused"]
+    assert rows[0] == ("data", "datasets", "api", 3, 2, 0, 1, 1, 0, 0, 0, 0)
     assert check_endpoints(proj.ctx())
     assert "endpoint api: https://api.test/v1 up, version 9.9.9" in proj.out.getvalue()
 
@@ -438,7 +439,7 @@ def test_status_and_dry_run_read_a_clean_mark_instead_of_classifying(
     proj.publish()
     dry_message = by_name(proj.publish(dry_run=True))["data"].message
     full = publication_status(proj.ctx())[1]
-    assert full[0] == ("data", "datasets", "api", 4, 3, 1, 0, 0, 0, 0, 0)
+    assert full[0] == ("data", "datasets", "api", 4, 3, 1, 0, 0, 0, 0, 0, 0)
     assert dry_message.startswith("dry run: 0 new, 0 changed, 4 unchanged, 0 to delete")
     with duckdb.connect(str(proj.root / "target" / "elt.duckdb")) as con:
         con.execute("DELETE FROM _elt.publish_marks")
@@ -486,3 +487,47 @@ def test_a_reader_left_out_of_the_run_that_moved_its_answers_is_rebuilt_by_the_n
     proj.out.truncate()
     proj.publish(select=list(select))  # now current: nothing rebuilt, nothing sent
     assert api.data_calls() == [] and "rebuilding mapped" not in proj.out.getvalue()
+
+
+MIRROR_DATA = ("    mode: upsert\n    body: payload\n",
+               "    mode: mirror\n    body: payload\n    delete_body: payload\n")
+
+
+def switch_data_to_mirror(proj: Project) -> None:
+    pubs = proj.root / "models" / "publications.yml"
+    text = pubs.read_text()
+    assert MIRROR_DATA[0] in text
+    pubs.write_text(text.replace(*MIRROR_DATA, 1))
+
+
+def test_a_switch_to_mirror_records_delete_bodies_of_rows_sent_before(
+        proj: Project, api: FakeApi) -> None:
+    """#29 point 6: rows acknowledged in upsert mode had no delete body; after the switch a
+    removed row went out as a bare-key DELETE (the real FlowKit answers 500, every run)."""
+    assert not proj.publish().failed
+    switch_data_to_mirror(proj)
+    assert not proj.publish().failed  # nothing to send; the delete bodies are recorded
+    assert proj.sql("SELECT count(*) FROM _elt.ledger WHERE publication = 'data' "
+                    "AND tombstone IS NULL") == [(0,)]
+    gone = proj.rows.pop(1)
+    proj.build()
+    api.calls.clear()
+    assert not proj.publish().failed, proj.err.getvalue()
+    assert [(m, p, b) for m, p, b in api.data_calls() if m == "DELETE"] == [
+        ("DELETE", "/v1/data", payload(*gone))]  # the full dataset, not the bare key
+
+
+def test_rows_gone_before_any_delete_body_was_recorded_are_refused_with_what_to_do(
+        proj: Project, api: FakeApi) -> None:
+    assert not proj.publish().failed
+    switch_data_to_mirror(proj)
+    proj.rows.pop(1)  # removed in the same step: no publish saw it in mirror mode
+    proj.build()
+    api.calls.clear()
+    results = proj.publish(select=["data"])
+    assert results.failed
+    message = by_name(results)["data"].message
+    assert ('1 row(s) gone from datasets (first: ["presence","2020-01-01 00:00:00"]) were '
+            "acknowledged before data recorded delete bodies") in message, message
+    assert "elt ledger forget -s data" in message
+    assert not [c for c in api.data_calls() if c[0] == "DELETE"]  # no bare-key DELETE

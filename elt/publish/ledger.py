@@ -32,7 +32,8 @@ JOURNAL_COLUMNS = (
     "op: 'VARCHAR', hash: 'VARCHAR', status: 'VARCHAR', http: 'INTEGER', answer: 'VARCHAR', "
     "attempts: 'INTEGER', ts: 'TIMESTAMP', tomb: 'VARCHAR'}"
 )
-REASONS = ("new", "changed", "unchanged", "delete", "failed", "unknown", "settling", "orphaned")
+REASONS = ("new", "changed", "unchanged", "delete", "failed", "unknown", "settling", "orphaned",
+           "refused", "undeletable")
 
 
 
@@ -54,6 +55,7 @@ class PendingQuery:
     full_refresh: bool = False  # every acknowledged row counts as changed (sent again)
     can_update: bool = False  # append only: True sends a changed row as an update, False
     # reports it (reason changed, no op); upsert and mirror always update
+    refuse: str | None = None  # column: a non-NULL text is why the row must never be sent
 
 
 def model_columns(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, str]:
@@ -69,8 +71,10 @@ def _body_expr(q: PendingQuery, columns: dict[str, str]) -> str:
         ctype = columns[q.body].upper()
         raw = quote(q.body) if ctype in ("JSON", "VARCHAR") else f"to_json({quote(q.body)})"
         return f"coalesce({raw}::VARCHAR, 'null')"
-    # The row as an object; elt's lineage columns (_elt_load_id ...) are not data.
-    fields = ", ".join(f"{quote(c)} := {quote(c)}" for c in columns if not c.startswith("_elt_"))
+    # The row as an object; elt's lineage columns (_elt_load_id ...) and the refusal
+    # column are not data.
+    fields = ", ".join(f"{quote(c)} := {quote(c)}" for c in columns
+                       if not c.startswith("_elt_") and c != q.refuse)
     return f"to_json(struct_pack({fields}))::VARCHAR"
 
 
@@ -101,8 +105,10 @@ def _model_cte(q: PendingQuery, columns: dict[str, str], *, with_body: bool,
         last = f"md5({body}) AS hash"
     tomb = f"{quote(q.delete_body)}::VARCHAR" if q.delete_body else "NULL::VARCHAR"
     wave = quote(q.wave) if q.wave else "NULL"
+    refusal = f"{quote(q.refuse)}::VARCHAR" if q.refuse else "NULL::VARCHAR"
     return (f"SELECT json_array({keys})::VARCHAR AS key, json_object({obj})::VARCHAR AS key_json, "
-            f"{last}, {tomb} AS tombstone, {wave} AS wave FROM {q.relation}")
+            f"{last}, {tomb} AS tombstone, {wave} AS wave, {refusal} AS refusal "
+            f"FROM {q.relation}")
 
 
 def _settled_before(q: PendingQuery) -> str:
@@ -123,7 +129,8 @@ def check_model(con: duckdb.DuckDBPyConnection, q: PendingQuery) -> dict[str, st
     """Key and body columns exist, keys are unique and not NULL: else one clear error."""
     columns = model_columns(con, q.relation)
     where = f"publication {q.publication!r} (model {q.relation})"
-    for col in (*q.key, *([q.body] if q.body else []), *q.params):
+    for col in (*q.key, *([q.body] if q.body else []), *q.params,
+                *([q.refuse] if q.refuse else [])):
         if col not in columns:
             raise PublishError(f"column {col!r} not in the model (columns: "
                                f"{', '.join(columns)})", where=where)
@@ -168,27 +175,33 @@ def ledger_rows_sql(q: PendingQuery, ledger: str = LEDGER, publication: str = "$
 
 
 def classify_sql(q: PendingQuery) -> str:
-    """The classification over CTEs `mh` (key, key_json, hash, tombstone, wave of every
-    model row) and `l` (ledger_rows_sql): plain SQL that DuckDB and Spark both run, so a
+    """The classification over CTEs `mh` (key, key_json, hash, tombstone, wave, refusal of
+    every model row) and `l` (ledger_rows_sql): plain SQL that DuckDB and Spark both run, so a
     Spark target classifies exactly as DuckDB does."""
     append = "true" if q.mode == "append" else "false"
     update = "true" if q.can_update or q.mode != "append" else "false"
     mirror = "true" if q.mode == "mirror" else "false"
+    # rows acknowledged before `delete_body` was recorded for them (a switch to mirror)
+    bodiless = "true" if q.mode == "mirror" and q.delete_body else "false"
     upsert = "true" if q.mode == "upsert" else "false"
     refresh = "true" if q.full_refresh else "false"
     return f"""c AS (
   SELECT coalesce(mh.key, l.key) AS key, coalesce(mh.key_json, l.key_json) AS key_json,
          coalesce(mh.hash, l.hash) AS hash, l.op AS last_op, mh.key IS NULL AS absent,
          CASE WHEN mh.key IS NULL THEN coalesce(l.tombstone, l.key_json) ELSE mh.tombstone END
-             AS tombstone, mh.wave, l.answer,
+             AS tombstone, mh.wave, l.answer, mh.refusal,
          CASE
            WHEN l.settling THEN 'settling'
            WHEN mh.key IS NULL THEN CASE
                WHEN l.deleted THEN 'gone'
                WHEN {upsert} AND l.status = 'acknowledged' THEN 'orphaned'
                WHEN NOT {mirror} THEN 'gone'
+               WHEN l.status = 'acknowledged' AND {bodiless} AND l.tombstone IS NULL
+                   THEN 'undeletable'
                WHEN l.status = 'acknowledged' THEN 'delete'
                WHEN l.status = 'unknown' THEN 'unknown' ELSE 'failed' END
+           WHEN mh.refusal IS NOT NULL AND (l.key IS NULL OR l.deleted
+                                            OR l.status <> 'acknowledged') THEN 'refused'
            WHEN l.key IS NULL OR (l.deleted AND l.status = 'acknowledged') THEN 'new'
            WHEN l.status = 'acknowledged' THEN
                CASE WHEN {refresh} THEN 'changed'
@@ -208,8 +221,33 @@ SELECT key, key_json, reason,
                 WHEN last_op = 'delete' THEN 'insert'
                 ELSE coalesce(last_op, 'insert') END
        END AS op,
-       hash, absent, reason = 'unknown' AS retry_of_unknown, tombstone, wave, answer
+       hash, absent, reason = 'unknown' AS retry_of_unknown, tombstone, wave, answer, refusal
 FROM c"""
+
+
+def record_delete_bodies(con: duckdb.DuckDBPyConnection, q: PendingQuery,
+                         columns: dict[str, str]) -> int:
+    """Mirror with `delete_body`: acknowledged rows with no delete body recorded (sent before
+    the publication switched to mirror) get their model row's, while it is still the row
+    acknowledged (same hash); without it a later delete could only send the bare key, which
+    an endpoint needing the full body refuses on every run. Cheap once done: only rows
+    lacking one are read."""
+    if q.mode != "mirror" or not q.delete_body or not table_exists(con, STATE_SCHEMA, "ledger"):
+        return 0
+    lacking = ("publication = $1 AND tombstone IS NULL AND status IN ('acknowledged', "
+               "'already_there') AND NOT coalesce(deleted, false)")
+    (n,), = con.execute(f"SELECT count(*) FROM {LEDGER} WHERE {lacking}",
+                        [q.publication]).fetchall()
+    if not n:
+        return 0
+    keys = ", ".join(quote(k) for k in q.key)
+    (done,), = con.execute(
+        f"UPDATE {LEDGER} AS l SET tombstone = m.tomb FROM (SELECT json_array({keys})::VARCHAR "
+        f"AS key, {quote(q.delete_body)}::VARCHAR AS tomb, md5({_body_expr(q, columns)}) AS hash "
+        f"FROM {q.relation}) AS m WHERE l.key = m.key AND l.hash = m.hash AND "
+        f"l.publication = $1 AND l.tombstone IS NULL AND l.status IN ('acknowledged', "
+        "'already_there') AND NOT coalesce(l.deleted, false)", [q.publication]).fetchall()
+    return int(done)
 
 
 def _bodies_sql(q: PendingQuery, columns: dict[str, str], pending: str) -> str:
@@ -302,16 +340,20 @@ def bodies_path(path: Path) -> Path:
 
 def copy_pending(con: duckdb.DuckDBPyConnection, q: PendingQuery, path: Path,
                  columns: dict[str, str] | None = None,
-                 counts: dict[str, int] | None = None) -> tuple[int, int]:
-    """copy_pending_counts; `counts["unsent"]` gets the changed rows left unsent."""
-    count, held, unsent = copy_pending_counts(con, q, path, columns)
+                 counts: dict[str, Any] | None = None) -> tuple[int, int]:
+    """copy_pending_counts; `counts` gets "unsent" (changed rows left unsent), "refused"
+    (rows the model's refuse column keeps back) and "refused_first" (key: why, of one),
+    "undeletable" (gone from a mirror model with no delete body recorded) and its first."""
+    found: dict[str, Any] = {}
+    count, held, unsent = copy_pending_counts(con, q, path, columns, found)
     if counts is not None:
-        counts["unsent"] = unsent
+        counts.update(found, unsent=unsent)
     return count, held
 
 
 def copy_pending_counts(con: duckdb.DuckDBPyConnection, q: PendingQuery, path: Path,
-                        columns: dict[str, str] | None = None) -> tuple[int, int, int]:
+                        columns: dict[str, str] | None = None,
+                        refused: dict[str, Any] | None = None) -> tuple[int, int, int]:
     """Write the pending set to parquet (so the database can be closed while sending);
     returns (rows to send, rows held while an earlier request of theirs settles).
 
@@ -323,11 +365,14 @@ def copy_pending_counts(con: duckdb.DuckDBPyConnection, q: PendingQuery, path: P
     columns = columns or model_columns(con, q.relation)
     path.parent.mkdir(parents=True, exist_ok=True)
     con.execute(f"CREATE OR REPLACE TEMP TABLE _elt_pending AS SELECT key, key_json, op, hash, "
-                f"retry_of_unknown, absent, tombstone, wave, answer, reason FROM "
+                f"retry_of_unknown, absent, tombstone, wave, answer, reason, refusal FROM "
                 f"({classified_sql(q, columns, known=ledger_knows(con, q))}) "
-                "WHERE op IS NOT NULL OR reason IN ('settling', 'changed')", [q.publication])
+                "WHERE op IS NOT NULL OR reason IN ('settling', 'changed', 'refused', "
+                "'undeletable')",
+                [q.publication])
     try:
-        con.execute("COPY (SELECT * EXCLUDE (reason) FROM _elt_pending WHERE op IS NOT NULL) "
+        con.execute("COPY (SELECT * EXCLUDE (reason, refusal) FROM _elt_pending "
+                    "WHERE op IS NOT NULL) "
                     f"TO {literal(str(path))} (FORMAT parquet)")
         # Bodies in any order (the sender pairs them with their keys): DuckDB then cuts row
         # groups by bytes and does not buffer each thread's output to keep it in order, so
@@ -345,9 +390,16 @@ def copy_pending_counts(con: duckdb.DuckDBPyConnection, q: PendingQuery, path: P
                 "COMPRESSION uncompressed, DICTIONARY_SIZE_LIMIT 1)")
         finally:
             con.execute(f"SET preserve_insertion_order = {'true' if order else 'false'}")
-        (count, held, unsent), = con.execute(
+        (count, held, unsent, n_refused, first, n_undeletable, first_undeletable), = con.execute(
             "SELECT count(op), count(*) FILTER (reason = 'settling'), "
-            "count(*) FILTER (reason = 'changed' AND op IS NULL) FROM _elt_pending").fetchall()
+            "count(*) FILTER (reason = 'changed' AND op IS NULL), "
+            "count(*) FILTER (reason = 'refused'), "
+            "min(key || ': ' || refusal) FILTER (reason = 'refused'), "
+            "count(*) FILTER (reason = 'undeletable'), min(key) FILTER (reason = 'undeletable') "
+            "FROM _elt_pending").fetchall()
+        if refused is not None:
+            refused.update(refused=int(n_refused), refused_first=first,
+                           undeletable=int(n_undeletable), undeletable_first=first_undeletable)
     finally:
         con.execute("DROP TABLE IF EXISTS _elt_pending")
     return int(count), int(held), int(unsent)

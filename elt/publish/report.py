@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from elt.publish.stream import Tally
 
 STATUS_COLUMNS = ["publication", "model", "endpoint", "total", "acknowledged", "already_there",
-                  "failed", "pending", "held", "changed", "orphaned"]
+                  "failed", "pending", "held", "changed", "orphaned", "refused"]
 SAMPLE_CHARS = 400
 
 
@@ -153,13 +153,28 @@ def pending_query(pub: Publication, endpoint: Any = None) -> ledger.PendingQuery
     return ledger.PendingQuery(pub.name, f"{db.quote(schema)}.{db.quote(table)}", pub.key,
                                pub.mode, pub.body, pub.delete_body,
                                settle_seconds(endpoint or {}), pub.wave,
-                               can_update=bool(pub.config.get("update")))
+                               can_update=bool(pub.config.get("update")), refuse=pub.refuse)
 
 
 def changed_message(pub: Publication, n: int) -> str:
     """What publish says of rows changed since acknowledged that it cannot send."""
     return (f"{n:,} rows of {pub.name} changed since sent; {pub.name} declares no update "
             f"(add `{pub.kind}.update`, or `on_change: warn|ignore`)")
+
+
+def refused_message(pub: Publication, n: int, first: str | None) -> str:
+    """What publish says of rows its model marks as never to be sent (`refuse:`)."""
+    return (f"publication {pub.name}: {n:,} row(s) refused by column {pub.refuse!r} of "
+            f"{pub.model}, never sent (first: {first})")
+
+
+def undeletable_message(pub: Publication, n: int, first: str | None) -> str:
+    """Rows gone from a mirror model that were acknowledged before delete bodies were kept."""
+    return (f"{n:,} row(s) gone from {pub.model} (first: {first}) were acknowledged before "
+            f"{pub.name} recorded delete bodies (`delete_body: {pub.delete_body}`, e.g. before "
+            "the switch to mode mirror), so elt cannot send their full DELETE: put them back "
+            "in the model for one publish (their delete bodies are then recorded), or delete "
+            f"them at the endpoint and run `elt ledger forget -s {pub.name} --where ...`")
 
 
 def unpublishable(con: Any, pub: Publication) -> str | None:
@@ -345,8 +360,8 @@ def status(ctx: Workspace, pubs: dict[str, Publication]) -> tuple[list[str], lis
         for name, pub in pubs.items():
             schema, table = relation(pub)
             if not db.table_exists(con, schema, table):
-                rows.append((name, pub.model, pub.endpoint, None, None, None, None, None, None,
-                             None))
+                rows.append((name, pub.model, pub.endpoint,
+                             *[None] * (len(STATUS_COLUMNS) - 3)))
                 continue
             query = pending_query(pub, ctx.project.target.endpoints.get(pub.endpoint))
             c = counts(con, pub, query)
@@ -354,7 +369,8 @@ def status(ctx: Workspace, pubs: dict[str, Publication]) -> tuple[list[str], lis
             there = ledger.count_status(con, name, "already_there")
             rows.append((name, pub.model, pub.endpoint, total, c["unchanged"] - there, there,
                          c["failed"], c["pending"], c["settling"], c["changed"],
-                         ledger.count_orphaned(con, query) if pub.mode == "upsert" else 0))
+                         ledger.count_orphaned(con, query) if pub.mode == "upsert" else 0,
+                         c["refused"]))
     finally:
         con.close()
     return STATUS_COLUMNS, rows

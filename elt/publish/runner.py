@@ -148,6 +148,7 @@ class _Run:
         self.held: dict[str, tuple[int, float]] = {}  # name -> (rows held, settle seconds)
         self.sent_marks: dict[str, tuple] = {}  # name -> marks.after_send's arguments
         self.changed: dict[str, int] = {}  # name -> rows changed since sent, no update declared
+        self.undeletable: dict[str, str] = {}  # name -> why rows gone from it are not deleted
         # a Spark target: pending sets computed in Spark (None: DuckDB)
         self.engine = ctx.pending_engine(self.run_dir)
 
@@ -225,15 +226,25 @@ class _Run:
                 columns = ledger.check_model(con, query)
                 if count_only:
                     return ("count", ledger.pending_counts(con, query, columns)["pending"])
-                found: dict[str, int] = {}
+                found: dict[str, Any] = {}
+                ledger.record_delete_bodies(con, query, columns)
                 count, held = ledger.copy_pending(con, query, parquet, columns, counts=found)
                 self._say_orphaned(con, pub, query)
                 unsent = found.get("unsent", 0)
                 if unsent:
                     self.changed[pub.name] = unsent
+                if found.get("undeletable"):
+                    self.undeletable[pub.name] = report.undeletable_message(
+                        pub, found["undeletable"], found["undeletable_first"])
+                if found.get("refused"):
+                    self.console.warn(report.refused_message(pub, found["refused"],
+                                                             found["refused_first"]))
                 marks.record(con, pub.name,
-                             mark if count == 0 and not held and not unsent else None)
-                if mark is not None and count and not unsent:  # all acknowledged (_finish)
+                             mark if count == 0 and not held and not unsent
+                             and not found.get("refused") and not found.get("undeletable")
+                             else None)
+                if (mark is not None and count and not unsent
+                        and not found.get("refused")):  # all acknowledged (_finish)
                     self.sent_marks[pub.name] = (query, report.model_name(pub), schema,
                                                  table, mark)
             if held:
@@ -362,6 +373,9 @@ class _Run:
         if kind == "error":
             return result("error", value)
         held = self._held_message(pub)
+        if pub.name in self.undeletable:
+            text = self.undeletable[pub.name]
+            held = f"{held}; {text}" if held else text
         changed = self.changed.get(pub.name, 0)
         if changed and pub.on_change != "ignore":
             text = report.changed_message(pub, changed)

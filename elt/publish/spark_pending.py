@@ -118,7 +118,8 @@ class SparkPending:
         """Spark's twin of ledger._model_cte; raises NotExact naming a column it cannot
         spell as DuckDB does."""
         cols = self.columns(q)
-        missing = [c for c in (*q.key, *([q.body] if q.body else [])) if c not in cols]
+        missing = [c for c in (*q.key, *([q.body] if q.body else []),
+                               *([q.refuse] if q.refuse else [])) if c not in cols]
         if missing:
             raise PublishError(f"column {missing[0]!r} not in the model (columns: "
                                f"{', '.join(cols)})",
@@ -130,7 +131,7 @@ class SparkPending:
                         if cols[q.body].typeName() == "string"
                         else json_text(_col(q.body), cols[q.body]))
             else:
-                data = [c for c in cols if not c.startswith("_elt_")]
+                data = [c for c in cols if not c.startswith("_elt_") and c != q.refuse]
                 body = _object(data, [json_text(_col(c), cols[c]) for c in data])
             tomb = "CAST(NULL AS STRING)"
             if q.delete_body:
@@ -143,8 +144,10 @@ class SparkPending:
         key_json = _object(list(q.key), keys)
         last = f"{body} AS body" if with_body else f"md5({body}) AS hash"
         wave = _col(q.wave) if q.wave else "CAST(NULL AS STRING)"
+        refusal = (f"CAST({_col(q.refuse)} AS STRING)" if q.refuse
+                   else "CAST(NULL AS STRING)")
         return (f"SELECT {key} AS key, {key_json} AS key_json, {last}, {tomb} AS tombstone, "
-                f"{wave} AS wave FROM {spark_relation(q)}")
+                f"{wave} AS wave, {refusal} AS refusal FROM {spark_relation(q)}")
 
     def check_model(self, q: PendingQuery) -> None:
         """Keys not NULL and unique (as ledger.check_model says it for DuckDB)."""

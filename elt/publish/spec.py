@@ -23,7 +23,7 @@ MODES = ("append", "upsert", "mirror")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ALLOWED = {"model", "endpoint", "kind", "key", "mode", "depends_on", "body", "batch_size",
             "rest", "graphql", "description", "tags", "delete_body", "wave", "scopes",
-            "read", "on_change"}
+            "read", "on_change", "refuse"}
 ON_CHANGE = ("error", "warn", "ignore")
 
 
@@ -47,6 +47,7 @@ class Publication:
     tags: tuple[str, ...] = ()       # for selection: `elt publish -s tag:uois`
     # rows changed since acknowledged that the publication cannot update: error|warn|ignore
     on_change: str = "error"
+    refuse: str | None = None  # column: a non-NULL text is why a row is never sent
     read: dict[str, Any] | None = field(default=None, hash=False, compare=False)  # readback.py
     config: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
@@ -141,11 +142,14 @@ def _parse_one(path: Path, name: str, raw: Any, endpoints: dict[str, Any]) -> Pu
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise fail("`batch_size:` must be a positive integer")
     columns = {}
-    for option in ("delete_body", "wave"):
+    for option in ("delete_body", "wave", "refuse"):
         value = raw.get(option)
         if value is not None and (not isinstance(value, str) or not value):
             raise fail(f"`{option}:` must be a column name")
         columns[option] = value
+    if columns["refuse"] in key:
+        raise fail("`refuse:` names a column whose text says why a row is not sent; it cannot "
+                   "be a key column")
     if columns["delete_body"] and mode != "mirror":
         raise fail("`delete_body:` is only used by mode mirror (which deletes)")
     tags = raw.get("tags") or []
@@ -168,7 +172,8 @@ def _parse_one(path: Path, name: str, raw: Any, endpoints: dict[str, Any]) -> Pu
                        mode=mode, path=path, depends_on=tuple(depends), body=body,
                        batch_size=batch_size, delete_body=columns["delete_body"],
                        wave=columns["wave"], scopes=tuple(scopes), tags=tuple(tags),
-                       config=dict(config), on_change=on_change, read=read)
+                       config=dict(config), on_change=on_change, read=read,
+                       refuse=columns["refuse"])
 
 
 def _check_dependencies(pubs: dict[str, Publication]) -> None:

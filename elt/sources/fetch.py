@@ -51,8 +51,9 @@ def load_spec(project: Project, node: Any, check: bool = True) -> SourceSpec:
 def published_inputs(graph: Graph, node: Any) -> list[str]:
     """The `published.<pub>` views whose acknowledgements make the source's answers stale:
     those of publications sending its for_each model's rows (the very rows it asks about,
-    e.g. external ids it looks up and publish registers), and any the for_each model reads."""
-    models = set(node.depends_on)
+    e.g. external ids it looks up and publish registers) or a model built on its answers (the
+    lookup-then-write pattern: uois_externalids_to_send), and any the for_each model reads."""
+    models = set(node.depends_on) | set(graph.downstream(node.name))
     found = {n for n in graph.upstream(node.name) if graph.nodes[n].kind == "published"}
     for name, pub in graph.nodes.items():
         target = str(pub.config.get("model") or "").lower() if pub.kind == "published" else ""
