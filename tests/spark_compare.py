@@ -11,11 +11,17 @@ from sqlglot import exp
 
 # DuckDB types that reach Spark as text (the parquet hand-over writes them so)
 _AS_TEXT = {"JSON", "UUID"}
+# Spark has no 128-bit integer: DuckDB's HUGEINT results (sum / count_if of integers) are
+# DECIMAL(38,0) on Spark (elt/build/spark_parity.py), the same exact integers, no overflow
+_SPARK_SPELLING = {"HUGEINT": "decimal(38,0)"}
 
 
 def norm(value: Any) -> Any:
     """Doubles to 9 decimals with -0.0 kept apart from 0.0 (`"-0.0"`), NaN as text, lists
     and rows as tuples (Spark rows vs DuckDB tuples), dicts as sorted items."""
+    if isinstance(value, decimal.Decimal) and value == value.to_integral_value() \
+            and value.as_tuple().exponent == 0:
+        return int(value)  # DECIMAL(p,0): an integer, as HUGEINT's are (types compared apart)
     if isinstance(value, decimal.Decimal):
         return ("decimal", str(value.normalize()) if value else "0")
     if isinstance(value, float):
@@ -41,6 +47,8 @@ def spark_type(duck_type: str) -> str:
     """DuckDB's column type as Spark's simpleString spells it (JSON and UUID as string)."""
     if duck_type.upper() in _AS_TEXT:
         return "string"
+    if duck_type.upper() in _SPARK_SPELLING:
+        return _SPARK_SPELLING[duck_type.upper()]
     text = exp.DataType.build(duck_type, dialect="duckdb").sql("spark").lower()
     return text.replace(" ", "").replace("timestamp_ntz", "timestamp_ntz")
 

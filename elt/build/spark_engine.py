@@ -61,7 +61,8 @@ def session(target: Target) -> Any:
                .config("spark.sql.session.timeZone", "UTC")
                .config("spark.sql.timestampType", "TIMESTAMP_NTZ")
                .config("spark.sql.shuffle.partitions", "2")
-               .config("spark.sql.warehouse.dir", str(warehouse(target) / "_catalog")))
+               .config("spark.sql.warehouse.dir",
+                       spark_fs.uri(spark_fs.join(warehouse(target), "_catalog"))))
     for key, value in target.spark_conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
@@ -71,7 +72,7 @@ def session(target: Target) -> Any:
     return spark
 
 
-def warehouse(target: Target) -> Path:
+def warehouse(target: Target) -> spark_fs.Location:
     return target.warehouse or target.path.parent / "spark-warehouse"
 
 
@@ -96,20 +97,26 @@ def stage_table(con: duckdb.DuckDBPyConnection, spark: Any, target: Target, sche
         [schema, table]).fetchall()
     select = ", ".join(f'CAST("{c}" AS VARCHAR) AS "{c}"' if t in _TEXT_TYPES else f'"{c}"'
                        for c, t in cols)
-    path = warehouse(target) / schema / table
-    path.parent.mkdir(parents=True, exist_ok=True)
+    location = spark_fs.join(warehouse(target), schema, f"{table}.parquet")
+    path = spark_fs.local(location)  # DuckDB writes a local file; a URI gets a copy of it
+    staged = path or target.path.parent / "spark-stage" / schema / f"{table}.parquet"
+    staged.parent.mkdir(parents=True, exist_ok=True)
     con.execute(f"COPY (SELECT {select} FROM \"{schema}\".\"{table}\") TO "
-                f"'{path}.parquet' (FORMAT parquet)")
-    register_parquet(spark, f"{schema}.{table}", Path(f"{path}.parquet"))
+                f"'{staged}' (FORMAT parquet)")
+    if path is None:
+        spark_fs.put(spark, staged, location)
+    register_parquet(spark, f"{schema}.{table}", location)
 
 
-def register_parquet(spark: Any, name: str, path: Path, known: bool = True) -> None:
+def register_parquet(spark: Any, name: str, path: spark_fs.Location, known: bool = True
+                     ) -> None:
     """`schema.table` over the parquet at path (known=False: no such name to drop first)."""
     schema, table = name.split(".")
     spark.sql(f"CREATE DATABASE IF NOT EXISTS `{schema}`")
     if known:
         drop(spark, f"`{schema}`.`{table}`")
-    spark.sql(f"CREATE TABLE `{schema}`.`{table}` USING parquet LOCATION '{path.as_uri()}'")
+    spark.sql(f"CREATE TABLE `{schema}`.`{table}` USING parquet "
+              f"LOCATION '{spark_fs.uri(path)}'")
 
 
 def drop(spark: Any, name: str) -> None:
@@ -196,13 +203,13 @@ def materialize(spark: Any, target: Target, node: Node, sql: str) -> int | None:
         spark.sql(f"CREATE OR REPLACE VIEW {name} AS {sql}")
         return None
     # table and incremental: rebuilt whole (incremental maintenance is DuckDB-only so far)
-    final = warehouse(target) / "main" / node.identifier
-    fresh = final.with_name(node.identifier + ".new")
+    final = spark_fs.join(warehouse(target), "main", node.identifier)
+    fresh = spark_fs.join(warehouse(target), "main", node.identifier + ".new")
     spark_fs.delete(spark, fresh)
-    spark.sql(sql).write.mode("overwrite").parquet(fresh.as_uri())
+    spark.sql(sql).write.mode("overwrite").parquet(spark_fs.uri(fresh))
     drop(spark, name)
     spark_fs.replace(spark, fresh, final)
-    spark.sql(f"CREATE TABLE {name} USING parquet LOCATION '{final.as_uri()}'")
+    spark.sql(f"CREATE TABLE {name} USING parquet LOCATION '{spark_fs.uri(final)}'")
     return int(spark.table(name).count())
 
 
@@ -212,10 +219,10 @@ def store_failures(spark: Any, target: Target, node: Node, sql: str) -> int:
     when the test passes), as the DuckDB build keeps them. Returns the failing rows."""
     frame = spark.sql(sql)
     failures = int(frame.count())  # counted first: a passing test stores no column data
-    final = warehouse(target) / FAILURES_SCHEMA / node.identifier
-    fresh = final.with_name(node.identifier + ".new")
+    final = spark_fs.join(warehouse(target), FAILURES_SCHEMA, node.identifier)
+    fresh = spark_fs.join(warehouse(target), FAILURES_SCHEMA, node.identifier + ".new")
     spark_fs.delete(spark, fresh)
-    (frame if failures else frame.limit(0)).coalesce(1).write.parquet(fresh.as_uri())
+    (frame if failures else frame.limit(0)).coalesce(1).write.parquet(spark_fs.uri(fresh))
     spark_fs.replace(spark, fresh, final)
     register_parquet(spark, f"{FAILURES_SCHEMA}.{node.identifier}", final)  # drops the old
     return failures
@@ -245,7 +252,8 @@ def register_built(spark: Any, target: Target, graph: Graph) -> None:
     spark.sql("CREATE DATABASE IF NOT EXISTS main")
     known = {r.tableName.lower() for r in spark.sql("SHOW TABLES IN main").collect()}
     for node in graph.nodes.values():
-        path = warehouse(target) / "main" / node.identifier
-        if node.kind == "model" and node.materialized != "view" and path.is_dir():
+        path = spark_fs.join(warehouse(target), "main", node.identifier)
+        if node.kind == "model" and node.materialized != "view" \
+                and spark_fs.exists(spark, path):
             register_parquet(spark, f"main.{node.identifier}", path,
                              known=node.identifier.lower() in known)

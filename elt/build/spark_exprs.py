@@ -55,7 +55,9 @@ def rule_to_json_scalar(rw: Rewrite, node: exp.Expression) -> exp.Expression:
     if isinstance(node, exp.Anonymous) and node.name.lower() == "to_json" \
             and len(node.expressions) == 1 and not isinstance(node.parent, exp.JSONKeys):
         rw.fired.append("to_json_scalar")
-        return _scalar_json(node.expressions[0])
+        value = node.expressions[0]  # to_json(NULL) is NULL in DuckDB, 'null' in Spark
+        return exp.Case(ifs=[exp.If(this=exp.Is(this=value.copy(), expression=exp.Null()),
+                                    true=exp.Null())], default=_scalar_json(value))
     return node
 
 
@@ -81,9 +83,18 @@ def _array_path(path: exp.Expression) -> str | None:
         or "$"
 
 
+def _json_elements(array_text: exp.Expression) -> exp.Expression:
+    """The elements of a JSON array as JSON text (strings keep their quotes, as DuckDB's
+    JSON values do): through Spark's VARIANT, which keeps each element's JSON type."""
+    variants = exp.cast(_fn("parse_json", array_text),
+                        exp.DataType.build("array<variant>", dialect="spark"))
+    return _fn("transform", variants, exp.Lambda(this=_fn("to_json", exp.column("__v")),
+                                                 expressions=[exp.to_identifier("__v")]))
+
+
 def rule_unnest_json_array(rw: Rewrite, node: exp.Expression) -> exp.Expression:
-    """unnest(json_extract(j, '$.a[*]')) -> explode(from_json(get_json_object(j, '$.a'),
-    'array<string>')): each element as JSON text, as DuckDB's JSON values are."""
+    """unnest(json_extract(j, '$.a[*]')) -> explode of the elements of get_json_object(j,
+    '$.a'), each element as JSON text, as DuckDB's JSON values are."""
     if not isinstance(node, (exp.Explode, exp.Unnest)):
         return node
     inner = node.this if isinstance(node, exp.Explode) else (node.expressions or [None])[0]
@@ -95,7 +106,7 @@ def rule_unnest_json_array(rw: Rewrite, node: exp.Expression) -> exp.Expression:
         obj = exp.JSONExtract(this=inner.this.copy(),
                               expression=exp.Literal.string(path)) if path != "$" \
             else inner.this.copy()
-        return exp.Explode(this=_fn("from_json", obj, exp.Literal.string("array<string>")))
+        return exp.Explode(this=_json_elements(obj))
     if isinstance(inner, exp.Cast) and inner.to.is_type(exp.DataType.Type.ARRAY) \
             and isinstance(inner.this, exp.JSONExtract) \
             and not isinstance(inner.this.expression, (exp.JSONPath, exp.Literal)):

@@ -7,6 +7,51 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
+
+from elt.core.errors import EltError
+
+Location = Path | str  # a local folder, or a URI (file://, hdfs://, s3a://...) kept as text
+
+
+def join(base: Location, *parts: str) -> Location:
+    """base/part/...: a path stays a path, a URI a URI (never a local folder named s3a:)."""
+    if isinstance(base, Path):
+        return base.joinpath(*parts)
+    return "/".join([base.rstrip("/"), *parts])
+
+
+def local(location: Location) -> Path | None:
+    """The local folder of a location (a path, a file:// URI), None for a remote URI."""
+    if isinstance(location, Path):
+        return location
+    parsed = urlparse(location)
+    if parsed.scheme == "file":
+        return Path(unquote(parsed.path))
+    return None if "://" in location else Path(location)
+
+
+def duckdb_path(location: Location) -> str:
+    """Where DuckDB (the state file's views that publish and `elt sql` read) finds a
+    warehouse folder: its local path; a remote URI is a clear error."""
+    path = local(location)
+    if path is None:
+        raise EltError(f"warehouse {location}: publish and `elt sql` read Spark's tables "
+                       "through DuckDB, which cannot read this URI; use a local path or a "
+                       "file:// URI")
+    return str(path)
+
+
+def is_dir(location: Location) -> bool:
+    """A warehouse folder is there: on the local disk, or asked of Hadoop's FileSystem
+    through the running Spark session."""
+    path = local(location)
+    if path is not None:
+        return path.is_dir()
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.getActiveSession()
+    return spark is not None and exists(spark, location)
 
 
 def uri(location: Path | str) -> str:
@@ -20,6 +65,13 @@ def _fs_path(spark: Any, location: Path | str) -> tuple[Any, Any]:
     jvm = spark._jvm  # noqa: SLF001 - the JVM gateway: Hadoop's FileSystem has no Python API
     path = jvm.org.apache.hadoop.fs.Path(uri(location))
     return path.getFileSystem(spark._jsc.hadoopConfiguration()), path  # noqa: SLF001
+
+
+def put(spark: Any, local_file: Path, location: Location) -> None:
+    """Copy a file of the driver's disk to a warehouse location (replacing it)."""
+    fs, dst = _fs_path(spark, location)
+    src = spark._jvm.org.apache.hadoop.fs.Path(local_file.as_uri())  # noqa: SLF001
+    fs.copyFromLocalFile(False, True, src, dst)
 
 
 def exists(spark: Any, location: Path | str) -> bool:

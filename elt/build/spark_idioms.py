@@ -244,6 +244,7 @@ def rule_date_parts(rw: Rewrite, node: exp.Expression) -> exp.Expression:
         rw.fired.append("date_parts")
         return exp.cast(node.copy(), "timestamp")
     if isinstance(node, exp.Floor | exp.Ceil) and not node.args.get("decimals") \
+            and not node.args.get("_elt_wrapped") \
             and _fraction_kind(rw, node, node.this) == "double":
         rw.fired.append("date_parts")
         return exp.cast(node.copy(), "double")

@@ -32,6 +32,16 @@ class Rewrite:
     columns: Columns
     raw: dict[str, str] = field(default_factory=dict)
     fired: list[str] = field(default_factory=list)
+    wraps: list[tuple[exp.Expression, Callable[[exp.Expression], exp.Expression]]] = \
+        field(default_factory=list)
+
+    def wrap(self, node: exp.Expression,
+             around: Callable[[exp.Expression], exp.Expression]) -> exp.Expression:
+        """Put `around(node)` in node's place once the walk is done: node keeps its place
+        meanwhile, so the rules still rewrite it and its children (a copy would not be)."""
+        node.set("_elt_wrapped", True)
+        self.wraps.append((node, around))
+        return node
 
     def spark(self, node: exp.Expression) -> str:
         text = node.sql("spark")

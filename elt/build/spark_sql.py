@@ -11,6 +11,7 @@ from sqlglot import exp
 
 from elt.build.spark_exprs import NODE_RULES
 from elt.build.spark_idioms import IDIOM_RULES
+from elt.build.spark_parity import PARITY_RULES
 from elt.build.spark_rules import SELECT_RULES, Columns, MissingRule, Rewrite
 
 # DuckDB-only spellings sqlglot passes through unchanged and no rule rewrote
@@ -38,6 +39,20 @@ def missing(tree: exp.Expression, known_function: Callable[[str], bool]) -> str 
     return None
 
 
+def _apply_wraps(rw: Rewrite, tree: exp.Expression) -> exp.Expression:
+    """The wraps rules asked for (Rewrite.wrap), innermost first, on nodes still in the tree."""
+    for node, around in reversed(rw.wraps):
+        if node is not tree and node.root() is not tree:
+            continue  # replaced as a whole by a later rule
+        holder = exp.Null()
+        if node is tree:
+            tree = around(node)
+            continue
+        node.replace(holder)
+        holder.replace(around(node))
+    return tree
+
+
 def to_spark(sql: str, columns: Columns, known_function: Callable[[str], bool]) -> tuple[str,
                                                                                         list]:
     """(Spark SQL, rules that fired) for one DuckDB SELECT; raises MissingRule."""
@@ -45,7 +60,7 @@ def to_spark(sql: str, columns: Columns, known_function: Callable[[str], bool]) 
     rw = Rewrite(columns)
     for node in list(tree.walk()):
         if isinstance(node, exp.Expression):
-            for rule in IDIOM_RULES + NODE_RULES:
+            for rule in PARITY_RULES + IDIOM_RULES + NODE_RULES:
                 if node.parent is None and node is not tree:
                     break  # replaced by an earlier rule
                 new = rule(rw, node)
@@ -55,6 +70,7 @@ def to_spark(sql: str, columns: Columns, known_function: Callable[[str], bool]) 
                     else:
                         node.replace(new)
                     node = new
+    tree = _apply_wraps(rw, tree)
     selects = sorted(enumerate(tree.find_all(exp.Select)), key=lambda p: (-_depth(p[1]), p[0]))
     for _, select in selects:
         for rule in SELECT_RULES:

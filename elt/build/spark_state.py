@@ -17,7 +17,7 @@ from typing import Any
 
 import duckdb
 
-from elt.build import nodestate
+from elt.build import nodestate, spark_fs
 from elt.build import spark_engine as se
 from elt.core import db
 from elt.core.db import FAILURES_SCHEMA
@@ -45,8 +45,8 @@ def up_to_date(project: Project, graph: Graph, node: Node, rebuilt: set[str]) ->
     if any(d in rebuilt for d in graph.run_after(node.name)):
         return None
     view = node.kind == "model" and node.materialized == "view"
-    if node.kind == "model" and not view and not (se.warehouse(project.target) / "main"
-                                                  / node.identifier).is_dir():
+    if node.kind == "model" and not view and not spark_fs.is_dir(
+            spark_fs.join(se.warehouse(project.target), "main", node.identifier)):
         return None
     with db.connect(project.target.path, read_only=True) as con:
         if not db.table_exists(con, db.STATE_SCHEMA, "nodes"):
@@ -64,11 +64,12 @@ def _failures_view(con: Any, project: Project, node: Node) -> None:
     """`test_failures.<test>` in the state DuckDB: a view over the Spark test's parquet, so
     `elt sql` shows a Spark build's failing rows as it shows a DuckDB build's (a DuckDB table
     of that name, from a DuckDB target sharing the file, is left alone)."""
-    folder = se.warehouse(project.target) / FAILURES_SCHEMA / node.identifier
+    folder = spark_fs.local(spark_fs.join(se.warehouse(project.target), FAILURES_SCHEMA,
+                                          node.identifier))
     kind = con.execute("SELECT table_type FROM information_schema.tables WHERE "
                        "table_schema = ? AND table_name = ?",
                        [FAILURES_SCHEMA, node.identifier]).fetchone()
-    if not folder.is_dir() or (kind and kind[0] == "BASE TABLE"):
+    if folder is None or not folder.is_dir() or (kind and kind[0] == "BASE TABLE"):
         return
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {FAILURES_SCHEMA}")
     con.execute(f"CREATE OR REPLACE VIEW {FAILURES_SCHEMA}.{db.quote(node.identifier)} AS "
@@ -113,7 +114,8 @@ def record_in_state(project: Project, graph: Graph, results: RunResults) -> int:
                 nodestate.record_status(con, name=r.name, kind="model", status=r.status,
                                         message=r.message, seconds=r.seconds)
                 continue
-            files = se.warehouse(project.target) / "main" / node.identifier / "*.parquet"
+            files = spark_fs.duckdb_path(spark_fs.join(
+                se.warehouse(project.target), "main", node.identifier)) + "/*.parquet"
             con.execute(f"CREATE OR REPLACE VIEW main.{db.quote(node.identifier)} AS "
                         f"SELECT * FROM read_parquet('{files}')")
             stored = nodestate.read(con, r.name)
@@ -130,8 +132,10 @@ def record_in_state(project: Project, graph: Graph, results: RunResults) -> int:
 
 
 def view_export_path(project: Project, node: Node) -> Path:
-    """Where a Spark view's rows go when DuckDB must read them (an API source's input)."""
-    return se.warehouse(project.target) / "views" / node.identifier
+    """Where a Spark view's rows go when DuckDB must read them (an API source's input):
+    a local folder, DuckDB reads it."""
+    return Path(spark_fs.duckdb_path(spark_fs.join(se.warehouse(project.target), "views",
+                                                   node.identifier)))
 
 
 def is_view_export(con: Any, project: Project, node: Node) -> bool:

@@ -167,7 +167,7 @@ class Target:
     # type: spark only. `path` is then the DuckDB file that keeps raw seeds, `_elt` state
     # and the ledger; models are parquet tables under `warehouse`.
     master: str | None = None
-    warehouse: Path | None = None
+    warehouse: Path | str | None = None  # a local folder, or a URI (kept as text)
     spark_conf: dict[str, str] = field(default_factory=dict)
 
 
@@ -290,8 +290,11 @@ def load_project(
         endpoints=endpoints,
     )
     if db_type == "spark":
-        warehouse = Path(output.get("warehouse", "target/spark-warehouse"))
+        text = str(output.get("warehouse", "target/spark-warehouse"))
+        warehouse = Path(text)
         target.master = str(output.get("master", "local[*]"))
-        target.warehouse = warehouse if warehouse.is_absolute() else root / warehouse
+        # a URI (file://, hdfs://, s3a://) stays a URI: Hadoop's FileSystem reads it
+        target.warehouse = text if "://" in text else (
+            warehouse if warehouse.is_absolute() else root / warehouse)
         target.spark_conf = {str(k): str(v) for k, v in (output.get("conf") or {}).items()}
     return Project(root=root, target=target, profile_name=profile_name)
