@@ -288,10 +288,49 @@ def docs_cmd(serve: bool, port: int, **opts: Any) -> None:
 @click.option("--concurrency", type=int, default=None, help="Requests in flight per endpoint.")
 @click.option("--export-results", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write one JSON line per row sent (key, status, HTTP status, answer).")
+@click.option("--full-refresh", is_flag=True,
+              help="Send every row of the selected publications again (update path).")
+@click.option("--yes", is_flag=True, help="Do not ask before a --full-refresh.")
 def publish(select: tuple[str, ...], exclude: tuple[str, ...], dry_run: bool,
-            concurrency: int | None, export_results: Path | None, **opts: Any) -> None:
+            concurrency: int | None, export_results: Path | None, full_refresh: bool,
+            yes: bool, **opts: Any) -> None:
     """Send new, changed and failed rows to their endpoints; record what they acknowledged."""
-    _run(opts, lambda c: c.publish(select, exclude, dry_run, concurrency, export_results))
+    confirm = None if yes else _confirm
+    _run(opts, lambda c: c.publish(select, exclude, dry_run, concurrency, export_results,
+                                   full_refresh, confirm))
+
+
+def _confirm(question: str) -> bool:
+    """Ask at a terminal; elsewhere (cron, CI) refuse: the caller adds --yes."""
+    if not sys.stdin.isatty():
+        raise EltError(f"{question.removesuffix(' Continue?')}: add --yes to confirm (no "
+                       "terminal to ask)")
+    return click.confirm(question, default=False, err=True)
+
+
+@cli.group()
+def ledger() -> None:
+    """What the ledger knows of each publication's rows."""
+
+
+@ledger.command("forget")
+@_project_options
+@click.option("--select", "-s", multiple=True, help="Publications: name, glob, tag:x.")
+@click.option("--where", default=None,
+              help="SQL condition on published.<pub>'s columns (key columns, status, ...).")
+@click.option("--dry-run", is_flag=True, help="Count the rows; forget nothing.")
+def ledger_forget(select: tuple[str, ...], where: str | None, dry_run: bool,
+                  **opts: Any) -> None:
+    """Forget rows (all, or those --where matches) so the next publish sends them again."""
+    _run(opts, lambda c: c.forget(select, where, dry_run))
+
+
+@cli.command()
+@_project_options
+@click.option("--dry-run", is_flag=True, help="List what would be dropped; drop nothing.")
+def clean(dry_run: bool, **opts: Any) -> None:
+    """Drop tables and state of seeds, models and tests that no longer exist."""
+    _run(opts, lambda c: c.clean(dry_run))
 
 
 @cli.command()

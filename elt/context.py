@@ -7,7 +7,7 @@ time as it needs it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -256,12 +256,44 @@ class Context:
         dry_run: bool = False,
         concurrency: int | None = None,
         export_results: Path | None = None,
+        full_refresh: bool = False,
+        confirm: Callable[[str], bool] | None = None,
     ) -> RunResults:
-        """Send what is new, changed or failed to each publication's endpoint."""
+        """Send what is new, changed or failed to each publication's endpoint;
+        `full_refresh`: every row again, once `confirm(question)` agrees (None: no question)."""
         from elt.publish.runner import run_publish
 
         return run_publish(self, select=select, exclude=exclude, dry_run=dry_run,
-                           concurrency=concurrency, export_results=export_results)
+                           concurrency=concurrency, export_results=export_results,
+                           full_refresh=full_refresh, confirm=confirm)
+
+    def forget(self, select: Sequence[str], where: str | None = None,
+               dry_run: bool = False) -> dict[str, int]:
+        """`elt ledger forget`: the ledger forgets rows (all, or those matching `where`)."""
+        from elt.publish.forget import forget_rows
+
+        counts = forget_rows(self, select, where, dry_run)
+        verb = "would forget" if dry_run else "forgot"
+        for name, n in counts.items():
+            self.console.info(f"publication {name}: {verb} {n:,} row(s); the next publish "
+                              "sends them as new")
+        return counts
+
+    def clean(self, dry_run: bool = False) -> list[str]:
+        """`elt clean`: drop relations and state rows of nodes the project no longer has."""
+        from elt.build import clean
+
+        graph = self.graph()
+        with self.connect(read_only=dry_run) as con:
+            found = clean.leftovers(con, graph)
+            if found and not dry_run:
+                clean.drop(con, found)
+        lines = [item.describe() for item in found]
+        for line in lines:
+            self.console.info(("would " if dry_run else "") + line)
+        self.console.info(f"{'would clean' if dry_run else 'cleaned'} {len(lines)} "
+                          "leftover(s)" if lines else "nothing to clean")
+        return lines
 
     def pending_engine(self, work_dir: Path):  # noqa: ANN201 - SparkPending | None
         """A `type: spark` target computes publish's pending sets in Spark (the session

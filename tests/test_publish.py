@@ -268,8 +268,8 @@ def test_status_and_debug(proj: Project, api: FakeApi) -> None:
 
     columns, rows = publication_status(proj.ctx())
     assert columns == ["publication", "model", "endpoint", "total", "acknowledged",
-                       "already_there", "failed", "pending", "held", "changed"]
-    assert rows[0] == ("data", "datasets", "api", 3, 2, 0, 1, 1, 0, 0)
+                       "already_there", "failed", "pending", "held", "changed", "orphaned"]
+    assert rows[0] == ("data", "datasets", "api", 3, 2, 0, 1, 1, 0, 0, 0)
     assert check_endpoints(proj.ctx())
     assert "endpoint api: https://api.test/v1 up, version 9.9.9" in proj.out.getvalue()
 
@@ -438,7 +438,7 @@ def test_status_and_dry_run_read_a_clean_mark_instead_of_classifying(
     proj.publish()
     dry_message = by_name(proj.publish(dry_run=True))["data"].message
     full = publication_status(proj.ctx())[1]
-    assert full[0] == ("data", "datasets", "api", 4, 3, 1, 0, 0, 0, 0)
+    assert full[0] == ("data", "datasets", "api", 4, 3, 1, 0, 0, 0, 0, 0)
     assert dry_message.startswith("dry run: 0 new, 0 changed, 4 unchanged, 0 to delete")
     with duckdb.connect(str(proj.root / "target" / "elt.duckdb")) as con:
         con.execute("DELETE FROM _elt.publish_marks")

@@ -208,7 +208,7 @@ def test_stats_count_per_key_and_reset(sandbox: Sandbox, client: httpx.Client) -
     gql(sandbox, USER, user_vars(uid), tok)
     stats = client.get("/_sandbox/stats").json()
     assert set(stats) == {"since", "requests", "by_status", "faults", "races", "ambiguous",
-                          "ambiguous_keys", "flowkit", "uois", "in_flight"}
+                          "ambiguous_keys", "flowkit", "uois", "crud", "in_flight"}
     assert stats["in_flight"] == 0
     assert stats["flowkit"][LABEL] == {
         "received": 3, "accepted": 2, "rejected": 0, "duplicates": 1, "inserted": 1,

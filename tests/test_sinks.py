@@ -152,11 +152,26 @@ def test_rest_interpret_success_already_there_and_failure() -> None:
     assert gone.status == "failed"
 
 
-def test_rest_paths_take_no_templates() -> None:
-    """`/items/{id}` used to go out as /items/%7Bid%7D: the key travels in the body."""
-    with pytest.raises(PublishError, match=r"rest.update.path '/items/\{id\}': one path per "
-                                           r"op, no templates"):
-        rest(rest={**FLOWKIT["rest"], "update": {"method": "PATCH", "path": "/items/{id}"}})
+def test_rest_paths_are_built_from_the_row_url_encoded() -> None:
+    """`PUT /items/{id}?upsert=true`: the column's value as one encoded segment, the query
+    string as written; a NULL value is that row's error, the other rows still go."""
+    sink = rest({"rest": {"insert": {"method": "PUT", "path": "/items/{id}?upsert=true"}}})
+    good = Row(key='["a/b c"]', op="insert", body={"id": "a/b c"}, hash="h",
+               values={"id": "a/b c"})
+    null = Row(key='["n"]', op="insert", body={"id": None}, hash="h", values={"id": None})
+    sent, refused = sink.encode([good, null])
+    assert (sent.method, sent.path) == ("PUT", "/items/a%2Fb%20c?upsert=true")
+    assert json.loads(sent.content) == {"id": "a/b c"}
+    assert refused.reason == "rest.insert: cannot build /items/{id}?upsert=true: column 'id' " \
+        "is NULL or missing"
+
+
+def test_rest_templated_paths_refuse_batches_at_load_time() -> None:
+    with pytest.raises(PublishError, match=r"rest.update names row columns \(id\): such ops go "
+                                           r"one row per request, so batch_size must be 1 or "
+                                           r"absent, not 3"):
+        rest(rest={**FLOWKIT["rest"], "update": {"method": "PATCH", "path": "/items/{id}"}},
+             batch_size=3)
 
 
 def test_rest_batch_outcomes_apply_to_every_row() -> None:

@@ -1,7 +1,7 @@
 """Endpoint configs by name, for `elt build` (API sources) and `elt publish`.
 
 An endpoint in profiles.yml is either a full mapping (url, auth, ...) or `{sandbox: kind}`
-(flowkit | flowkit_admin | uois), which means: run the embedded sandbox in this process on a
+(flowkit | flowkit_admin | uois | crud), which means: run the embedded sandbox in this process on a
 free loopback port, storing into `target/sandbox.duckdb`, and fill in its url and
 credentials; other keys beside `sandbox:` (timeout, concurrency, ...) override the filled-in
 ones. One sandbox serves every caller at a time: API sources fetched on parallel build
@@ -72,7 +72,8 @@ def resolve_configs(project: Project, names: Iterable[str]) -> dict[str, dict[st
             raise unset
         if not isinstance(raw, dict):
             raise PublishError("endpoint must be a mapping (url, auth, ...) or "
-                               "{sandbox: flowkit|flowkit_admin|uois}", where=f"endpoint {name}")
+                               "{sandbox: flowkit|flowkit_admin|uois|crud}",
+                               where=f"endpoint {name}")
         out[name] = dict(raw)
     return out
 

@@ -92,6 +92,7 @@ class Reply:
     # an earlier attempt may have been processed (it reached the server and got no answer,
     # or a 5xx other than 503): an "already exists" now may be that copy's doing
     repeated: bool = False
+    created: str | None = None  # the Location header of a non-redirect answer (a 201's new id)
 
 
 def _number(endpoint: dict, key: str, default: float, where: str) -> float:
@@ -119,6 +120,14 @@ def _env_proxy(url: str) -> bool:
 def _path(value: Any) -> str:
     text = str(value or "")
     return text if not text or text.startswith("/") else "/" + text
+
+
+def endpoint_headers(endpoint: dict, where: str) -> dict[str, str]:
+    """The endpoint's `headers:` (an API key ...), sent with every request to it."""
+    headers = endpoint.get("headers") or {}
+    if not isinstance(headers, dict):
+        raise PublishError("`headers` must be a mapping of header name -> value", where=where)
+    return {str(k): str(v) for k, v in headers.items()}
 
 
 def _stateless_cookies() -> CookieJar:
@@ -167,7 +176,8 @@ class Transport:
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(self.timeout), limits=limits, transport=self._direct,
             follow_redirects=False, cookies=_stateless_cookies(),
-            headers={"User-Agent": "elt-publish"}, event_hooks=_hooks(name))
+            headers={"User-Agent": "elt-publish", **endpoint_headers(endpoint, self.where)},
+            event_hooks=_hooks(name))
         self._base_headers = self.client.headers
         self._timeouts = httpx.Timeout(self.timeout).as_dict()
         self._urls: dict[str, httpx.URL] = {}
@@ -245,6 +255,9 @@ class Transport:
             tries += 1
             status, body, exc, retry_after, generation, location = await self._attempt(
                 request, url, authorize)
+            created = None
+            if location is not None and not httpx.codes.is_redirect(status or 0):
+                created, location = location, None
             reached = reached or not isinstance(exc, httpx.ConnectError)
             if status == 401 and authorize and self.auth.refreshable and not refreshed:
                 self.auth.invalidate(generation)  # one new token, one resend, not a "try"
@@ -262,7 +275,7 @@ class Transport:
                     or repeats.exhausted(status, body)):
                 error = f"{self.where}: {self._describe(exc)}" if exc is not None else None
                 return Reply(status, body, secrets.redact(error) if error else None, attempts,
-                             location, reached, repeated)
+                             location, reached, repeated, created)
             repeated = repeated or (exc is not None and not isinstance(exc, httpx.ConnectError)
                                     ) or (status is not None and status >= 500 and status != 503)
             delay = self.policy.delay(tries, retry_after)
@@ -302,9 +315,8 @@ class Transport:
         retry_after = None
         if resp.status in (429, 503):
             retry_after = retry_after_seconds(resp.headers.get("Retry-After"))
-        location = (resp.headers.get("Location")
-                    if httpx.codes.is_redirect(resp.status) else None)
-        return resp.status, resp.content, None, retry_after, generation, location
+        return (resp.status, resp.content, None, retry_after, generation,
+                resp.headers.get("Location"))
 
     async def _send_direct(self, method: str, url: str, content: bytes,
                            headers: dict[str, str]) -> _Answer:

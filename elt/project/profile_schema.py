@@ -25,7 +25,7 @@ ENDPOINT: dict[str, str] = {
     "sandbox": "str", "url": "str", "heartbeat": "str", "graphql_path": "str",
     "timeout": "number", "concurrency": "int", "rate_limit": "number", "max_attempts": "int",
     "retry_timeouts": "bool", "settle": "number", "same_error_retries": "int", "auth": "auth",
-    "gzip_level": "int", "openapi": "str", "graphql_schema": "str",
+    "gzip_level": "int", "openapi": "str", "graphql_schema": "str", "headers": "headers",
 }
 AUTH: dict[str, str] = {
     "type": "str", "token": "str", "token_url": "str", "client_id": "str",
@@ -42,7 +42,8 @@ _DESCRIPTIONS = {
                         "between nodes once this long passed (default 60; 0: after every "
                         "node, more writes)",
     "concurrency": "requests in flight", "rate_limit": "requests per second, 0 = unlimited",
-    "sandbox": "flowkit | flowkit_admin | uois: use the embedded sandbox",
+    "sandbox": "flowkit | flowkit_admin | uois | crud: use the embedded sandbox",
+    "headers": "headers sent with every request to the endpoint (an API key: use env_var)",
     "settle": "seconds an unanswered request may still be processing before its rows go again",
     "same_error_retries": "times the same 5xx answer is retried before the row is failed",
     "gzip_level": "1-9: level of gzip-compressed bodies (1-3 ISA-L, 4-9 zlib; 1: least CPU, "
@@ -182,6 +183,8 @@ def json_schema() -> dict[str, Any]:
         if name == "conf":
             return {"type": "object", "additionalProperties": {"type": ["string", "number",
                                                                         "boolean"]}}
+        if name == "headers":
+            return {"type": "object", "additionalProperties": {"type": "string"}}
         if name == "endpoints":
             return {"type": "object", "additionalProperties": {"$ref": "#/$defs/endpoint"}}
         return {"$ref": f"#/$defs/{name}"}

@@ -9,7 +9,7 @@ append-only NDJSON journal (cheap, crash-safe, needs no database lock) and are m
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from elt.core.state import LEDGER, RUNS, SEQ, ensure_ledger  # noqa: F401  (re-e
 # An empty relation shaped like the ledger, for read-only opens before any publish.
 _EMPTY_LEDGER = ("(SELECT NULL::VARCHAR AS publication, NULL::VARCHAR AS key, NULL::JSON AS "
                  "key_json, NULL::VARCHAR AS hash, NULL::VARCHAR AS status, NULL::VARCHAR AS op, "
-                 "NULL::BOOLEAN AS deleted, NULL::VARCHAR AS tombstone, "
+                 "NULL::BOOLEAN AS deleted, NULL::VARCHAR AS tombstone, NULL::VARCHAR AS answer, "
                  "NULL::TIMESTAMP AS last_sent WHERE false)")
 
 # Journal line fields (see elt/publish/journal.py); explicit so an empty file still has a schema.
@@ -32,7 +32,7 @@ JOURNAL_COLUMNS = (
     "op: 'VARCHAR', hash: 'VARCHAR', status: 'VARCHAR', http: 'INTEGER', answer: 'VARCHAR', "
     "attempts: 'INTEGER', ts: 'TIMESTAMP', tomb: 'VARCHAR'}"
 )
-REASONS = ("new", "changed", "unchanged", "delete", "failed", "unknown", "settling")
+REASONS = ("new", "changed", "unchanged", "delete", "failed", "unknown", "settling", "orphaned")
 
 
 
@@ -49,6 +49,9 @@ class PendingQuery:
     delete_body: str | None = None  # column kept in the ledger, sent when the row is deleted
     settle: float = 0.0      # seconds an unanswered (unknown) row is held before a resend
     wave: str | None = None  # column ordering the sending in waves (parents before children)
+    # non-key columns a REST path or header template names (carried beside the bodies)
+    params: tuple[str, ...] = field(default=(), repr=False)  # (the mark ignores them)
+    full_refresh: bool = False  # every acknowledged row counts as changed (sent again)
     can_update: bool = False  # append only: True sends a changed row as an update, False
     # reports it (reason changed, no op); upsert and mirror always update
 
@@ -86,6 +89,9 @@ def _model_cte(q: PendingQuery, columns: dict[str, str], *, with_body: bool,
     body = _body_expr(q, columns)
     if with_body:
         last = f"{body} AS body"
+        if q.params:  # what the row's path templates name beyond its key (paths.py)
+            fields = ", ".join(f"{literal(c)}, {quote(c)}" for c in q.params)
+            last += f", json_object({fields})::VARCHAR AS params"
     elif ledger and not known:
         last = "NULL::VARCHAR AS hash"
     elif ledger:
@@ -117,7 +123,7 @@ def check_model(con: duckdb.DuckDBPyConnection, q: PendingQuery) -> dict[str, st
     """Key and body columns exist, keys are unique and not NULL: else one clear error."""
     columns = model_columns(con, q.relation)
     where = f"publication {q.publication!r} (model {q.relation})"
-    for col in (*q.key, *([q.body] if q.body else [])):
+    for col in (*q.key, *([q.body] if q.body else []), *q.params):
         if col not in columns:
             raise PublishError(f"column {col!r} not in the model (columns: "
                                f"{', '.join(columns)})", where=where)
@@ -154,7 +160,7 @@ def ledger_rows_sql(q: PendingQuery, ledger: str = LEDGER, publication: str = "$
     """The ledger rows of one publication as the classification reads them (`settling`
     worked out here, already_there counted as acknowledged). A Spark target gets them as a
     parquet snapshot of this SELECT (publication given as a literal)."""
-    return (f"SELECT key, key_json::VARCHAR AS key_json, hash, op, tombstone, "
+    return (f"SELECT key, key_json::VARCHAR AS key_json, hash, op, tombstone, answer, "
             f"status = 'unknown' AND {_settled_before(q)} AS settling, "
             "CASE WHEN status = 'already_there' THEN 'acknowledged' ELSE status END AS status, "
             f"coalesce(deleted, false) AS deleted FROM {ledger} WHERE publication = "
@@ -168,20 +174,25 @@ def classify_sql(q: PendingQuery) -> str:
     append = "true" if q.mode == "append" else "false"
     update = "true" if q.can_update or q.mode != "append" else "false"
     mirror = "true" if q.mode == "mirror" else "false"
+    upsert = "true" if q.mode == "upsert" else "false"
+    refresh = "true" if q.full_refresh else "false"
     return f"""c AS (
   SELECT coalesce(mh.key, l.key) AS key, coalesce(mh.key_json, l.key_json) AS key_json,
          coalesce(mh.hash, l.hash) AS hash, l.op AS last_op, mh.key IS NULL AS absent,
          CASE WHEN mh.key IS NULL THEN coalesce(l.tombstone, l.key_json) ELSE mh.tombstone END
-             AS tombstone, mh.wave,
+             AS tombstone, mh.wave, l.answer,
          CASE
            WHEN l.settling THEN 'settling'
            WHEN mh.key IS NULL THEN CASE
-               WHEN NOT {mirror} OR l.deleted THEN 'gone'
+               WHEN l.deleted THEN 'gone'
+               WHEN {upsert} AND l.status = 'acknowledged' THEN 'orphaned'
+               WHEN NOT {mirror} THEN 'gone'
                WHEN l.status = 'acknowledged' THEN 'delete'
                WHEN l.status = 'unknown' THEN 'unknown' ELSE 'failed' END
            WHEN l.key IS NULL OR (l.deleted AND l.status = 'acknowledged') THEN 'new'
            WHEN l.status = 'acknowledged' THEN
-               CASE WHEN l.hash = mh.hash OR (l.hash IS NULL AND {append}) THEN 'unchanged'
+               CASE WHEN {refresh} THEN 'changed'
+                    WHEN l.hash = mh.hash OR (l.hash IS NULL AND {append}) THEN 'unchanged'
                     ELSE 'changed' END
            WHEN l.status = 'unknown' THEN 'unknown'
            ELSE 'failed' END AS reason
@@ -189,6 +200,7 @@ def classify_sql(q: PendingQuery) -> str:
 SELECT key, key_json, reason,
        CASE WHEN reason = 'new' THEN 'insert'
             WHEN reason = 'changed' AND {update} THEN 'update'
+            WHEN reason = 'changed' AND {refresh} THEN 'insert'
             WHEN reason = 'delete' THEN 'delete'
             WHEN reason IN ('failed', 'unknown') THEN CASE
                 WHEN absent THEN 'delete'
@@ -196,14 +208,15 @@ SELECT key, key_json, reason,
                 WHEN last_op = 'delete' THEN 'insert'
                 ELSE coalesce(last_op, 'insert') END
        END AS op,
-       hash, absent, reason = 'unknown' AS retry_of_unknown, tombstone, wave
+       hash, absent, reason = 'unknown' AS retry_of_unknown, tombstone, wave, answer
 FROM c"""
 
 
 def _bodies_sql(q: PendingQuery, columns: dict[str, str], pending: str) -> str:
     """key, body of the model rows whose key is pending (a semi-join: bodies stream)."""
     keys = ", ".join(quote(k) for k in q.key)
-    return (f"SELECT key, body FROM ({_model_cte(q, columns, with_body=True)} WHERE "
+    extra = ", params" if q.params else ""
+    return (f"SELECT key, body{extra} FROM ({_model_cte(q, columns, with_body=True)} WHERE "
             f"json_array({keys})::VARCHAR IN (SELECT key FROM {pending} WHERE NOT absent "
             "AND op IS NOT NULL))")
 
@@ -254,6 +267,17 @@ def pending_counts(con: duckdb.DuckDBPyConnection, q: PendingQuery,
     return counts
 
 
+def count_orphaned(con: duckdb.DuckDBPyConnection, q: PendingQuery) -> int:
+    """Keys acknowledged earlier and gone from the model, never deleted (upsert): keys only,
+    no body read."""
+    keys = ", ".join(quote(k) for k in q.key)
+    (n,), = con.execute(
+        f"SELECT count(*) FROM {ledger_relation(con)} WHERE publication = ? AND status IN "
+        "('acknowledged', 'already_there') AND NOT coalesce(deleted, false) AND key NOT IN "
+        f"(SELECT json_array({keys})::VARCHAR FROM {q.relation})", [q.publication]).fetchall()
+    return int(n)
+
+
 def count_status(con: duckdb.DuckDBPyConnection, publication: str, status: str) -> int:
     """Ledger rows of a publication in one status (deleted rows not counted)."""
     (n,), = con.execute(f"SELECT count(*) FROM {ledger_relation(con)} WHERE publication = ? "
@@ -299,7 +323,7 @@ def copy_pending_counts(con: duckdb.DuckDBPyConnection, q: PendingQuery, path: P
     columns = columns or model_columns(con, q.relation)
     path.parent.mkdir(parents=True, exist_ok=True)
     con.execute(f"CREATE OR REPLACE TEMP TABLE _elt_pending AS SELECT key, key_json, op, hash, "
-                f"retry_of_unknown, absent, tombstone, wave, reason FROM "
+                f"retry_of_unknown, absent, tombstone, wave, answer, reason FROM "
                 f"({classified_sql(q, columns, known=ledger_knows(con, q))}) "
                 "WHERE op IS NOT NULL OR reason IN ('settling', 'changed')", [q.publication])
     try:

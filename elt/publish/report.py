@@ -7,6 +7,7 @@ only reads the database (opened read-only) or only talks to endpoints without se
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from elt.core import db
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from elt.publish.stream import Tally
 
 STATUS_COLUMNS = ["publication", "model", "endpoint", "total", "acknowledged", "already_there",
-                  "failed", "pending", "held", "changed"]
+                  "failed", "pending", "held", "changed", "orphaned"]
 SAMPLE_CHARS = 400
 
 
@@ -251,8 +252,8 @@ async def check_transports(console: Console, transports: dict[str, Any],
 
 # -- dry run -----------------------------------------------------------------------------
 def dry_run(ctx: Workspace, pubs: dict[str, Publication], order: list[str],
-            deps: dict[str, set[str]], readers: dict[str, set[str]], graph: Graph
-            ) -> RunResults:
+            deps: dict[str, set[str]], readers: dict[str, set[str]], graph: Graph,
+            refresh: frozenset[str] = frozenset()) -> RunResults:
     """Counts per publication and one sample body; reads only, sends nothing. The same
     gating as a real run: a publication skipped for its model's failed build or tests skips
     the publications downstream of it, and says so."""
@@ -277,6 +278,8 @@ def dry_run(ctx: Workspace, pubs: dict[str, Publication], order: list[str],
                     blocked.setdefault(down, f"upstream publication {name} skipped")
                 continue
             query = pending_query(pub, ctx.project.target.endpoints.get(pub.endpoint))
+            if name in refresh:
+                query = replace(query, full_refresh=True)
             c = counts(con, pub, query, check=True)
             message = (f"dry run: {c['new']:,} new, {c['changed']:,} changed, "
                        f"{c['unchanged']:,} unchanged, {c['delete']:,} to delete, "
@@ -350,7 +353,8 @@ def status(ctx: Workspace, pubs: dict[str, Publication]) -> tuple[list[str], lis
             (total,), = con.execute(f"SELECT count(*) FROM {query.relation}").fetchall()
             there = ledger.count_status(con, name, "already_there")
             rows.append((name, pub.model, pub.endpoint, total, c["unchanged"] - there, there,
-                         c["failed"], c["pending"], c["settling"], c["changed"]))
+                         c["failed"], c["pending"], c["settling"], c["changed"],
+                         ledger.count_orphaned(con, query) if pub.mode == "upsert" else 0))
     finally:
         con.close()
     return STATUS_COLUMNS, rows

@@ -16,8 +16,9 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -45,8 +46,13 @@ __all__ = ["run_publish", "publication_status", "check_endpoints"]
 
 def run_publish(ctx: Workspace, select: Sequence[str] = (), exclude: Sequence[str] = (),
                 dry_run: bool = False, concurrency: int | None = None,
-                export_results: Path | None = None) -> RunResults:
-    """Publish the selected publications; one NodeResult (kind `publication`) each."""
+                export_results: Path | None = None, full_refresh: bool = False,
+                confirm: Callable[[str], bool] | None = None) -> RunResults:
+    """Publish the selected publications; one NodeResult (kind `publication`) each.
+
+    `full_refresh`: every row of the selected publications goes again (through the update
+    path; append mode: as an insert), after `confirm(question)` says yes (None: no question).
+    """
     pubs = load_publications(ctx.project)
     graph = ctx.graph()
     readers = report.published_readers(ctx, pubs, graph)
@@ -58,6 +64,11 @@ def run_publish(ctx: Workspace, select: Sequence[str] = (), exclude: Sequence[st
     # every document and REST path now, pending rows or not; the run sends through these
     sinks = {name: make_sink(name, pub.kind, pub.sink_config(), pub.base_dir)
              for name, pub in pubs.items()}
+    refresh = set(order) if full_refresh else set()
+    if refresh and not dry_run and confirm is not None and not confirm(
+            f"--full-refresh sends every row of {', '.join(order)} again, as if the endpoint "
+            "had none of them. Continue?"):
+        raise PublishError("--full-refresh not confirmed: nothing sent")
     followers = report.followers(pubs, readers, order, exclude_names(pubs, exclude, deps))
     order = [n for n in select_pubs(pubs, (), (), deps) if n in set(order) | followers]
     for name in sorted(followers):
@@ -65,7 +76,7 @@ def run_publish(ctx: Workspace, select: Sequence[str] = (), exclude: Sequence[st
         ctx.console.info(f"also publishing {name}: it reads the answers of "
                          f"{', '.join(sources)} (--exclude {name} to leave it)")
     if dry_run:  # counts and gates what a real run would send: followers included
-        return report.dry_run(ctx, pubs, order, deps, readers, graph)
+        return report.dry_run(ctx, pubs, order, deps, readers, graph, frozenset(refresh))
     if concurrency is not None and concurrency < 1:
         raise PublishError("--concurrency must be at least 1")
     export = _open_export(export_results)  # before anything is sent: a bad path fails now
@@ -76,7 +87,7 @@ def run_publish(ctx: Workspace, select: Sequence[str] = (), exclude: Sequence[st
         stack.enter_context(publish_lock(ctx.project.target.path, ctx.project.root))
         report.rebuild_stale_readers(ctx, pubs, order, readers, graph)
         results = _Run(ctx, pubs, sinks, order, deps, readers, concurrency,
-                       export).execute()
+                       export, refresh).execute()
     results.write(ctx.project.target_dir)
     for result in results.results:  # one error line per failed publication, like the build
         if result.status == "error":
@@ -106,8 +117,10 @@ class _Run:
     def __init__(self, ctx: Workspace, pubs: dict[str, Publication], sinks: dict[str, Any],
                  order: list[str],
                  deps: dict[str, set[str]], readers: dict[str, set[str]],
-                 concurrency: int | None, export: TextIO | None) -> None:
+                 concurrency: int | None, export: TextIO | None,
+                 refresh: set[str] | None = None) -> None:
         self.ctx, self.pubs, self.order, self.deps = ctx, pubs, order, deps
+        self.refresh = refresh or set()  # --full-refresh: every row of these goes again
         self.sinks = sinks
         from elt.publish.readback import make_readback
 
@@ -188,7 +201,10 @@ class _Run:
             reason = report.unpublishable(con, pub)
             if reason:
                 return ("skip", reason)
-            query = report.pending_query(pub, self.project.target.endpoints.get(pub.endpoint))
+            query = replace(
+                report.pending_query(pub, self.project.target.endpoints.get(pub.endpoint)),
+                params=self.sinks[pub.name].template_params(pub.key),
+                full_refresh=pub.name in self.refresh)
             parquet = self.run_dir / f"{pub.name}.parquet"
             on_spark = None
             if self.engine is not None:
@@ -203,13 +219,15 @@ class _Run:
             else:
                 schema, table = report.relation(pub)
                 mark = marks.current(con, query, report.model_name(pub), schema, table)
-                if mark is not None and mark == marks.recorded(con, pub.name):
+                if (mark is not None and not query.full_refresh
+                        and mark == marks.recorded(con, pub.name)):
                     return ("count", 0)  # as classified last time: nothing to send
                 columns = ledger.check_model(con, query)
                 if count_only:
                     return ("count", ledger.pending_counts(con, query, columns)["pending"])
                 found: dict[str, int] = {}
                 count, held = ledger.copy_pending(con, query, parquet, columns, counts=found)
+                self._say_orphaned(con, pub, query)
                 unsent = found.get("unsent", 0)
                 if unsent:
                     self.changed[pub.name] = unsent
@@ -223,6 +241,16 @@ class _Run:
             return ("count", count)
         except EltError as exc:
             return ("error", self.console.failure(exc))
+
+    def _say_orphaned(self, con: Any, pub: Publication, query: ledger.PendingQuery) -> None:
+        """Upsert never deletes: keys the model dropped stay at the endpoint. Said once."""
+        if pub.mode != "upsert":
+            return
+        n = ledger.count_orphaned(con, query)
+        if n:
+            self.console.warn(f"publication {pub.name}: {n:,} key(s) acknowledged earlier are "
+                              "no longer in the model and stay at the endpoint (mode upsert "
+                              "never deletes; `mode: mirror` deletes them)")
 
     def _prepare_now(self, pub: Publication) -> tuple[str, Any]:
         with contextlib.closing(self._connect()) as con:

@@ -15,7 +15,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -27,6 +27,7 @@ from elt.core.errors import EltError
 from elt.http.messages import RawJSON, Request
 from elt.publish import ledger
 from elt.publish.journal import Journal
+from elt.publish.paths import row_values
 from elt.publish.sinks.base import (
     ALREADY_THERE,
     CHANGED_MEANWHILE,
@@ -34,6 +35,7 @@ from elt.publish.sinks.base import (
     NOT_RUN,
     NOT_THERE,
     UNRESOLVED,
+    Refused,
     Row,
     Sink,
 )
@@ -83,7 +85,8 @@ def already_exists(answer: str | None) -> bool:
 
 def settle(sink: Sink, request: Request, status: int | None, body: bytes, error: str | None,
            location: str | None = None, reached: bool = True,
-           repeated: bool = False) -> list[tuple[Row, str, int | None, str | None]]:
+           repeated: bool = False, created: str | None = None
+           ) -> list[tuple[Row, str, int | None, str | None]]:
     """(row, status, http_status, answer) for every row of a request, whatever the answer."""
     if status is None:  # no answer: unknown if it may have arrived, failed if it never left
         return [(row, "unknown" if reached else "failed", None, error)
@@ -94,7 +97,7 @@ def settle(sink: Sink, request: Request, status: int | None, body: bytes, error:
                 for row, state, http, answer in settle(sink, request, status, body, None,
                                                        repeated=repeated)]
     try:
-        outcomes = {o.key: o for o in sink.interpret(request, status, body)}
+        outcomes = {o.key: o for o in sink.read_reply(request, status, body, created)}
     except Exception as exc:  # a sink bug or a garbled body must not lose the other rows
         text = f"cannot read the answer: {type(exc).__name__}: {exc}"
         return [(row, "failed", status, text) for row in request.rows]
@@ -137,18 +140,15 @@ def follow_ups(sink: Sink, settled: list[tuple[Row, str, int | None, str | None]
     for entry in settled:
         row, state = entry[0], entry[1]
         if state == UNRESOLVED:
-            again.append(Row(row.key, row.op, row.body, row.hash, True, row.tombstone,
-                             row.reinserted))
+            again.append(replace(row, retry_of_unknown=True))
         elif state == NOT_RUN:
             again.append(row)
         elif state == ALREADY_THERE and upserts(sink, row):
-            again.append(Row(row.key, "update", row.body, row.hash, False, row.tombstone,
-                             row.reinserted))
+            again.append(replace(row, op="update", retry_of_unknown=False))
         elif state == NOT_THERE and not row.reinserted and sink.mode in ("upsert", "mirror"):
-            again.append(Row(row.key, "insert", row.body, row.hash, False, row.tombstone, True))
+            again.append(replace(row, op="insert", retry_of_unknown=False, reinserted=True))
         elif state == CHANGED_MEANWHILE and not row.reread:  # read again once, resent
-            again.append(Row(row.key, row.op, row.body, row.hash, row.retry_of_unknown,
-                             row.tombstone, row.reinserted, True))
+            again.append(replace(row, reread=True))
         elif state == CHANGED_MEANWHILE:  # changed again since the second read: failed
             final.append((row, FAILED, entry[2], entry[3]))
         elif state == NOT_THERE:  # inserted once already, or no upserts: it failed
@@ -166,53 +166,70 @@ class _Reader:
     """
 
     def __init__(self, path: Path, raw: bool = False, wave: Any = None,
-                 waved: bool = False) -> None:
+                 waved: bool = False, templated: bool = False) -> None:
         self.path = path
+        self.templated = templated  # rows carry what their path templates name
         # Only the rows of one wave (`wave IS NOT DISTINCT FROM ?`), when sending in waves.
         self.filter = ("WHERE wave IS NOT DISTINCT FROM ?", [wave]) if waved else ("", [])
         self.raw = raw  # hand bodies over as RawJSON text (the sink does not look inside)
         self.con: duckdb.DuckDBPyConnection | None = None
         self.meta: dict[str, tuple[str, str, str, bool, str | None]] = {}
         self.deletes: list[tuple[str, str, str, str, str, bool, str | None]] = []
+        self.answers: dict[str, str | None] = {}  # key -> last answer (templated only)
+        self.params = False  # the bodies file has a `params` column
 
     def _open(self) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect(config={"memory_limit": READER_MEMORY, "threads": "1"})
         where, params = self.filter
-        for key, key_json, op, hsh, rou, absent, tomb in con.execute(
-                "SELECT key, key_json, op, hash, retry_of_unknown, absent, tombstone "
+        answer = "answer" if self.templated else "NULL"
+        for key, key_json, op, hsh, rou, absent, tomb, last in con.execute(
+                f"SELECT key, key_json, op, hash, retry_of_unknown, absent, tombstone, {answer} "
                 f"FROM read_parquet(?) {where}", [str(self.path), *params]).fetchall():
+            if last is not None:
+                self.answers[key] = last
             if absent:  # gone from the model: the body is its recorded delete body
                 self.deletes.append((key, key_json, op, hsh, tomb, bool(rou), None))
             else:
                 self.meta[key] = (key_json, op, hsh, bool(rou), tomb)
+        bodies = str(ledger.bodies_path(self.path))
+        self.params = self.templated and "params" in {
+            r[0] for r in con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [bodies]
+                                      ).fetchall()}
+        cols = "key, body, params" if self.params else "key, body, NULL"
         if where:
-            con.execute("SELECT key, body FROM read_parquet(?) WHERE key IN (SELECT key FROM "
+            con.execute(f"SELECT {cols} FROM read_parquet(?) WHERE key IN (SELECT key FROM "
                         f"read_parquet(?) {where})",
                         [str(ledger.bodies_path(self.path)), str(self.path), *params])
         else:
-            con.execute("SELECT key, body FROM read_parquet(?)",
-                        [str(ledger.bodies_path(self.path))])
+            con.execute(f"SELECT {cols} FROM read_parquet(?)", [bodies])
         return con
 
     def chunk(self) -> list[tuple[Row, str]]:
         if self.con is None:
             self.con = self._open()
         fetched = self.con.fetchmany(READ_CHUNK)
+        extra: dict[str, str | None] = {}
         if fetched:
             rows = []
-            for key, body in fetched:
+            for key, body, params in fetched:
                 key_json, op, hsh, rou, tomb = self.meta.pop(key)
                 if hsh is None:  # a new row: hashed here, not by the classification
                     hsh = hashlib.md5(body.encode()).hexdigest()
                 rows.append((key, key_json, op, hsh, body, rou, tomb))
+                if params is not None:
+                    extra[key] = params
         else:
             rows, self.deletes = self.deletes[:READ_CHUNK], self.deletes[READ_CHUNK:]
-        if self.raw:
-            return [(Row(key, op, RawJSON(body if body is not None else "null"), hsh,
-                         bool(rou), tomb), key_json)
-                    for key, key_json, op, hsh, body, rou, tomb in rows]
-        return [(Row(key, op, json.loads(body) if body is not None else None, hsh, bool(rou),
-                     tomb), key_json) for key, key_json, op, hsh, body, rou, tomb in rows]
+        out = []
+        for key, key_json, op, hsh, body, rou, tomb in rows:
+            if self.raw:
+                value: Any = RawJSON(body if body is not None else "null")
+            else:
+                value = json.loads(body) if body is not None else None
+            values = (row_values(key_json, extra.get(key), self.answers.pop(key, None))
+                      if self.templated else None)
+            out.append((Row(key, op, value, hsh, bool(rou), tomb, values=values), key_json))
+        return out
 
     def close(self) -> None:
         if self.con is not None:
@@ -244,7 +261,7 @@ async def stream(
     encoded: asyncio.Queue[asyncio.Future[list[Request]] | None] = asyncio.Queue(2)
     requests: asyncio.Queue[Request | None] = asyncio.Queue(concurrency)
     reader = _Reader(parquet, raw=bool(getattr(sink, "raw_bodies", False)), wave=wave,
-                     waved=waved)
+                     waved=waved, templated=bool(getattr(sink, "templated", False)))
     read_thread = ThreadPoolExecutor(1, thread_name_prefix=f"read-{publication}")
 
     reads_updates = readback is not None and bool(readback.provides) and read_send is not None
@@ -282,9 +299,7 @@ async def stream(
                                   f"the endpoint holds {f.n} rows for this key")
                 final.append((row, FAILED, None, f"read before update: {why}"))
                 continue
-            merged[row.key] = Row(row.key, row.op, {**row.body, **readback.provided(f)},
-                                  row.hash, row.retry_of_unknown, row.tombstone,
-                                  row.reinserted, row.reread)
+            merged[row.key] = replace(row, body={**row.body, **readback.provided(f)})
         if final:
             _record(publication, final, 0, journal, key_json, export)
             account(final, 0)
@@ -318,15 +333,21 @@ async def stream(
         alone, by this same sender (so a key is never in two requests at once)."""
         journal.write(({"pub": publication, "key": r.key, "op": r.op, "hash": r.hash,
                         "status": "unknown"}, key_json.get(r.key)) for r in request.rows)
-        reply = await send(request)
-        settled = settle(sink, request, reply.status, reply.body, reply.error,
-                         reply.location, reply.reached, reply.repeated)
+        if isinstance(request, Refused):  # its row cannot be sent (a path field is NULL)
+            settled = [(row, "failed", None, request.reason) for row in request.rows]
+            attempts, status = 0, None
+        else:
+            reply = await send(request)
+            settled = settle(sink, request, reply.status, reply.body, reply.error,
+                             reply.location, reply.reached, reply.repeated,
+                             getattr(reply, "created", None))
+            attempts, status = reply.attempts, reply.status
         final, again = follow_ups(sink, settled)
-        _record(publication, final, reply.attempts, journal, key_json, export)
+        _record(publication, final, attempts, journal, key_json, export)
         failed = account(final, len(request.content))
-        tally.requests += 1
+        tally.requests += not isinstance(request, Refused)
         tally.bytes += len(request.content)
-        if reply.status == 401 and tally.stopped is None:  # after the transport's one new
+        if status == 401 and tally.stopped is None:  # after the transport's one new
             # token: every other request would be refused too (a wrong secret, a missing
             # scope); what is not sent yet stays pending for the next run
             tally.stopped = ("the endpoint refused our credentials ("

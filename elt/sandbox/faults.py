@@ -81,6 +81,8 @@ class Stats:
         "flowkit": ("received", "accepted", "rejected", "duplicates", "inserted", "patched",
                     "deleted", "races", "ambiguous"),
         "uois": ("received", "accepted", "rejected", "duplicates", "inserted", "races"),
+        "crud": ("received", "inserted", "replaced", "patched", "deleted", "replayed",
+                 "rejected"),
     }
 
     def __init__(self) -> None:
@@ -93,7 +95,8 @@ class Stats:
             self.requests = 0
             self.by_status: dict[str, int] = {}
             self.faults: dict[str, int] = {}
-            self.keys: dict[str, dict[str, dict[str, int]]] = {"flowkit": {}, "uois": {}}
+            self.keys: dict[str, dict[str, dict[str, int]]] = {"flowkit": {}, "uois": {},
+                                                                "crud": {}}
 
     def count(self, service: str, key: str, field: str) -> None:
         with self._lock:
@@ -118,4 +121,5 @@ class Stats:
                 "ambiguous": sum(e.get("ambiguous", 0) for e in entries),
                 "flowkit": {k: dict(v) for k, v in self.keys["flowkit"].items()},
                 "uois": {k: dict(v) for k, v in self.keys["uois"].items()},
+                "crud": {k: dict(v) for k, v in self.keys["crud"].items()},
             }

@@ -56,7 +56,9 @@ def serve(host: str, port: int, store_path: Path, fresh: bool, echo: Callable[[s
 def _banner(sandbox: Sandbox, store_path: Path,
             strict_tokens: bool) -> list[tuple[str, bool]]:
     """The lines to print, each with whether it holds a credential."""
-    fk, admin, uo = (sandbox.endpoint_config(n) for n in ("flowkit", "flowkit_admin", "uois"))
+    fk, admin, uo, crud = (sandbox.endpoint_config(n)
+                           for n in ("flowkit", "flowkit_admin", "uois", "crud"))
+    crud_header = next(iter(crud["headers"]))
     tokens = "expiry and audience checked" if strict_tokens else "signature only, like the real one"
     lines = [
         f"elt sandbox listening on {sandbox.url}  (store: {store_path})",
@@ -68,8 +70,11 @@ def _banner(sandbox: Sandbox, store_path: Path,
         f"UOIS     graphql    {uo['url']}{uo['graphql_path']}",
         f"         login3     {uo['auth']['login_url']}",
         f"         user       {uo['auth']['username']}  password {uo['auth']['password']}",
+        f"CRUD     base url   {crud['url']}   (POST /items, PUT/PATCH/DELETE/GET /items/{{id}})",
+        f"         header     {crud_header}: {crud['headers'][crud_header]}   (an API key)",
         f"Control  {sandbox.url}/_sandbox/stats  /_sandbox/faults  /_sandbox/reset",
         "Press Ctrl-C (or send SIGTERM) to stop.",
     ]
-    return [(line, " secret " in line or " password " in line) for line in lines]
+    return [(line, " secret " in line or " password " in line or " header " in line)
+            for line in lines]
 

@@ -1,4 +1,5 @@
-"""The sandbox receiver: FlowKit (REST) and UOIS (GraphQL) on one local port, with faults.
+"""The sandbox receiver: FlowKit (REST), UOIS (GraphQL) and a plain CRUD API (crud.py) on one
+local port, with faults.
 
 Plain `http.server` on real sockets, not an ASGI app: the publisher is tested against what
 it meets in production (keep-alive, 303s, connection resets, slow answers), and a reset
@@ -45,8 +46,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import elt.sandbox.crud as crud
 import elt.sandbox.flowkit as flowkit
 import elt.sandbox.uois as uois
+from elt.sandbox.crud import Crud
 from elt.sandbox.faults import Faults, Stats
 from elt.sandbox.flowkit import FlowKit
 from elt.sandbox.store import Store
@@ -177,6 +180,7 @@ class Sandbox:
         self.flowkit = FlowKit(self.store, self.stats.count, null_sink=self.null_sink,
                                strict_tokens=self.strict_tokens)
         self.uois = Uois(self.store, self.stats.count, null_sink=self.null_sink)
+        self.crud = Crud(self.store, self.stats.count)
         self._server = _Server((self.host, self.port), _Handler)
         self._server.sandbox = self
         self.port = self._server.server_address[1]
@@ -222,7 +226,8 @@ class Sandbox:
         return f"http://{host}:{self.port}"
 
     def endpoint_config(self, name: str) -> dict[str, Any]:
-        """The endpoint mapping the publisher uses for `flowkit`, `flowkit_admin` or `uois`."""
+        """The endpoint mapping the publisher uses for `flowkit`, `flowkit_admin`, `uois` or
+        `crud`."""
         url = self.url
         if name in ("flowkit", "flowkit_admin"):
             return {"url": f"{url}/v1", "heartbeat": "/heartbeat", "auth": {
@@ -233,7 +238,11 @@ class Sandbox:
             return {"url": url, "graphql_path": "/api/gql", "heartbeat": None, "auth": {
                 "type": "login3", "login_url": f"{url}/oauth/login3",
                 "username": uois.USERNAME, "password": uois.PASSWORD}}
-        raise ValueError(f"unknown sandbox endpoint {name!r}: use flowkit, flowkit_admin or uois")
+        if name == "crud":
+            return {"url": f"{url}/crud", "heartbeat": None,
+                    "headers": {crud.API_KEY_HEADER: crud.API_KEY}}
+        raise ValueError(f"unknown sandbox endpoint {name!r}: use flowkit, flowkit_admin, uois "
+                         "or crud")
 
     # -- faults and stats -------------------------------------------------------------------
     def set_faults(self, **settings: Any) -> Faults:
@@ -332,14 +341,16 @@ class Sandbox:
         except ValueError:
             return json_response(400, {"detail": "X-Sandbox-Delay must be a number of seconds"})
         req.gzipped = "gzip" in (req.header("Content-Encoding") or "").lower()
-        if req.path.startswith("/v1/") and (req.gzipped or req.body[:2] == b"\x1f\x8b"):
+        if req.path.startswith(("/v1/", "/crud/")) and (req.gzipped
+                                                        or req.body[:2] == b"\x1f\x8b"):
             try:  # a gzip header on a plain body, or a gzip body without the header: 400
                 if not req.gzipped:
                     raise OSError("gzip body without Content-Encoding: gzip")
                 req.body = gzip.decompress(req.body)
             except (OSError, EOFError, zlib.error):
                 return json_response(400, PARSE_ERROR)
-        held_inside = req.path == "/v1/data" or (req.path == "/api/gql" and req.commit_late)
+        held_inside = (req.path == "/v1/data" or req.path.startswith("/crud/")
+                       or (req.path == "/api/gql" and req.commit_late))
         if req.delay and not held_inside:  # /v1/data holds its delay "in flight"
             time.sleep(req.delay)
         if self.faults.setup_head_bug and (req.method, req.path) == ("POST", "/v1/setup"):
@@ -359,6 +370,8 @@ class Sandbox:
             return self.flowkit.handle(req)
         if req.path == "/api/gql":
             return self.uois.graphql(req)
+        if req.path.startswith("/crud/"):
+            return self.crud.handle(req)
         return json_response(404, {"detail": "Not Found"})
 
     def _control(self, req: Request) -> Response:

@@ -72,6 +72,16 @@ CREATE TABLE IF NOT EXISTS uois_externalids (
     outer_id VARCHAR NOT NULL, lastchange TIMESTAMP NOT NULL, seq BIGINT NOT NULL
 );
 CREATE SEQUENCE IF NOT EXISTS uois_seq START 1;
+CREATE SEQUENCE IF NOT EXISTS crud_seq START 1;
+CREATE TABLE IF NOT EXISTS crud_items (
+    collection VARCHAR NOT NULL, id VARCHAR NOT NULL, body JSON NOT NULL,
+    version INTEGER NOT NULL, created_at TIMESTAMP NOT NULL, updated_at TIMESTAMP NOT NULL,
+    PRIMARY KEY (collection, id)
+);
+CREATE TABLE IF NOT EXISTS crud_idempotency (
+    key VARCHAR PRIMARY KEY, digest VARCHAR NOT NULL, status INTEGER, body VARCHAR,
+    location VARCHAR, first_seen TIMESTAMP NOT NULL
+);
 """
 
 TABLES = (
@@ -82,6 +92,7 @@ TABLES = (
     "uois_groups",
     "uois_memberships",
     "uois_externalids",
+    "crud_items",
 )
 
 

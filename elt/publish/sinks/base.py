@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,9 @@ class Row:
     tombstone: str | None = None  # recorded on acknowledgement; the body of a later delete
     reinserted: bool = False  # an update answered "not found", sent again as an insert
     reread: bool = False  # an update refused as changed meanwhile, read again and resent
+    # what a path/header template can name (paths.row_values): key columns, the columns the
+    # templates need, `answer`; only read for sinks whose `templated` is true
+    values: dict[str, Any] | None = field(default=None, hash=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -62,11 +65,21 @@ class Outcome:
     op: str
 
 
+@dataclass(frozen=True)
+class Refused(Request):
+    """A request the sink would not build for its row (a path field NULL): never sent, the
+    row recorded failed with `reason`. Only for one-row requests."""
+
+    reason: str = ""
+
+
 class Sink(ABC):
     """One per publication kind (rest, graphql); pure: no I/O, so it is easy to test."""
 
     kind = ""
     raw_bodies = False  # True: Row.body may be RawJSON text (the sink only re-emits it)
+    templated = False  # True: rows need `values` (paths built from the row)
+    params: tuple[str, ...] = ()  # non-key columns the templates name (the pending set's)
 
     def __init__(self, name: str, config: dict, base_dir: Path) -> None:
         self.name = name
@@ -83,9 +96,18 @@ class Sink(ABC):
         """Whether this publication can send `op` (insert, update, delete)."""
         return op == "insert"
 
+    def template_params(self, key: tuple[str, ...]) -> tuple[str, ...]:
+        """Non-key columns the sink's templates name (carried beside each body)."""
+        return ()
+
     @abstractmethod
     def interpret(self, request: Request, status: int, body: bytes) -> list[Outcome]:
         """Read one HTTP answer into one outcome per row of the request, in order."""
+
+    def read_reply(self, request: Request, status: int, body: bytes,
+                   location: str | None = None) -> list[Outcome]:
+        """interpret, given also the answer's Location header (a 201's new resource)."""
+        return self.interpret(request, status, body)
 
     def fail_all(
         self, request: Request, answer: str | None, http_status: int | None = None
