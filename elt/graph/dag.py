@@ -65,6 +65,8 @@ class Node:
             "depends_on": self.depends_on, "config": self.config, "checksum": self.checksum,
             "tags": self.tags, "materialized": self.materialized,
             "unique_key": self.unique_key, "description": self.description,
+            "columns": {c: {"name": c, **{k: v for k, v in spec.items() if k != "tests"}}
+                        for c, spec in self.columns.items()},
         }
 
 

@@ -15,6 +15,7 @@ from elt.core import db
 from elt.core.errors import ConfigError, ModelError
 from elt.graph.dag import Graph, Node
 from elt.graph.parsecache import ParseCache
+from elt.graph.schemayml import apply_schema_yml
 from elt.graph.tests import generic_tests
 from elt.project.config import Project
 from elt.project.modelfile import (
@@ -47,7 +48,8 @@ def discover_graph(project: Project) -> Graph:
                  path=spec.config_path or (spec.paths[0] if spec.paths else None),
                  config=dict(spec.options or {}), checksum=spec.checksum, spec=spec,
                  description=spec.description, paths=list(spec.paths)))
-    sections = _yaml_nodes(project, add)
+    docs = project_yaml(project)
+    sections = _yaml_nodes(docs, project, add)
     sql_files = sorted(project.models_dir.rglob("*.sql")) if project.models_dir.is_dir() else []
     parsed: dict[str, list[tuple[str, str]]] = {}
     cache = ParseCache(project.target_dir)
@@ -76,6 +78,7 @@ def discover_graph(project: Project) -> Graph:
                                         if nodes[d].kind == "model"]) == 1:
             node.owner = next(d for d in node.depends_on if nodes[d].kind == "model")
     _link_yaml(graph, sections, project)
+    apply_schema_yml(docs, graph, project.root)  # dbt's schema.yml: before tests compile
     for name in list(parsed):
         if nodes[name].kind == "model":
             for test in generic_tests(nodes[name], graph, project.root):
@@ -122,10 +125,11 @@ def _sql_node(path: Path, project: Project,
     return node, refs
 
 
-def _yaml_nodes(project: Project, add: Any) -> list[tuple[str, Node, str]]:
+def _yaml_nodes(docs: list[tuple[Path, dict[str, Any]]], project: Project,
+                add: Any) -> list[tuple[str, Node, str]]:
     """api and published nodes from models/**/*.yml; returns links to check later."""
     links: list[tuple[str, Node, str]] = []
-    for path, doc in project_yaml(project):
+    for path, doc in docs:
         where = relative(path, project.root)
         for section, kind in (("api_sources", "api"), ("publications", "published")):
             entries = doc.get(section) or {}

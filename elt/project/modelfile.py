@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # sqlglot is imported when a model is parsed (a no-op build n
 MODEL_KEYS = {"materialized", "unique_key", "partition_by", "tags", "description", "columns",
               "tests"}
 SINGULAR_TEST_KEYS = {"severity", "tags", "description"}
-PROJECT_YAML_KEYS = {"publications", "api_sources"}
+PROJECT_YAML_KEYS = {"publications", "api_sources", "version", "models"}  # +dbt schema.yml
 MATERIALIZATIONS = ("view", "table", "incremental")
 # Schemas a model may read without it being a dependency (state and catalogs).
 EXTERNAL_SCHEMAS = {"_elt", "information_schema", "pg_catalog"}
