@@ -218,5 +218,68 @@ def test_read_endpoints_follow_scope_mappings_per_category(sandbox: Sandbox,
     assert [i["indicator_id"] for i in inds] == ["residents.residents", "residents.arrived"]
     assert client.get("/v1/indicators_for_category/relocations", headers=h).json() == {
         "indicators": []}
-    cats = client.get("/v1/categories", headers=admin).json()["categories"]
+    both = forged(scope="admin read:free_data")  # admin alone may not read (second round)
+    cats = client.get("/v1/categories", headers=both).json()["categories"]
     assert [c["category_id"] for c in cats] == ["residents", "relocations"]
+
+
+# -- second round (flowkit-api.md, "Measured on the real backend, second round") ---------------
+
+NO_READ = "Invalid token: Required permissions ['read:free_data'] not present"
+
+
+@pytest.mark.parametrize("path", ["/v1/categories", "/v1/indicators_for_category/residents"])
+def test_admin_only_token_may_not_read(sandbox: Sandbox, client: httpx.Client,
+                                       path: str) -> None:
+    client.post("/v1/setup", json=config(), headers=bearer(sandbox, "flowkit_admin"))
+    r = client.get(path, headers=bearer(sandbox, "flowkit_admin"))
+    assert (r.status_code, r.json()) == (401, NO_READ)
+    assert client.get(path, headers=bearer(sandbox)).status_code == 200  # the updater reads
+
+
+def test_scope_mapping_takes_the_mdid_as_a_string(sandbox: Sandbox, client: httpx.Client) -> None:
+    h = bearer(sandbox)
+    mdid = client.post("/v1/data", json=dataset(), headers=h).json()
+    r = client.post("/v1/scope_mapping", json={"scope": "public", "mdid": str(mdid)}, headers=h)
+    assert r.status_code == 201 and isinstance(r.json(), int)
+    rows = sandbox.store.query("SELECT mdid FROM flowkit_scope_mappings WHERE scope='public'")
+    assert rows == [{"mdid": mdid}]
+    again = client.post("/v1/scope_mapping", json={"scope": "public", "mdid": mdid}, headers=h)
+    assert (again.status_code, again.json()) == (303, r.json())  # the same mapping
+
+
+def test_query_lists_only_what_the_tokens_scopes_may_see(sandbox: Sandbox,
+                                                         client: httpx.Client) -> None:
+    h, admin = bearer(sandbox), bearer(sandbox, "flowkit_admin")
+    body = {"category_id": "residents", "indicator_id": "residents.residents", "srid": 3,
+            "trid": 2, "start_date": "2020-02", "duration": 3, "mdids_only": True}
+    mdid = client.post("/v1/data", json=dataset(), headers=h).json()
+    r = client.post("/v1/query", json=body, headers=h)
+    assert (r.status_code, r.json()) == (404, "Category not found")  # the updater's scopes
+    r = client.post("/v1/query", json=body, headers=admin)  # admin-only: its own mappings
+    assert (r.status_code, r.json()["mdids"]) == (200, [str(mdid)])
+    client.post("/v1/scope_mapping", json={"scope": "someone:else", "mdid": mdid}, headers=h)
+    assert client.post("/v1/query", json=body, headers=admin).json()["mdids"] == [str(mdid)]
+    r = client.post("/v1/query", json={**body, "category_id": "presence"}, headers=admin)
+    assert (r.status_code, r.json()) == (404, "Category not found")
+
+
+def test_post_data_without_a_body_is_a_json_500(sandbox: Sandbox, client: httpx.Client) -> None:
+    r = client.post("/v1/data", content=b"", headers=bearer(sandbox))
+    assert r.status_code == 500 and r.headers["content-type"].startswith("application/json")
+    assert r.json() == "Something went wrong: 'NoneType' object has no attribute 'data_input'"
+
+
+def test_a_rejected_post_uses_up_an_mdid(sandbox: Sandbox, client: httpx.Client) -> None:
+    h = bearer(sandbox)
+    first = client.post("/v1/data", json=dataset(), headers=h).json()
+    r = client.post("/v1/data", json=dataset(dt="2020-03-01 00:00:00", data="NaN"), headers=h)
+    assert r.status_code == 500
+    later = client.post("/v1/data", json=dataset(dt="2020-04-01 00:00:00"), headers=h).json()
+    assert later == first + 2  # mdids are not contiguous
+
+
+def test_heartbeat_config_carries_many_keys_secrets_among_them(client: httpx.Client) -> None:
+    config_keys = client.get("/v1/heartbeat").json()["config"]
+    assert len(config_keys) >= 10
+    assert {"db_password", "auth0_client_secret"} <= set(config_keys)

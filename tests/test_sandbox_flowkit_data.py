@@ -76,7 +76,7 @@ def test_patch_answers_a_new_mdid_and_drops_non_admin_mappings(sandbox: Sandbox,
     assert sandbox.store.query("SELECT mdid FROM flowkit_datasets") == [{"mdid": new}]
     assert _mappings(sandbox) == [("admin", new)]  # read:free_data went with the old row
     r = client.post("/v1/query", json=query_body(), headers=h)
-    assert (r.status_code, r.json()) == (404, "No metadata found")
+    assert (r.status_code, r.json()) == (404, "Category not found")  # nothing mapped: unseen
     assert _map(client, h, new).status_code == 201
     assert client.post("/v1/query", json=query_body(), headers=h).json()["max"] == 2
     assert client.get("/_sandbox/stats").json()["flowkit"][LABEL]["patched"] == 1
@@ -105,7 +105,7 @@ def test_query_follows_the_callers_mappings_and_repeats_mdids(sandbox: Sandbox,
     ids = [client.post("/v1/data", json=dataset(dt=f"2020-{m:02d}-01 00:00:00"), headers=h).json()
            for m in (1, 2, 3, 4, 5)]
     r = client.post("/v1/query", json=query_body(mdids_only=True), headers=h)
-    assert (r.status_code, r.json()) == (404, "No metadata found")  # nothing mapped yet
+    assert (r.status_code, r.json()) == (404, "Category not found")  # nothing mapped yet
     r = client.post("/v1/query", json=query_body(mdids_only=True), headers=admin)
     assert r.json() == {"min": None, "max": None, "data_by_date": None,
                         "mdids": [str(i) for i in ids[1:4]]}

@@ -6,10 +6,14 @@ service, so every rule below imitates a measured answer of the real backend:
   (unless the sandbox runs with `strict_tokens`, an option for testing a client's own
   expiry handling); authorisation reads only the `scope` claim, `permissions` grant nothing.
   A missing scope answers 401 `"Invalid token: Required permissions ['write:data'] not
-  present"`, an undecodable token 401 `"Could not decode token"`, no Authorization header
-  at all a plain 500 `Internal Server Error` (not 401).
+  present"`; `admin` grants no read (/categories and /indicators_for_category answer an
+  admin-only token 401 `... ['read:free_data'] not present`, second round), while /query
+  takes any valid token and lists what its scopes may see. An undecodable token answers
+  401 `"Could not decode token"`, no Authorization header at all a plain 500 `Internal
+  Server Error` (not 401).
 - GET /heartbeat answers `{datetime, python_version, config{...}}` with no `version`; its
-  config exposes (here: fake) database host, user and port and the Auth0 domain and client id.
+  config exposes (here: fake) database host, user and port, the Auth0 domain and client id
+  and many more keys, secrets among them (a database password, the Auth0 client secret).
 - /data, /setup, /query, /scope_mapping: see flowkit_data.py and flowkit_reads.py.
 """
 
@@ -36,11 +40,16 @@ CLIENTS: dict[str, list[str]] = {
     "elt-sandbox-updater": ["write:data", "read:free_data"],
 }
 TOKEN_TTL = 86400
-# What the real heartbeat leaks (database and Auth0 settings), with fake values.
+# What the real heartbeat leaks (database and Auth0 settings, secrets among them: second
+# round), with fake values; HEARTBEAT_SECRETS are the ones a client must never log.
+HEARTBEAT_SECRETS = {"db_password": "sandbox-db-password-never-log",
+                     "auth0_client_secret": "sandbox-auth0-secret-never-log"}
 HEARTBEAT_CONFIG = {
     "db_host": "flowkit-ui-backend-db.sandbox", "db_port": 3306, "db_user": "flowkit",
     "db_name": "flowkit_ui_backend", "auth0_domain": AUTH0_DOMAIN,
     "auth0_client_id": "sandbox-auth0-client-id", "auth0_audience": AUDIENCE,
+    "auth0_issuer": f"https://{AUTH0_DOMAIN}/", "cors_origins": ["*"], "log_level": "INFO",
+    "flowkit_ui_backend_version": None, "pool_size": 10, **HEARTBEAT_SECRETS,
 }
 
 Counter = Callable[[str, str, str], None]  # (service, key, field) -> None
@@ -97,7 +106,9 @@ class FlowKit:
         return json_response(200, {"access_token": token, "expires_in": TOKEN_TTL,
                                    "token_type": "Bearer", "scope": claims["scope"]})
 
-    def _claims(self, req: Request, needed: str) -> dict[str, Any]:
+    def _claims(self, req: Request, needed: str | None) -> dict[str, Any]:
+        """The verified token's claims; Reply 401 unless its `scope` holds `needed` (None: any
+        valid token, as /query takes: what it lists depends on the caller's scopes)."""
         header = req.header("Authorization")
         if header is None:
             raise Reply(internal_error())
@@ -110,9 +121,7 @@ class FlowKit:
         except tokens.TokenError as exc:
             text = "Token has expired" if str(exc) == "expired" else "Could not decode token"
             raise Reply(json_response(401, text)) from exc
-        scopes = granted(claims)
-        admin_ok = "admin" in scopes and needed.startswith("read:")
-        if needed not in scopes and not admin_ok:
+        if needed and needed not in granted(claims):  # admin holds no read:free_data
             raise Reply(
                 json_response(401, f"Invalid token: Required permissions ['{needed}'] not present")
             )
@@ -142,7 +151,7 @@ class FlowKit:
                 scopes = granted(self._claims(req, "read:free_data"))
                 return self.reads.indicators(scopes, path.rsplit("/", 1)[1])
             if path == "/query" and method == "POST":
-                return self.reads.query(req, granted(self._claims(req, "read:free_data")))
+                return self.reads.query(req, granted(self._claims(req, None)))
             if path == "/scope_mapping" and method == "POST":
                 self._claims(req, "write:data")
                 return self.reads.scope_mapping(req)

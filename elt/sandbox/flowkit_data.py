@@ -9,7 +9,10 @@ Imitated behaviour (flowkit-api.md, "Measured on the real backend"):
   longer see the dataset until it is mapped again. PATCH of an unknown key inserts.
 - DELETE needs the full Dataset body (the same request model; data_input may be []): a
   key-only body is a validation failure, 500 text/plain. 204 also when nothing matched.
-- Body validation, "No data to ingest", unknown data_type and MySQL errors: dataset.py.
+- Body validation, "No data to ingest", unknown data_type and MySQL errors: dataset.py. A
+  MySQL error uses up an mdid (the metadata row's auto-increment survives its rollback), so
+  mdids are not contiguous; no body at all answers 500 JSON `"Something went wrong:
+  'NoneType' object has no attribute 'data_input'"` (second round).
 - Concurrency: the backend checks for the key, then inserts, without a lock or a unique
   key. Here the check happens when a request "takes off" (before its in-flight delay from
   the slow faults or X-Sandbox-Delay) and the write when it lands, so two requests for one
@@ -91,6 +94,8 @@ class DataWriter:
         return response
 
     def _checked(self, req: Request, doc: Any, label: str) -> Response:
+        if not req.body.strip():  # no body at all: the handler itself trips over None
+            raise dataset.wrong("'NoneType' object has no attribute 'data_input'")
         key, revision, data_type, rows = dataset.body(doc)
         record: tuple[Any, ...] = ()
         if req.method != "DELETE":
@@ -98,8 +103,12 @@ class DataWriter:
                 return json_response(400, "No data to ingest")
             if data_type not in DATA_TYPES:
                 return json_response(400, f'Unknown data type "{data_type}"')
-            dataset.check_ids(key)
-            stored, lo, hi = dataset.values(rows, data_type)
+            try:
+                dataset.check_ids(key)
+                stored, lo, hi = dataset.values(rows, data_type)
+            except Reply:  # MySQL rolled back the metadata row, its auto-increment stays used
+                self.store.next_id("mdid_seq")
+                raise
             record = (revision, data_type, json.dumps(stored), len(stored), lo, hi)
         flight = self._take_off(label, key)
         try:

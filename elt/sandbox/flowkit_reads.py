@@ -9,8 +9,11 @@ Imitated behaviour (flowkit-api.md, "Measured on the real backend"):
   repeated once per matching mapping of the caller, as strings.
 - `/categories` and `/indicators_for_category` visibility is per category: one visible
   dataset of a category exposes all its indicators; admin sees the whole configuration.
+- /query takes any valid token (an admin-only one too) and answers 404 `"Category not
+  found"` when no dataset of the category is mapped to the caller's scopes (the updater's,
+  on a fresh backend), 404 `"No metadata found"` when nothing matches the dates.
 - POST /scope_mapping has no foreign key: an unknown mdid answers 201. An existing
-  (scope, mdid) answers 303 + its id.
+  (scope, mdid) answers 303 + its id. The mdid may be a numeric string (`"1"`: 201).
 """
 
 from __future__ import annotations
@@ -75,9 +78,10 @@ class Reads:
                              (section, pos, json.dumps(item), now))
         return Response(204)
 
-    def _visible_categories(self, scopes: set[str]) -> set[str] | None:
-        """Categories with a dataset mapped to one of `scopes`; None = everything (admin)."""
-        if "admin" in scopes:
+    def _visible_categories(self, scopes: set[str], *, admin_all: bool = True) -> set[str] | None:
+        """Categories with a dataset mapped to one of `scopes`; None = everything (admin, unless
+        `admin_all` is off: /query goes by the mappings, and admin has one per dataset)."""
+        if admin_all and "admin" in scopes:
             return None
         rows = self.store.query(
             "SELECT DISTINCT d.category_id FROM flowkit_datasets d "
@@ -117,6 +121,9 @@ class Reads:
         except ValueError:
             raise wrong(f"cannot parse start_date {text!r}") from None
         end = start + relativedelta(**{TRID_UNITS[q["trid"]]: q["duration"]})
+        visible = self._visible_categories(scopes, admin_all=False)
+        if q["category_id"] not in (visible or ()):
+            return json_response(404, "Category not found")
         rows = self.store.query(
             "SELECT d.mdid, d.dt, d.data_type, d.data, d.min_value, d.max_value "
             "FROM flowkit_datasets d JOIN flowkit_scope_mappings m ON m.mdid = d.mdid "
@@ -144,6 +151,8 @@ class Reads:
     def scope_mapping(self, req: Request) -> Response:
         body = json_object(req)
         scope, mdid = body.get("scope"), body.get("mdid")
+        if isinstance(mdid, str) and mdid.strip().isdigit():  # pydantic coerces "1" to 1
+            mdid = int(mdid)
         if not isinstance(scope, str) or not isinstance(mdid, int) or isinstance(mdid, bool):
             raise Reply(internal_error())
         with self.store.atomic() as st:  # no foreign key: an unknown mdid is mapped too
