@@ -10,6 +10,7 @@ import httpx
 import elt.sandbox.flowkit as flowkit
 import elt.sandbox.tokens as tokens
 from elt.sandbox.server import Sandbox
+from elt.sandbox.uois_types import DEMO_EXTERNALIDTYPES, DEMO_GROUPTYPES
 
 HTTP = httpx.Client(timeout=10)  # one client for the module: creating one costs ~50 ms
 LABEL = "residents|residents.residents|3|2|2020-02-01 00:00:00"  # stats key of dataset()
@@ -86,6 +87,10 @@ EXTERNALID = """mutation ($type_id: UUID!, $inner_id: UUID!, $outer_id: String!)
     id msg result: externalid { id } } }"""
 INTERNAL = """query ($type_id: UUID!, $outer_id: String!) {
   result: internalId(typeidId: $type_id, outerId: $outer_id) }"""
+
+
+GROUPTYPE = DEMO_GROUPTYPES[0][0]  # types a fresh sandbox holds (groups, external ids of
+EXTTYPE = DEMO_EXTERNALIDTYPES[0][0]  # other types fail on the foreign key)
 
 
 def new_id() -> str:

@@ -28,6 +28,7 @@ from sandbox_client import (
 
 from elt.core.errors import EltError
 from elt.sandbox.server import Sandbox
+from elt.sandbox.uois_types import DEMO_EXTERNALIDTYPES, DEMO_GROUPTYPES
 
 # -- faults ------------------------------------------------------------------------------------
 
@@ -252,7 +253,9 @@ def test_store_survives_restart_and_fresh_clears(tmp_path: Path) -> None:
         assert (r.status_code, r.json()) == (303, mdid)
         assert "UniqueViolation" in gql(sb, USER, user_vars(uid)).text
     with Sandbox(path, fresh=True) as sb:
-        assert sb.store.counts() == dict.fromkeys(sb.store.counts(), 0)
+        assert sb.store.counts() == {**dict.fromkeys(sb.store.counts(), 0),  # demo types only
+                                     "uois_grouptypes": len(DEMO_GROUPTYPES),
+                                     "uois_externalidtypes": len(DEMO_EXTERNALIDTYPES)}
         assert HTTP.post(f"{sb.url}/v1/data", json=dataset(), headers=bearer(sb)).status_code == 201
 
 

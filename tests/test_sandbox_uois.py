@@ -7,9 +7,12 @@ import base64
 import gzip
 import json
 
+import pytest
 from sandbox_client import (
     EXTERNALID,
+    EXTTYPE,
     GROUP,
+    GROUPTYPE,
     HTTP,
     INTERNAL,
     MEMBERSHIP,
@@ -21,6 +24,7 @@ from sandbox_client import (
 )
 
 from elt.sandbox.server import Sandbox
+from elt.sandbox.uois_types import DEMO_GROUPTYPES
 
 PARSE_ERROR = {"detail": "There was an error parsing the body"}
 
@@ -75,7 +79,7 @@ def test_inserts_and_reads(sandbox: Sandbox) -> None:
     uid, gid, mid = new_id(), new_id(), new_id()
     r = gql(sandbox, USER, user_vars(uid), tok).json()
     assert r["data"]["result"]["msg"] == "ok" and r["data"]["result"]["result"]["id"] == uid
-    r = gql(sandbox, GROUP, {"id": gid, "name": "G", "grouptype_id": new_id()}, tok).json()
+    r = gql(sandbox, GROUP, {"id": gid, "name": "G", "grouptype_id": GROUPTYPE}, tok).json()
     assert r["data"]["result"] == {"id": gid, "msg": "ok", "result": {
         "id": gid, "lastchange": r["data"]["result"]["result"]["lastchange"]}}
     r = gql(sandbox, MEMBERSHIP, {"id": mid, "user_id": uid, "group_id": gid, "valid": True},
@@ -123,7 +127,7 @@ def test_membership_of_missing_group_is_fk_violation(sandbox: Sandbox) -> None:
 
 
 def test_group_valid_and_mastergroup_parent_first(sandbox: Sandbox) -> None:
-    tok, parent, child, gtype = uois_token(sandbox), new_id(), new_id(), new_id()
+    tok, parent, child, gtype = uois_token(sandbox), new_id(), new_id(), GROUPTYPE
     doc = """mutation ($id: UUID!, $name: String!, $t: UUID!, $m: UUID, $v: Boolean) {
       result: groupInsert(group: {id: $id, name: $name, grouptypeId: $t, mastergroupId: $m,
                                   valid: $v}) { id msg } }"""
@@ -145,7 +149,7 @@ def test_ug_aliases_run_in_order_and_stop_at_the_first_failure(sandbox: Sandbox)
       b: userInsert(user: {id: $m, name: "B"}) { id msg }
       c: groupInsert(group: {id: $g, name: "G", grouptypeId: $t}) { id msg }
       d: userInsert(user: {id: $o, name: "D"}) { id msg } }"""
-    r = gql(sandbox, doc, {"u": uid, "g": gid, "t": new_id(), "m": uid, "o": other}, tok)
+    r = gql(sandbox, doc, {"u": uid, "g": gid, "t": GROUPTYPE, "m": uid, "o": other}, tok)
     assert r.status_code == 200
     body = r.json()
     assert body["data"] is None and [set(e) for e in body["errors"]] == [{"msg"}]
@@ -156,13 +160,13 @@ def test_ug_aliases_run_in_order_and_stop_at_the_first_failure(sandbox: Sandbox)
     assert stats[uid] == {"received": 2, "accepted": 1, "rejected": 0, "duplicates": 1,
                           "inserted": 1, "races": 0}
     assert gid not in stats and other not in stats
-    ok = gql(sandbox, doc, {"u": new_id(), "g": gid, "t": new_id(), "m": mid, "o": other},
+    ok = gql(sandbox, doc, {"u": new_id(), "g": gid, "t": GROUPTYPE, "m": mid, "o": other},
              tok).json()
     assert [ok["data"][k]["msg"] for k in "abcd"] == ["ok"] * 4 and "errors" not in ok
 
 
 def test_externalids_errors_keep_path_and_per_field_nulls(sandbox: Sandbox) -> None:
-    tok, eid, type_id = uois_token(sandbox), new_id(), new_id()
+    tok, eid, type_id = uois_token(sandbox), new_id(), EXTTYPE
     doc = """mutation ($e: UUID!, $t: UUID!, $i1: UUID!, $i2: UUID!) {
       a: externalidInsert(externalid: {id: $e, innerId: $i1, typeidId: $t, outerId: "1"}) {
         id msg }
@@ -174,12 +178,13 @@ def test_externalids_errors_keep_path_and_per_field_nulls(sandbox: Sandbox) -> N
     assert r.status_code == 200
     assert body["data"] == {"a": {"id": eid, "msg": "ok"}, "b": None, "c": {"msg": "ok"}}
     (error,) = body["errors"]
-    assert error["path"] == ["b"] and "UniqueViolationError" in error["message"]
-    assert {"locations", "nodes", "source", "original_error", "msg_e"} <= set(error)
+    assert error["path"] == ["b"] and "UniqueViolationError" in error["msg"]
+    assert "message" not in error and error["locations"] == [[4, 7]]  # [line, column] pairs
+    assert {"nodes", "source", "original_error", "msg_e"} <= set(error)
 
 
 def test_externalid_fail_on_exact_triple_and_other_inner_accepted(sandbox: Sandbox) -> None:
-    tok, inner, other, type_id = uois_token(sandbox), new_id(), new_id(), new_id()
+    tok, inner, other, type_id = uois_token(sandbox), new_id(), new_id(), EXTTYPE
     v = {"type_id": type_id, "inner_id": inner, "outer_id": "12345"}
     first = gql(sandbox, EXTERNALID, v, tok).json()["data"]["result"]
     assert first["msg"] == "ok"
@@ -194,3 +199,144 @@ def test_externalid_fail_on_exact_triple_and_other_inner_accepted(sandbox: Sandb
     q = "query ($i: UUID!) { externalIds(innerId: $i) { outerId typeidId } }"
     assert gql(sandbox, q, {"i": other}, tok).json()["data"]["externalIds"] == [
         {"outerId": "12345", "typeidId": type_id}]
+
+
+# -- second round (uois-graphql.md, "Measured on the real services, second round") -------------
+
+GROUPTYPE_INSERT = """mutation ($id: UUID!, $name: String!, $name_en: String) {
+  result: groupTypeInsert(groupType: {id: $id, name: $name, nameEn: $name_en}) {
+    id msg result: groupType { id name } } }"""
+EXTTYPE_INSERT = """mutation ($id: UUID!, $name: String!, $urlformat: String) {
+  result: externaltypeidInsert(externaltypeid: {id: $id, name: $name, urlformat: $urlformat}) {
+    id msg result: externaltypeid { id name } } }"""
+
+
+def test_group_of_an_unknown_group_type_is_a_fk_error_and_stores_nothing(
+        sandbox: Sandbox) -> None:
+    tok, gid, gtype = uois_token(sandbox), new_id(), new_id()
+    r = gql(sandbox, GROUP, {"id": gid, "name": "G", "grouptype_id": gtype}, tok)
+    assert r.status_code == 200
+    body = r.json()
+    assert body["data"] is None and [set(e) for e in body["errors"]] == [{"msg"}]
+    msg = body["errors"][0]["msg"]
+    assert 'violates foreign key constraint "groups_grouptype_id_fkey"' in msg
+    assert f'Key (grouptype_id)=({gtype}) is not present in table "grouptypes"' in msg
+    assert sandbox.store.counts()["uois_groups"] == 0
+    # a fresh installation has only its demo types; once the type exists the group goes in
+    made = gql(sandbox, GROUPTYPE_INSERT, {"id": gtype, "name": "katedra"}, tok).json()
+    assert made["data"]["result"] == {"id": gtype, "msg": "ok",
+                                      "result": {"id": gtype, "name": "katedra"}}
+    again = gql(sandbox, GROUPTYPE_INSERT, {"id": gtype, "name": "katedra"}, tok).json()
+    assert again["data"] is None and "UniqueViolationError" in again["errors"][0]["msg"]
+    r = gql(sandbox, GROUP, {"id": gid, "name": "G", "grouptype_id": gtype}, tok).json()
+    assert r["data"]["result"]["msg"] == "ok"
+    q = "query ($id: UUID!) { groupTypeById(id: $id) { name } groupTypePage(limit: 10) { id } }"
+    read = gql(sandbox, q, {"id": gtype}, tok).json()["data"]
+    assert read["groupTypeById"] == {"name": "katedra"}
+    assert {t["id"] for t in read["groupTypePage"]} == {gtype, *(t[0] for t in DEMO_GROUPTYPES)}
+
+
+def test_membership_of_an_unknown_group_or_user_keeps_the_fields_before_it(
+        sandbox: Sandbox) -> None:
+    tok, uid, gid, first = uois_token(sandbox), new_id(), new_id(), new_id()
+    gql(sandbox, USER, user_vars(uid), tok)
+    gql(sandbox, GROUP, {"id": gid, "name": "G", "grouptype_id": GROUPTYPE}, tok)
+    doc = """mutation ($a: UUID!, $u: UUID!, $g: UUID!, $x: UUID!, $ng: UUID!) {
+      a: membershipInsert(membership: {id: $a, userId: $u, groupId: $g}) { id msg }
+      b: membershipInsert(membership: {userId: $u, groupId: $ng}) { id msg }
+      c: membershipInsert(membership: {id: $x, userId: $u, groupId: $g}) { id msg } }"""
+    unknown_group = new_id()
+    r = gql(sandbox, doc, {"a": first, "u": uid, "g": gid, "x": new_id(), "ng": unknown_group},
+            tok).json()
+    assert r["data"] is None and [set(e) for e in r["errors"]] == [{"msg"}]
+    assert f"Key (group_id)=({unknown_group}) is not present" in r["errors"][0]["msg"]
+    assert [m["id"] for m in sandbox.store.query("SELECT id FROM uois_memberships")] == [first]
+    unknown_user = new_id()
+    r = gql(sandbox, MEMBERSHIP, {"id": new_id(), "user_id": unknown_user, "group_id": gid},
+            tok).json()
+    assert r["data"] is None
+    assert f'Key (user_id)=({unknown_user}) is not present in table "users"' in r["errors"][0][
+        "msg"]
+
+
+def test_externalid_of_an_unknown_type_is_null_with_path_and_the_others_run(
+        sandbox: Sandbox) -> None:
+    tok, inner, unknown = uois_token(sandbox), new_id(), new_id()
+    doc = ("mutation ($i: UUID!, $t: UUID!, $u: UUID!) {\n"
+           "  r0: externalidInsert(externalid: {innerId: $i, typeidId: $t, outerId: \"1\"}) "
+           "{ msg }\n"
+           "  r1: externalidInsert(externalid: {innerId: $i, typeidId: $u, outerId: \"2\"}) "
+           "{ msg }\n"
+           "  r2: externalidInsert(externalid: {innerId: $i, typeidId: $t, outerId: \"3\"}) "
+           "{ msg } }")
+    r = gql(sandbox, doc, {"i": inner, "t": EXTTYPE, "u": unknown}, tok)
+    body = r.json()
+    assert r.status_code == 200
+    assert body["data"] == {"r0": {"msg": "ok"}, "r1": None, "r2": {"msg": "ok"}}
+    (error,) = body["errors"]
+    assert (error["path"], error["locations"]) == (["r1"], [[3, 3]])
+    assert "ForeignKeyViolationError" in error["msg"] and "externalids_typeid_id_fkey" in error[
+        "msg"]
+    stored = sandbox.store.query("SELECT outer_id FROM uois_externalids ORDER BY outer_id")
+    assert [row["outer_id"] for row in stored] == ["1", "3"]
+    made = gql(sandbox, EXTTYPE_INSERT, {"id": unknown, "name": "ORCID"}, tok).json()
+    assert made["data"]["result"]["msg"] == "ok"
+    assert gql(sandbox, EXTERNALID, {"type_id": unknown, "inner_id": inner, "outer_id": "2"},
+               tok).json()["data"]["result"]["msg"] == "ok"
+    q = "query ($id: UUID!) { externalidtypeById(id: $id) { name } }"
+    assert gql(sandbox, q, {"id": unknown}, tok).json()["data"] == {
+        "externalidtypeById": {"name": "ORCID"}}
+
+
+def test_database_error_text_carries_python_values_and_a_graphql_excerpt(
+        sandbox: Sandbox) -> None:
+    tok, uid = uois_token(sandbox), new_id()
+    gql(sandbox, USER, user_vars(uid), tok)
+    msg = gql(sandbox, USER, user_vars(uid), tok).json()["errors"][0]["msg"]
+    assert f"Key (id)=({uid}) already exists" in msg
+    assert f"[parameters: (UUID('{uid}'), 'John', 'Newbie', 'j@n.org'" in msg
+    assert "\n\nGraphQL request:2:3\n" in msg and "result: userInsert(" in msg
+    doc = """mutation ($id: UUID!, $t: UUID!) {
+      result: groupInsert(group: {id: $id, name: "G", grouptypeId: $t}) { msg } }"""
+    msg = gql(sandbox, doc, {"id": new_id(), "t": new_id()}, tok).json()["errors"][0]["msg"]
+    assert ", None, " in msg or ", None)" in msg  # the unset nameEn etc. as Python None
+
+
+@pytest.mark.parametrize(("doc", "variables", "text"), [
+    ("mutation { result: userInsert(user: {id: 1 }", {}, "Syntax Error: Expected Name"),
+    ("{ userPage { nosuchfield } }", {}, "Cannot query field 'nosuchfield'"),
+    (USER, {"name": "A", "surname": "B", "email": "c@d.e"},
+     "Variable '$id' of required type 'UUID!' was not provided."),
+], ids=["syntax", "validation", "missing-variable"])
+def test_ug_request_errors_are_bare_msg_with_the_excerpt(sandbox: Sandbox, doc: str,
+                                                         variables: dict[str, str],
+                                                         text: str) -> None:
+    r = gql(sandbox, doc, variables)
+    assert r.status_code == 200
+    body = r.json()
+    assert set(body) == {"errors"}  # no data
+    assert all(set(e) == {"msg"} for e in body["errors"])  # no message, no locations
+    assert text in body["errors"][0]["msg"]
+    assert "\n\nGraphQL request:1:" in body["errors"][0]["msg"]
+
+
+def test_bodies_that_are_not_json_answer_fastapis_422(sandbox: Sandbox) -> None:
+    auth = {"Authorization": f"Bearer {uois_token(sandbox)}", "Content-Type": "application/json"}
+    for headers in (auth, {"Content-Type": "application/json"}):  # before any auth check
+        r = HTTP.post(f"{sandbox.url}/api/gql", content=b"{not json", headers=headers)
+        assert r.status_code == 422
+        (detail,) = r.json()["detail"]
+        assert (detail["type"], detail["loc"], detail["msg"]) == (
+            "json_invalid", ["body", 1], "JSON decode error")
+    login = sandbox.endpoint_config("uois")["auth"]["login_url"]
+    key = HTTP.get(login).json()["key"]
+    r = HTTP.post(login, data={"key": key, "username": "john.newbie@world.com", "password": "x"})
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["type"] == "model_attributes_type"
+    r = HTTP.post(login, content=b"key=", headers={"Content-Type": "application/json"})
+    assert (r.status_code, r.json()["detail"][0]["type"]) == (422, "json_invalid")
+
+
+def test_get_on_the_graphql_endpoint_is_a_plain_405(sandbox: Sandbox) -> None:
+    r = HTTP.get(f"{sandbox.url}/api/gql")
+    assert r.status_code == 405 and r.headers["content-type"].startswith("text/plain")

@@ -71,6 +71,14 @@ CREATE TABLE IF NOT EXISTS uois_externalids (
     id VARCHAR PRIMARY KEY, inner_id VARCHAR NOT NULL, typeid_id VARCHAR NOT NULL,
     outer_id VARCHAR NOT NULL, lastchange TIMESTAMP NOT NULL, seq BIGINT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS uois_grouptypes (
+    id VARCHAR PRIMARY KEY, name VARCHAR, name_en VARCHAR, lastchange TIMESTAMP NOT NULL,
+    seq BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS uois_externalidtypes (
+    id VARCHAR PRIMARY KEY, name VARCHAR, name_en VARCHAR, urlformat VARCHAR,
+    category_id VARCHAR, lastchange TIMESTAMP NOT NULL, seq BIGINT NOT NULL
+);
 CREATE SEQUENCE IF NOT EXISTS uois_seq START 1;
 CREATE SEQUENCE IF NOT EXISTS crud_seq START 1;
 CREATE TABLE IF NOT EXISTS crud_items (
@@ -92,6 +100,8 @@ TABLES = (
     "uois_groups",
     "uois_memberships",
     "uois_externalids",
+    "uois_grouptypes",
+    "uois_externalidtypes",
     "crud_items",
 )
 

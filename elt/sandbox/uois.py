@@ -10,23 +10,30 @@ Every rule imitates a measured answer of the real services ("Measured on the rea
   gateway. Without a valid one: HTTP 401 `{"data": null, "errors": ["Unauthenticated", <query>,
   <variables>]}`, the query echoed back as received and the variables as the Python repr
   string of what gql_ug parsed (`"{'id_0': UUID('...'), 'email_0': 'a@b'}"`), as measured.
-- A body that is not JSON, gzip-compressed ones included (the services do not decode gzip),
-  answers 400 `{"detail": "There was an error parsing the body"}`, before any auth check.
+- Bodies, before any auth check, as FastAPI reads them: one that is not UTF-8 (gzip, the
+  services do not decode it) answers 400 `{"detail": "There was an error parsing the
+  body"}`; one that is not JSON 422 `json_invalid`; a form-encoded login 422
+  `model_attributes_type` (second round). GET /api/gql answers 405 in plain text.
 - Which service answers is decided by the document's first root field, as the front end
-  routes it: userInsert, groupInsert, membershipInsert and the user/group/membership reads
-  go to gql_ug, externalidInsert, internalId and externalIds to gql_externalids.
+  routes it: userInsert, groupInsert, membershipInsert, groupTypeInsert and their reads go
+  to gql_ug, externalidInsert, externaltypeidInsert, internalId and the external-id reads
+  to gql_externalids (a document that does not parse: the first such name in its text).
 - gql_ug: aliased fields run in order; at the first failing field the answer is
   `{"data": null, "errors": [{"msg": "<database error text>"}]}` with no `path` and no
-  `locations`; the fields before it stay committed, the fields after it are not run.
-- gql_externalids follows the GraphQL spec: the failing field is null in `data`, its error
-  has `message`, `locations` and `path`, plus the extra keys `nodes`, `source`,
-  `original_error` and `msg_e`.
+  `locations`; the fields before it stay committed, the fields after it are not run. Syntax,
+  validation and missing-variable errors answer `{"errors": [{"msg": "<text>\n\nGraphQL
+  request:1:23 ..."}]}` (no `data`, `message` or `locations`). Error texts end with the
+  GraphQL excerpt (graphql-core's printed error).
+- gql_externalids: the failing field is null in `data` and the others run; its error has
+  `msg`, `locations` as a list of [line, column] pairs and `path`, plus the extra keys
+  `nodes`, `source`, `original_error` and `msg_e` (second round).
 - Database errors are never HTTP errors: HTTP 200 with the errors above (see uois_schema.py
   for their texts).
 """
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import threading
@@ -46,8 +53,15 @@ from graphql import (
 
 import elt.sandbox.tokens as tokens
 from elt.sandbox.store import Store
-from elt.sandbox.uois_schema import Counter, NotRun, Resolvers, entity_key, now
-from elt.sandbox.wire import Request, Response, internal_error, json_response, parse_json
+from elt.sandbox.uois_schema import Counter, NotRun, Resolvers, entity_key, now, python_repr
+from elt.sandbox.wire import (
+    Request,
+    Response,
+    internal_error,
+    json_response,
+    parse_json,
+    text_response,
+)
 
 USERNAME = "john.newbie@world.com"
 PASSWORD = "john.newbie@world.com"
@@ -58,15 +72,20 @@ TOKEN_TTL = 3600
 KEY_TTL = 300
 PARSE_ERROR = {"detail": "There was an error parsing the body"}
 UG_FIELDS = {"userInsert", "groupInsert", "membershipInsert", "userById", "userPage",
-             "groupPage", "membershipPage", "userUpdate", "groupUpdate"}
+             "groupPage", "membershipPage", "userUpdate", "groupUpdate", "groupTypeInsert",
+             "groupTypeById", "groupTypePage"}
+EXTERNALID_FIELDS = {"externalidInsert", "externaltypeidInsert", "internalId", "externalIds",
+                     "externalidtypeById", "externalidtypePage"}
+_NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]*")
 
 
 def service_of(query: str) -> str:
     """`ug` or `externalids`: the service the document's first root field belongs to."""
     try:
         doc = parse(query)
-    except GraphQLError:
-        return "externalids"  # syntax errors answer in the spec's format
+    except GraphQLError:  # the first field name the text holds; gql_ug when none
+        names = (n for n in _NAME.findall(query) if n in UG_FIELDS | EXTERNALID_FIELDS)
+        return "externalids" if next(names, None) in EXTERNALID_FIELDS else "ug"
     for definition in doc.definitions:
         if isinstance(definition, OperationDefinitionNode):
             for sel in definition.selection_set.selections:
@@ -76,11 +95,50 @@ def service_of(query: str) -> str:
 
 
 def _extended(error: GraphQLError) -> dict[str, Any]:
-    """gql_externalids' error: the spec's keys plus its serialised exception attributes."""
+    """gql_externalids' error: msg, locations as [line, column] pairs, path, and its
+    serialised exception attributes."""
     original = error.original_error
-    return {**error.formatted, "nodes": None, "source": None,
+    return {"msg": str(error), "locations": [[loc.line, loc.column]
+                                             for loc in error.locations or ()],
+            "path": error.path, "nodes": None, "source": None,
             "original_error": None if original is None else str(original),
             "msg_e": error.message}
+
+
+_NOT_PROVIDED = re.compile(r"Variable '(\$\w+)' has invalid value: Expected a value of "
+                           r"non-null type '([^']+)' to be provided\.")
+
+
+def _worded(error: GraphQLError) -> str:
+    """The printed error as gql_ug's graphql-core words it (a missing variable: "Variable
+    '$x' of required type 'T!' was not provided.")."""
+    return _NOT_PROVIDED.sub(r"Variable '\1' of required type '\2' was not provided.",
+                             str(error))
+
+
+def json_invalid(exc: json.JSONDecodeError) -> Response:
+    """FastAPI's 422 for a body that is not JSON."""
+    return json_response(422, {"detail": [{"type": "json_invalid", "loc": ["body", exc.pos],
+                                           "msg": "JSON decode error", "input": {},
+                                           "ctx": {"error": exc.msg}}]})
+
+
+def read_body(req: Request) -> Any:
+    """The JSON body as FastAPI reads it; Reply-like Response raised as BodyError."""
+    try:
+        return parse_json(req.body)
+    except UnicodeDecodeError:
+        raise BodyError(json_response(400, PARSE_ERROR)) from None
+    except json.JSONDecodeError as exc:
+        raise BodyError(json_invalid(exc)) from None
+
+
+class BodyError(Exception):
+    """A body FastAPI cannot read: the response it answers."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status)
+        self.response = response
 
 
 class Uois:
@@ -107,10 +165,16 @@ class Uois:
                 return json_response(200, {"key": key})
         if req.method != "POST":
             return json_response(405, {"detail": "Method Not Allowed"})
+        kind = (req.header("Content-Type") or "").split(";")[0].strip().lower()
+        if kind in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            return json_response(422, {"detail": [{
+                "type": "model_attributes_type", "loc": ["body"],
+                "msg": "Input should be a valid dictionary or object to extract fields from",
+                "input": req.body.decode("utf-8", "replace")}]})
         try:
-            body = parse_json(req.body)
-        except ValueError:
-            return json_response(400, PARSE_ERROR)
+            body = read_body(req)
+        except BodyError as exc:
+            return exc.response
         if not isinstance(body, dict):
             return internal_error()
         with self._keys_lock:
@@ -140,11 +204,11 @@ class Uois:
     # -- GraphQL ----------------------------------------------------------------------------
     def graphql(self, req: Request) -> Response:
         if req.method != "POST":
-            return json_response(405, {"detail": "Method Not Allowed"})
+            return text_response(405, "Method Not Allowed")
         try:
-            body = parse_json(req.body)
-        except (ValueError, UnicodeDecodeError):
-            return json_response(400, PARSE_ERROR)
+            body = read_body(req)
+        except BodyError as exc:
+            return exc.response
         query = body.get("query") if isinstance(body, dict) else None
         variables = body.get("variables") if isinstance(body, dict) else None
         if not self._authenticated(req):
@@ -169,9 +233,9 @@ class Uois:
         if not errors:
             return json_response(200, {"data": result.data})
         if ug and result.data is not None:  # an execution error: gql_ug's bare answer
-            return json_response(200, {"data": None, "errors": [{"msg": errors[0].message}]})
-        if ug:
-            return json_response(200, {"data": None, "errors": [e.formatted for e in errors]})
+            return json_response(200, {"data": None, "errors": [{"msg": str(errors[0])}]})
+        if ug:  # syntax, validation, a missing variable: no data, no message, no locations
+            return json_response(200, {"errors": [{"msg": _worded(e)} for e in errors]})
         return json_response(200, {"data": result.data, "errors": [_extended(e) for e in errors]})
 
     def _null_sink(self, query: str, variables: dict[str, Any]) -> dict[str, Any] | None:
@@ -215,18 +279,3 @@ def _fake(field: FieldNode, entity_id: str) -> Any:
         else:
             out[alias] = None
     return out
-
-
-
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-
-
-def python_repr(value: object) -> str:
-    """gql_ug's echo of the variables: the Python values it parsed, UUIDs as UUID('...')."""
-    if isinstance(value, str) and _UUID.fullmatch(value):
-        return f"UUID('{value}')"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k!r}: {python_repr(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, list):
-        return "[" + ", ".join(python_repr(v) for v in value) + "]"
-    return repr(value)

@@ -2,9 +2,12 @@
 
 Imitated behaviour (uois-graphql.md, "Measured on the real services"):
 - A duplicate primary key fails with asyncpg's `UniqueViolationError ... Key (id)=(...)
-  already exists`; a membership naming a missing user or group, or a group naming a missing
-  `mastergroupId` (a child before its parent), with `ForeignKeyViolationError`. The text
-  carries the SQL and its parameters (emails included), as the real error text does.
+  already exists`; a membership naming a missing user or group, a group naming a missing
+  `mastergroupId` (a child before its parent) or an unknown `grouptypeId`
+  (`groups_grouptype_id_fkey`), an external id of an unknown `typeidId`, with
+  `ForeignKeyViolationError` (second round: nothing stored). The text carries the SQL and
+  its parameters as Python values (`UUID('...')`, `None`; emails included), as the real
+  error text does; uois.py appends the GraphQL excerpt.
 - groupInsert accepts `valid` and `mastergroupId`.
 - externalidInsert of an existing (inner, type, outer) triple answers `msg: "fail"` with
   the existing id; the same (type, outer) with another inner id is accepted.
@@ -19,6 +22,7 @@ Imitated behaviour (uois-graphql.md, "Measured on the real services"):
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import uuid
@@ -30,6 +34,7 @@ from typing import Any
 from graphql import GraphQLError, GraphQLNonNull, GraphQLSchema, build_schema
 
 from elt.sandbox.store import Store
+from elt.sandbox.uois_types import Types, seed_demo_types
 from elt.sandbox.uois_updates import Updates
 
 # GraphQL field name -> column, per table (the filters, orderby and row conversion use it)
@@ -44,6 +49,11 @@ COLUMNS = {
                          "lastchange": "lastchange"},
     "uois_externalids": {"id": "id", "innerId": "inner_id", "typeidId": "typeid_id",
                          "outerId": "outer_id", "lastchange": "lastchange"},
+    "uois_grouptypes": {"id": "id", "name": "name", "nameEn": "name_en",
+                        "lastchange": "lastchange"},
+    "uois_externalidtypes": {"id": "id", "name": "name", "nameEn": "name_en",
+                             "urlformat": "urlformat", "categoryId": "category_id",
+                             "lastchange": "lastchange"},
 }
 Counter = Callable[[str, str, str], None]
 
@@ -60,11 +70,29 @@ class NotRun(Exception):
     """A gql_ug field after a failing one: the real service does not run it."""
 
 
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def python_repr(value: object) -> str:
+    """A value as the services print what they parsed: UUIDs as UUID('...'), None, datetimes
+    as datetime.datetime(...) (the 401's echo of the variables, the [parameters: ...] of a
+    database error)."""
+    if isinstance(value, str) and _UUID.fullmatch(value):
+        return f"UUID('{value}')"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k!r}: {python_repr(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        inner = ", ".join(python_repr(v) for v in value)
+        return f"({inner}{',' if len(value) == 1 else ''})" if isinstance(value, tuple) \
+            else f"[{inner}]"
+    return repr(value)
+
+
 def _sql_tail(table: str, row: dict[str, Any], names: dict[str, str]) -> str:
     cols = [c for c in names if c in row]
     sql = (f"INSERT INTO {table} ({', '.join(names[c] for c in cols)}) "
            f"VALUES ({', '.join(f'${i}' for i in range(1, len(cols) + 1))})")
-    params = tuple(str(row[c]) for c in cols)
+    params = python_repr(tuple(row[c] for c in cols))
     return f"\n[SQL: {sql}]\n[parameters: {params}]\n(Background on this error at: " \
            "https://sqlalche.me/e/20/gkpj)"
 
@@ -122,7 +150,7 @@ def entity_key(obj: dict[str, Any]) -> str:
     return "|".join(str(obj.get(k)) for k in ("innerId", "typeidId", "outerId"))
 
 
-class Resolvers(Updates):
+class Resolvers(Updates, Types):
     """The executable schema: resolvers reading and writing the store, counting per entity."""
 
     columns = COLUMNS
@@ -133,6 +161,7 @@ class Resolvers(Updates):
         self._flights: dict[str, int] = {}
         self._flights_lock = threading.Lock()
         self.schema = self._build_schema()
+        seed_demo_types(store)
 
     def _build_schema(self) -> GraphQLSchema:
         sdl = resources.files("elt.sandbox").joinpath("uois.graphql").read_text(encoding="utf-8")
@@ -238,7 +267,8 @@ class Resolvers(Updates):
         return {"id": row["id"], "msg": "ok", "user": row}
 
     def _groupInsert(self, group: dict[str, Any]) -> dict[str, Any]:
-        row = self._insert("uois_groups", group, {"mastergroupId": "uois_groups"})
+        refs = {"grouptypeId": "uois_grouptypes", "mastergroupId": "uois_groups"}
+        row = self._insert("uois_groups", group, refs)
         return {"id": row["id"], "msg": "ok", "group": row}
 
     def _membershipInsert(self, membership: dict[str, Any]) -> dict[str, Any]:
@@ -252,7 +282,7 @@ class Resolvers(Updates):
                               triple, limit=1)
         if existing:
             return {"id": existing[0]["id"], "msg": "fail", "externalid": existing[0]}
-        row = self._insert("uois_externalids", ext, {})
+        row = self._insert("uois_externalids", ext, {"typeidId": "uois_externalidtypes"})
         return {"id": row["id"], "msg": "ok", "externalid": row}
 
     def _page(self, table: str, where: dict[str, Any] | None, orderby: str | None,
