@@ -33,6 +33,7 @@ from elt.context import Context
 from elt.core.console import Console
 from elt.core.results import RunResults
 from elt.sandbox.server import Sandbox
+from elt.sandbox.uois_types import DEMO_GROUPTYPES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -56,8 +57,8 @@ SCOPES = """SELECT 'public' AS scope, answer::BIGINT AS mdid,
 FROM published.flowkit_data WHERE status = 'acknowledged'"""
 USERS = """SELECT md5('user' || i)::UUID::VARCHAR AS id, 'Name' || i AS name,
   'Sur' || i AS surname, 'u' || i || '@uni.test' AS email FROM range({n}) t(i)"""
-GROUPS = """SELECT md5('group' || i)::UUID::VARCHAR AS id, 'Group ' || i AS name,
-  md5('grouptype')::UUID::VARCHAR AS grouptype_id FROM range(3) t(i)"""
+GROUPS = f"""SELECT md5('group' || i)::UUID::VARCHAR AS id, 'Group ' || i AS name,
+  '{DEMO_GROUPTYPES[0][0]}' AS grouptype_id FROM range(3) t(i)"""  # a fresh sandbox's type
 MEMBERSHIPS = """SELECT md5('m' || i)::UUID::VARCHAR AS id, md5('user' || i)::UUID::VARCHAR
   AS user_id, md5('group' || (i % 3))::UUID::VARCHAR AS group_id, true AS valid
 FROM range({n}) t(i)"""

@@ -25,6 +25,7 @@ from elt.http.endpoints import Endpoints
 from elt.http.graphql import build_batched_document
 from elt.project.config import Project, load_project
 from elt.sandbox.server import Sandbox
+from elt.sandbox.uois_types import DEMO_EXTERNALIDTYPES
 from elt.sources.fetch import fetch_source
 
 INTERNAL_ID = ("query ($type_id: UUID!, $outer_id: String!) "
@@ -35,7 +36,7 @@ USER = ("mutation ($id: UUID!, $name: String!) "
         "{ result: userInsert(user: {id: $id, name: $name}) { msg } }")
 EXTID = ("mutation ($i: UUID!, $t: UUID!, $o: String!) { result: externalidInsert("
          "externalid: {innerId: $i, typeidId: $t, outerId: $o}) { msg } }")
-TYPE_ID = "a8b1f3c2-0000-4000-8000-000000000001"
+TYPE_ID = DEMO_EXTERNALIDTYPES[0][0]  # a fresh sandbox holds it (others fail on the FK)
 HTTP = httpx.Client(timeout=10)
 
 

@@ -10,7 +10,8 @@ import random
 import unicodedata
 import uuid
 
-SYSTEMDATA_TABLES = ["users", "groups", "memberships", "externalids", "externalidtypes"]
+SYSTEMDATA_TABLES = ["users", "groups", "memberships", "externalids", "externalidtypes",
+                     "grouptypes"]
 
 
 FIRST = ["Jan", "Petr", "Pavel", "Tomáš", "Martin", "Jana", "Eva", "Lucie", "Hana", "Kateřina",
