@@ -417,8 +417,8 @@ def test_project_groups_go_with_their_master_groups_first(tmp_path: Path) -> Non
     for name in ("seeds", "models"):
         shutil.copytree(REPO / name, tmp_path / name)
     shutil.copy(REPO / "profiles.yml", tmp_path / "profiles.yml")
-    assert elt(tmp_path, "build", "-s", "+uois_groups").code == 0
-    run = elt(tmp_path, "publish", "-s", "uois_groups")
+    assert elt(tmp_path, "build", "-s", "+uois_groups_to_send").code == 0
+    run = elt(tmp_path, "publish", "-s", "+uois_groups")  # its group types first
     assert run.code == 0, run.output
     expected = {(g["id"], g["mastergroup_id"], g["valid"]) for g in json.loads(
         (REPO / "seeds" / "uois" / "systemdata.json").read_text())["groups"]}

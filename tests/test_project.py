@@ -136,7 +136,9 @@ def test_uois_tables_carry_their_mutations_variables(project):
     root, _, _ = project
     for model, document, extra in [("uois_users", "user_insert", set()),
                                    ("uois_groups", "group_insert", {"depth"}),
-                                   ("uois_memberships", "membership_insert", set()),
+                                   ("uois_memberships", "membership_insert", {"refused"}),
+                                   ("uois_grouptypes", "group_type_insert", set()),
+                                   ("uois_externalid_types", "externalid_type_insert", set()),
                                    ("uois_externalids", "externalid_insert", set())]:
         text = (root / "models/uois" / f"{document}.gql").read_text(encoding="utf-8")
         assert re.search(r"\bresult: \w+Insert\(", text), document  # the field aliased result
@@ -338,7 +340,7 @@ def test_publishing_external_ids_makes_their_lookups_stale(tmp_path: Path):
     out = io.StringIO()
     ctx = Context(project_dir=root, target="sandbox", console=Console(out=out, err=out,
                                                                       color=False))
-    published = ctx.publish(select=["uois_users", "uois_externalids"])
+    published = ctx.publish(select=["uois_users", "uois_externalid_types", "uois_externalids"])
     assert not published.failed, out.getvalue()
     again, output = build(root)
     assert not again.failed, output

@@ -43,7 +43,7 @@ def test_an_outer_id_registered_to_another_user_is_refused_never_sent(tmp_path: 
     shutil.copy(REPO / "profiles.yml", root / "profiles.yml")
     ctx, out = context(root)
     assert not ctx.build(exclude=["tag:flowkit"]).failed, out.getvalue()
-    assert not ctx.publish(select=["uois_users", "uois_externalids"]).failed, out.getvalue()
+    assert not ctx.publish(select=["uois_users", "+uois_externalids"]).failed, out.getvalue()
 
     export = root / "seeds" / "uois" / "systemdata.json"
     data = json.loads(export.read_text())
