@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import httpx
 import pytest
 from helpers import E2E, CliRun, Watched, elt_argv, elt_process, write_files
 from peer import Peer
@@ -170,3 +171,22 @@ def test_canary_secrets_leave_no_trace(tmp_path: Path, sb: Sandbox) -> None:
     assert " elt.http echo POST /echo 201 " in log_text  # requests were logged: not vacuous
     leaks = _leaks(root, runs)
     assert not leaks, "\n".join(leaks)
+
+
+def test_a_heartbeat_leaking_secrets_leaves_no_trace(tmp_path: Path, sb: Sandbox) -> None:
+    """The real heartbeat's `config` carries secrets (flowkit-api.md, second round); `elt debug`
+    and a publish read it, and neither their output nor the log at its most detailed may
+    repeat its body."""
+    root = tmp_path / "project"
+    E2E(root, sb, n=2, users=1)
+    health = httpx.get(f"{sb.endpoint_config('flowkit')['url']}/heartbeat").json()
+    leaked = list(flowkit.HEARTBEAT_SECRETS.values())
+    assert set(leaked) <= set(health["config"].values())  # the heartbeat does leak them
+    runs = [elt_process(root, "debug", env=ENV), elt_process(root, "build", env=ENV),
+            elt_process(root, "publish", "-s", "flowkit_setup", env=ENV)]
+    assert all(run.code == 0 for run in runs), [run.output for run in runs]
+    assert "endpoint flowkit:" in runs[0].output
+    log_text = (root / "target" / "logs" / "elt.log").read_text()
+    for text in [*(run.output for run in runs), log_text]:
+        assert not [s for s in leaked if s in text]
+        assert "db_host" not in text and "flowkit-ui-backend-db" not in text

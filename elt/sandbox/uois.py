@@ -55,6 +55,7 @@ import elt.sandbox.tokens as tokens
 from elt.sandbox.store import Store
 from elt.sandbox.uois_schema import Counter, NotRun, Resolvers, entity_key, now, python_repr
 from elt.sandbox.wire import (
+    Reply,
     Request,
     Response,
     internal_error,
@@ -124,21 +125,14 @@ def json_invalid(exc: json.JSONDecodeError) -> Response:
 
 
 def read_body(req: Request) -> Any:
-    """The JSON body as FastAPI reads it; Reply-like Response raised as BodyError."""
+    """The JSON body as FastAPI reads it; Reply with its answer when it cannot (400 for bytes
+    that are not UTF-8, 422 for text that is not JSON)."""
     try:
         return parse_json(req.body)
     except UnicodeDecodeError:
-        raise BodyError(json_response(400, PARSE_ERROR)) from None
+        raise Reply(json_response(400, PARSE_ERROR)) from None
     except json.JSONDecodeError as exc:
-        raise BodyError(json_invalid(exc)) from None
-
-
-class BodyError(Exception):
-    """A body FastAPI cannot read: the response it answers."""
-
-    def __init__(self, response: Response) -> None:
-        super().__init__(response.status)
-        self.response = response
+        raise Reply(json_invalid(exc)) from None
 
 
 class Uois:
@@ -173,7 +167,7 @@ class Uois:
                 "input": req.body.decode("utf-8", "replace")}]})
         try:
             body = read_body(req)
-        except BodyError as exc:
+        except Reply as exc:
             return exc.response
         if not isinstance(body, dict):
             return internal_error()
@@ -207,7 +201,7 @@ class Uois:
             return text_response(405, "Method Not Allowed")
         try:
             body = read_body(req)
-        except BodyError as exc:
+        except Reply as exc:
             return exc.response
         query = body.get("query") if isinstance(body, dict) else None
         variables = body.get("variables") if isinstance(body, dict) else None
