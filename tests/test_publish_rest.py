@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import find_leaks
+from helpers import find_leaks, quiet_stats
 from own_api import KEY_VAR, OwnApi, crud_items, crud_stats, new_statuses
 from pytest_httpx import HTTPXMock
 
@@ -265,3 +265,77 @@ def test_batches_go_as_one_json_array_each(tmp_path: Path, httpx_mock: HTTPXMock
                               b'[{"id":4,"name":"n4"}]']
     assert p.sql("SELECT id, answer FROM published.items ORDER BY id") == [
         (str(i), str(100 + i)) for i in range(5)]
+
+
+# -- point 3: headers and their secrets, Idempotency-Key ------------------------------------
+def test_an_api_key_from_env_var_never_reaches_output_logs_ledger_or_database(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    canary = "canary-crud-key-0f9e8d7c6b5a"
+    monkeypatch.setattr(crud, "API_KEY", canary)  # the only key the receiver accepts
+    env = {KEY_VAR: canary, "ELT_LOG_LEVEL": "debug"}
+    with Sandbox(None) as sb:
+        p = OwnApi(tmp_path / "proj", f"{sb.url}/crud", ITEMS, """
+key: [id]
+mode: upsert
+rest:
+  headers: {X-Client: elt-tests}
+  insert: {method: PUT, path: "/items/{id}", success: [201]}
+  update: {method: PUT, path: "/items/{id}", success: [200], headers: {X-Op: update}}
+""")
+        runs = [p.cli("build", env=env), p.cli("publish", env=env)]
+        assert [r.code for r in runs] == [0, 0], runs[-1].output
+        assert len(crud_items(sb)) == 3  # the key was sent: the receiver let them in
+        wrong = p.cli("publish", "--full-refresh", "--yes",
+                      env={**env, KEY_VAR: "canary-wrong-key"})
+        assert wrong.code == 1 and "401" in wrong.output, wrong.output
+        runs += [wrong, p.cli("status", env=env),
+                 p.cli("sql", "SELECT * FROM _elt.ledger", "--format", "json", env=env)]
+    log = (p.root / "target" / "logs" / "elt.log").read_text()
+    assert "PUT /crud/items/1" in log  # requests were logged at debug: not vacuous
+    assert not find_leaks(p.root, [r.output for r in runs])
+
+
+def test_idempotency_key_makes_a_resend_after_a_timeout_one_stored_row(
+        tmp_path: Path, sb: Sandbox) -> None:
+    """POST /items (the receiver assigns ids) times out while the receiver goes on; the
+    next publish sends the row again with the same Idempotency-Key, which the receiver
+    answers with its first answer: one item per row, not two."""
+    p = OwnApi(tmp_path, f"{sb.url}/crud", SKUS, """
+key: [sku]
+rest:
+  insert: {method: POST, path: /items, success: [201], answer: id}
+  idempotency_key: true
+""", timeout=1)
+    p.build()
+    sb.set_faults(slow_rate=1.0, slow_seconds=5.0)  # answered long after the client gave up
+    results = p.publish()
+    assert statuses(results) == {"items": "error"}
+    assert "timed out" in p.out.getvalue()
+    assert {s for _, s, _, _, _ in p.ledger()} == {"unknown"}
+    sb.set_faults()
+    quiet_stats(sb, timeout=120)  # the stalled first copies are stored by now
+    assert len(crud_items(sb)) == 3
+    assert statuses(p.publish()) == {"items": "success"}, p.out.getvalue()
+    after = crud_stats(sb)
+    assert len(crud_items(sb)) == 3  # without the key: 6, each resend a new item
+    assert sorted(c["replayed"] for c in after["crud"].values()) == [1, 1, 1]
+    assert sorted(a for _, _, _, _, a in p.ledger()) == sorted(crud_items(sb))
+
+
+# -- point 4: bodies ---------------------------------------------------------------------------
+def test_one_json_column_is_the_body_as_it_is(tmp_path: Path, sb: Sandbox) -> None:
+    """`body: payload`: a JSON column (or JSON text in a VARCHAR) is sent as it is, not
+    wrapped in the row; the other columns only name the path."""
+    p = OwnApi(tmp_path, f"{sb.url}/crud", """SELECT * FROM (VALUES
+  (1, '{"name": "bolt", "dims": {"l": 10}, "tags": ["m3"]}'::JSON),
+  (2, '{"name":"nut","price":0.05,"note":null}')) t(id, payload)""", """
+key: [id]
+body: payload
+rest:
+  insert: {method: PUT, path: "/items/{id}", success: [201]}
+""")
+    p.build()
+    assert statuses(p.publish()) == {"items": "success"}, p.out.getvalue()
+    assert crud_items(sb) == {
+        "1": {"name": "bolt", "dims": {"l": 10}, "tags": ["m3"], "id": "1"},
+        "2": {"name": "nut", "price": 0.05, "note": None, "id": "2"}}
