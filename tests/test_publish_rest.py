@@ -339,3 +339,32 @@ rest:
     assert crud_items(sb) == {
         "1": {"name": "bolt", "dims": {"l": 10}, "tags": ["m3"], "id": "1"},
         "2": {"name": "nut", "price": 0.05, "note": None, "id": "2"}}
+
+
+# -- point 5: upsert and keys the model dropped --------------------------------------------------
+def test_keys_an_upsert_model_dropped_are_counted_orphaned_and_named_once(
+        tmp_path: Path, sb: Sandbox) -> None:
+    p = OwnApi(tmp_path, f"{sb.url}/crud", ITEMS, """
+key: [id]
+mode: upsert
+rest:
+  insert: {method: PUT, path: "/items/{id}", success: [201]}
+  update: {method: PUT, path: "/items/{id}", success: [200]}
+""")
+    p.build()
+    assert not p.publish().failed
+    p.set_model("SELECT * FROM (VALUES (1, 'bolt')) t(id, name)")
+    p.build()
+    status = p.cli("status", "--format", "json")
+    assert status.code == 0, status.output
+    [row] = json.loads(status.stdout)
+    assert (row["publication"], row["orphaned"], row["pending"]) == ("items", 2, 0), row
+    before = crud_stats(sb)
+    run = p.cli("publish")
+    assert run.code == 0, run.output
+    hints = [line for line in run.output.splitlines() if "orphan" in line or "mirror" in line]
+    assert hints == ["warning: publication items: 2 key(s) acknowledged earlier are no longer "
+                     "in the model and stay at the endpoint (mode upsert never deletes; `mode: "
+                     "mirror` deletes them)"], run.output
+    assert crud_stats(sb)["requests"] == before["requests"]  # upsert never deletes
+    assert sorted(crud_items(sb)) == ["1", "2", "3"]
