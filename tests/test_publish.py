@@ -143,6 +143,7 @@ def test_a_refused_token_stops_the_waves_after_it_too(proj: Project, api: FakeAp
     (proj.root / "models" / "items.sql").write_text(
         "SELECT * FROM (VALUES (1, 'a', 0), (2, 'b', 1)) t(id, name, depth)")
     assert not proj.ctx().build().failed
+    assert not proj.publish(select=["data"]).failed  # items depends_on it, selected or not
     api.reject[None] = [(401, "Invalid token"), (401, "Invalid token")]  # items' bodies
     results = proj.publish(select=["items"])
     assert "stopped: the endpoint refused our credentials" in by_name(results)["items"].message
@@ -269,8 +270,8 @@ def test_status_and_debug(proj: Project, api: FakeApi) -> None:
     columns, rows = publication_status(proj.ctx())
     assert columns == ["publication", "model", "endpoint", "total", "acknowledged",
                        "already_there", "failed", "pending", "held", "changed", "orphaned",
-                       "refused"]
-    assert rows[0] == ("data", "datasets", "api", 3, 2, 0, 1, 1, 0, 0, 0, 0)
+                       "refused", "waiting"]
+    assert rows[0] == ("data", "datasets", "api", 3, 2, 0, 1, 1, 0, 0, 0, 0, 0)
     assert check_endpoints(proj.ctx())
     assert "endpoint api: https://api.test/v1 up, version 9.9.9" in proj.out.getvalue()
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from elt.publish.stream import Tally
 
 STATUS_COLUMNS = ["publication", "model", "endpoint", "total", "acknowledged", "already_there",
-                  "failed", "pending", "held", "changed", "orphaned", "refused"]
+                  "failed", "pending", "held", "changed", "orphaned", "refused", "waiting"]
 SAMPLE_CHARS = 400
 
 
@@ -153,7 +153,8 @@ def pending_query(pub: Publication, endpoint: Any = None) -> ledger.PendingQuery
     return ledger.PendingQuery(pub.name, f"{db.quote(schema)}.{db.quote(table)}", pub.key,
                                pub.mode, pub.body, pub.delete_body,
                                settle_seconds(endpoint or {}), pub.wave,
-                               can_update=bool(pub.config.get("update")), refuse=pub.refuse)
+                               can_update=bool(pub.config.get("update")), refuse=pub.refuse,
+                               waits=pub.waits_on)
 
 
 def changed_message(pub: Publication, n: int) -> str:
@@ -370,7 +371,7 @@ def status(ctx: Workspace, pubs: dict[str, Publication]) -> tuple[list[str], lis
             rows.append((name, pub.model, pub.endpoint, total, c["unchanged"] - there, there,
                          c["failed"], c["pending"], c["settling"], c["changed"],
                          ledger.count_orphaned(con, query) if pub.mode == "upsert" else 0,
-                         c["refused"]))
+                         c["refused"], c["waiting"]))
     finally:
         con.close()
     return STATUS_COLUMNS, rows
