@@ -15,7 +15,7 @@ from elt.core.errors import EltError
 from elt.core.results import NodeResult, RunResults
 from elt.http.auth import jwt_claims
 from elt.publish import journal as jr
-from elt.publish import ledger, marks
+from elt.publish import ledger, marks, waits
 from elt.publish.lock import state_dir
 from elt.publish.spec import Publication, downstream
 from elt.publish.workspace import Workspace
@@ -290,7 +290,7 @@ def dry_run(ctx: Workspace, pubs: dict[str, Publication], order: list[str],
                 results.add(NodeResult(name, "publication", "skipped", 0, 0.0,
                                        f"would be skipped: {reason}"))
                 console.node("publish", name, "skipped", message=f"would be skipped: {reason}")
-                for down in downstream(name, deps):
+                for down in downstream(name, waits.hard_deps(pubs, deps)):
                     blocked.setdefault(down, f"upstream publication {name} skipped")
                 continue
             query = pending_query(pub, ctx.project.target.endpoints.get(pub.endpoint))
@@ -300,7 +300,9 @@ def dry_run(ctx: Workspace, pubs: dict[str, Publication], order: list[str],
             message = (f"dry run: {c['new']:,} new, {c['changed']:,} changed, "
                        f"{c['unchanged']:,} unchanged, {c['delete']:,} to delete, "
                        f"{c['failed']:,} failed to retry, {c['unknown']:,} unknown to resend, "
-                       f"{c['settling']:,} held until their earlier request settles")
+                       f"{c['settling']:,} held until their earlier request settles"
+                       + (f", {c['waiting']:,} waiting for rows of "
+                          f"{', '.join(u for u, _ in pub.waits_on)}" if c["waiting"] else ""))
             status = "success" if c["pending"] else "up_to_date"
             checker = checkers.get(name)
             if isinstance(checker, str):  # the schema could not be had: say so, fail

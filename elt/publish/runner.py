@@ -24,7 +24,7 @@ from elt.core import db
 from elt.core.errors import EltError, PublishError
 from elt.core.results import NodeResult, RunResults
 from elt.publish import journal as jr
-from elt.publish import ledger, report
+from elt.publish import ledger, report, waits
 from elt.publish.interrupt import interruptible
 from elt.publish.lock import publish_lock, state_dir
 from elt.publish.prepare import Preparing
@@ -144,8 +144,7 @@ class _Run(Preparing):
                                 for x in order) or self._waits_in_run(n)}
         # an upstream's failure skips the publications downstream, except those whose rows
         # wait on its rows (only those rows wait)
-        self.hard_deps = {n: d - {u for u, _ in pubs[n].waits_on} if n in pubs else d
-                          for n, d in deps.items()}
+        self.hard_deps = waits.hard_deps(pubs, deps)
         self.waiting: dict[str, str] = {}  # name -> what to say of its rows that wait
         self.prepared: dict[str, tuple[str, Any]] = {}  # name -> (count|skip|error, value)
         self.down: dict[str, str] = {}  # endpoint -> why it cannot be used this run

@@ -58,6 +58,13 @@ def resolve(name: str, columns: dict[str, str], upstream_key: tuple[str, ...],
     return name, tuple((by_key[k], k) for k in upstream_key)
 
 
+def hard_deps(pubs: dict[str, Any], deps: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The dependencies whose failure skips a publication whole: all but the row-level ones
+    (after a failed upstream only the rows that need its rows wait)."""
+    return {n: d - {u for u, _ in pubs[n].waits_on} if n in pubs else set(d)
+            for n, d in deps.items()}
+
+
 def waiting_sql(waits: tuple[Wait, ...], ledger: str) -> str:
     """SQL over the model's row (unqualified columns): NULL when every upstream row it names
     is acknowledged, else which it waits for (`uois_groups ["g1"]`; several: `; `). A NULL
