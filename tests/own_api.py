@@ -74,6 +74,15 @@ class OwnApi:
                         "ORDER BY key")
 
 
+def put_upsert(path: str = "/items/{id}", created: str = "[201]", replaced: str = "[200]"
+               ) -> str:
+    """The publication most own-API tests use: key id, upsert, one PUT per row to `path`
+    for inserts and updates (`created` / `replaced`: their success codes)."""
+    return (f"key: [id]\nmode: upsert\nrest:\n"
+            f"  insert: {{method: PUT, path: \"{path}\", success: {created}}}\n"
+            f"  update: {{method: PUT, path: \"{path}\", success: {replaced}}}\n")
+
+
 def crud_items(sb: Sandbox, collection: str = "items") -> dict[str, dict]:
     """What the receiver stores: id -> item."""
     assert sb.store is not None

@@ -7,19 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from own_api import KEY_VAR, OwnApi, crud_stats, new_statuses
+from own_api import KEY_VAR, OwnApi, crud_stats, new_statuses, put_upsert
 
 import elt.sandbox.crud as crud
 from elt.sandbox.server import Sandbox
 
 ITEMS = "SELECT * FROM (VALUES (1, 'bolt'), (2, 'nut'), (3, 'washer')) t(id, name)"
-PUB = """
-key: [id]
-mode: upsert
-rest:
-  insert: {method: PUT, path: "/items/{id}", success: [200, 201]}
-  update: {method: PUT, path: "/items/{id}", success: [200, 201]}
-"""
+PUB = put_upsert(created="[200, 201]", replaced="[200, 201]")
 
 
 @pytest.fixture

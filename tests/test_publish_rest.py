@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from helpers import find_leaks, quiet_stats
-from own_api import KEY_VAR, OwnApi, crud_items, crud_stats, new_statuses
+from own_api import KEY_VAR, OwnApi, crud_items, crud_stats, new_statuses, put_upsert
 from pytest_httpx import HTTPXMock
 
 import elt.sandbox.crud as crud
@@ -44,13 +44,7 @@ KEYS_MODEL = """SELECT * FROM (VALUES (1, 'a/b c', 'bolt'), (2, 'é ü?&#%', 'nu
 
 def test_path_values_are_url_encoded_and_a_null_one_fails_only_its_row(
         tmp_path: Path, sb: Sandbox) -> None:
-    p = OwnApi(tmp_path, f"{sb.url}/crud", KEYS_MODEL, """
-key: [id]
-mode: upsert
-rest:
-  insert: {method: PUT, path: "/items/{sku}?upsert=true", success: [201]}
-  update: {method: PUT, path: "/items/{sku}?upsert=true", success: [200]}
-""")
+    p = OwnApi(tmp_path, f"{sb.url}/crud", KEYS_MODEL, put_upsert("/items/{sku}?upsert=true"))
     p.build()
     results = p.publish()
     assert statuses(results) == {"items": "error"}
@@ -344,13 +338,7 @@ rest:
 # -- point 5: upsert and keys the model dropped --------------------------------------------------
 def test_keys_an_upsert_model_dropped_are_counted_orphaned_and_named_once(
         tmp_path: Path, sb: Sandbox) -> None:
-    p = OwnApi(tmp_path, f"{sb.url}/crud", ITEMS, """
-key: [id]
-mode: upsert
-rest:
-  insert: {method: PUT, path: "/items/{id}", success: [201]}
-  update: {method: PUT, path: "/items/{id}", success: [200]}
-""")
+    p = OwnApi(tmp_path, f"{sb.url}/crud", ITEMS, put_upsert())
     p.build()
     assert not p.publish().failed
     p.set_model("SELECT * FROM (VALUES (1, 'bolt')) t(id, name)")
