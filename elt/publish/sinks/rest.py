@@ -214,6 +214,12 @@ class RestSink(Sink):
             extra = [(k, t.render(values, encode=False)) for k, t in spec.headers]
         except MissingValue as exc:
             return Refused(spec.method, spec.path.text, b"", {}, tuple(rows), f"rest.{op}: {exc}")
+        bad = next((k for k, v in extra if not v.isascii() or any(c in v for c in "\r\n\0")),
+                   None)
+        if bad is not None:  # HTTP carries ASCII header values on one line, nothing else
+            return Refused(spec.method, spec.path.text, b"", {}, tuple(rows),
+                           f"rest.{op}: header {bad} cannot carry the row's value: it is not "
+                           "ASCII on one line (encode it in the model, e.g. url_encode)")
         if self.batch_size == 1:
             content, ctype = encode_json(rows[0].body), "application/json"
         elif self.format == "ndjson":
