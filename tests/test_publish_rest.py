@@ -63,6 +63,32 @@ def test_path_values_are_url_encoded_and_a_null_one_fails_only_its_row(
     assert crud_stats(sb)["requests"] == before["requests"]
 
 
+def test_key_values_are_one_encoded_segment_in_every_op(tmp_path: Path, sb: Sandbox) -> None:
+    """Keys with a slash, spaces, unicode, `?`, `#`, `%`: PUT creates, PUT replaces and
+    DELETE removes the item of exactly that key (mirror)."""
+    keys = ["a/b c", "é ü?&#%", "50%/x y"]
+    values = ", ".join(f"('{k}', 'v1')" for k in keys)
+    p = OwnApi(tmp_path, f"{sb.url}/crud", f"SELECT * FROM (VALUES {values}) t(code, v)", """
+key: [code]
+mode: mirror
+rest:
+  insert: {method: PUT, path: "/items/{code}", success: [201]}
+  update: {method: PUT, path: "/items/{code}", success: [200]}
+  delete: {method: DELETE, path: "/items/{code}", success: [204]}
+""")
+    p.build()
+    assert statuses(p.publish()) == {"items": "success"}, p.out.getvalue()
+    assert sorted(crud_items(sb)) == sorted(keys)
+    p.set_model("SELECT * FROM (VALUES ('a/b c', 'v2'), ('50%/x y', 'v1')) t(code, v)")
+    p.build()
+    before = crud_stats(sb)
+    assert statuses(p.publish()) == {"items": "success"}, p.out.getvalue()
+    after = crud_stats(sb)
+    assert new_statuses(before, after) == {"200": 1, "204": 1}
+    assert after["crud"]["é ü?&#%"]["deleted"] == 1 and after["crud"]["a/b c"]["replaced"] == 1
+    assert {k: v["v"] for k, v in crud_items(sb).items()} == {"a/b c": "v2", "50%/x y": "v1"}
+
+
 def test_a_templated_path_with_batch_size_is_refused_before_anything_is_sent(
         tmp_path: Path, sb: Sandbox) -> None:
     p = OwnApi(tmp_path, f"{sb.url}/crud", KEYS_MODEL, """
