@@ -102,22 +102,6 @@ def test_rows_wait_for_an_upstream_that_is_not_selected(tmp_path: Path, sb: Sand
     assert stored_memberships(sb) == membership_ids(p)
 
 
-def test_a_whole_publication_dependency_holds_when_not_selected(tmp_path: Path,
-                                                                 sb: Sandbox) -> None:
-    """`depends_on: [flowkit_setup]`: datasets of a FlowKit without its setup are useless;
-    `-s flowkit_data` alone skips while the setup has rows not acknowledged."""
-    p = project(tmp_path, sb)
-    p.build()
-    run = elt(p.root, "publish", "-s", "flowkit_data")
-    assert run.code == 1, run.output
-    assert ("upstream publication flowkit_setup (not selected) has 1 row(s) not acknowledged "
-            "yet; `-s +flowkit_data` publishes it first") in run.output
-    assert sb.store is not None and not sb.store.query("SELECT * FROM flowkit_datasets")
-    assert elt(p.root, "publish", "-s", "flowkit_setup").code == 0
-    assert elt(p.root, "publish", "-s", "flowkit_data").code == 0
-    assert len(sb.store.query("SELECT * FROM flowkit_datasets")) == 2
-
-
 @pytest.mark.parametrize(("depends", "says"), [
     ("{uois_groups: {group_id: name}}", "maps to name; it must map one column of this model "
                                          "to each key column of uois_groups (id)"),

@@ -97,7 +97,7 @@ class Preparing:
                  ) -> tuple[str, Any]:
         """("count", rows pending) with the parquet written, ("skip"|"error", message)."""
         try:
-            reason = report.unpublishable(con, pub) or self._unselected_upstream(con, pub)
+            reason = report.unpublishable(con, pub)
             if reason:
                 return ("skip", reason)
             query = replace(
@@ -155,27 +155,6 @@ class Preparing:
             return ("count", count)
         except EltError as exc:
             return ("error", self.console.failure(exc))
-
-    def _unselected_upstream(self, con: Any, pub: Publication) -> str | None:
-        """`depends_on: [x]` holds when x is not selected: while x has rows not acknowledged
-        (or cannot be published), this publication waits. Row-level dependencies are the
-        classification's (rows wait, waits.py)."""
-        rows = {u for u, _ in pub.waits_on}
-        for name in pub.depends_on:
-            if name in self.order or name in rows:
-                continue
-            upstream = self.pubs[name]
-            reason = report.unpublishable(con, upstream)
-            if reason is None:
-                query = report.pending_query(upstream,
-                                             self.project.target.endpoints.get(upstream.endpoint))
-                counts = ledger.pending_counts(con, query)
-                n = counts["pending"] + counts["settling"]
-                reason = f"has {n:,} row(s) not acknowledged yet" if n else None
-            if reason:
-                return (f"upstream publication {name} (not selected) {reason}; "
-                        f"`-s +{pub.name}` publishes it first")
-        return None
 
     def _say_orphaned(self, con: Any, pub: Publication, query: ledger.PendingQuery) -> None:
         """Upsert never deletes: keys the model dropped stay at the endpoint. Said once."""
