@@ -234,3 +234,66 @@ def test_copy_pending_reads_no_body_before_the_first_publish(con: duckdb.DuckDBP
     later = _copied_hashes(con, tmp_path, "later")
     (changed,), = con.execute("SELECT md5('{\"x\": 20}')").fetchall()
     assert later == {'["b",2]': changed, '["d",4]': None}
+
+
+# README "Publishing to your own API", **Bodies.**: one model column of each type of the
+# table's rows, and what its cell must encode to (the first is the table's example).
+README_TYPES = {
+    "VARCHAR, UUID, ENUM": [("'bolt'::VARCHAR", None), ("'bolt'::ENUM('bolt', 'nut')", None),
+                            ("'5f0c6d3e-0000-4000-8000-000000000001'::UUID",
+                             '"5f0c6d3e-0000-4000-8000-000000000001"')],
+    "INTEGER, BIGINT, HUGEINT": [("12345678901234567890::HUGEINT", None),
+                                 ("-7::INTEGER", "-7"), ("9007199254740993::BIGINT",
+                                                         "9007199254740993")],
+    "DOUBLE, REAL": [("0.1::DOUBLE", None), ("'NaN'::DOUBLE", "NaN"),
+                     ("'inf'::REAL", "Infinity")],
+    "DECIMAL(p, s)": [("1.50::DECIMAL(10, 2)", None), ("2.00::DECIMAL(15, 3)", "2.0"),
+                      ("1.50::DECIMAL(16, 2)", "1.50"),
+                      ("12345678901234567.89::DECIMAL(38, 2)", "12345678901234567.89")],
+    "BOOLEAN": [("true", None), ("false", "false")],
+    "NULL (any type)": [("NULL::VARCHAR", None), ("NULL::INTEGER[]", "null")],
+    "DATE": [("DATE '2024-01-05'", None)],
+    "TIMESTAMP": [("TIMESTAMP '2024-01-05 10:20:30.5'", None),
+                  ("strftime(TIMESTAMP '2024-01-05 10:20:30', '%Y-%m-%dT%H:%M:%S')",
+                   '"2024-01-05T10:20:30"')],
+    "TIMESTAMPTZ": [("TIMESTAMPTZ '2024-01-05 10:20:30+00'", None)],
+    "TIME, INTERVAL": [("TIME '10:20:30'", None), ("INTERVAL 3 DAY", '"3 days"')],
+    "LIST, ARRAY": [("[1, 2]", None), ("[1, 2]::INTEGER[2]", "[1,2]")],
+    "STRUCT, MAP (VARCHAR keys)": [("{'a': 1}", None), ("MAP {'a': 1}", '{"a":1}')],
+    "JSON": [("'{\"x\": 1}'::JSON", None)],
+    "BLOB": [("'ab'::BLOB", None)],
+}
+
+
+def readme_body_table() -> list[tuple[str, str]]:
+    """(column type cell, example) of each row of the README's body encoding table."""
+    from helpers import REPO
+
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## Publishing to your own API"):]
+    table = section[section.index("| column type | JSON | example |"):].split("\n\n")[0]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()[2:]]
+    return [(cells[0], cells[2].split("`")[1]) for cells in rows]
+
+
+def test_readme_body_table_rows_all_have_a_check() -> None:
+    assert [t for t, _ in readme_body_table()] == list(README_TYPES)
+
+
+@pytest.mark.parametrize(("cell", "example"), readme_body_table(),
+                         ids=[t for t, _ in readme_body_table()])
+def test_bodies_encode_each_type_as_the_readme_table_says(cell: str, example: str) -> None:
+    """The body of a row without `body:` is what the endpoint gets, byte for byte."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")  # TIMESTAMPTZ: the session's zone
+    checks = README_TYPES[cell]
+    values = ", ".join(f"{sql} AS c{i}" for i, (sql, _) in enumerate(checks))
+    con.execute(f"CREATE TABLE m AS SELECT 1 AS k, {values}")
+    ledger.ensure_ledger(con, {"p": ["k"]})
+    q = ledger.PendingQuery("p", 'main."m"', ("k",), "append")
+    sql = ledger.pending_sql(q, ledger.check_model(con, q))
+    [(body,)] = con.execute(f"SELECT body FROM ({sql})", ["p"]).fetchall()
+    sent = body[len('{"k":1,'):-1]  # the row object's fields after the key, as sent
+    value = example.split('":', 1)[1] if example.startswith('"email":') else example
+    assert sent == ",".join(f'"c{i}":{value if want is None else want}'
+                            for i, (_, want) in enumerate(checks))

@@ -269,8 +269,8 @@ def test_status_and_debug(proj: Project, api: FakeApi) -> None:
     columns, rows = publication_status(proj.ctx())
     assert columns == ["publication", "model", "endpoint", "total", "acknowledged",
                        "already_there", "failed", "pending", "held", "changed", "orphaned",
-                       "refused"]
-    assert rows[0] == ("data", "datasets", "api", 3, 2, 0, 1, 1, 0, 0, 0, 0)
+                       "refused", "waiting"]
+    assert rows[0] == ("data", "datasets", "api", 3, 2, 0, 1, 1, 0, 0, 0, 0, 0)
     assert check_endpoints(proj.ctx())
     assert "endpoint api: https://api.test/v1 up, version 9.9.9" in proj.out.getvalue()
 

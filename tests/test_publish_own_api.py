@@ -4,14 +4,13 @@ changed row one PUT, one removed row (mirror) one DELETE; then forget and full r
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from helpers import REPO, elt, write_files
+from own_api import crud_items, crud_stats, new_statuses
 
 from elt.sandbox.server import Sandbox
 
@@ -39,21 +38,6 @@ def sb(tmp_path: Path) -> Iterator[Sandbox]:
         yield sandbox
 
 
-def crud_stats(sb: Sandbox) -> dict:
-    return httpx.get(f"{sb.url}/_sandbox/stats").json()
-
-
-def things(sb: Sandbox) -> dict[str, dict]:
-    assert sb.store is not None
-    return {r["id"]: json.loads(r["body"]) for r in sb.store.query(
-        "SELECT id, body FROM crud_items WHERE collection = 'things'")}
-
-
-def requests_by_status(before: dict, after: dict) -> dict[str, int]:
-    return {k: v - before["by_status"].get(k, 0) for k, v in after["by_status"].items()
-            if v != before["by_status"].get(k, 0)}
-
-
 def test_readme_put_things_example_end_to_end(tmp_path: Path, sb: Sandbox) -> None:
     files = readme_example()
     assert set(files) == {"profiles.yml", "seeds/things.csv", "models/things_out.sql",
@@ -71,8 +55,8 @@ def test_readme_put_things_example_end_to_end(tmp_path: Path, sb: Sandbox) -> No
     before = crud_stats(sb)
     out = run("publish")
     assert "3/3 acknowledged" in out, out
-    assert requests_by_status(before, crud_stats(sb)) == {"201": 3}  # one PUT per row
-    assert things(sb) == {
+    assert new_statuses(before, crud_stats(sb)) == {"201": 3}  # one PUT per row
+    assert crud_items(sb, "things") == {
         "1": {"id": 1, "name": "bolt", "price": 0.1, "added": "2024-01-05"},
         "2": {"id": 2, "name": "nut", "price": 0.05, "added": "2024-01-06"},
         "3": {"id": 3, "name": "washer", "price": 0.02, "added": "2024-01-07"}}
@@ -87,9 +71,9 @@ def test_readme_put_things_example_end_to_end(tmp_path: Path, sb: Sandbox) -> No
     before = crud_stats(sb)
     run("publish")
     after = crud_stats(sb)
-    assert requests_by_status(before, after) == {"200": 1}  # one PUT replaced it
+    assert new_statuses(before, after) == {"200": 1}  # one PUT replaced it
     assert after["crud"]["2"]["replaced"] == 1
-    assert things(sb)["2"]["price"] == 0.07
+    assert crud_items(sb, "things")["2"]["price"] == 0.07
 
     csv.write_text("\n".join(line for line in csv.read_text().splitlines()
                              if not line.startswith("3,")) + "\n")
@@ -97,9 +81,9 @@ def test_readme_put_things_example_end_to_end(tmp_path: Path, sb: Sandbox) -> No
     before = crud_stats(sb)
     run("publish")
     after = crud_stats(sb)
-    assert requests_by_status(before, after) == {"204": 1}  # one DELETE
+    assert new_statuses(before, after) == {"204": 1}  # one DELETE
     assert after["crud"]["3"]["deleted"] == 1
-    assert set(things(sb)) == {"1", "2"}
+    assert set(crud_items(sb, "things")) == {"1", "2"}
 
     # forget one row: the next publish sends it again; same row, same Idempotency-Key,
     # so the receiver replays its first answer (201) instead of writing twice
@@ -108,7 +92,7 @@ def test_readme_put_things_example_end_to_end(tmp_path: Path, sb: Sandbox) -> No
     before = crud_stats(sb)
     run("publish")
     after = crud_stats(sb)
-    assert requests_by_status(before, after) == {"201": 1}
+    assert new_statuses(before, after) == {"201": 1}
     assert after["crud"]["1"]["replayed"] == 1
 
     # the API lost its data: a full refresh sends every row again
@@ -117,8 +101,8 @@ def test_readme_put_things_example_end_to_end(tmp_path: Path, sb: Sandbox) -> No
     sb.store.query("DELETE FROM crud_idempotency")
     before = crud_stats(sb)
     out = run("publish", "--full-refresh", "-s", "things", "--yes")
-    assert requests_by_status(before, crud_stats(sb)) == {"201": 2}, out
-    assert set(things(sb)) == {"1", "2"}
+    assert new_statuses(before, crud_stats(sb)) == {"201": 2}, out
+    assert set(crud_items(sb, "things")) == {"1", "2"}
     before = crud_stats(sb)
     run("publish")
     assert crud_stats(sb)["requests"] == before["requests"]

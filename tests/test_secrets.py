@@ -18,7 +18,7 @@ from typing import Any
 import duckdb
 import httpx
 import pytest
-from helpers import E2E, CliRun, Watched, elt_argv, elt_process, write_files
+from helpers import E2E, CliRun, Watched, elt_argv, elt_process, find_leaks, write_files
 from peer import Peer
 
 import elt.sandbox.flowkit as flowkit
@@ -81,37 +81,6 @@ def _profile(sb: Sandbox, peer: Peer) -> str:
         "type": "duckdb", "path": "target/elt.duckdb", "endpoints": endpoints}}}}, indent=1)
 
 
-def _leaks(root: Path, runs: list[CliRun]) -> list[str]:
-    """Every place a canary turns up: output, raw bytes of files, database and parquet rows."""
-    found = []
-    for i, run in enumerate(runs):  # `canary-` also catches a secret cut short
-        found += [f"output of run {i}"] if "canary-" in run.output else []
-    files = [p for p in root.rglob("*") if p.is_file()]
-    for path in files:
-        found += [str(path)] if b"canary-" in path.read_bytes() else []
-    with duckdb.connect() as con:
-        for path in files:
-            if path.suffix == ".duckdb":
-                con.execute(f"ATTACH '{path}' AS db (READ_ONLY)")
-                relations = [f'db."{s}"."{t}"' for s, t in con.execute(
-                    "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = "
-                    "'db' UNION ALL SELECT schema_name, view_name FROM duckdb_views() WHERE "
-                    "database_name = 'db' AND NOT internal").fetchall()]
-            elif path.suffix == ".parquet":
-                relations = [f"read_parquet('{path}')"]
-            else:
-                continue
-            assert relations or path.suffix == ".parquet"
-            for relation in relations:
-                hits = con.execute(f"SELECT count(*) FROM {relation} AS t "
-                                   "WHERE contains(CAST(t AS VARCHAR), 'canary-')").fetchone()
-                if hits[0]:
-                    found.append(f"{relation} in {path.name}: {hits[0]} rows")
-            if path.suffix == ".duckdb":
-                con.execute("DETACH db")
-    return found
-
-
 def test_canary_secrets_leave_no_trace(tmp_path: Path, sb: Sandbox) -> None:
     root = tmp_path / "project"
     with Peer({("POST", "/echo"): _echo(201), ("POST", "/token"): _echo(401)}) as peer:
@@ -169,7 +138,7 @@ def test_canary_secrets_leave_no_trace(tmp_path: Path, sb: Sandbox) -> None:
 
     log_text = (root / "target" / "logs" / "elt.log").read_text()
     assert " elt.http echo POST /echo 201 " in log_text  # requests were logged: not vacuous
-    leaks = _leaks(root, runs)
+    leaks = find_leaks(root, [r.output for r in runs])
     assert not leaks, "\n".join(leaks)
 
 

@@ -13,6 +13,7 @@ from elt.core.errors import PublishError
 from elt.http.graphql import build_batched_document
 from elt.http.messages import Request
 from elt.publish.sinks import Row, make_sink
+from elt.publish.sinks.base import Refused
 from elt.publish.sinks.graphql import GraphQLSink
 from elt.publish.sinks.rest import RestSink
 
@@ -164,6 +165,19 @@ def test_rest_paths_are_built_from_the_row_url_encoded() -> None:
     assert json.loads(sent.content) == {"id": "a/b c"}
     assert refused.reason == "rest.insert: cannot build /items/{id}?upsert=true: column 'id' " \
         "is NULL or missing"
+
+
+def test_rest_header_values_from_the_row_must_be_one_ascii_line() -> None:
+    """A row's value that HTTP cannot carry in a header (non-ASCII, a line break that would
+    start another header) fails that row alone, unsent."""
+    sink = rest({"rest": {"insert": {"path": "/items", "headers": {"X-Sku": "{sku}"}}}})
+    rows = [Row(key=f'["{k}"]', op="insert", body={}, hash="h", values={"sku": v})
+            for k, v in (("a", "plain"), ("b", "ü"), ("c", "x\r\nX-Admin: yes"))]
+    sent, *refused = sink.encode(rows)
+    assert sent.headers["X-Sku"] == "plain" and not isinstance(sent, Refused)
+    assert [r.reason for r in refused] == ["rest.insert: header X-Sku cannot carry the row's "
+                                           "value: it is not ASCII on one line (encode it in "
+                                           "the model, e.g. url_encode)"] * 2
 
 
 def test_rest_templated_paths_refuse_batches_at_load_time() -> None:

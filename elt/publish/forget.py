@@ -10,6 +10,7 @@ endpoint that still has one answers "already there", which upsert follows with t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import duckdb
@@ -30,10 +31,14 @@ def check_where(where: str) -> str:
     text = where.strip()
     if not text:
         raise PublishError("--where is empty")
+    wrapped = "SELECT 1 WHERE "
     try:
-        parsed = sqlglot.parse(f"SELECT 1 WHERE {text}", read="duckdb")
+        parsed = sqlglot.parse(wrapped + text, read="duckdb")
     except sqlglot.errors.ParseError as exc:
         first = str(exc).strip().splitlines()[0]
+        # the column in the user's text, not in the statement it was wrapped in
+        first = re.sub(r"Line 1, Col: (\d+)",
+                       lambda m: f"col {max(1, int(m.group(1)) - len(wrapped))}", first)
         raise PublishError(f"--where {text!r} is not an SQL condition: {first}") from None
     if len(parsed) != 1 or not isinstance(parsed[0], exp.Select) or any(
             isinstance(node, exp.Query) and node is not parsed[0] for node in parsed[0].walk()):

@@ -19,6 +19,8 @@ import duckdb
 from elt.core.db import STATE_SCHEMA, literal, quote, table_exists
 from elt.core.errors import PublishError
 from elt.core.state import LEDGER, RUNS, SEQ, ensure_ledger  # noqa: F401  (re-exported)
+from elt.publish.waits import FIRST as WAIT_FIRST
+from elt.publish.waits import Wait, waiting_sql
 
 # An empty relation shaped like the ledger, for read-only opens before any publish.
 _EMPTY_LEDGER = ("(SELECT NULL::VARCHAR AS publication, NULL::VARCHAR AS key, NULL::JSON AS "
@@ -33,7 +35,7 @@ JOURNAL_COLUMNS = (
     "attempts: 'INTEGER', ts: 'TIMESTAMP', tomb: 'VARCHAR'}"
 )
 REASONS = ("new", "changed", "unchanged", "delete", "failed", "unknown", "settling", "orphaned",
-           "refused", "undeletable")
+           "refused", "undeletable", "waiting")
 
 
 
@@ -56,6 +58,8 @@ class PendingQuery:
     can_update: bool = False  # append only: True sends a changed row as an update, False
     # reports it (reason changed, no op); upsert and mirror always update
     refuse: str | None = None  # column: a non-NULL text is why the row must never be sent
+    # row-level depends_on (waits.py): rows whose upstream row is not acknowledged wait
+    waits: tuple[Wait, ...] = field(default=(), repr=False)
 
 
 def model_columns(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, str]:
@@ -106,9 +110,10 @@ def _model_cte(q: PendingQuery, columns: dict[str, str], *, with_body: bool,
     tomb = f"{quote(q.delete_body)}::VARCHAR" if q.delete_body else "NULL::VARCHAR"
     wave = quote(q.wave) if q.wave else "NULL"
     refusal = f"{quote(q.refuse)}::VARCHAR" if q.refuse else "NULL::VARCHAR"
+    waiting = waiting_sql(q.waits, ledger) if ledger else "NULL::VARCHAR"
     return (f"SELECT json_array({keys})::VARCHAR AS key, json_object({obj})::VARCHAR AS key_json, "
-            f"{last}, {tomb} AS tombstone, {wave} AS wave, {refusal} AS refusal "
-            f"FROM {q.relation}")
+            f"{last}, {tomb} AS tombstone, {wave} AS wave, {refusal} AS refusal, "
+            f"{waiting} AS waiting FROM {q.relation}")
 
 
 def _settled_before(q: PendingQuery) -> str:
@@ -189,7 +194,7 @@ def classify_sql(q: PendingQuery) -> str:
   SELECT coalesce(mh.key, l.key) AS key, coalesce(mh.key_json, l.key_json) AS key_json,
          coalesce(mh.hash, l.hash) AS hash, l.op AS last_op, mh.key IS NULL AS absent,
          CASE WHEN mh.key IS NULL THEN coalesce(l.tombstone, l.key_json) ELSE mh.tombstone END
-             AS tombstone, mh.wave, l.answer, mh.refusal,
+             AS tombstone, mh.wave, l.answer, mh.refusal, mh.waiting,
          CASE
            WHEN l.settling THEN 'settling'
            WHEN mh.key IS NULL THEN CASE
@@ -202,6 +207,10 @@ def classify_sql(q: PendingQuery) -> str:
                WHEN l.status = 'unknown' THEN 'unknown' ELSE 'failed' END
            WHEN mh.refusal IS NOT NULL AND (l.key IS NULL OR l.deleted
                                             OR l.status <> 'acknowledged') THEN 'refused'
+           WHEN mh.waiting IS NOT NULL AND (l.key IS NULL OR l.deleted
+                                            OR l.status <> 'acknowledged'
+                                            OR ({update} AND ({refresh} OR l.hash <> mh.hash)))
+               THEN 'waiting'
            WHEN l.key IS NULL OR (l.deleted AND l.status = 'acknowledged') THEN 'new'
            WHEN l.status = 'acknowledged' THEN
                CASE WHEN {refresh} THEN 'changed'
@@ -221,7 +230,8 @@ SELECT key, key_json, reason,
                 WHEN last_op = 'delete' THEN 'insert'
                 ELSE coalesce(last_op, 'insert') END
        END AS op,
-       hash, absent, reason = 'unknown' AS retry_of_unknown, tombstone, wave, answer, refusal
+       hash, absent, reason = 'unknown' AS retry_of_unknown, tombstone, wave, answer, refusal,
+       waiting
 FROM c"""
 
 
@@ -365,13 +375,13 @@ def copy_pending_counts(con: duckdb.DuckDBPyConnection, q: PendingQuery, path: P
     columns = columns or model_columns(con, q.relation)
     path.parent.mkdir(parents=True, exist_ok=True)
     con.execute(f"CREATE OR REPLACE TEMP TABLE _elt_pending AS SELECT key, key_json, op, hash, "
-                f"retry_of_unknown, absent, tombstone, wave, answer, reason, refusal FROM "
-                f"({classified_sql(q, columns, known=ledger_knows(con, q))}) "
+                f"retry_of_unknown, absent, tombstone, wave, answer, reason, refusal, waiting "
+                f"FROM ({classified_sql(q, columns, known=ledger_knows(con, q))}) "
                 "WHERE op IS NOT NULL OR reason IN ('settling', 'changed', 'refused', "
-                "'undeletable')",
+                "'undeletable', 'waiting')",
                 [q.publication])
     try:
-        con.execute("COPY (SELECT * EXCLUDE (reason, refusal) FROM _elt_pending "
+        con.execute("COPY (SELECT * EXCLUDE (reason, refusal, waiting) FROM _elt_pending "
                     "WHERE op IS NOT NULL) "
                     f"TO {literal(str(path))} (FORMAT parquet)")
         # Bodies in any order (the sender pairs them with their keys): DuckDB then cuts row
@@ -390,16 +400,20 @@ def copy_pending_counts(con: duckdb.DuckDBPyConnection, q: PendingQuery, path: P
                 "COMPRESSION uncompressed, DICTIONARY_SIZE_LIMIT 1)")
         finally:
             con.execute(f"SET preserve_insertion_order = {'true' if order else 'false'}")
-        (count, held, unsent, n_refused, first, n_undeletable, first_undeletable), = con.execute(
+        (count, held, unsent, n_refused, first, n_undeletable, first_undeletable, n_waiting,
+         first_waiting), = con.execute(
             "SELECT count(op), count(*) FILTER (reason = 'settling'), "
             "count(*) FILTER (reason = 'changed' AND op IS NULL), "
             "count(*) FILTER (reason = 'refused'), "
             "min(key || ': ' || refusal) FILTER (reason = 'refused'), "
-            "count(*) FILTER (reason = 'undeletable'), min(key) FILTER (reason = 'undeletable') "
+            "count(*) FILTER (reason = 'undeletable'), min(key) FILTER (reason = 'undeletable'), "
+            "count(*) FILTER (reason = 'waiting'), list_slice(list(key || ' needs ' || waiting "
+            f"ORDER BY key) FILTER (reason = 'waiting'), 1, {WAIT_FIRST}) "
             "FROM _elt_pending").fetchall()
         if refused is not None:
             refused.update(refused=int(n_refused), refused_first=first,
-                           undeletable=int(n_undeletable), undeletable_first=first_undeletable)
+                           undeletable=int(n_undeletable), undeletable_first=first_undeletable,
+                           waiting=int(n_waiting), waiting_first=list(first_waiting or []))
     finally:
         con.execute("DROP TABLE IF EXISTS _elt_pending")
     return int(count), int(held), int(unsent)

@@ -15,7 +15,7 @@ from elt.core.errors import EltError
 from elt.core.results import NodeResult, RunResults
 from elt.http.auth import jwt_claims
 from elt.publish import journal as jr
-from elt.publish import ledger, marks
+from elt.publish import ledger, marks, waits
 from elt.publish.lock import state_dir
 from elt.publish.spec import Publication, downstream
 from elt.publish.workspace import Workspace
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from elt.publish.stream import Tally
 
 STATUS_COLUMNS = ["publication", "model", "endpoint", "total", "acknowledged", "already_there",
-                  "failed", "pending", "held", "changed", "orphaned", "refused"]
+                  "failed", "pending", "held", "changed", "orphaned", "refused", "waiting"]
 SAMPLE_CHARS = 400
 
 
@@ -153,7 +153,8 @@ def pending_query(pub: Publication, endpoint: Any = None) -> ledger.PendingQuery
     return ledger.PendingQuery(pub.name, f"{db.quote(schema)}.{db.quote(table)}", pub.key,
                                pub.mode, pub.body, pub.delete_body,
                                settle_seconds(endpoint or {}), pub.wave,
-                               can_update=bool(pub.config.get("update")), refuse=pub.refuse)
+                               can_update=bool(pub.config.get("update")), refuse=pub.refuse,
+                               waits=pub.waits_on)
 
 
 def changed_message(pub: Publication, n: int) -> str:
@@ -289,7 +290,7 @@ def dry_run(ctx: Workspace, pubs: dict[str, Publication], order: list[str],
                 results.add(NodeResult(name, "publication", "skipped", 0, 0.0,
                                        f"would be skipped: {reason}"))
                 console.node("publish", name, "skipped", message=f"would be skipped: {reason}")
-                for down in downstream(name, deps):
+                for down in downstream(name, waits.hard_deps(pubs, deps)):
                     blocked.setdefault(down, f"upstream publication {name} skipped")
                 continue
             query = pending_query(pub, ctx.project.target.endpoints.get(pub.endpoint))
@@ -299,7 +300,9 @@ def dry_run(ctx: Workspace, pubs: dict[str, Publication], order: list[str],
             message = (f"dry run: {c['new']:,} new, {c['changed']:,} changed, "
                        f"{c['unchanged']:,} unchanged, {c['delete']:,} to delete, "
                        f"{c['failed']:,} failed to retry, {c['unknown']:,} unknown to resend, "
-                       f"{c['settling']:,} held until their earlier request settles")
+                       f"{c['settling']:,} held until their earlier request settles"
+                       + (f", {c['waiting']:,} waiting for rows of "
+                          f"{', '.join(u for u, _ in pub.waits_on)}" if c["waiting"] else ""))
             status = "success" if c["pending"] else "up_to_date"
             checker = checkers.get(name)
             if isinstance(checker, str):  # the schema could not be had: say so, fail
@@ -370,7 +373,7 @@ def status(ctx: Workspace, pubs: dict[str, Publication]) -> tuple[list[str], lis
             rows.append((name, pub.model, pub.endpoint, total, c["unchanged"] - there, there,
                          c["failed"], c["pending"], c["settling"], c["changed"],
                          ledger.count_orphaned(con, query) if pub.mode == "upsert" else 0,
-                         c["refused"]))
+                         c["refused"], c["waiting"]))
     finally:
         con.close()
     return STATUS_COLUMNS, rows

@@ -13,23 +13,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
 from elt.core import db
 from elt.core.errors import EltError, PublishError
 from elt.core.results import NodeResult, RunResults
-from elt.core.state import ensure_published_views
 from elt.publish import journal as jr
-from elt.publish import ledger, marks, report
+from elt.publish import ledger, report, waits
 from elt.publish.interrupt import interruptible
 from elt.publish.lock import publish_lock, state_dir
+from elt.publish.prepare import Preparing
 from elt.publish.sinks import make_sink
 from elt.publish.spec import Publication, downstream, exclude_names, load_publications
 from elt.publish.spec import select as select_pubs
@@ -111,7 +109,7 @@ def _open_export(path: Path | None) -> TextIO | None:
                            f"{exc.strerror or type(exc).__name__}{where}") from exc
 
 
-class _Run:
+class _Run(Preparing):
     """State of one publish run."""
 
     def __init__(self, ctx: Workspace, pubs: dict[str, Publication], sinks: dict[str, Any],
@@ -140,9 +138,14 @@ class _Run:
         self.merge_lock: asyncio.Lock | None = None
         # A publication whose model reads `published.<x>` for an x of this run is prepared
         # only after x has answered and its readers were rebuilt.
+        # So is one whose rows wait on rows of a publication of this run (waits.py).
         self.deferred = {n for n in order
                          if any(x != n and report.model_name(pubs[n]) in readers.get(x, ())
-                                for x in order)}
+                                for x in order) or self._waits_in_run(n)}
+        # an upstream's failure skips the publications downstream, except those whose rows
+        # wait on its rows (only those rows wait)
+        self.hard_deps = waits.hard_deps(pubs, deps)
+        self.waiting: dict[str, str] = {}  # name -> what to say of its rows that wait
         self.prepared: dict[str, tuple[str, Any]] = {}  # name -> (count|skip|error, value)
         self.down: dict[str, str] = {}  # endpoint -> why it cannot be used this run
         self.held: dict[str, tuple[int, float]] = {}  # name -> (rows held, settle seconds)
@@ -156,138 +159,6 @@ class _Run:
     def _connect(self, wait: float = 10.0) -> Any:
         return self.project.connect(wait_seconds=wait, memory_limit=self.memory_limit,
                                     threads=PUBLISH_THREADS, warn=self.console.warn)
-
-    def _begin(self) -> set[str]:
-        """Merge a crashed run's journal, record the run, write the pending sets to parquet.
-
-        Returns the endpoints that will be needed (none when nothing is pending: then no
-        endpoint is contacted at all).
-        """
-        for stale in self.publish_dir.iterdir():
-            if stale.is_dir():  # parquet of an earlier (maybe crashed) run: recomputed anyway
-                shutil.rmtree(stale, ignore_errors=True)
-        if self.engine is not None:
-            self.engine.start()  # before the database is opened: start-up holds no lock
-        con = self._connect()
-        try:
-            recovered = jr.recover(con, self.publish_dir)
-            if recovered:
-                self.console.info(f"merged {recovered:,} answers left in the journal by an "
-                                  "interrupted run")
-            self.journal = jr.Journal(self.publish_dir, self.run_id)
-            ledger.ensure_ledger(con, {})
-            ledger.start_run(con, self.run_id, jr.utc_now(), self.order)
-            active: set[str] = set()
-            accepted: list[str] = []
-            for name in self.order:
-                entry = self._prepare(con, self.pubs[name], count_only=name in self.deferred)
-                if entry[0] == "count":
-                    accepted.append(name)
-                if name not in self.deferred:
-                    self.prepared[name] = entry
-                if (entry[0] == "count" and entry[1]) or (
-                        name in self.deferred and self.deps[name] & active):
-                    active.add(name)
-            # a refused publication (a key its model lacks ...) keeps its view as it was
-            ensure_published_views(con, {n: self.pubs[n].key for n in accepted})
-        finally:
-            con.close()
-        return {self.pubs[n].endpoint for n in active} | {
-            r.endpoint for n in active if (r := self.readbacks.get(n)) is not None}
-
-    def _prepare(self, con: Any, pub: Publication, count_only: bool = False
-                 ) -> tuple[str, Any]:
-        """("count", rows pending) with the parquet written, ("skip"|"error", message)."""
-        try:
-            reason = report.unpublishable(con, pub)
-            if reason:
-                return ("skip", reason)
-            query = replace(
-                report.pending_query(pub, self.project.target.endpoints.get(pub.endpoint)),
-                params=self.sinks[pub.name].template_params(pub.key),
-                full_refresh=pub.name in self.refresh)
-            parquet = self.run_dir / f"{pub.name}.parquet"
-            on_spark = None
-            if self.engine is not None:
-                from elt.publish.spark_pending import pending_in_spark
-
-                on_spark = pending_in_spark(self.engine, con, query, parquet, count_only,
-                                            self.console.info)
-            if on_spark is not None:
-                count, held = on_spark
-                if count_only:
-                    return ("count", count)
-            else:
-                schema, table = report.relation(pub)
-                mark = marks.current(con, query, report.model_name(pub), schema, table)
-                if (mark is not None and not query.full_refresh
-                        and mark == marks.recorded(con, pub.name)):
-                    return ("count", 0)  # as classified last time: nothing to send
-                columns = ledger.check_model(con, query)
-                if count_only:
-                    return ("count", ledger.pending_counts(con, query, columns)["pending"])
-                found: dict[str, Any] = {}
-                ledger.record_delete_bodies(con, query, columns)
-                count, held = ledger.copy_pending(con, query, parquet, columns, counts=found)
-                self._say_orphaned(con, pub, query)
-                unsent = found.get("unsent", 0)
-                if unsent:
-                    self.changed[pub.name] = unsent
-                if found.get("undeletable"):
-                    self.undeletable[pub.name] = report.undeletable_message(
-                        pub, found["undeletable"], found["undeletable_first"])
-                if found.get("refused"):
-                    self.console.warn(report.refused_message(pub, found["refused"],
-                                                             found["refused_first"]))
-                marks.record(con, pub.name,
-                             mark if count == 0 and not held and not unsent
-                             and not found.get("refused") and not found.get("undeletable")
-                             else None)
-                if (mark is not None and count and not unsent
-                        and not found.get("refused")):  # all acknowledged (_finish)
-                    self.sent_marks[pub.name] = (query, report.model_name(pub), schema,
-                                                 table, mark)
-            if held:
-                self.held[pub.name] = (held, query.settle)
-            return ("count", count)
-        except EltError as exc:
-            return ("error", self.console.failure(exc))
-
-    def _say_orphaned(self, con: Any, pub: Publication, query: ledger.PendingQuery) -> None:
-        """Upsert never deletes: keys the model dropped stay at the endpoint. Said once."""
-        if pub.mode != "upsert":
-            return
-        n = ledger.count_orphaned(con, query)
-        if n:
-            self.console.warn(f"publication {pub.name}: {n:,} key(s) acknowledged earlier are "
-                              "no longer in the model and stay at the endpoint (mode upsert "
-                              "never deletes; `mode: mirror` deletes them)")
-
-    def _prepare_now(self, pub: Publication) -> tuple[str, Any]:
-        with contextlib.closing(self._connect()) as con:
-            return self._prepare(con, pub)
-
-    def _finish(self, status: str) -> None:
-        if self.journal is None:  # _begin failed before anything was sent
-            return
-        self.journal.close()
-        jr.rotate_file(self.publish_dir)
-        try:
-            con = self._connect(wait=30.0)
-        except EltError as exc:
-            self.console.warn(f"answers stay in the journal ({exc}); the next publish merges "
-                              "them")
-            return
-        try:
-            jr.merge_files(con, self.publish_dir)
-            ledger.finish_run(con, self.run_id, jr.utc_now(), self.totals["sent"],
-                              self.totals["acknowledged"], self.totals["failed"], status)
-            for result in self.results.results:
-                if result.status == "success" and result.name in self.sent_marks:
-                    marks.after_send(con, *self.sent_marks[result.name])
-        finally:
-            con.close()
-        shutil.rmtree(self.run_dir, ignore_errors=True)
 
     # -- run --------------------------------------------------------------------------
     def execute(self) -> RunResults:
@@ -338,10 +209,13 @@ class _Run:
             answered -= set(stale)
             self._add(result)
             if result.status in ("error", "skipped"):
-                for down in downstream(name, self.deps):
+                for down in downstream(name, self.hard_deps):
                     blocked.setdefault(down, f"upstream publication {name} {result.status}")
             elif result.rows and self.readers.get(name):
                 answered.add(name)
+
+    def _waits_in_run(self, name: str) -> bool:
+        return any(u in self.order and u != name for u, _ in self.pubs[name].waits_on)
 
     def _add(self, result: NodeResult) -> None:
         self.results.add(result)
@@ -360,6 +234,9 @@ class _Run:
             try:
                 if stale:
                     await self._rebuild(stale)
+                elif self._waits_in_run(pub.name) and not await self.merge(wait=30.0):
+                    raise PublishError("cannot record the answers its rows wait on: the "
+                                       "database stays locked")
             except EltError as exc:
                 return result("error", self.console.failure(exc))
             assert self.merge_lock is not None
@@ -385,6 +262,9 @@ class _Run:
                 return result("warn", text)
             else:
                 self.console.warn(text)
+        waiting = self.waiting.get(pub.name)
+        if value == 0 and waiting and not held:
+            return result("warn", waiting)
         if value == 0 and changed and not held:  # on_change: ignore
             return result("up_to_date", f"nothing to send; {changed:,} changed rows ignored "
                           "(on_change: ignore)")
@@ -428,18 +308,10 @@ class _Run:
         seconds = time.monotonic() - started
         for k in self.totals:
             self.totals[k] += getattr(tally, k)
-        message = report.summary(tally, seconds) + (f"; {held}" if held else "")
-        return result("error" if tally.failed or held else "success", message,
-                      tally.acknowledged)
-
-    def _held_message(self, pub: Publication) -> str | None:
-        """Rows not sent because their earlier request may still be processing."""
-        if pub.name not in self.held:
-            return None
-        n, settle = self.held[pub.name]
-        return (f"{n:,} row(s) held: an earlier request for them got no answer and may still "
-                f"be processing; they are sent again {settle:g} s after it (endpoint "
-                f"{pub.endpoint} `settle:`), by the next publish")
+        message = report.summary(tally, seconds) + "".join(
+            f"; {text}" for text in (held, waiting) if text)
+        return result("error" if tally.failed or held else "warn" if waiting else "success",
+                      message, tally.acknowledged)
 
     async def _rebuild(self, upstream: list[str]) -> None:
         """Rebuild the models that read `published.<upstream>` (they need the new answers)."""

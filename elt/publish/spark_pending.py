@@ -147,7 +147,8 @@ class SparkPending:
         refusal = (f"CAST({_col(q.refuse)} AS STRING)" if q.refuse
                    else "CAST(NULL AS STRING)")
         return (f"SELECT {key} AS key, {key_json} AS key_json, {last}, {tomb} AS tombstone, "
-                f"{wave} AS wave, {refusal} AS refusal FROM {spark_relation(q)}")
+                f"{wave} AS wave, {refusal} AS refusal, CAST(NULL AS STRING) AS waiting "
+                f"FROM {spark_relation(q)}")
 
     def check_model(self, q: PendingQuery) -> None:
         """Keys not NULL and unique (as ledger.check_model says it for DuckDB)."""
@@ -240,6 +241,11 @@ def pending_in_spark(engine: Any, con: duckdb.DuckDBPyConnection, query: Pending
     `parquet` (count_only: counted, nothing written), or None: DuckDB computes this one over
     Spark's parquet (a column whose JSON text Spark cannot spell exactly, or a model Spark
     cannot read), which `say` tells the user."""
+    if query.waits:  # the upstream's ledger rows are in the state database, not Spark's
+        say(f"publication {query.publication}: rows wait on rows of "
+            f"{', '.join(u for u, _ in query.waits)}: its pending set is computed by DuckDB "
+            "over Spark's parquet")
+        return None
     try:
         engine.model_sql(query, with_body=False)
     except NotExact as exc:

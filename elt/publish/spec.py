@@ -10,13 +10,14 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from elt.core.errors import ConfigError
 from elt.project.config import Project
 from elt.project.modelfile import project_yaml
+from elt.publish import waits
 
 KINDS = ("rest", "graphql")
 MODES = ("append", "upsert", "mirror")
@@ -39,6 +40,8 @@ class Publication:
     mode: str
     path: Path
     depends_on: tuple[str, ...] = ()
+    # row-level depends_on (waits.py): resolved against the upstream keys after parsing
+    waits_on: tuple[Any, ...] = field(default=(), hash=False, compare=False)
     body: str | None = None
     batch_size: int = 1
     delete_body: str | None = None   # column recorded on acknowledgement, sent on delete
@@ -130,11 +133,7 @@ def _parse_one(path: Path, name: str, raw: Any, endpoints: dict[str, Any]) -> Pu
     mode = raw.get("mode", "append")
     if mode not in MODES:
         raise fail(f"`mode:` must be one of {', '.join(MODES)}, not {mode!r}")
-    depends = raw.get("depends_on") or []
-    if isinstance(depends, str):
-        depends = [depends]
-    if not isinstance(depends, list) or not all(isinstance(d, str) for d in depends):
-        raise fail("`depends_on:` must be a list of publication names")
+    depends, row_level = waits.parse(raw.get("depends_on"), fail)
     body = raw.get("body")
     if body is not None and (not isinstance(body, str) or not body):
         raise fail("`body:` must be a column name")
@@ -173,11 +172,11 @@ def _parse_one(path: Path, name: str, raw: Any, endpoints: dict[str, Any]) -> Pu
                        batch_size=batch_size, delete_body=columns["delete_body"],
                        wave=columns["wave"], scopes=tuple(scopes), tags=tuple(tags),
                        config=dict(config), on_change=on_change, read=read,
-                       refuse=columns["refuse"])
+                       refuse=columns["refuse"], waits_on=tuple(row_level))
 
 
 def _check_dependencies(pubs: dict[str, Publication]) -> None:
-    for pub in pubs.values():
+    for pub in list(pubs.values()):
         for dep in pub.depends_on:
             if dep not in pubs:
                 raise ConfigError(f"publication {pub.name!r}: depends_on unknown publication "
@@ -185,6 +184,12 @@ def _check_dependencies(pubs: dict[str, Publication]) -> None:
             if dep == pub.name:
                 raise ConfigError(f"publication {pub.name!r}: depends on itself",
                                   where=str(pub.path))
+        if pub.waits_on:
+            def fail(message: str, pub: Publication = pub) -> ConfigError:
+                return ConfigError(f"publication {pub.name!r}: {message}", where=str(pub.path))
+
+            pubs[pub.name] = replace(pub, waits_on=tuple(
+                waits.resolve(up, cols, pubs[up].key, fail) for up, cols in pub.waits_on))
     toposort(pubs, {n: set(p.depends_on) for n, p in pubs.items()})
 
 

@@ -121,7 +121,7 @@ def settle(sink: Sink, request: Request, status: int | None, body: bytes, error:
 
 def upserts(sink: Sink, row: Row) -> bool:
     """An insert answered "already there" is followed by an update (verifies the data)."""
-    return row.op == "insert" and sink.mode == "upsert" and sink.can("update")
+    return row.op == "insert" and sink.mode in ("upsert", "mirror") and sink.can("update")
 
 
 def follow_ups(sink: Sink, settled: list[tuple[Row, str, int | None, str | None]]
@@ -130,7 +130,7 @@ def follow_ups(sink: Sink, settled: list[tuple[Row, str, int | None, str | None]
 
     Unresolved rows go again as they were, flagged as maybe delivered (an "already exists"
     then proves the first copy landed); rows not run go again as they were. An insert
-    answered "already there" in upsert mode goes again as an update: a 303 says a dataset
+    answered "already there" in upsert or mirror mode goes again as an update: a 303 says a dataset
     with the key exists, not that its data is ours (FlowKit keeps the old data on POST). An
     update answered "not found" goes again as an insert, once: retried as an update it would
     fail in every run.

@@ -108,7 +108,8 @@ class Crud:
             if first["status"] is None:
                 return json_response(409, {"detail": f"a request with Idempotency-Key {key} "
                                                      "is still being processed"})
-            self.count("crud", item_id or "?", "replayed")
+            created = unquote((first["location"] or "").rpartition("/")[2])
+            self.count("crud", item_id or created or "?", "replayed")
             headers = {"Idempotent-Replayed": "true"}
             if first["location"]:
                 headers["Location"] = first["location"]

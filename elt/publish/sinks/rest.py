@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -46,6 +46,7 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 OP_KEYS = {"method", "path", "success", "already_there", "not_found", "answer", "headers",
            "body"}
 LOCATION = "location"  # `answer: location`: the new resource's id from the Location header
+KEEP = ""  # an op without `answer:` while another op has one: the recorded id stays
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class Op:
     already_there: frozenset[int]
     not_found: frozenset[int]
     gone_ok: bool  # delete with its own `not_found`: the key is gone already, as wanted
-    answer: str | None  # dotted path into the JSON answer, `location`, or None: the body
+    answer: str | None  # dotted path into the JSON answer, `location`, KEEP, None: the body
     headers: tuple[tuple[str, Template], ...]
     body: bool  # send the row's body (false: a bare DELETE /things/{id})
 
@@ -94,6 +95,11 @@ class RestSink(Sink):
             self.ops["insert"] = Op("POST", Template.parse(""), self.success,
                                     self.already_there, self.not_found, False, self.answer,
                                     self.headers, True)  # the endpoint url itself
+        if any(o.answer is not None for o in self.ops.values()):
+            # `answer: id` on the insert: the PATCH's answer must not replace the id that
+            # later paths (`/things/{answer}`) need with its body
+            self.ops = {n: o if o.answer is not None else replace(o, answer=KEEP)
+                        for n, o in self.ops.items()}
         # Missing ops are caught here, before anything is sent, not at the first changed row.
         if self.mode in ("upsert", "mirror") and "update" not in self.ops:
             raise self.error(f"mode {self.mode} needs `rest.update` (method and path)")
@@ -102,8 +108,9 @@ class RestSink(Sink):
         self.fields = tuple(dict.fromkeys(
             f for o in self.ops.values() for t in (o.path, *(h for _, h in o.headers))
             for f in t.fields))
-        self.templated = bool(self.fields)
-        if self.templated and self.batch_size > 1:
+        # rows carry `values` (stream.py) for their templates, or to keep a recorded answer
+        self.templated = bool(self.fields) or any(o.answer == KEEP for o in self.ops.values())
+        if self.fields and self.batch_size > 1:
             where = next(f"rest.{n}" for n, o in self.ops.items()
                          if o.path.templated or any(h.templated for _, h in o.headers))
             raise self.error(f"{where} names row columns ({', '.join(self.fields)}): such ops "
@@ -207,6 +214,12 @@ class RestSink(Sink):
             extra = [(k, t.render(values, encode=False)) for k, t in spec.headers]
         except MissingValue as exc:
             return Refused(spec.method, spec.path.text, b"", {}, tuple(rows), f"rest.{op}: {exc}")
+        bad = next((k for k, v in extra if not v.isascii() or any(c in v for c in "\r\n\0")),
+                   None)
+        if bad is not None:  # HTTP carries ASCII header values on one line, nothing else
+            return Refused(spec.method, spec.path.text, b"", {}, tuple(rows),
+                           f"rest.{op}: header {bad} cannot carry the row's value: it is not "
+                           "ASCII on one line (encode it in the model, e.g. url_encode)")
         if self.batch_size == 1:
             content, ctype = encode_json(rows[0].body), "application/json"
         elif self.format == "ndjson":
@@ -237,7 +250,7 @@ class RestSink(Sink):
         there = spec.already_there if spec else self.already_there
         if status in success or status in there:
             state = ACKNOWLEDGED if status in success else ALREADY_THERE
-            answers = self._answers(body, len(rows), spec, location)
+            answers = self._answers(body, len(rows), spec, location, self.batch_size > 1)
             return [Outcome(r.key, state, status, _kept(a, r), r.op)
                     for r, a in zip(rows, answers, strict=True)]
         text = truncate(answer_text(body)) or f"HTTP {status}"
@@ -248,21 +261,24 @@ class RestSink(Sink):
                         else FAILED, status, text, r.op) for r in rows]
 
     @staticmethod
-    def _answers(body: bytes, n: int, spec: Op | None, location: str | None
-                 ) -> list[str | None]:
-        """A batch answered with a JSON array of n items gives each row its own answer;
-        `answer:` picks a field of each (or the Location header's last segment)."""
+    def _answers(body: bytes, n: int, spec: Op | None, location: str | None,
+                 batched: bool = False) -> list[str | None]:
+        """A batch (a JSON array sent, even of one row) answered with a JSON array of n items
+        gives each row its own answer; `answer:` picks a field of each (or the Location
+        header's last segment)."""
         picked = spec.answer if spec else None
+        if picked == KEEP:
+            return [None] * n
         if picked == LOCATION:
             segment = unquote(urlsplit(location).path.rstrip("/").rpartition("/")[2]) \
                 if location else None
             return [truncate(segment or None)] * n
-        if n > 1 or picked:
+        if batched or picked:
             try:
                 value = json.loads(body)
             except ValueError:
                 value = None
-            if n > 1 and isinstance(value, list) and len(value) == n:
+            if batched and isinstance(value, list) and len(value) == n:
                 return [truncate(as_text(pick(v, picked))) for v in value]
             if picked:
                 return [truncate(as_text(pick(value, picked)))] * n
