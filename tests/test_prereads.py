@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import db_query, elt, sandbox_endpoints, stats, write_files, write_profile
+from helpers import E2E, db_query, elt, sandbox_endpoints, stats, write_files, write_profile
 
 from elt.sandbox.server import Sandbox
 
@@ -118,3 +118,21 @@ def test_held_row_that_differs_goes_as_an_update(tmp_path: Path, sb: Sandbox) ->
     assert sum(v.get("inserted", 0) for v in counters.values()) == 4
     assert sb.store.scalar("SELECT surname FROM uois_users WHERE id = "
                            "'00000000-0000-0000-0000-000000000003'") == "S3"
+
+
+def test_interference_answer_fails_the_run_naming_the_key(tmp_path: Path, sb: Sandbox) -> None:
+    """Another writer stored a key twice: our PATCH of it answers 500 "Ambiguous dataset".
+    The row fails, the run exits non-zero, and its error line names the key."""
+    p = E2E(tmp_path / "p", sb, n=3, max_attempts=1)
+    p.build()
+    assert elt(p.root, "publish").code == 0
+    sb.store.query("INSERT INTO flowkit_datasets SELECT mdid + 1000, * EXCLUDE (mdid) "
+                   "FROM flowkit_datasets WHERE dt = '2020-01-02'")
+    p.set_datasets("i + 5")
+    p.build()
+    run = elt(p.root, "publish")
+    assert run.code != 0
+    key = '["residents","residents.residents",3,2,"2020-01-02 00:00:00"]'
+    (line,) = [x for x in run.error_lines() if "flowkit_data" in x]
+    assert f"key {key}: HTTP 500" in line and "Ambiguous dataset" in line, line
+    assert p.sql("SELECT status FROM _elt.ledger WHERE key = '" + key + "'") == [("failed",)]

@@ -334,7 +334,7 @@ async def stream(
             # token: every other request would be refused too (a wrong secret, a missing
             # scope); what is not sent yet stays pending for the next run
             tally.stopped = ("the endpoint refused our credentials ("
-                             + (_reason(final) if failed else "HTTP 401") + ")")
+                             + (_reason(final, keyed=False) if failed else "HTTP 401") + ")")
         for row in again:
             if row.op == "update" and pre.updates:  # its current state, read (again)
                 reread = await read_first([row])
@@ -376,15 +376,18 @@ def _first(group: BaseExceptionGroup) -> BaseException:
     return next((e for e in flat if isinstance(e, EltError)), flat[0])
 
 
-def _reason(settled: list[tuple[Row, str, int | None, str | None]]) -> str:
-    """One line saying why the first failed row of a request failed (no secrets)."""
-    _, state, http, answer = next(s for s in settled if s[1] not in DELIVERED)
+def _reason(settled: list[tuple[Row, str, int | None, str | None]], keyed: bool = True) -> str:
+    """One line saying why the first failed row of a request failed, naming its key (the
+    answers of another writer's interference, e.g. a 500 on PATCH, point at one key)."""
+    row, state, http, answer = next(s for s in settled if s[1] not in DELIVERED)
     text = " ".join(secrets.redact(answer or "").split())[:200]
     if state == "unknown":
-        return f"no answer: {text}" if text else "no answer"
-    if http is None or text.startswith(f"HTTP {http}"):
-        return text or f"HTTP {http}"
-    return f"HTTP {http}: {text}" if text else f"HTTP {http}"
+        why = f"no answer: {text}" if text else "no answer"
+    elif http is None or text.startswith(f"HTTP {http}"):
+        why = text or f"HTTP {http}"
+    else:
+        why = f"HTTP {http}: {text}" if text else f"HTTP {http}"
+    return f"key {row.key}: {why}" if keyed else why
 
 
 def sink_batch(sink: Sink) -> int:
