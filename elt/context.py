@@ -267,6 +267,23 @@ class Context:
                            concurrency=concurrency, export_results=export_results,
                            full_refresh=full_refresh, confirm=confirm)
 
+    def verify(self, select: Sequence[str] = (), repair: bool = False):  # noqa: ANN201
+        """`elt verify`: read back what each endpoint holds and compare it with the model and
+        the ledger (verify.py); `repair`: send what differs through the normal publish,
+        then check again. The result's `failed` says something still differs."""
+        from elt.publish.verify import mark_for_repair, verify
+
+        found = verify(self, select)
+        if not repair or not found.failed:
+            return found
+        names = mark_for_repair(self, found)
+        if not names:
+            return found
+        self.publish(select=names)
+        again = verify(self, select)
+        again.repaired = names
+        return again
+
     def forget(self, select: Sequence[str], where: str | None = None,
                dry_run: bool = False) -> dict[str, int]:
         """`elt ledger forget`: the ledger forgets rows (all, or those matching `where`)."""

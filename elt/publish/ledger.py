@@ -111,6 +111,13 @@ def _model_cte(q: PendingQuery, columns: dict[str, str], *, with_body: bool,
             f"FROM {q.relation}")
 
 
+def model_rows_sql(q: PendingQuery, columns: dict[str, str]) -> str:
+    """key, key_json and body (as sent) of every model row a publish would send (refused
+    rows left out): what `elt verify` compares with what the endpoint holds."""
+    return f"SELECT key, key_json, body FROM ({_model_cte(q, columns, with_body=True)}) " \
+           "WHERE refusal IS NULL"
+
+
 def _settled_before(q: PendingQuery) -> str:
     """SQL condition on the ledger's `last_sent`: an unknown row sent since may still be
     processing.

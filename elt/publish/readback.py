@@ -191,7 +191,7 @@ class ReadBack:
         if isinstance(value, list):
             if self.match:
                 value = [v for v in value if isinstance(v, dict) and all(
-                    _same(row.get(col), v.get(f)) for col, f in self.match.items())]
+                    same(row.get(col), v.get(f)) for col, f in self.match.items())]
             distinct = {json.dumps(v, sort_keys=True, default=str) for v in value}
             return Found(len(distinct), value[0] if value else None)
         return Found(0 if value is None else 1, value)
@@ -202,11 +202,12 @@ class ReadBack:
         if found.n != 1:
             return []
         return [col for col, f in self.compare.items() if col in row
-                and not _same(row.get(col), pick(found.value, f if f != "$" else None))]
+                and not same(row.get(col), pick(found.value, f if f != "$" else None))]
 
     def answer(self, found: Found) -> str | None:
         """What the ledger records for a row found: the declared answer field."""
-        return truncate(as_text(pick(found.value, self.answer_path)))
+        path = None if self.answer_path == "$" else self.answer_path  # `$`: the item itself
+        return truncate(as_text(pick(found.value, path)))
 
     def provided(self, found: Found) -> dict[str, Any]:
         """Update variables taken from the answer (e.g. lastchange)."""
@@ -235,7 +236,7 @@ def _fill(template: Any, row: dict[str, Any]) -> Any:
     return template
 
 
-def _same(a: Any, b: Any) -> bool:
+def same(a: Any, b: Any) -> bool:
     """Equal as the API would store them: UUIDs and text compared case-insensitively only
     when both are strings that differ just in case of hex digits; numbers by value."""
     if a == b:
