@@ -280,6 +280,7 @@ class Context:
         if not names:
             return found
         self.publish(select=names)
+        self.console.info("verify after the repair:")
         again = verify(self, select)
         again.repaired = names
         return again

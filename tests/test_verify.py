@@ -48,8 +48,8 @@ def _verify(root: Path, *args: str) -> tuple[int, str]:
 
 
 def _line(output: str, pub: str) -> str:
-    (line,) = [x for x in output.splitlines() if x.startswith(f"verify {pub}:")]
-    return line
+    """The publication's last line (--repair checks twice: before and after its publish)."""
+    return [x for x in output.splitlines() if x.startswith(f"verify {pub}:")][-1]
 
 
 def _drop_ledger(root: Path) -> None:
@@ -146,3 +146,32 @@ def test_flowkit_dataset_replaced_or_duplicated_by_another_writer(tmp_path: Path
     line = _line(out, "flowkit_data")
     assert "0 missing, 1 stale, 1 duplicated" in line, line
     assert f"(holds {r.json()}, the ledger {old})" in out
+
+
+def test_scope_mappings_dropped_by_a_patch_are_found_and_repaired(tmp_path: Path,
+                                                                   sb: Sandbox) -> None:
+    """Another writer PATCHes a mapped dataset: the backend gives it a new mdid and drops the
+    mappings of the old one. verify names them missing; --repair PATCHes our dataset back
+    (a newer mdid), rebuilds the mappings from the answer and sends them."""
+    root = _copy(tmp_path / "p", sb)
+    run = elt(root, "publish", "-s", "flowkit_setup", "-s", "flowkit_data")
+    assert run.code == 0 and "flowkit_scope_mappings" in run.output, run.output
+    (dt, mdid, n), = db_query(root / "target/elt.duckdb", """
+        SELECT d.key_json->>'dt', d.answer, count(*) FROM _elt.ledger d JOIN _elt.ledger m
+          ON m.publication = 'flowkit_scope_mappings' AND m.key_json->>'mdid' = d.answer
+        WHERE d.publication = 'flowkit_data' AND d.key_json->>'indicator_id' =
+              'residents.residents' GROUP BY ALL ORDER BY 1 LIMIT 1""")
+    r = httpx.patch(f"{sb.url}/v1/data", json=dataset(dt=dt, data=1), headers=bearer(sb),
+                    timeout=30)
+    assert r.status_code == 201, r.text
+    assert sb.store.scalar(f"SELECT count(*) FROM flowkit_scope_mappings WHERE mdid = {mdid}") == 0
+    code, out = _verify(root, "-s", "flowkit_scope_mappings")
+    assert code == 1
+    line = _line(out, "flowkit_scope_mappings")
+    assert f"{n} missing ({n} the ledger records as delivered)" in line, line
+    assert f",{mdid}]" in out.split("missing: ")[1].splitlines()[0]
+    code, out = _verify(root, "-s", "flowkit_data", "-s", "flowkit_scope_mappings", "--repair")
+    assert code == 0, out
+    assert " 0 missing, 0 stale" in _line(out, "flowkit_scope_mappings")
+    assert sb.store.scalar("SELECT count(*) FROM flowkit_scope_mappings m WHERE NOT EXISTS "
+                           "(SELECT 1 FROM flowkit_datasets d WHERE d.mdid = m.mdid)") == 0

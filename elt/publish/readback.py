@@ -10,6 +10,7 @@ read:                                   # GraphQL: one query field, batched as a
   document: uois/user_by_id.gql         # variables from the row (key columns and body)
   result: result                        # path inside the field's data (optional)
   match: {outer_id: outerId}            # a list result: the items whose fields equal the row's
+                                        # (`$`: the item itself)
   compare: {name: name, email: email}   # body field -> answer field: differs = stale
   provides: {lastchange: lastchange}    # update variables taken from the answer
   answer: id                            # what the ledger records for a row found
@@ -189,9 +190,11 @@ class ReadBack:
 
     def _found(self, row: dict[str, Any], value: Any) -> Found:
         if isinstance(value, list):
-            if self.match:
-                value = [v for v in value if isinstance(v, dict) and all(
-                    same(row.get(col), v.get(f)) for col, f in self.match.items())]
+            if self.match:  # `$`: the item itself (a list of ids, e.g. FlowKit's mdids)
+                value = [v for v in value if all(
+                    same(row.get(col), v if f == "$" else
+                         v.get(f) if isinstance(v, dict) else None)
+                    for col, f in self.match.items())]
             distinct = {json.dumps(v, sort_keys=True, default=str) for v in value}
             return Found(len(distinct), value[0] if value else None)
         return Found(0 if value is None else 1, value)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -188,13 +189,14 @@ async def _check(check: Check, pub: Publication, rb: ReadBack, send: Any, model:
     """Stream the model rows, read them back, then the ledger's keys gone from the model."""
     with duckdb.connect(config={"memory_limit": "128MB", "threads": "1"}) as con:
         lookup = con.cursor()
-        con.execute("SELECT key, key_json, body FROM read_parquet(?)", [str(model)])
+        con.execute("SELECT key, key_json, body, row FROM read_parquet(?)", [str(model)])
         while chunk := con.fetchmany(CHUNK):
             keys = [r[0] for r in chunk]
             known = {k: (status, answer) for k, status, answer in lookup.execute(
                 "SELECT key, status, answer FROM read_parquet(?) WHERE key IN "
                 "(SELECT unnest(?::VARCHAR[])) AND NOT deleted", [str(rows), keys]).fetchall()}
-            values = [rb.row_values(kj, body) for _, kj, body in chunk]
+            values = [{**json.loads(row), **rb.row_values(kj, body)}
+                      for _, kj, body, row in chunk]
             for key, vals, found in zip(keys, values, await rb.read(send, values), strict=True):
                 check.checked += 1
                 _judge(check, rb, key, vals, found, known.get(key))
