@@ -21,6 +21,7 @@ READ_WAIT = 600.0  # seconds `elt sql`/`show`/`status` wait for a build or publi
 if TYPE_CHECKING:  # imported where used: a no-op build decided from its stamp needs neither
     from elt.graph.dag import Graph
     from elt.http.endpoints import Endpoints, RunningSandbox
+    from elt.publish.verify import Verified
 
 
 def start_sandbox(store: Path) -> RunningSandbox:
@@ -267,7 +268,7 @@ class Context:
                            concurrency=concurrency, export_results=export_results,
                            full_refresh=full_refresh, confirm=confirm)
 
-    def verify(self, select: Sequence[str] = (), repair: bool = False):  # noqa: ANN201
+    def verify(self, select: Sequence[str] = (), repair: bool = False) -> Verified:
         """`elt verify`: read back what each endpoint holds and compare it with the model and
         the ledger (verify.py); `repair`: send what differs through the normal publish,
         then check again. The result's `failed` says something still differs."""

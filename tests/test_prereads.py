@@ -87,14 +87,16 @@ def test_second_checkout_sends_only_reads(tmp_path: Path, sb: Sandbox) -> None:
     assert stats(sb)["requests"] - before >= 2  # but it did read (batched: 3 + 3 + login)
     assert _ledger(second) == {"already_there": 10}
     assert sb.store.scalar("SELECT count(*) FROM uois_externalids") == 5
-    assert "5/5 acknowledged" in run.stdout or "already there" in run.stdout
+    assert run.stdout.count("5 already there") == 2
 
 
 def test_key_held_twice_is_never_written_and_fails(tmp_path: Path, sb: Sandbox) -> None:
     root = _project(tmp_path / "a", sb)
-    sb.store.query("INSERT INTO uois_externalids VALUES ('20000000-0000-0000-0000-000000000001', ?, ?, 'out2', now(), "
-                   "nextval('uois_seq')), ('20000000-0000-0000-0000-000000000002', ?, ?, 'out2', now(), nextval('uois_seq'))",
-                   ["00000000-0000-0000-0000-000000000002", TYPE] * 2)
+    copies = ("20000000-0000-0000-0000-000000000001", "20000000-0000-0000-0000-000000000002")
+    for copy in copies:  # another writer stored the same (inner, type, outer) twice
+        sb.store.query("INSERT INTO uois_externalids VALUES (?, ?, ?, 'out2', now(), "
+                       "nextval('uois_seq'))",
+                       [copy, "00000000-0000-0000-0000-000000000002", TYPE])
     assert elt(root, "build").code == 0
     run = elt(root, "publish")
     assert run.code != 0
