@@ -308,6 +308,16 @@ def _confirm(question: str) -> bool:
     return click.confirm(question, default=False, err=True)
 
 
+@cli.command()
+@_project_options
+@click.option("--select", "-s", multiple=True, help="Publications: name, glob, tag:x.")
+@click.option("--repair", is_flag=True,
+              help="Send what differs through the normal publish path, then check again.")
+def verify(select: tuple[str, ...], repair: bool, **opts: Any) -> None:
+    """Read back what each endpoint holds; compare it with the models and the ledger."""
+    _run(opts, lambda c: c.verify(select, repair))
+
+
 @cli.group()
 def ledger() -> None:
     """What the ledger knows of each publication's rows."""

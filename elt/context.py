@@ -21,6 +21,7 @@ READ_WAIT = 600.0  # seconds `elt sql`/`show`/`status` wait for a build or publi
 if TYPE_CHECKING:  # imported where used: a no-op build decided from its stamp needs neither
     from elt.graph.dag import Graph
     from elt.http.endpoints import Endpoints, RunningSandbox
+    from elt.publish.verify import Verified
 
 
 def start_sandbox(store: Path) -> RunningSandbox:
@@ -266,6 +267,24 @@ class Context:
         return run_publish(self, select=select, exclude=exclude, dry_run=dry_run,
                            concurrency=concurrency, export_results=export_results,
                            full_refresh=full_refresh, confirm=confirm)
+
+    def verify(self, select: Sequence[str] = (), repair: bool = False) -> Verified:
+        """`elt verify`: read back what each endpoint holds and compare it with the model and
+        the ledger (verify.py); `repair`: send what differs through the normal publish,
+        then check again. The result's `failed` says something still differs."""
+        from elt.publish.verify import mark_for_repair, verify
+
+        found = verify(self, select)
+        if not repair or not found.failed:
+            return found
+        names = mark_for_repair(self, found)
+        if not names:
+            return found
+        self.publish(select=names)
+        self.console.info("verify after the repair:")
+        again = verify(self, select)
+        again.repaired = names
+        return again
 
     def forget(self, select: Sequence[str], where: str | None = None,
                dry_run: bool = False) -> dict[str, int]:

@@ -116,6 +116,20 @@ def _model_cte(q: PendingQuery, columns: dict[str, str], *, with_body: bool,
             f"{waiting} AS waiting FROM {q.relation}")
 
 
+def model_rows_sql(q: PendingQuery, columns: dict[str, str]) -> str:
+    """key, key_json, body (as sent) and the row's other columns as an object (a read may
+    name any of them) of every model row a publish would send (refused rows left out):
+    what `elt verify` compares with what the endpoint holds. One scan, no join."""
+    keys = ", ".join(quote(k) for k in q.key)
+    obj = ", ".join(f"{literal(k)}, {quote(k)}" for k in q.key)
+    fields = ", ".join(f"{quote(c)} := {quote(c)}" for c in columns
+                       if c != q.body and not c.startswith("_elt_")) or "_ := NULL"
+    refused = f" WHERE {quote(q.refuse)} IS NULL" if q.refuse else ""
+    return (f"SELECT json_array({keys})::VARCHAR AS key, json_object({obj})::VARCHAR AS "
+            f"key_json, {_body_expr(q, columns)} AS body, to_json(struct_pack({fields}))"
+            f"::VARCHAR AS row FROM {q.relation}{refused}")
+
+
 def _settled_before(q: PendingQuery) -> str:
     """SQL condition on the ledger's `last_sent`: an unknown row sent since may still be
     processing.

@@ -10,6 +10,7 @@ read:                                   # GraphQL: one query field, batched as a
   document: uois/user_by_id.gql         # variables from the row (key columns and body)
   result: result                        # path inside the field's data (optional)
   match: {outer_id: outerId}            # a list result: the items whose fields equal the row's
+                                        # (`$`: the item itself)
   compare: {name: name, email: email}   # body field -> answer field: differs = stale
   provides: {lastchange: lastchange}    # update variables taken from the answer
   answer: id                            # what the ledger records for a row found
@@ -189,9 +190,11 @@ class ReadBack:
 
     def _found(self, row: dict[str, Any], value: Any) -> Found:
         if isinstance(value, list):
-            if self.match:
-                value = [v for v in value if isinstance(v, dict) and all(
-                    _same(row.get(col), v.get(f)) for col, f in self.match.items())]
+            if self.match:  # `$`: the item itself (a list of ids, e.g. FlowKit's mdids)
+                value = [v for v in value if all(
+                    same(row.get(col), v if f == "$" else
+                         v.get(f) if isinstance(v, dict) else None)
+                    for col, f in self.match.items())]
             distinct = {json.dumps(v, sort_keys=True, default=str) for v in value}
             return Found(len(distinct), value[0] if value else None)
         return Found(0 if value is None else 1, value)
@@ -202,11 +205,12 @@ class ReadBack:
         if found.n != 1:
             return []
         return [col for col, f in self.compare.items() if col in row
-                and not _same(row.get(col), pick(found.value, f if f != "$" else None))]
+                and not same(row.get(col), pick(found.value, f if f != "$" else None))]
 
     def answer(self, found: Found) -> str | None:
         """What the ledger records for a row found: the declared answer field."""
-        return truncate(as_text(pick(found.value, self.answer_path)))
+        path = None if self.answer_path == "$" else self.answer_path  # `$`: the item itself
+        return truncate(as_text(pick(found.value, path)))
 
     def provided(self, found: Found) -> dict[str, Any]:
         """Update variables taken from the answer (e.g. lastchange)."""
@@ -235,7 +239,7 @@ def _fill(template: Any, row: dict[str, Any]) -> Any:
     return template
 
 
-def _same(a: Any, b: Any) -> bool:
+def same(a: Any, b: Any) -> bool:
     """Equal as the API would store them: UUIDs and text compared case-insensitively only
     when both are strings that differ just in case of hex digits; numbers by value."""
     if a == b:

@@ -28,6 +28,7 @@ from elt.http.messages import RawJSON, Request
 from elt.publish import ledger
 from elt.publish.journal import Journal
 from elt.publish.paths import row_values
+from elt.publish.prereads import PreReads
 from elt.publish.sinks.base import (
     ALREADY_THERE,
     CHANGED_MEANWHILE,
@@ -264,7 +265,7 @@ async def stream(
                      waved=waved, templated=bool(getattr(sink, "templated", False)))
     read_thread = ThreadPoolExecutor(1, thread_name_prefix=f"read-{publication}")
 
-    reads_updates = readback is not None and bool(readback.provides) and read_send is not None
+    pre = PreReads(readback, read_send, sink, key_json)
 
     def account(final: list[tuple[Row, str, int | None, str | None]], nbytes: int) -> int:
         failed = sum(1 for _, state, _, _ in final if state not in DELIVERED)
@@ -279,32 +280,14 @@ async def stream(
             progress.advance(len(final), nbytes=nbytes, errors=failed)
         return failed
 
-    async def read_updates(rows: list[Row]) -> list[Row]:
-        """Updates take what they need of the row's current state (`read.provides`, e.g.
-        gql_ug's lastchange) from a batched read just before they are sent; a row the read
-        does not find, or cannot read, fails here with that answer."""
-        if not reads_updates:
-            return rows
-        updates = [r for r in rows if r.op == "update"]
-        if not updates:
-            return rows
-        assert read_send is not None
-        found = await readback.read(read_send, [
-            readback.row_values(key_json.get(r.key), r.body) for r in updates])
-        merged: dict[str, Row] = {}
-        final: list[tuple[Row, str, int | None, str | None]] = []
-        for row, f in zip(updates, found, strict=True):
-            if f.error or f.n != 1 or not isinstance(row.body, dict):
-                why = f.error or ("not at the endpoint (read found none)" if f.n == 0 else
-                                  f"the endpoint holds {f.n} rows for this key")
-                final.append((row, FAILED, None, f"read before update: {why}"))
-                continue
-            merged[row.key] = replace(row, body={**row.body, **readback.provided(f)})
-        if final:
-            _record(publication, final, 0, journal, key_json, export)
-            account(final, 0)
-        return [merged.get(r.key, r) if r.op == "update" else r for r in rows
-                if r.op != "update" or r.key in merged]
+    async def read_first(rows: list[Row]) -> list[Row]:
+        """The reads before sending (prereads.py): rows they settle are recorded here."""
+        rows, done = await pre.before_inserts(rows)
+        rows, failed = await pre.before_updates(rows)
+        if done or failed:
+            _record(publication, done + failed, 0, journal, key_json, export)
+            account(done + failed, 0)
+        return rows
 
     async def produce() -> None:
         while tally.stopped is None:
@@ -315,7 +298,7 @@ async def stream(
             for row, kj in chunk:
                 key_json[row.key] = kj
                 rows.append(row)
-            rows = await read_updates(rows)
+            rows = await read_first(rows)
             for start in range(0, len(rows), group):
                 await encoded.put(loop.run_in_executor(encoder, sink.encode,
                                                        rows[start:start + group]))
@@ -351,10 +334,10 @@ async def stream(
             # token: every other request would be refused too (a wrong secret, a missing
             # scope); what is not sent yet stays pending for the next run
             tally.stopped = ("the endpoint refused our credentials ("
-                             + (_reason(final) if failed else "HTTP 401") + ")")
+                             + (_reason(final, keyed=False) if failed else "HTTP 401") + ")")
         for row in again:
-            if row.op == "update" and reads_updates:  # its current state, read (again)
-                reread = await read_updates([row])
+            if row.op == "update" and pre.updates:  # its current state, read (again)
+                reread = await read_first([row])
                 if not reread:
                     continue
                 row = reread[0]
@@ -393,15 +376,18 @@ def _first(group: BaseExceptionGroup) -> BaseException:
     return next((e for e in flat if isinstance(e, EltError)), flat[0])
 
 
-def _reason(settled: list[tuple[Row, str, int | None, str | None]]) -> str:
-    """One line saying why the first failed row of a request failed (no secrets)."""
-    _, state, http, answer = next(s for s in settled if s[1] not in DELIVERED)
+def _reason(settled: list[tuple[Row, str, int | None, str | None]], keyed: bool = True) -> str:
+    """One line saying why the first failed row of a request failed, naming its key (the
+    answers of another writer's interference, e.g. a 500 on PATCH, point at one key)."""
+    row, state, http, answer = next(s for s in settled if s[1] not in DELIVERED)
     text = " ".join(secrets.redact(answer or "").split())[:200]
     if state == "unknown":
-        return f"no answer: {text}" if text else "no answer"
-    if http is None or text.startswith(f"HTTP {http}"):
-        return text or f"HTTP {http}"
-    return f"HTTP {http}: {text}" if text else f"HTTP {http}"
+        why = f"no answer: {text}" if text else "no answer"
+    elif http is None or text.startswith(f"HTTP {http}"):
+        why = text or f"HTTP {http}"
+    else:
+        why = f"HTTP {http}: {text}" if text else f"HTTP {http}"
+    return f"key {row.key}: {why}" if keyed else why
 
 
 def sink_batch(sink: Sink) -> int:

@@ -55,7 +55,8 @@ acknowledged AS (
     FROM published.flowkit_data
     WHERE status = 'acknowledged'
 )
-SELECT DISTINCT w.scope, a.mdid, json_object('scope', w.scope, 'mdid', a.mdid) AS payload
+SELECT DISTINCT w.scope, a.mdid, json_object('scope', w.scope, 'mdid', a.mdid) AS payload,
+       a.category_id, a.indicator_id, a.srid, a.trid, a.dt  -- the dataset, for `elt verify`
 FROM windows AS w
 JOIN acknowledged AS a
   ON a.category_id = w.category_id
