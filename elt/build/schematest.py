@@ -1,9 +1,9 @@
 """The `payload_matches_schema` data test: a model's bodies checked against the schema its
 publication's endpoint declares (`openapi:` / `graphql_schema:`, elt/http/apischema.py).
 
-It is the one data test that runs in Python: a schema is checked per document, as the
-publisher encodes per document. The rows are streamed from DuckDB in batches, never held
-at once; the failing ones (key, JSON path, rule, message) go to `test_failures.<test>`.
+The schema is compiled into one DuckDB query over the model's bodies (elt/http/
+schemasql.py); the failing rows (key, JSON path, rule, message, every violation) go to
+`test_failures.<test>`. Only rules SQL cannot express are checked in Python, streamed.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from elt.http import apischema
 from elt.http.endpoints import Endpoints
 
 KIND = "payload_matches_schema"
-BATCH = 500
 
 
 def run(cur: duckdb.DuckDBPyConnection, node: Node, graph: Graph, endpoints: Endpoints,
@@ -44,18 +43,9 @@ def run(cur: duckdb.DuckDBPyConnection, node: Node, graph: Graph, endpoints: End
     keys = ", ".join(quote(k) for k in ([key] if isinstance(key, str) else key or []))
     body = spec.get("body")
     body_sql = f"{quote(body)}::VARCHAR" if body else "to_json(m)::VARCHAR"
-    result = cur.execute(f"SELECT json_array({keys})::VARCHAR, 'insert', {body_sql} "
-                         f"FROM {model.qualified} AS m ORDER BY 1")
-
-    def rows() -> Any:
-        while batch := result.fetchmany(BATCH):
-            yield from batch
-
-    verdict = apischema.check_rows(rows(), checker)
-    cur.execute(f"CREATE OR REPLACE TABLE {node.qualified} (key VARCHAR, json_path VARCHAR, "
-                "rule VARCHAR, message VARCHAR)")
-    if verdict.rows:
-        cur.executemany(f"INSERT INTO {node.qualified} VALUES (?, ?, ?, ?)", verdict.rows)
+    source = (f"SELECT json_array({keys})::VARCHAR AS key, 'insert' AS op, {body_sql} AS body "
+              f"FROM {model.qualified} AS m")
+    verdict = apischema.check_relation(cur, source, [], checker, into=node.qualified)
     if not verdict.failing:
         return TestOutcome("pass", 0)
     status = "fail" if node.severity == "error" else "warn"

@@ -63,14 +63,8 @@ def check_pending(con: Any, query: ledger.PendingQuery, checker: apischema.BodyC
     """Every pending body of the publication (deletes included), read in batches."""
     pending = ledger.pending_sql(query, ledger.model_columns(con, query.relation),
                                  ledger.ledger_relation(con))
-    cur = con.execute(f"SELECT key, op, body FROM ({pending}) WHERE body IS NOT NULL "
-                      "ORDER BY key", [query.publication])
-
-    def rows() -> Iterable[tuple[str, str, Any]]:
-        while batch := cur.fetchmany(BATCH):
-            yield from batch
-
-    return apischema.check_rows(rows(), checker)
+    return apischema.check_relation(con, f"SELECT key, op, body FROM ({pending})",
+                                    [query.publication], checker, batch=BATCH)
 
 
 def message(verdict: apischema.Verdict, checker: apischema.BodyChecker) -> str | None:
