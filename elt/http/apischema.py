@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,12 +21,10 @@ from typing import Any
 from elt.core.errors import PublishError
 from elt.http.gqlschema import about_stub, build_partial, variables_schema
 from elt.http.jsonschema import Validator, Violation
-from elt.http.schemasql import EMPTY, Compiler, lit
 from elt.http.messages import Request, encode_json
+from elt.http.schemasql import EMPTY, Compiler, lit
 
 SETTINGS = ("openapi", "graphql_schema")
-SHOWN = 3          # rows described in a message
-KEPT = 10_000      # failing rows kept for a data test's test_failures table
 
 
 def declared(endpoint: dict[str, Any]) -> bool:
@@ -54,21 +51,68 @@ async def _fetch(name: str, endpoint: dict[str, Any], request: Request) -> bytes
     return reply.body
 
 
-def load(name: str, endpoint: dict[str, Any], root: Path) -> EndpointSchema | None:
-    """The schema the endpoint declares (None: it declares none)."""
-    where = f"endpoint {name}"
+def remote(endpoint: dict[str, Any]) -> str | None:
+    """The setting of a schema fetched from the endpoint (None: a file, or none)."""
+    spec = str(endpoint.get("openapi") or "")
+    if spec.startswith("/"):
+        return f"openapi: {spec}"
+    return "graphql_schema: introspect" if endpoint.get("graphql_schema") == "introspect" \
+        else None
+
+
+def _fetch_remote(name: str, endpoint: dict[str, Any]) -> tuple[bytes, str]:
     if endpoint.get("openapi"):
         spec = str(endpoint["openapi"])
-        if spec.startswith("/"):
-            body = asyncio.run(_fetch(name, endpoint, Request("GET", spec, b"", {})))
-            origin = f"{endpoint.get('url', '')}{spec}"
-        else:
-            path = root / spec
-            try:
-                body = path.read_bytes()
-            except OSError as exc:
-                raise PublishError(f"openapi file {spec}: {exc.strerror}", where=where) from None
-            origin = spec
+        body = asyncio.run(_fetch(name, endpoint, Request("GET", spec, b"", {})))
+        return body, f"{endpoint.get('url', '')}{spec}"
+    import graphql
+
+    query = encode_json({"query": graphql.get_introspection_query()})
+    body = asyncio.run(_fetch(name, endpoint, Request(
+        "POST", "", query, {"Content-Type": "application/json"})))
+    return body, f"{endpoint.get('url', '')} (introspection)"
+
+
+def load(name: str, endpoint: dict[str, Any], root: Path,
+         cache: Path | None = None) -> EndpointSchema | None:
+    """The schema the endpoint declares (None: it declares none). One fetched from the
+    endpoint is kept in `cache` (schemacache.py) for builds that must not ask it."""
+    where = f"endpoint {name}"
+    setting = remote(endpoint)
+    if setting:
+        body, origin = _fetch_remote(name, endpoint)
+        schema = parse(name, setting, body, origin)
+        if cache is not None:
+            from elt.http import schemacache
+
+            schemacache.write(cache, name, setting, origin, body)
+        return schema
+    if endpoint.get("openapi"):
+        spec = str(endpoint["openapi"])
+        try:
+            body = (root / spec).read_bytes()
+        except OSError as exc:
+            raise PublishError(f"openapi file {spec}: {exc.strerror}", where=where) from None
+        return parse(name, "openapi: file", body, spec)
+    setting = endpoint.get("graphql_schema")
+    if not setting:
+        return None
+    import graphql
+
+    try:
+        partial = build_partial((root / str(setting)).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise PublishError(f"graphql_schema file {setting}: {exc.strerror}", where=where) from None
+    except (graphql.GraphQLError, TypeError) as exc:
+        raise PublishError(f"graphql_schema {setting}: {getattr(exc, 'message', exc)}",
+                           where=where) from None
+    return EndpointSchema("graphql", partial.schema, str(setting), partial.stubs, partial.notes)
+
+
+def parse(name: str, setting: str, body: bytes, origin: str) -> EndpointSchema:
+    """An OpenAPI document (JSON or YAML) or an introspection answer, as a schema."""
+    where = f"endpoint {name}"
+    if setting.startswith("openapi"):
         try:
             if origin.endswith((".yml", ".yaml")):
                 import yaml
@@ -82,30 +126,13 @@ def load(name: str, endpoint: dict[str, Any], root: Path) -> EndpointSchema | No
         if not isinstance(doc, dict) or "paths" not in doc:
             raise PublishError(f"openapi document {origin} has no `paths`", where=where)
         return EndpointSchema("openapi", doc, origin)
-    setting = endpoint.get("graphql_schema")
-    if not setting:
-        return None
     import graphql
 
-    if str(setting) == "introspect":
-        query = encode_json({"query": graphql.get_introspection_query()})
-        body = asyncio.run(_fetch(name, endpoint, Request(
-            "POST", "", query, {"Content-Type": "application/json"})))
-        try:
-            answer = json.loads(body)
-            schema = graphql.build_client_schema(answer["data"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise PublishError(f"introspection answer unusable: {exc}", where=where) from None
-        return EndpointSchema("graphql", schema, f"{endpoint.get('url', '')} (introspection)")
-    path = root / str(setting)
     try:
-        partial = build_partial(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise PublishError(f"graphql_schema file {setting}: {exc.strerror}", where=where) from None
-    except (graphql.GraphQLError, TypeError) as exc:
-        raise PublishError(f"graphql_schema {setting}: {getattr(exc, 'message', exc)}",
-                           where=where) from None
-    return EndpointSchema("graphql", partial.schema, str(setting), partial.stubs, partial.notes)
+        schema = graphql.build_client_schema(json.loads(body)["data"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PublishError(f"introspection answer unusable: {exc}", where=where) from None
+    return EndpointSchema("graphql", schema, origin)
 
 
 class BodyChecker:
@@ -200,94 +227,3 @@ class BodyChecker:
     def errors(self, op: str, body: Any) -> list[Violation]:
         schema = self._schema_of(op)
         return self.validator.errors(body, schema) if schema else []
-
-
-@dataclass
-class Verdict:
-    checked: int = 0
-    failing: int = 0
-    samples: list[str] = field(default_factory=list)
-    rows: list[tuple[str, str, str, str]] = field(default_factory=list)  # key, path, rule, why
-
-
-def sample(key: str, description: str, problems: Iterable[Any]) -> str:
-    """`key K (POST /data): $.path: rule: message; ...` (at most three of the row's)."""
-    shown = [p if isinstance(p, Violation) else Violation(p["path"], p["rule"], p["message"])
-             for p in list(problems)[:3]]
-    return f"key {key} ({description}): " + "; ".join(str(p) for p in shown)
-
-
-def check_rows(rows: Iterable[tuple[str, str, Any]], checker: BodyChecker) -> Verdict:
-    """(key, op, body text) rows checked in Python, streamed: only for a schema with rules
-    SQL cannot express (checker.python_only)."""
-    verdict = Verdict()
-    for key, op, body in rows:
-        verdict.checked += 1
-        try:
-            value = json.loads(body) if isinstance(body, str) else body
-        except ValueError:
-            problems = [Violation("$", "json", "not JSON")]
-        else:
-            problems = checker.errors(op, value)
-        if not problems:
-            continue
-        verdict.failing += 1
-        if len(verdict.rows) < KEPT:
-            first = problems[0]
-            verdict.rows.append((key, first.path, first.rule, first.message))
-        if len(verdict.samples) < SHOWN:
-            verdict.samples.append(sample(key, checker.describe(op), problems))
-    return verdict
-
-
-def re2_accepts(con: Any) -> Any:
-    """pattern -> whether DuckDB's regexp (RE2) compiles it."""
-    def ok(pattern: str) -> bool:
-        try:
-            con.execute("SELECT regexp_matches('', ?)", [pattern]).fetchall()
-        except Exception:  # noqa: BLE001 - duckdb raises its own error types
-            return False
-        return True
-    return ok
-
-
-def check_relation(con: Any, source: str, params: list[Any], checker: BodyChecker,
-                   into: str | None = None, batch: int = 500) -> Verdict:
-    """Every (key, op, body) row of `source` checked in one DuckDB query; with `into`, the
-    failing rows (key, json_path, rule, message, violations) land in that table. The rules
-    SQL cannot express (checker.python_only) are checked in Python, streamed in batches."""
-    violations = checker.sql("op", "body", re2_accepts(con))
-    if checker.python_only:
-        cur = con.execute(f"SELECT key, op, body FROM ({source}) WHERE body IS NOT NULL "
-                          "ORDER BY key", params)
-
-        def rows() -> Iterable[tuple[str, str, Any]]:
-            while chunk := cur.fetchmany(batch):
-                yield from chunk
-
-        verdict = check_rows(rows(), checker)
-        if into:
-            con.execute(f"CREATE OR REPLACE TABLE {into} (key VARCHAR, json_path VARCHAR, "
-                        "rule VARCHAR, message VARCHAR)")
-            if verdict.rows:
-                con.executemany(f"INSERT INTO {into} VALUES (?, ?, ?, ?)", verdict.rows)
-        return verdict
-    checked = (f"SELECT key, op, {violations} AS v FROM (SELECT key, op, "
-               f"CAST(body AS VARCHAR) AS body FROM ({source}) WHERE body IS NOT NULL)")
-    if into:
-        con.execute(f"CREATE OR REPLACE TABLE {into} AS SELECT key, v[1].path AS json_path, "
-                    "v[1].rule AS rule, v[1].message AS message, op, v AS violations "
-                    f"FROM ({checked}) WHERE len(v) > 0 ORDER BY key", params)
-        total = con.execute(f"SELECT count(*) FROM ({source}) WHERE body IS NOT NULL",
-                            params).fetchone()[0]
-        failing = con.execute(f"SELECT count(*) FROM {into}").fetchone()[0]
-        first = con.execute(f"SELECT key, op, violations[1:3] FROM {into} ORDER BY key "
-                            f"LIMIT {SHOWN}").fetchall()
-    else:
-        total, failing, first = con.execute(
-            f"SELECT count(*), count(*) FILTER (WHERE len(v) > 0), "
-            f"arg_min({{'key': key, 'op': op, 'v': v[1:3]}}, key, {SHOWN}) "
-            f"FILTER (WHERE len(v) > 0) FROM ({checked})", params).fetchone()
-        first = [(r["key"], r["op"], r["v"]) for r in first or ()]
-    return Verdict(total, failing, [sample(k, checker.describe(op or "insert"), v)
-                                    for k, op, v in first])
