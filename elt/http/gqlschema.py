@@ -55,7 +55,9 @@ def _merge(doc: ast.DocumentNode) -> tuple[list[ast.DefinitionNode], list[str]]:
         if type(kept) is not type(d) or not hasattr(d, "fields"):
             raise graphql.GraphQLError(f"type {name} is defined twice, differently")
         names = {f.name.value for f in kept.fields}
-        kept.fields = (*kept.fields, *(f for f in d.fields if f.name.value not in names))
+        fields = (*kept.fields, *(f for f in d.fields if f.name.value not in names))
+        whole = type(kept)(**{**{k: getattr(kept, k) for k in kept.keys}, "fields": fields})
+        out[out.index(kept)] = first[name] = whole
         merged.append(name)
     return out, sorted(set(merged))
 
