@@ -14,6 +14,7 @@ person_id,first,last,mail,city_code
 2,Alan,Turing,alan@x.org,MAN
 """
 CITIES = "code,label\nLON,London\nMAN,Manchester\n"
+SCORES = "person_id,math,art,note\n1,90,70,x\n2,60,85,y\n"
 
 
 def _project(root: Path) -> None:
@@ -30,6 +31,20 @@ def _project(root: Path) -> None:
         """,
         "seeds/people.csv": PEOPLE,
         "seeds/cities.csv": CITIES,
+        "seeds/scores.csv": SCORES,
+        # COLUMNS(* EXCLUDE ...) and DuckDB's UNPIVOT, which sqlglot cannot trace alone
+        "models/stg_scores.sql": "SELECT COLUMNS(* EXCLUDE (note, _elt_source_file, _elt_load_id)) "
+                                  "FROM raw.scores",
+        "models/scores_long.sql": """
+            SELECT ref, subject, score
+            FROM (UNPIVOT (SELECT *, person_id * 10 AS ref FROM stg_scores)
+                  ON COLUMNS(* EXCLUDE (person_id, ref)) INTO NAME subject VALUE score)
+        """,
+        "models/scores_api.sql": """
+            SELECT ref || subject AS id,
+                   json_object('person', ref, 'subject', subject, 'score', score) AS payload
+            FROM scores_long
+        """,
         # one model renames and cleans, the next builds the body: fields two models deep
         "models/stg_people.sql": """
             SELECT person_id AS id, trim(first) AS given_name, lower(trim(mail)) AS email,
@@ -64,6 +79,13 @@ def _project(root: Path) -> None:
                 key: [id]
                 body: text_body
                 rest: {insert: {method: POST, path: /people}, success: [201]}
+              scores:
+                model: scores_api
+                endpoint: api
+                kind: rest
+                key: [id]
+                body: payload
+                rest: {insert: {method: POST, path: /scores}, success: [201]}
               people_rows:
                 model: people_api
                 endpoint: api
@@ -129,6 +151,22 @@ def test_keys_of_a_payload_built_as_text(project: Path) -> None:
     assert [f["field"] for f in doc[0]["fields"]] == ["id", "tags[]"]
     assert _sources(_field(doc, "tags[]")) == {"raw.people.city_code"}
     assert _sources(_field(doc, "id")) == {"raw.people.person_id"}
+
+
+def test_through_unpivot_and_columns_star(project: Path) -> None:
+    doc = _lineage(project, "scores")
+    assert [f["field"] for f in doc[0]["fields"]] == ["person", "subject", "score"]
+    # the unpivoted value comes from the listed columns (COLUMNS(* EXCLUDE ...) of a
+    # SELECT * of a model that is itself COLUMNS(* EXCLUDE (note)) of the seed)
+    assert _sources(_field(doc, "score")) == {"raw.scores.math", "raw.scores.art"}
+    (hop,) = _field(doc, "score")["inputs"]
+    assert (hop["node"], hop["column"]) == ("scores_long", "score")
+    assert {(i["node"], i["column"]) for i in hop["inputs"]} == {
+        ("stg_scores", "math"), ("stg_scores", "art")}
+    # a column passed through the UNPIVOT from its inner SELECT, computed there
+    assert _sources(_field(doc, "person")) == {"raw.scores.person_id"}
+    # the NAME column holds the unpivoted columns' names: made (a constant) in scores_long
+    assert _sources(_field(doc, "subject")) == {"scores_long.subject"}
 
 
 def test_text_output_prints_the_chain(project: Path) -> None:
