@@ -184,15 +184,21 @@ class Compiler:
     def _object(self, schema: dict[str, Any], v: str, p: str, t: str,
                 refs: tuple[str, ...]) -> list[str]:
         out, is_obj = [], f"{t} = 'OBJECT'"
-        for name in schema.get("required") or ():
-            out.append(_rule(f"{is_obj} AND json_extract({v}, {lit(_key(name))}) IS NULL",
-                             f"{p} || {lit('.' + name)}", "required", "'missing'"))
         props = schema.get("properties") or {}
+        names = list(dict.fromkeys([*(schema.get("required") or ()), *props]))
+        k = self._var()  # every named key extracted in one call: the object parsed once
+        at = {n: f"{k}[{i + 1}]" for i, n in enumerate(names)}
+        keyed: list[str] = []
+        for name in schema.get("required") or ():
+            keyed.append(_rule(f"{at[name]} IS NULL", f"{p} || {lit('.' + name)}",
+                               "required", "'missing'"))
         for name, sub in props.items():
-            child = self._node(sub, f"json_extract({v}, {lit(_key(name))})",
-                               f"{p} || {lit('.' + name)}", refs)
-            if child != EMPTY:
-                out.append(f"CASE WHEN {is_obj} THEN {child} ELSE {EMPTY} END")
+            keyed.append(self._node(sub, at[name], f"{p} || {lit('.' + name)}", refs))
+        body = _concat(keyed)
+        if body != EMPTY:
+            paths = ", ".join(lit(_key(n)) for n in names)
+            out.append(f"CASE WHEN {is_obj} THEN list_transform([json_extract({v}, "
+                       f"[{paths}])], lambda {k}: {body})[1] ELSE {EMPTY} END")
         extra = schema.get("additionalProperties", True)
         if extra is False or isinstance(extra, dict):
             k = self._var()
