@@ -17,11 +17,10 @@ import pytest
 from cdp import CHROMIUM, WAIT, Browser
 from click.testing import CliRunner
 from helpers import Watched, elt, elt_argv
-from test_lineage import _project
+from test_lineage import _project, flowkit  # noqa: F401 - a fixture
 
 from elt.cli import cli
 
-REPO = Path(__file__).resolve().parents[1]
 needs_chromium = pytest.mark.skipif(
     CHROMIUM is None, reason="no chromium on PATH (Debian's `chromium`; .ci/run installs it)")
 # set to a path to keep the FlowKit page's screenshot there too (docs/lineage.png: README)
@@ -126,22 +125,19 @@ def test_the_page_of_an_elt_init_project(tmp_path: Path, browser: Browser) -> No
 
 
 @pytest.fixture(scope="module")
-def flowkit(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The repository's own FlowKit + UOIS project, built offline (no API source asked)."""
-    root = tmp_path_factory.mktemp("flowkit")
-    for part in ("models", "seeds"):
-        shutil.copytree(REPO / part, root / part)
-    shutil.copy(REPO / "profiles.yml", root / "profiles.yml")
-    return _site(root, "--exclude", "kind:api")
+def flowkit_site(flowkit: Path) -> Path:  # noqa: F811 - test_lineage's fixture
+    run = elt(flowkit, "docs")
+    assert run.code == 0, run.output
+    return flowkit / "target" / "docs"
 
 
 @needs_chromium
-def test_the_page_of_the_flowkit_and_uois_project(flowkit: Path, browser: Browser,
+def test_the_page_of_the_flowkit_and_uois_project(flowkit_site: Path, browser: Browser,
                                                   tmp_path: Path) -> None:
-    data = json.loads((flowkit / "data.json").read_text())
+    data = json.loads((flowkit_site / "data.json").read_text())
     pubs = {p["name"] for p in data["publications"]}
     assert {"flowkit_setup", "flowkit_data", "uois_users", "uois_memberships"} <= pubs
-    browser.open((flowkit / "index.html").as_uri())
+    browser.open((flowkit_site / "index.html").as_uri())
     dag = _dag_nodes(browser)
     assert {f"published.{p}" for p in pubs} <= set(dag)
     assert {"endpoint:flowkit", "endpoint:uois", "flowkit_values"} <= set(dag)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ person_id,first,last,mail,city_code
 2,Alan,Turing,alan@x.org,MAN
 """
 CITIES = "code,label\nLON,London\nMAN,Manchester\n"
+REPO = Path(__file__).resolve().parents[1]
 SCORES = "person_id,math,art,note\n1,90,70,x\n2,60,85,y\n"
 
 
@@ -101,6 +103,18 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("lineage")
     _project(root)
     run = elt(root, "build")
+    assert run.code == 0, run.output
+    return root
+
+
+@pytest.fixture(scope="module")
+def flowkit(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The repository's own FlowKit + UOIS project, built offline (no API source asked)."""
+    root = tmp_path_factory.mktemp("flowkit")
+    for part in ("models", "seeds"):
+        shutil.copytree(REPO / part, root / part)
+    shutil.copy(REPO / "profiles.yml", root / "profiles.yml")
+    run = elt(root, "build", "--exclude", "kind:api")
     assert run.code == 0, run.output
     return root
 
@@ -200,3 +214,20 @@ def test_flowkit_and_uois_project_fields() -> None:
     run = elt(root, "lineage", "uois_users.email", "--format", "json")
     assert run.code == 0, run.output
     assert _sources(_field(json.loads(run.stdout), "email")) == {"raw.systemdata_users.email"}
+
+
+def test_flowkit_dataset_through_the_unpivot(flowkit: Path) -> None:
+    """flowkit_values UNPIVOTs every indicator column of the exports: a data_input entry's
+    value comes from those columns, its units from the unit columns, seed by seed."""
+    doc = _lineage(flowkit, "flowkit_data.data_input")
+    assert [f["field"] for f in doc[0]["fields"]] == ["data_input[].spatial_unit_ids",
+                                                      "data_input[].data"]
+    units = _sources(_field(doc, "data_input[].spatial_unit_ids"))
+    assert units == {"raw.flowkit_residents.pcod", "raw.flowkit_presence.pcod",
+                     "raw.flowkit_relocations.pcod_from", "raw.flowkit_relocations.pcod_to",
+                     "raw.flowkit_movements.pcod_from", "raw.flowkit_movements.pcod_to"}
+    data = _sources(_field(doc, "data_input[].data"))
+    assert {"raw.flowkit_residents.residents", "raw.flowkit_residents.residents_perKm2",
+            "raw.flowkit_movements.travellers", "raw.flowkit_presence.trips_in"} <= data
+    assert all(s.startswith("raw.flowkit_") and not s.endswith(".*") for s in data)
+    assert not {"raw.flowkit_residents.month", "raw.flowkit_residents.pcod"} & data  # the keys
