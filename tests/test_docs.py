@@ -23,7 +23,7 @@ from elt.cli import cli
 
 needs_chromium = pytest.mark.skipif(
     CHROMIUM is None, reason="no chromium on PATH (Debian's `chromium`; .ci/run installs it)")
-# set to a path to keep the FlowKit page's screenshot there too (docs/lineage.png: README)
+# set to a path to keep the lineage screenshot there too (docs/lineage.png: the README's)
 SCREENSHOT = os.environ.get("ELT_DOCS_SCREENSHOT")
 
 
@@ -91,6 +91,8 @@ def test_clicking_a_field_in_a_real_browser_shows_its_source_columns(
     shot = browser.screenshot(tmp_path / "lineage.png")  # the test's artifact (tmp_path)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
     print(f"screenshot: {shot}")
+    if SCREENSHOT:
+        shutil.copy(shot, SCREENSHOT)
 
 
 @needs_chromium
@@ -148,8 +150,6 @@ def test_the_page_of_the_flowkit_and_uois_project(flowkit_site: Path, browser: B
     assert not [s for s in sources if s.endswith(".*")]
     shot = browser.screenshot(tmp_path / "flowkit-lineage.png")
     assert shot.stat().st_size > 10_000
-    if SCREENSHOT:
-        shutil.copy(shot, SCREENSHOT)
 
 
 def test_docs_serve_answers_index_html_over_http(site: Path) -> None:
