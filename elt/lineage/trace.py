@@ -3,10 +3,10 @@
 Each model's SQL is traced on its own (with the columns of the relations it reads, taken
 from the staging database when it exists, so `SELECT *` expands); a column read from
 another model is traced in that model next, until a seed or API source column (`raw.*`)
-or a publication's answers (`published.*`) is reached. Tracing model by model keeps one
-construct sqlglot cannot see through (DuckDB's UNPIVOT, `COLUMNS(*)`) to the model that
-uses it: there the column is matched by name in the model's inputs, or stands for every
-column of them (`*`), said as such.
+or a publication's answers (`published.*`) is reached. DuckDB's UNPIVOT and bare
+`COLUMNS(...)` are rewritten first into SELECTs sqlglot can trace (unpivot.py). What is
+still opaque stays in the model that uses it: there the column is matched by name in the
+model's inputs, or stands for every column of them (`*`), said as such.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from sqlglot.lineage import Node as LNode
 from sqlglot.lineage import lineage as sqlglot_lineage
 
 from elt.graph.dag import Graph
-from elt.lineage import unpivot
 from elt.lineage.fields import Field, builds_json
+from elt.lineage.unpivot import rewrite as rewrite_for_lineage
 from elt.project.modelfile import strip_sql
 
 OPAQUE = "sqlglot cannot trace this column through the model's SQL (UNPIVOT, COLUMNS(*), ...)"
@@ -85,7 +85,7 @@ class Tracer:
         """The model's SQL parsed, UNPIVOT and COLUMNS(...) rewritten (unpivot.py)."""
         if model not in self._trees:
             tree = sqlglot.parse_one(strip_sql(self.graph.nodes[model].sql), dialect="duckdb")
-            self._trees[model] = unpivot.rewrite(tree, self._table_columns)
+            self._trees[model] = rewrite_for_lineage(tree, self._table_columns)
         return self._trees[model]
 
     def _table_columns(self, table: exp.Table) -> list[str] | None:
