@@ -96,6 +96,12 @@ def test_clicking_a_field_in_a_real_browser_shows_its_source_columns(
 
 
 @needs_chromium
+def test_a_link_to_a_field_opens_its_lineage(site: Path, browser: Browser) -> None:
+    browser.open((site / "index.html").as_uri() + "#field=people_text/tags[]")
+    assert _sources(browser) == ["raw.people.city_code"]
+
+
+@needs_chromium
 def test_clicking_a_dag_node_shows_its_sql_columns_and_tests(site: Path,
                                                             browser: Browser) -> None:
     browser.open((site / "index.html").as_uri())

@@ -1,10 +1,11 @@
 """A JSON Schema compiled into one DuckDB expression: every body checked by the database.
 
-`violations(schema, body)` is a SQL expression of type `STRUCT(path, rule, message)[]`:
-the rules the body (a JSON value) breaks, in the order jsonschema.Validator finds them
-(the same paths, rules and messages: tests/test_schemasql.py holds them equal), so
-`payload_matches_schema` and `publish --dry-run` check a whole model in one query
-(json_type / json_extract / regexp / try_cast and lambdas over arrays and keys), no
+`Compiler(document).compile(schema, body).sql` is a SQL expression of type
+`STRUCT(path, rule, message)[]`: the rules the body (a JSON value) breaks, in the order
+jsonschema.Validator finds them (the same paths, rules and messages: tests/
+test_schemasql.py holds them equal), so `payload_matches_schema` and `publish --dry-run`
+check a whole model in one query (json_type / json_extract / regexp / try_cast, lambdas
+over arrays and keys; an object's keys extracted in one call, so it is parsed once), no
 Python loop over rows.
 
 What SQL does not express here, and is left to the streamed Python validator instead
