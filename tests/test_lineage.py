@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ person_id,first,last,mail,city_code
 2,Alan,Turing,alan@x.org,MAN
 """
 CITIES = "code,label\nLON,London\nMAN,Manchester\n"
+REPO = Path(__file__).resolve().parents[1]
+SCORES = "person_id,math,art,note\n1,90,70,x\n2,60,85,y\n"
 
 
 def _project(root: Path) -> None:
@@ -30,6 +33,20 @@ def _project(root: Path) -> None:
         """,
         "seeds/people.csv": PEOPLE,
         "seeds/cities.csv": CITIES,
+        "seeds/scores.csv": SCORES,
+        # COLUMNS(* EXCLUDE ...) and DuckDB's UNPIVOT, which sqlglot cannot trace alone
+        "models/stg_scores.sql": "SELECT COLUMNS(* EXCLUDE (note, _elt_source_file, _elt_load_id)) "
+                                  "FROM raw.scores",
+        "models/scores_long.sql": """
+            SELECT ref, subject, score
+            FROM (UNPIVOT (SELECT *, person_id * 10 AS ref FROM stg_scores)
+                  ON COLUMNS(* EXCLUDE (person_id, ref)) INTO NAME subject VALUE score)
+        """,
+        "models/scores_api.sql": """
+            SELECT ref || subject AS id,
+                   json_object('person', ref, 'subject', subject, 'score', score) AS payload
+            FROM scores_long
+        """,
         # one model renames and cleans, the next builds the body: fields two models deep
         "models/stg_people.sql": """
             SELECT person_id AS id, trim(first) AS given_name, lower(trim(mail)) AS email,
@@ -64,6 +81,13 @@ def _project(root: Path) -> None:
                 key: [id]
                 body: text_body
                 rest: {insert: {method: POST, path: /people}, success: [201]}
+              scores:
+                model: scores_api
+                endpoint: api
+                kind: rest
+                key: [id]
+                body: payload
+                rest: {insert: {method: POST, path: /scores}, success: [201]}
               people_rows:
                 model: people_api
                 endpoint: api
@@ -79,6 +103,18 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("lineage")
     _project(root)
     run = elt(root, "build")
+    assert run.code == 0, run.output
+    return root
+
+
+@pytest.fixture(scope="module")
+def flowkit(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The repository's own FlowKit + UOIS project, built offline (no API source asked)."""
+    root = tmp_path_factory.mktemp("flowkit")
+    for part in ("models", "seeds"):
+        shutil.copytree(REPO / part, root / part)
+    shutil.copy(REPO / "profiles.yml", root / "profiles.yml")
+    run = elt(root, "build", "--exclude", "kind:api")
     assert run.code == 0, run.output
     return root
 
@@ -131,6 +167,22 @@ def test_keys_of_a_payload_built_as_text(project: Path) -> None:
     assert _sources(_field(doc, "id")) == {"raw.people.person_id"}
 
 
+def test_through_unpivot_and_columns_star(project: Path) -> None:
+    doc = _lineage(project, "scores")
+    assert [f["field"] for f in doc[0]["fields"]] == ["person", "subject", "score"]
+    # the unpivoted value comes from the listed columns (COLUMNS(* EXCLUDE ...) of a
+    # SELECT * of a model that is itself COLUMNS(* EXCLUDE (note)) of the seed)
+    assert _sources(_field(doc, "score")) == {"raw.scores.math", "raw.scores.art"}
+    (hop,) = _field(doc, "score")["inputs"]
+    assert (hop["node"], hop["column"]) == ("scores_long", "score")
+    assert {(i["node"], i["column"]) for i in hop["inputs"]} == {
+        ("stg_scores", "math"), ("stg_scores", "art")}
+    # a column passed through the UNPIVOT from its inner SELECT, computed there
+    assert _sources(_field(doc, "person")) == {"raw.scores.person_id"}
+    # the NAME column holds the unpivoted columns' names: made (a constant) in scores_long
+    assert _sources(_field(doc, "subject")) == {"scores_long.subject"}
+
+
 def test_text_output_prints_the_chain(project: Path) -> None:
     run = elt(project, "lineage", "people.contact.email")
     assert run.code == 0, run.output
@@ -162,3 +214,20 @@ def test_flowkit_and_uois_project_fields() -> None:
     run = elt(root, "lineage", "uois_users.email", "--format", "json")
     assert run.code == 0, run.output
     assert _sources(_field(json.loads(run.stdout), "email")) == {"raw.systemdata_users.email"}
+
+
+def test_flowkit_dataset_through_the_unpivot(flowkit: Path) -> None:
+    """flowkit_values UNPIVOTs every indicator column of the exports: a data_input entry's
+    value comes from those columns, its units from the unit columns, seed by seed."""
+    doc = _lineage(flowkit, "flowkit_data.data_input")
+    assert [f["field"] for f in doc[0]["fields"]] == ["data_input[].spatial_unit_ids",
+                                                      "data_input[].data"]
+    units = _sources(_field(doc, "data_input[].spatial_unit_ids"))
+    assert units == {"raw.flowkit_residents.pcod", "raw.flowkit_presence.pcod",
+                     "raw.flowkit_relocations.pcod_from", "raw.flowkit_relocations.pcod_to",
+                     "raw.flowkit_movements.pcod_from", "raw.flowkit_movements.pcod_to"}
+    data = _sources(_field(doc, "data_input[].data"))
+    assert {"raw.flowkit_residents.residents", "raw.flowkit_residents.residents_perKm2",
+            "raw.flowkit_movements.travellers", "raw.flowkit_presence.trips_in"} <= data
+    assert all(s.startswith("raw.flowkit_") and not s.endswith(".*") for s in data)
+    assert not {"raw.flowkit_residents.month", "raw.flowkit_residents.pcod"} & data  # the keys

@@ -71,8 +71,11 @@ def run_build(
             console.info("nothing selected")
         else:
             deferred = db.DeferredCheckpoint(con, project.target.checkpoint_every)
+            endpoints = endpoints or Endpoints(project, console)
+            endpoints.offline = bool(exclude) and ("kind:api" in exclude or any(
+                graph.nodes[n].kind == "api" for n in graph.select(exclude)))  # no API calls
             _Runner(con, project, graph, console, results, full_refresh, command,
-                    endpoints or Endpoints(project, console), deferred).run(names)
+                    endpoints, deferred).run(names)
     finally:
         console.plan(0)  # later lines (publish) are not part of this run's `N of M`
         if deferred is not None:  # the tables first: run_results.json may find no space

@@ -14,18 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from elt.core.errors import PublishError
+from elt.http.gqlschema import about_stub, build_partial, variables_schema
 from elt.http.jsonschema import Validator, Violation
 from elt.http.messages import Request, encode_json
+from elt.http.schemasql import EMPTY, Compiler, lit
 
 SETTINGS = ("openapi", "graphql_schema")
-SHOWN = 3          # rows described in a message
-KEPT = 10_000      # failing rows kept for a data test's test_failures table
 
 
 def declared(endpoint: dict[str, Any]) -> bool:
@@ -37,6 +36,8 @@ class EndpointSchema:
     kind: str               # openapi | graphql
     document: Any           # the OpenAPI dict, or a graphql.GraphQLSchema
     origin: str             # where it came from, for messages
+    stubs: set[str] = field(default_factory=set)    # types a partial SDL file lacks
+    notes: list[str] = field(default_factory=list)  # what was added to make it whole
 
 
 async def _fetch(name: str, endpoint: dict[str, Any], request: Request) -> bytes:
@@ -50,21 +51,68 @@ async def _fetch(name: str, endpoint: dict[str, Any], request: Request) -> bytes
     return reply.body
 
 
-def load(name: str, endpoint: dict[str, Any], root: Path) -> EndpointSchema | None:
-    """The schema the endpoint declares (None: it declares none)."""
-    where = f"endpoint {name}"
+def remote(endpoint: dict[str, Any]) -> str | None:
+    """The setting of a schema fetched from the endpoint (None: a file, or none)."""
+    spec = str(endpoint.get("openapi") or "")
+    if spec.startswith("/"):
+        return f"openapi: {spec}"
+    return "graphql_schema: introspect" if endpoint.get("graphql_schema") == "introspect" \
+        else None
+
+
+def _fetch_remote(name: str, endpoint: dict[str, Any]) -> tuple[bytes, str]:
     if endpoint.get("openapi"):
         spec = str(endpoint["openapi"])
-        if spec.startswith("/"):
-            body = asyncio.run(_fetch(name, endpoint, Request("GET", spec, b"", {})))
-            origin = f"{endpoint.get('url', '')}{spec}"
-        else:
-            path = root / spec
-            try:
-                body = path.read_bytes()
-            except OSError as exc:
-                raise PublishError(f"openapi file {spec}: {exc.strerror}", where=where) from None
-            origin = spec
+        body = asyncio.run(_fetch(name, endpoint, Request("GET", spec, b"", {})))
+        return body, f"{endpoint.get('url', '')}{spec}"
+    import graphql
+
+    query = encode_json({"query": graphql.get_introspection_query()})
+    body = asyncio.run(_fetch(name, endpoint, Request(
+        "POST", "", query, {"Content-Type": "application/json"})))
+    return body, f"{endpoint.get('url', '')} (introspection)"
+
+
+def load(name: str, endpoint: dict[str, Any], root: Path,
+         cache: Path | None = None) -> EndpointSchema | None:
+    """The schema the endpoint declares (None: it declares none). One fetched from the
+    endpoint is kept in `cache` (schemacache.py) for builds that must not ask it."""
+    where = f"endpoint {name}"
+    setting = remote(endpoint)
+    if setting:
+        body, origin = _fetch_remote(name, endpoint)
+        schema = parse(name, setting, body, origin)
+        if cache is not None:
+            from elt.http import schemacache
+
+            schemacache.write(cache, name, setting, origin, body)
+        return schema
+    if endpoint.get("openapi"):
+        spec = str(endpoint["openapi"])
+        try:
+            body = (root / spec).read_bytes()
+        except OSError as exc:
+            raise PublishError(f"openapi file {spec}: {exc.strerror}", where=where) from None
+        return parse(name, "openapi: file", body, spec)
+    setting = endpoint.get("graphql_schema")
+    if not setting:
+        return None
+    import graphql
+
+    try:
+        partial = build_partial((root / str(setting)).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise PublishError(f"graphql_schema file {setting}: {exc.strerror}", where=where) from None
+    except (graphql.GraphQLError, TypeError) as exc:
+        raise PublishError(f"graphql_schema {setting}: {getattr(exc, 'message', exc)}",
+                           where=where) from None
+    return EndpointSchema("graphql", partial.schema, str(setting), partial.stubs, partial.notes)
+
+
+def parse(name: str, setting: str, body: bytes, origin: str) -> EndpointSchema:
+    """An OpenAPI document (JSON or YAML) or an introspection answer, as a schema."""
+    where = f"endpoint {name}"
+    if setting.startswith("openapi"):
         try:
             if origin.endswith((".yml", ".yaml")):
                 import yaml
@@ -78,52 +126,43 @@ def load(name: str, endpoint: dict[str, Any], root: Path) -> EndpointSchema | No
         if not isinstance(doc, dict) or "paths" not in doc:
             raise PublishError(f"openapi document {origin} has no `paths`", where=where)
         return EndpointSchema("openapi", doc, origin)
-    setting = endpoint.get("graphql_schema")
-    if not setting:
-        return None
     import graphql
 
-    if str(setting) == "introspect":
-        query = encode_json({"query": graphql.get_introspection_query()})
-        body = asyncio.run(_fetch(name, endpoint, Request(
-            "POST", "", query, {"Content-Type": "application/json"})))
-        try:
-            answer = json.loads(body)
-            schema = graphql.build_client_schema(answer["data"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise PublishError(f"introspection answer unusable: {exc}", where=where) from None
-        return EndpointSchema("graphql", schema, f"{endpoint.get('url', '')} (introspection)")
-    path = root / str(setting)
     try:
-        schema = graphql.build_schema(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise PublishError(f"graphql_schema file {setting}: {exc.strerror}", where=where) from None
-    except graphql.GraphQLError as exc:
-        raise PublishError(f"graphql_schema {setting}: {exc.message}", where=where) from None
-    return EndpointSchema("graphql", schema, str(setting))
+        schema = graphql.build_client_schema(json.loads(body)["data"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PublishError(f"introspection answer unusable: {exc}", where=where) from None
+    return EndpointSchema("graphql", schema, origin)
 
 
 class BodyChecker:
-    """Checks one publication's bodies: `errors(op, body)` -> the first violations."""
+    """One publication's request schemas as JSON Schemas, per operation (insert, update,
+    delete): an OpenAPI operation's request body, or a GraphQL document's variables.
+    `sql(body)` checks them in DuckDB; `errors(op, body)` in Python, only for the rules
+    SQL cannot express (`python_only`)."""
 
     def __init__(self, schema: EndpointSchema, kind: str, sub_config: dict[str, Any],
                  base_dir: Path, publication: str) -> None:
         self.schema, self.publication = schema, publication
         self.where = f"publication {publication}"
-        self._rest: dict[str, tuple[str, dict[str, Any] | None]] = {}
+        # op -> (what it is called, its JSON Schema or None: not checked)
+        self.ops: dict[str, tuple[str, dict[str, Any] | None]] = {}
+        self.document: dict[str, Any] = {}
         if kind == "graphql" and schema.kind == "graphql":
             self._graphql(sub_config, base_dir)
         elif kind == "rest" and schema.kind == "openapi":
-            self.validator = Validator(schema.document)
+            self.document = schema.document
             for op in ("insert", "update", "delete"):
                 spec = sub_config.get(op)
                 if isinstance(spec, dict) and spec.get("path"):
                     method = str(spec.get("method") or "POST").upper()
-                    self._rest[op] = (f"{method} {spec['path']}",
-                                      self._request_schema(method, str(spec["path"])))
+                    self.ops[op] = (f"{method} {spec['path']}",
+                                    self._request_schema(method, str(spec["path"])))
         else:
             raise PublishError(f"a {kind} publication cannot be checked against an "
                                f"{schema.kind} schema ({schema.origin})", where=self.where)
+        self.validator = Validator(self.document)
+        self.python_only: list[str] = []
 
     # -- REST ----------------------------------------------------------------------------
     def _request_schema(self, method: str, path: str) -> dict[str, Any] | None:
@@ -147,73 +186,44 @@ class BodyChecker:
             document = graphql.parse(path.read_text(encoding="utf-8"))
         except (OSError, graphql.GraphQLError) as exc:
             raise PublishError(f"document {path.name}: {exc}", where=self.where) from None
-        problems = graphql.validate(self.schema.document, document)
+        problems = [p for p in graphql.validate(self.schema.document, document)
+                    if not about_stub(p, self.schema.stubs)]
         if problems:
-            raise PublishError(f"document {path.name} does not match {self.schema.origin}: "
-                               f"{problems[0].message}", where=self.where)
+            partial = f" ({'; '.join(self.schema.notes)})" if self.schema.notes else ""
+            raise PublishError(f"document {path.name} does not match {self.schema.origin}"
+                               f"{partial}: {problems[0].message}", where=self.where)
         ops = [d for d in document.definitions
                if isinstance(d, graphql.OperationDefinitionNode)]
-        self._definitions = ops[0].variable_definitions or ()
-        self._names = [d.variable.name.value for d in self._definitions]
-        self.operation = f"GraphQL {path.name}"
+        variables = variables_schema(self.schema.document, ops[0].variable_definitions or ())
+        self.document = {"$defs": variables.pop("$defs")}
+        self.ops["insert"] = (f"GraphQL {path.name}", variables)
 
     def describe(self, op: str) -> str:
-        if self._rest:
-            return self._rest.get(op, self._rest.get("insert", ("?", None)))[0]
-        return self.operation
+        return self.ops.get(op, self.ops.get("insert", ("?", None)))[0]
+
+    def _schema_of(self, op: str) -> dict[str, Any] | None:
+        entry = self.ops.get(op) or (self.ops.get("insert") if self.schema.kind == "graphql"
+                                     else None)
+        return entry[1] if entry else None
+
+    def sql(self, op: str, body: str, regex_ok: Any = None) -> str:
+        """A DuckDB expression: the violations (STRUCT(path, rule, message)[]) of a body
+        (a VARCHAR column of JSON text) sent by the operation in column `op`."""
+        compiler = Compiler(self.document, regex_ok)
+        value = f"json_extract({body}, '$')"
+        cases = []
+        for name in dict.fromkeys([*self.ops, "insert", "update", "delete"]):
+            schema = self._schema_of(name)
+            compiled = compiler.compile(schema, value)
+            self.python_only += compiled.python_only
+            if compiled.sql != EMPTY:
+                cases.append(f"WHEN {lit(name)} THEN {compiled.sql}")
+        self.python_only = list(dict.fromkeys(self.python_only))
+        checked = f"CASE {op} {' '.join(cases)} ELSE {EMPTY} END" if cases else EMPTY
+        broken = "[{'path': '$', 'rule': 'json', 'message': 'not JSON'}]"
+        return f"CASE WHEN {body} IS NULL THEN {EMPTY} WHEN NOT json_valid({body}) " \
+               f"THEN {broken} ELSE {checked} END"
 
     def errors(self, op: str, body: Any) -> list[Violation]:
-        if self._rest:
-            entry = self._rest.get(op)
-            if entry is None or entry[1] is None:
-                return []
-            return self.validator.errors(body, entry[1])
-        from graphql.execution.values import get_variable_values
-
-        if not isinstance(body, dict):
-            return [Violation("$", "type", "the variables must be a JSON object")]
-        values = {k: v for k, v in body.items() if k in self._names}
-        found = get_variable_values(self.schema.document, self._definitions, values,
-                                    max_errors=5)
-        if not isinstance(found, list):  # coerced values: they fit
-            return []
-        return [Violation(_variable_path(e.message), "graphql", e.message) for e in found]
-
-
-def _variable_path(message: str) -> str:
-    """`Variable '$email' got invalid value ...` -> `$.email` (JSON path of the variable)."""
-    if message.startswith("Variable '$"):
-        name = message[len("Variable '$"):].split("'", 1)[0]
-        return f"$.{name.split('.')[0]}"
-    return "$"
-
-
-@dataclass
-class Verdict:
-    checked: int = 0
-    failing: int = 0
-    samples: list[str] = field(default_factory=list)
-    rows: list[tuple[str, str, str, str]] = field(default_factory=list)  # key, path, rule, why
-
-
-def check_rows(rows: Iterable[tuple[str, str, Any]], checker: BodyChecker) -> Verdict:
-    """(key, op, body text) rows -> how many break the schema, the first ones described."""
-    verdict = Verdict()
-    for key, op, body in rows:
-        verdict.checked += 1
-        try:
-            value = json.loads(body) if isinstance(body, str) else body
-        except ValueError as exc:
-            problems = [Violation("$", "json", f"not JSON ({exc})")]
-        else:
-            problems = checker.errors(op, value)
-        if not problems:
-            continue
-        verdict.failing += 1
-        if len(verdict.rows) < KEPT:
-            first = problems[0]
-            verdict.rows.append((key, first.path, first.rule, first.message))
-        if len(verdict.samples) < SHOWN:
-            verdict.samples.append(f"key {key} ({checker.describe(op)}): "
-                                   + "; ".join(str(p) for p in problems[:3]))
-    return verdict
+        schema = self._schema_of(op)
+        return self.validator.errors(body, schema) if schema else []

@@ -48,6 +48,7 @@ class Endpoints:
     def __init__(self, project: Project, console: Console,
                  start_sandbox: StartSandbox | None = None) -> None:
         self.project, self.console, self.start_sandbox = project, console, start_sandbox
+        self.offline = False  # a build told to leave the APIs alone (`--exclude kind:api`)
 
     def resolve(self, names: Iterable[str]) -> dict[str, dict[str, Any]]:
         return resolve_configs(self.project, names)

@@ -10,17 +10,21 @@ rule, so a rejected row says what to change in its model.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-_FORMATS = {
+FORMATS = {
     "uuid": re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
                        r"[0-9a-fA-F]{12}$"),
     "email": re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$"),
 }
-_INT_RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
+# what a date-time / date looks like besides parsing (the SQL check, schemasql.py, agrees)
+_DATE_TIME = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)?")
+_DATE = re.compile(r"\d{4}-\d\d-\d\d")
+INT_RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
 
 
 @dataclass(frozen=True)
@@ -56,8 +60,8 @@ def _type_ok(value: Any, wanted: str) -> bool:
 
 
 def _format_ok(value: Any, fmt: str) -> bool:
-    if fmt in _INT_RANGES and isinstance(value, int) and not isinstance(value, bool):
-        low, high = _INT_RANGES[fmt]
+    if fmt in INT_RANGES and isinstance(value, int) and not isinstance(value, bool):
+        low, high = INT_RANGES[fmt]
         return low <= value <= high
     if not isinstance(value, str):
         return True
@@ -66,14 +70,14 @@ def _format_ok(value: Any, fmt: str) -> bool:
             datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             return False
-        return "T" in value or " " in value
+        return bool(_DATE_TIME.fullmatch(value))
     if fmt == "date":
         try:
             date.fromisoformat(value)
         except ValueError:
             return False
-        return True
-    pattern = _FORMATS.get(fmt)
+        return bool(_DATE.fullmatch(value))
+    pattern = FORMATS.get(fmt)
     return pattern is None or bool(pattern.match(value))
 
 
@@ -84,12 +88,7 @@ class Validator:
         self.document, self.limit = document, limit
 
     def ref(self, pointer: str) -> dict[str, Any]:
-        if not pointer.startswith("#/"):
-            raise ValueError(f"only local $ref are supported, not {pointer!r}")
-        node: Any = self.document
-        for part in pointer[2:].split("/"):
-            node = node[part.replace("~1", "/").replace("~0", "~")]
-        return node
+        return resolve_ref(self.document, pointer)
 
     def errors(self, value: Any, schema: dict[str, Any], path: str = "$") -> list[Violation]:
         out: list[Violation] = []
@@ -108,7 +107,7 @@ class Validator:
         for key in ("anyOf", "oneOf"):
             options = schema.get(key)
             if options and not any(not self.errors(value, o, path) for o in options):
-                shown = ", ".join(_describe(self, o) for o in options)
+                shown = ", ".join(describe(o) for o in options)
                 out.append(Violation(path, key, f"{_short(value)} matches none of {shown}"))
                 return
         if value is None and schema.get("nullable"):
@@ -117,8 +116,8 @@ class Validator:
         if wanted is not None:
             kinds = wanted if isinstance(wanted, list) else [wanted]
             if not any(_type_ok(value, k) for k in kinds):
-                out.append(Violation(path, "type", f"expected {' or '.join(kinds)}, got "
-                                     f"{_type_of(value)} {_short(value)}"))
+                got = _type_of(value) + ("" if value is None else f" {_short(value)}")
+                out.append(Violation(path, "type", f"expected {' or '.join(kinds)}, got {got}"))
                 return
         if "enum" in schema and value not in schema["enum"]:
             out.append(Violation(path, "enum", f"{_short(value)} is not one of "
@@ -174,17 +173,31 @@ class Validator:
                 out.append(Violation(f"{path}.{name}", "required", "missing"))
         props = schema.get("properties") or {}
         extra = schema.get("additionalProperties", True)
+        for name, item in props.items():  # the schema's order, as the SQL check reports
+            if name in value:
+                self._check(value[name], item, f"{path}.{name}", out, depth + 1)
         for name, item in value.items():
             if name in props:
-                self._check(item, props[name], f"{path}.{name}", out, depth + 1)
-            elif extra is False:
+                continue
+            if extra is False:
                 out.append(Violation(f"{path}.{name}", "additionalProperties",
                                      "not declared by the schema"))
             elif isinstance(extra, dict):
                 self._check(item, extra, f"{path}.{name}", out, depth + 1)
 
 
-def _describe(v: Validator, schema: Any) -> str:
+def resolve_ref(document: dict[str, Any], pointer: str) -> dict[str, Any]:
+    """A local `$ref` (#/components/schemas/X) of the document."""
+    if not pointer.startswith("#/"):
+        raise ValueError(f"only local $ref are supported, not {pointer!r}")
+    node: Any = document
+    for part in pointer[2:].split("/"):
+        node = node[part.replace("~1", "/").replace("~0", "~")]
+    return node
+
+
+def describe(schema: Any) -> str:
+    """An option of anyOf/oneOf, named in a message."""
     if isinstance(schema, dict) and "$ref" in schema:
         return schema["$ref"].rpartition("/")[2]
     if isinstance(schema, dict):
@@ -193,5 +206,6 @@ def _describe(v: Validator, schema: Any) -> str:
 
 
 def _short(value: Any) -> str:
-    text = repr(value) if not isinstance(value, str) else f'"{value}"'
+    """The value as JSON text (as DuckDB writes it), cut at 60 characters."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
     return text if len(text) <= 60 else text[:57] + "..."

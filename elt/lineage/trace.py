@@ -3,10 +3,10 @@
 Each model's SQL is traced on its own (with the columns of the relations it reads, taken
 from the staging database when it exists, so `SELECT *` expands); a column read from
 another model is traced in that model next, until a seed or API source column (`raw.*`)
-or a publication's answers (`published.*`) is reached. Tracing model by model keeps one
-construct sqlglot cannot see through (DuckDB's UNPIVOT, `COLUMNS(*)`) to the model that
-uses it: there the column is matched by name in the model's inputs, or stands for every
-column of them (`*`), said as such.
+or a publication's answers (`published.*`) is reached. DuckDB's UNPIVOT and bare
+`COLUMNS(...)` are rewritten first into SELECTs sqlglot can trace (unpivot.py). What is
+still opaque stays in the model that uses it: there the column is matched by name in the
+model's inputs, or stands for every column of them (`*`), said as such.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from sqlglot.lineage import lineage as sqlglot_lineage
 
 from elt.graph.dag import Graph
 from elt.lineage.fields import Field, builds_json
+from elt.lineage.unpivot import rewrite as rewrite_for_lineage
 from elt.project.modelfile import strip_sql
 
 OPAQUE = "sqlglot cannot trace this column through the model's SQL (UNPIVOT, COLUMNS(*), ...)"
@@ -65,20 +66,31 @@ class Tracer:
         self.graph, self.schema = graph, schema
         self._cache: dict[tuple[str, str], ColumnRef] = {}
         self._roots: dict[tuple[str, str], LNode | None] = {}
+        self._trees: dict[str, exp.Expression] = {}
 
     # -- sqlglot, one model at a time -------------------------------------------------
     def root(self, model: str, column: str) -> LNode | None:
         """sqlglot's lineage node of a model's output column (None: not traceable)."""
         key = (model, column)
         if key not in self._roots:
-            node = self.graph.nodes[model]
             try:
-                self._roots[key] = sqlglot_lineage(column, strip_sql(node.sql),
+                self._roots[key] = sqlglot_lineage(column, self._tree(model),
                                                    schema=self.schema, dialect="duckdb")
             except (sqlglot.errors.SqlglotError, ValueError, KeyError, AttributeError,
                     IndexError, TypeError, RecursionError):
                 self._roots[key] = None
         return self._roots[key]
+
+    def _tree(self, model: str) -> exp.Expression:
+        """The model's SQL parsed, UNPIVOT and COLUMNS(...) rewritten (unpivot.py)."""
+        if model not in self._trees:
+            tree = sqlglot.parse_one(strip_sql(self.graph.nodes[model].sql), dialect="duckdb")
+            self._trees[model] = rewrite_for_lineage(tree, self._table_columns)
+        return self._trees[model]
+
+    def _table_columns(self, table: exp.Table) -> list[str] | None:
+        target = self.graph.resolve_table(table.db.lower(), table.name.lower())
+        return self.columns_of(target) if target in self.graph.nodes else None
 
     def columns_of(self, name: str) -> list[str]:
         node = self.graph.nodes[name]
@@ -146,9 +158,9 @@ class Tracer:
         them as `*` (the column is computed from some of their columns)."""
         deps = [d for d in self.graph.nodes[model].depends_on
                 if self.graph.nodes[d].kind in ("model", "seed", "api", "published")]
-        named = [d for d in deps if column in self.columns_of(d)]
+        named = {d: c for d in deps for c in self.columns_of(d) if c.lower() == column.lower()}
         if named:
-            return [self.trace(d, column) for d in named]
+            return [self.trace(d, c) for d, c in named.items()]
         return [ColumnRef(d, self.graph.nodes[d].kind, "*", note=OPAQUE) for d in deps]
 
     # -- the resolver the field reader uses --------------------------------------------
@@ -174,10 +186,28 @@ class Tracer:
             target = self.graph.resolve_table(child.expression.db.lower(),
                                               child.expression.name.lower())
             if target and self.graph.nodes[target].kind == "model":
-                root = self.root(target, column.name)
-                if root is not None and isinstance(root.expression, exp.Alias) \
-                        and builds_json(root.expression.this):
-                    return root.expression.this, (target, root)
+                return self._defined_in(target, column.name)
+        return None
+
+    def _defined_in(self, model: str, column: str) -> tuple[exp.Expression, Scope] | None:
+        """A model's column built as JSON, maybe passed on unchanged from a subquery (an
+        UNPIVOT's inner SELECT): the expression building it."""
+        node = self.root(model, column)
+        union: LNode | None = None  # UNION branches: the first's SQL, every branch's inputs
+        for _ in range(20):
+            if node is None:
+                return None
+            defined = node.expression.this if isinstance(node.expression, exp.Alias) \
+                else node.expression
+            if builds_json(defined):
+                return defined, (model, union or node)
+            if not isinstance(defined, exp.Column) or not node.downstream:
+                return None
+            if len(node.downstream) > 1:
+                if not all(isinstance(c.expression, exp.Alias) for c in node.downstream):
+                    return None
+                union = union or node
+            node = node.downstream[0]
         return None
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from elt.core.errors import EltError
-from elt.http import apischema
+from elt.http import apischema, bodycheck
 from elt.publish import ledger
 from elt.publish.spec import Publication
 from elt.publish.workspace import Workspace
@@ -33,7 +33,8 @@ def load_checkers(ctx: Workspace, pubs: dict[str, Publication], names: Iterable[
         with ctx.endpoints.open(endpoints) as opened:
             for name, cfg in opened.items():
                 try:
-                    found = apischema.load(name, cfg, ctx.project.root)
+                    found = apischema.load(name, cfg, ctx.project.root,
+                                           ctx.project.target_dir / "schemas")
                     if found is not None:
                         schemas[name] = found
                 except EltError as exc:
@@ -59,21 +60,15 @@ def _raw(ctx: Workspace, endpoint: str) -> dict[str, Any]:
 
 
 def check_pending(con: Any, query: ledger.PendingQuery, checker: apischema.BodyChecker
-                  ) -> apischema.Verdict:
+                  ) -> bodycheck.Verdict:
     """Every pending body of the publication (deletes included), read in batches."""
     pending = ledger.pending_sql(query, ledger.model_columns(con, query.relation),
                                  ledger.ledger_relation(con))
-    cur = con.execute(f"SELECT key, op, body FROM ({pending}) WHERE body IS NOT NULL "
-                      "ORDER BY key", [query.publication])
-
-    def rows() -> Iterable[tuple[str, str, Any]]:
-        while batch := cur.fetchmany(BATCH):
-            yield from batch
-
-    return apischema.check_rows(rows(), checker)
+    return bodycheck.check_relation(con, f"SELECT key, op, body FROM ({pending})",
+                                    [query.publication], checker, batch=BATCH)
 
 
-def message(verdict: apischema.Verdict, checker: apischema.BodyChecker) -> str | None:
+def message(verdict: bodycheck.Verdict, checker: apischema.BodyChecker) -> str | None:
     if not verdict.failing:
         return None
     return (f"{verdict.failing:,} of {verdict.checked:,} pending bodies break the schema of "
