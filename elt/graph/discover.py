@@ -86,7 +86,7 @@ def discover_graph(project: Project) -> Graph:
                     raise ModelError(f"duplicate name {test.name!r}: test of model {name} and "
                                      f"{nodes[test.name].kind} {test.name}")
                 nodes[test.name] = test
-    return Graph(nodes, project.root)
+    return Graph(nodes, project.root, project.profile_name)
 
 
 def _hint(graph: Graph, ref: str) -> str:
