@@ -88,7 +88,8 @@ class Context:
             return self._build_spark(self.graph(), select, exclude, full_refresh)
         from elt.graph.selection import uses_method
 
-        if not full_refresh and not uses_method([*select, *exclude], "state"):
+        stateful = uses_method(select, "state") or uses_method(exclude, "state", "--exclude")
+        if not full_refresh and not stateful:
             replayed = upto.replay(self.project, select, exclude, self.console,
                                    self._profiles_dir)
             if replayed is not None:

@@ -205,7 +205,9 @@ def save_state(target_dir: Path, results: RunResults) -> None:
     for section in ("nodes", "sources"):
         kept = {u: e for u, e in (before.get(section) or {}).items()
                 if u in (now.get(section) or {})}
-        kept.update({u: e for u, e in (now.get(section) or {}).items() if u in good})
+        # published.* answers are never built: as the manifest has them (their settings)
+        kept.update({u: e for u, e in (now.get(section) or {}).items()
+                     if u in good or e.get("kind") == "published"})
         doc[section] = kept
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_json_atomic(path, doc)

@@ -76,9 +76,9 @@ def evaluate(universe: Universe, selectors: Sequence[str], option: str) -> set[s
     return out
 
 
-def uses_method(selectors: Iterable[str], method: str) -> bool:
+def uses_method(selectors: Iterable[str], method: str, option: str = "--select") -> bool:
     """Whether any atom uses `method` (a state: selection depends on a file outside)."""
-    return any(parse_atom(a, "--select").method == method
+    return any(parse_atom(a, option).method == method
                for s in selectors for token in s.split() for a in token.split(",") if a)
 
 
@@ -122,9 +122,13 @@ def did_you_mean(word: str, known: Iterable[str]) -> str:
 
 
 def unknown_method(atom: Atom, option: str, methods: Sequence[str]) -> ConfigError:
+    head, dot, rest = atom.method.partition(".")
+    hint = did_you_mean(atom.method, methods)
+    if dot and not hint:  # confg.materialized: did you mean config.materialized?
+        close = did_you_mean(head, [m.partition(".")[0] for m in methods if "." in m])
+        hint = close.replace("?)", f".{rest}?)") if close else ""
     return ConfigError(f"{option} {atom.text}: unknown selector method {atom.method!r}"
-                       f"{did_you_mean(atom.method, methods)}; methods: "
-                       f"{', '.join(methods)}")
+                       f"{hint}; methods: {', '.join(methods)}")
 
 
 class ItemUniverse:
