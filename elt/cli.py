@@ -48,10 +48,22 @@ def _project_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def _selection(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option("--select", "-s", multiple=True,
-                     help="name, name+, +name, tag:x, path:models/x, "
-                     "kind:seed|model|api|test|published (repeatable).")(f)
+                     help="dbt's syntax: name, glob, name+, +name, 2+name+1, @name, tag:x, "
+                     "path:models/x, file:x.sql, kind:seed|model|api|test|published, "
+                     "resource_type:x, config.materialized:view, state:modified; a,b "
+                     "intersects, spaces or repeats unite (README: Selection).")(f)
     f = click.option("--exclude", multiple=True, help="Same syntax as --select.")(f)
     return f
+
+
+def _node_selection(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--select/--exclude over nodes, with --state for `state:` selectors."""
+    f = click.option("--state", type=click.Path(path_type=Path), default=None,
+                     envvar="ELT_STATE",
+                     help="Folder (or file) with the manifest.json `state:` selectors compare "
+                     "with (default: target/state/, the last good build of each node; env: "
+                     "ELT_STATE).")(f)
+    return _selection(f)
 
 
 def _quiet_broken_pipe() -> None:
@@ -98,7 +110,7 @@ def _run(opts: dict[str, Any], action: Callable[[Context], Any]) -> None:
     console = Console(quiet=opts.pop("quiet", False), debug=debug)
     _start_log(opts, click.get_current_context().command_path)
     ctx = Context(opts.pop("project_dir", None), opts.pop("profiles_dir", None),
-                  opts.pop("target", None), console)
+                  opts.pop("target", None), console, state=opts.pop("state", None))
     try:
         outcome = action(ctx)
     except BrokenPipeError:
@@ -174,7 +186,7 @@ def cli() -> None:
 
 @cli.command()
 @_project_options
-@_selection
+@_node_selection
 @click.option("--full-refresh", is_flag=True, help="Reload every seed and rebuild every model.")
 def build(select: tuple[str, ...], exclude: tuple[str, ...], full_refresh: bool,
           **opts: Any) -> None:
@@ -184,7 +196,7 @@ def build(select: tuple[str, ...], exclude: tuple[str, ...], full_refresh: bool,
 
 @cli.command("compile")
 @_project_options
-@_selection
+@_node_selection
 @click.option("--engine", type=click.Choice(["duckdb", "spark"]), default=None,
               help="SQL dialect to compile to (default: the target's type).")
 def compile_cmd(select: tuple[str, ...], exclude: tuple[str, ...], engine: str | None,
@@ -214,7 +226,7 @@ def init_cmd(directory: Path, quiet: bool) -> None:
 
 @cli.command("test")
 @_project_options
-@_selection
+@_node_selection
 def test_cmd(select: tuple[str, ...], exclude: tuple[str, ...], **opts: Any) -> None:
     """Run data tests only."""
     _run(opts, lambda c: c.test(select, exclude))
@@ -246,7 +258,7 @@ def show(model: str, limit: int, fmt: str, **opts: Any) -> None:
 
 @cli.command("ls")
 @_project_options
-@_selection
+@_node_selection
 @click.option("--format", "fmt", type=_FORMATS, default="table")
 def ls_cmd(select: tuple[str, ...], exclude: tuple[str, ...], fmt: str, **opts: Any) -> None:
     """List nodes with kind, materialization, rows and last build."""

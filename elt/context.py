@@ -38,10 +38,12 @@ class Context:
         profiles_dir: str | Path | None = None,
         target: str | None = None,
         console: Console | None = None,
+        state: str | Path | None = None,
     ) -> None:
         self._project_dir = project_dir
         self._profiles_dir = profiles_dir
         self._target = target
+        self._state = state  # `state:` selectors' manifest (None: target/state/)
         self.console = console or Console()
 
     @cached_property
@@ -66,7 +68,9 @@ class Context:
     def graph(self) -> Graph:
         from elt.graph.discover import discover_graph
 
-        return discover_graph(self.project)
+        graph = discover_graph(self.project)
+        graph.state_dir = Path(self._state) if self._state else None
+        return graph
 
     # -- build half ----------------------------------------------------------------
     def build(
@@ -83,7 +87,10 @@ class Context:
 
         if self.project.target.type == "spark":
             return self._build_spark(self.graph(), select, exclude, full_refresh)
-        if not full_refresh:
+        from elt.graph.selection import uses_method
+
+        stateful = uses_method(select, "state") or uses_method(exclude, "state", "--exclude")
+        if not full_refresh and not stateful:
             replayed = upto.replay(self.project, select, exclude, self.console,
                                    self._profiles_dir)
             if replayed is not None:
@@ -340,10 +347,11 @@ class Context:
 
     def sandbox_serve(self, host: str, port: int, fresh: bool,
                       strict_tokens: bool = False) -> None:
-        from elt.project.config import find_root
+        from elt.project.config import SANDBOX_FILE, find_root
         from elt.sandbox.serve import serve
 
         here = Path(self._project_dir or ".").resolve()
-        path = (find_root(here) or here) / "target" / "sandbox.duckdb"
-        serve(host, port, path, fresh, self.console.info, reveal=self.console.result,
-              strict_tokens=strict_tokens)
+        target = (find_root(here) or here) / "target"
+        serve(host, port, target / "sandbox.duckdb", fresh, self.console.info,
+              reveal=self.console.result, strict_tokens=strict_tokens,
+              address_file=target / SANDBOX_FILE)

@@ -181,22 +181,33 @@ def test_unsupported_template(tmp_path: Path) -> None:
         load_project(tmp_path)
 
 
-def test_repo_profiles_local_target_matches_the_sandbox(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`elt sandbox serve` + `-t local` must work with no env vars set."""
+def test_repo_profiles_local_target_matches_the_sandbox(monkeypatch: pytest.MonkeyPatch,
+                                                        tmp_path: Path) -> None:
+    """`elt sandbox serve` + `-t local` must work with no env vars set: the URLs come from
+    the address the sandbox writes to target/sandbox.json, the credentials are its own."""
+    import json
+    import os
+    import shutil
+
     from elt.sandbox.server import Sandbox
 
     for name in ("FLOWKIT_URL", "FLOWKIT_TOKEN_URL", "FLOWKIT_AUDIENCE", "FLOWKIT_CLIENT_ID",
                  "FLOWKIT_CLIENT_SECRET", "FLOWKIT_ADMIN_CLIENT_ID",
                  "FLOWKIT_ADMIN_CLIENT_SECRET", "UOIS_URL", "UOIS_USERNAME", "UOIS_PASSWORD"):
         monkeypatch.delenv(name, raising=False)
-    repo = Path(__file__).resolve().parents[1]
-    local = load_project(repo, target_name="local").target.endpoints
+    shutil.copy(Path(__file__).resolve().parents[1] / "profiles.yml", tmp_path)
     with Sandbox(None) as sandbox:
+        (tmp_path / "target").mkdir()
+        (tmp_path / "target" / "sandbox.json").write_text(
+            json.dumps({"url": sandbox.url, "port": sandbox.port, "pid": os.getpid()}))
+        local = load_project(tmp_path, target_name="local").target.endpoints
         for name in ("flowkit", "flowkit_admin", "uois"):
-            expected = sandbox.endpoint_config(name)["auth"]
-            got = local[name]["auth"]
-            for field in ("client_id", "client_secret", "audience", "username", "password"):
-                assert got.get(field) == expected.get(field), (name, field)
+            expected = sandbox.endpoint_config(name)
+            got = local[name]
+            assert got["url"] == expected["url"], name
+            for field in ("client_id", "client_secret", "audience", "username", "password",
+                          "token_url", "login_url"):
+                assert got["auth"].get(field) == expected["auth"].get(field), (name, field)
 
 
 def test_only_secret_looking_values_are_redacted(project_dir: Path,

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
-from test_build import make_ctx
+from helpers import elt
+from test_build import make_ctx, write
 
+from elt.context import Context
 from elt.core.errors import ConfigError, EltError, ModelError
 from elt.graph.dag import Graph
 from elt.graph.discover import discover_graph as load_graph
 from elt.project.config import Project
 from elt.project.modelfile import project_yaml
+from elt.publish.spec import Publication
+from elt.publish.spec import select as select_pubs
 
 SEEDS = {
     "seeds/people.csv": "id,name,city_id\n1,ann,10\n",
@@ -209,10 +215,13 @@ def test_a_test_over_several_models_guards_what_reads_them_all(tmp_path: Path) -
 def sel(tmp_path: Path) -> Graph:
     return graph_of(tmp_path, {
         "models/stg/stg_people.sql": "/* elt\ntags: [core]\n*/\nSELECT * FROM raw.people",
-        "models/stg/stg_cities.sql": "SELECT * FROM raw.cities",
+        "models/stg/stg_cities.sql": "/* elt\nmaterialized: view\n*/\nSELECT * FROM raw.cities",
         "models/mart/joined.sql": "SELECT * FROM stg_people, stg_cities",
         "models/mart/top.sql": "SELECT * FROM joined",
     })
+
+
+ALL = ["raw.cities", "raw.people", "stg_cities", "stg_people", "joined", "top"]
 
 
 @pytest.mark.parametrize(("select", "exclude", "expected"), [
@@ -229,6 +238,26 @@ def sel(tmp_path: Path) -> Graph:
     (["stg_people+,path:models/mart"], [], ["joined", "top"]),  # comma: intersection
     (["stg_people joined"], [], ["stg_people", "joined"]),      # space: union
     ([], ["kind:seed", "path:models/stg"], ["joined", "top"]),
+    # dbt's forms
+    (["@stg_people"], [], ALL),             # + every ancestor of its descendants: stg_cities
+    (["+stg_people+"], ["raw.people"], ["stg_people", "joined", "top"]),
+    (["1+joined"], [], ["stg_cities", "stg_people", "joined"]),
+    (["2+top"], [], ["stg_cities", "stg_people", "joined", "top"]),
+    (["stg_people+1"], [], ["stg_people", "joined"]),
+    (["1+joined+1"], [], ["stg_cities", "stg_people", "joined", "top"]),
+    (["config.materialized:view"], [], ["stg_cities"]),
+    (["config.materialized:table,path:models/mart"], [], ["joined", "top"]),
+    (["config.tags:core"], [], ["stg_people"]),
+    (["resource_type:seed"], [], ["raw.cities", "raw.people"]),
+    (["file:top.sql"], [], ["top"]),
+    (["file:stg_*"], [], ["stg_cities", "stg_people"]),
+    (["stg_cities+"], ["1+joined+1"], []),                       # graph operators in --exclude
+    ([], ["@stg_cities"], []),
+    ([], ["config.materialized:table"], ["raw.cities", "raw.people", "stg_cities"]),
+    (["config.materialized:seed"], [], ["raw.cities", "raw.people"]),
+    ([], ["config.materialized:view", "kind:seed", "stg_people+1"], ["top"]),
+    (["+top"], ["config.materialized:table,path:models/stg", "resource_type:seed"],
+     ["stg_cities", "joined", "top"]),                              # intersection in --exclude
 ])
 def test_selection(sel: Graph, select: list[str], exclude: list[str],
                    expected: list[str]) -> None:
@@ -243,10 +272,128 @@ def test_selection_errors(sel: Graph) -> None:
         sel.select(["stg_peeple"])
     with pytest.raises(ConfigError, match="unknown kind 'modle'"):
         sel.select(["kind:modle"])
-    with pytest.raises(ConfigError, match="unknown method 'tags'"):
+    with pytest.raises(ConfigError, match=r"^--select tags:x: unknown selector method 'tags' "
+                                          r"\(did you mean tag\?\); methods: name, tag, "):
         sel.select(["tags:x"])
+    with pytest.raises(ConfigError, match=r"--exclude confg.materialized:view: unknown "
+                                          r"selector method 'confg.materialized' \(did you "
+                                          r"mean config.materialized\?\)"):
+        sel.select([], ["confg.materialized:view"])
+    with pytest.raises(ConfigError, match=r"no node has config 'materalized' "
+                                          r"\(did you mean materialized\?\)"):
+        sel.select(["config.materalized:view"])
+    with pytest.raises(ConfigError, match="config.materialized:incremental: matches no node"):
+        sel.select(["config.materialized:incremental"])
+    with pytest.raises(ConfigError, match=r"unknown state 'modifed' \(did you mean modified"):
+        sel.select(["state:modifed"])
+    with pytest.raises(ConfigError, match=r"--select @\+top: `@` and a leading `\+` cannot "
+                                          r"be combined"):
+        sel.select(["@+top"])
+    with pytest.raises(ConfigError, match=r"unknown resource type 'sed' \(did you mean seed"):
+        sel.select(["resource_type:sed"])
 
 
 def test_model_error_type(tmp_path: Path) -> None:
     with pytest.raises(ModelError):
         graph_of(tmp_path, {"models/a.sql": "SELECT * FROM nowhere"})
+
+
+STATE_FILES = {
+    **SEEDS,
+    "models/pubs.yml": "publications:\n  people_out: {model: joined, key: [id]}\n",
+    "models/stg_people.sql": "/* elt\ncolumns: {id: {tests: [not_null]}}\n*/\n"
+                             "SELECT * FROM raw.people",
+    "models/stg_cities.sql": "SELECT * FROM raw.cities",
+    "models/joined.sql": "SELECT p.id, c.city FROM stg_people AS p JOIN stg_cities AS c "
+                         "ON c.id = p.city_id",
+}
+
+
+def test_state_selectors_compare_with_each_nodes_last_good_build(tmp_path: Path) -> None:
+    ctx, _ = make_ctx(tmp_path, STATE_FILES)
+    with pytest.raises(ConfigError, match=r"--select state:modified: no manifest to compare "
+                                          r"with at target/state/manifest.json; a clean"):
+        ctx.graph().select(["state:modified"])
+    assert {r.status for r in ctx.build().results} == {"success"}
+    graph = ctx.graph()
+    assert graph.select(["state:modified"]) == []  # published.* too: never built
+    assert graph.select(["state:unmodified"]) == graph.order
+    saved = tmp_path / "prod-artifacts"
+    shutil.copytree(tmp_path / "target" / "state", saved)
+    write(tmp_path, {"models/stg_people.sql": STATE_FILES["models/stg_people.sql"] + " -- v2",
+                     "models/stg_cities.sql": "/* elt\nmaterialized: view\n*/\n"
+                                              "SELECT * FROM raw.cities",
+                     "models/extra.sql": "SELECT * FROM joined WHERE id > 1"})
+    graph = ctx.graph()
+    assert graph.select(["state:modified"]) == ["stg_cities", "stg_people", "extra"]
+    assert graph.select(["state:modified.body"]) == ["stg_people", "extra"]
+    assert graph.select(["state:modified.configs"]) == ["stg_cities", "extra"]
+    assert graph.select(["state:new"]) == ["extra"]
+    assert set(graph.select(["state:modified+"])) == {"stg_cities", "stg_people", "joined",
+                                                      "not_null_stg_people_id", "extra"}
+    assert graph.select(["state:modified,config.materialized:view"]) == ["stg_cities"]
+    assert graph.select(["state:modified"], ["state:new"]) == ["stg_cities", "stg_people"]
+    # a build of what changed: only those run (and the tests of the selected models) ...
+    write(tmp_path, {"models/extra.sql": "SELECT nope FROM joined"})  # and one fails
+    run = ctx.build(["state:modified"])
+    assert {r.name: r.status for r in run.results} == {
+        "stg_cities": "success", "stg_people": "success", "not_null_stg_people_id": "success",
+        "extra": "error"}
+    # ... then they are the last good state, but what failed stays modified
+    assert ctx.graph().select(["state:modified"]) == ["extra"]
+    # --state DIR: another build's manifest (here the first one's)
+    other = Context(tmp_path, console=ctx.console, state=saved)
+    assert other.graph().select(["state:modified"]) == ["stg_cities", "stg_people", "extra"]
+
+
+def test_ls_build_and_test_take_dbt_selectors_and_state(tmp_path: Path) -> None:
+    make_ctx(tmp_path, STATE_FILES)
+
+    def listed(*args: str) -> list[str]:
+        run = elt(tmp_path, "ls", "--format", "csv", *args)
+        assert run.code == 0, run.output
+        return [line.split(",")[0] for line in run.stdout.splitlines()[1:]]
+
+    assert listed("-s", "1+joined") == ["stg_cities", "stg_people", "joined"]
+    assert listed("-s", "@stg_cities", "--exclude", "+joined") == []
+    assert listed("-s", "@stg_cities stg_people+", "--exclude", "resource_type:test") == [
+        "raw.cities", "raw.people", "stg_cities", "stg_people", "joined"]
+    assert elt(tmp_path, "build").code == 0
+    write(tmp_path, {"models/stg_cities.sql": "SELECT *, 1 AS v FROM raw.cities"})
+    saved = tmp_path / "elsewhere"
+    shutil.copytree(tmp_path / "target" / "state", saved)
+    assert listed("-s", "state:modified+") == ["stg_cities", "joined"]
+    build = elt(tmp_path, "build", "-s", "state:modified+1")
+    assert build.code == 0, build.output
+    assert "stg_cities" in build.stdout and "stg_people" not in build.stdout
+    assert listed("-s", "state:modified+") == []
+    assert listed("-s", "state:modified+", "--state", str(saved)) == ["stg_cities", "joined"]
+    test = elt(tmp_path, "test", "-s", "config.materialized:test")
+    assert test.code == 0 and "not_null_stg_people_id" in test.stdout, test.output
+    bad = elt(tmp_path, "ls", "-s", "stat:modified")
+    assert bad.code == 1 and bad.stderr.strip().splitlines() == [
+        "error: --select stat:modified: unknown selector method 'stat' (did you mean state?); "
+        "methods: name, tag, path, file, kind, resource_type, config.<key>, state, test_type"]
+
+
+def test_publications_take_the_same_selector_syntax(tmp_path: Path) -> None:
+    def pub(name: str, *deps: str, tags: tuple[str, ...] = (), mode: str = "upsert") -> Any:
+        return Publication(name=name, model=f"m_{name}", endpoint="api", kind="rest",
+                           key=("id",), mode=mode, path=tmp_path / "models" / f"{name}.yml",
+                           depends_on=deps, tags=tags)
+
+    pubs = {p.name: p for p in [pub("groups", tags=("uois",)), pub("users", tags=("uois",)),
+                                pub("memberships", "groups", "users", tags=("uois",)),
+                                pub("externalids", "users", mode="insert"),
+                                pub("datasets")]}
+    assert select_pubs(pubs, ["@groups"]) == ["groups", "users", "memberships"]
+    assert sorted(select_pubs(pubs, ["users+1"])) == ["externalids", "memberships", "users"]
+    assert select_pubs(pubs, ["1+memberships"]) == ["groups", "users", "memberships"]
+    assert select_pubs(pubs, ["tag:uois,users+"]) == ["users", "memberships"]
+    assert select_pubs(pubs, ["config.mode:insert"]) == ["externalids"]
+    assert select_pubs(pubs, ["path:models/datasets.yml"]) == ["datasets"]
+    assert select_pubs(pubs, ["*s"], ["@users"]) == ["datasets"]
+    with pytest.raises(ConfigError, match=r"unknown selector method 'tags' \(did you mean tag"):
+        select_pubs(pubs, ["tags:uois"])
+    with pytest.raises(ConfigError, match="'nope' matches no publication"):
+        select_pubs(pubs, ["nope"])

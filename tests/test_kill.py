@@ -25,7 +25,17 @@ from typing import Any
 
 import duckdb
 import pytest
-from helpers import E2E, Watched, check_published, db_query, elt, elt_argv, write_files
+from helpers import (
+    E2E,
+    LONG_SETTLE,
+    Watched,
+    check_published,
+    db_query,
+    elt,
+    elt_argv,
+    let_settle,
+    write_files,
+)
 
 from elt.sandbox.server import Sandbox
 
@@ -85,8 +95,11 @@ def _kill_publish(p: E2E, rng: random.Random, pending: int) -> tuple[str, bool]:
 
 def test_kill_9_publish_chain_then_resume(tmp_path: Path, sb: Sandbox) -> None:
     rng = random.Random(SEED)
-    # Requests take ~30 ms: rows in flight at a kill may be resent 0.3 s after they left.
-    p = E2E(tmp_path, sb, n=GROW_DATASETS, users=GROW_USERS, concurrency=4, settle=0.3)
+    # Rows in flight at a kill are held (settle: LONG_SETTLE never passes by itself) until
+    # the sandbox has processed every request it started; let_settle then ages them, so a
+    # resend never meets a first copy still processing, however slow the machine.
+    p = E2E(tmp_path, sb, n=GROW_DATASETS, users=GROW_USERS, concurrency=4,
+            settle=LONG_SETTLE)
     kills: list[str] = []
     completed = 0  # runs that finished before their kill
     per_cycle = [1] * CYCLES
@@ -98,7 +111,9 @@ def test_kill_9_publish_chain_then_resume(tmp_path: Path, sb: Sandbox) -> None:
             p.set_users(p.users + GROW_USERS)
         p.build()
         sb.set_faults(slow_rate=1.0, slow_seconds=0.03)  # each request ~30 ms in flight
-        for _ in range(per_cycle[cycle]):  # twice: the resume is killed too
+        for attempt in range(per_cycle[cycle]):  # twice: the resume is killed too
+            if attempt:
+                let_settle(p, sb)
             moment, killed = _kill_publish(p, rng, GROW_DATASETS)
             if killed:
                 kills.append(f"cycle {cycle}: {moment}")
@@ -111,7 +126,7 @@ def test_kill_9_publish_chain_then_resume(tmp_path: Path, sb: Sandbox) -> None:
         leftover = any(line["status"] == "acknowledged"
                        for line in _journal(tmp_path / "target" / "elt.duckdb.publish"))
         sb.set_faults()
-        time.sleep(0.35)  # the settle time of the killed run's in-flight rows
+        let_settle(p, sb)  # the killed run's in-flight rows: processed, then due again
         run = elt(p.root, *SELECT, "--concurrency", "8")
         assert run.code == 0 and run.exception is None, f"{kills}\n{run.output}"
         if leftover:

@@ -112,7 +112,7 @@ def test_artifacts_carry_schema_version_and_invocation_id(tmp_path: Path) -> Non
     assert run.code == 0, run.output
     results = json.loads((root / "target" / "run_results.json").read_text())
     manifest = json.loads((root / "target" / "manifest.json").read_text())
-    assert results["schema_version"] == 1 and manifest["schema_version"] == 1
+    assert results["schema_version"] == 2 and manifest["schema_version"] == 2
     invocation = results["invocation_id"]
     assert re.fullmatch(r"[0-9a-f-]{36}", invocation) and manifest["invocation_id"] == invocation
     assert results["counts"] == {"success": 5, "up_to_date": 0, "warn": 0, "error": 0,

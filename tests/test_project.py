@@ -351,3 +351,24 @@ def test_publishing_external_ids_makes_their_lookups_stale(tmp_path: Path):
     # nothing published since: the answers are fresh again
     third, _ = build(root)
     assert {r.name: r.status for r in third.results}["raw.uois_internal_ids"] == "up_to_date"
+
+
+def test_the_backend_lists_warning_lasts_until_the_build_after_the_publish(tmp_path: Path):
+    """README's quick start: the first build warns (the fresh sandbox lists no indicator);
+    `elt test` right after the publish still reads that build's tables; the publish's sends
+    make the lists stale (stale_after:), so the next build asks again and the test passes."""
+    root = make_project(tmp_path)
+    results, output = build(root)
+    check = "flowkit_backend_lists_configured_indicators"
+    assert {r.name: r.status for r in results.results}[check] == "warn", output
+    out = io.StringIO()
+    ctx = Context(project_dir=root, target="sandbox", console=Console(out=out, err=out,
+                                                                      color=False))
+    published = ctx.publish(select=["flowkit_setup", "flowkit_data", "flowkit_scope_mappings"])
+    assert not published.failed, out.getvalue()
+    assert {r.name: r.status for r in ctx.test(select=[check]).results}[check] == "warn"
+    again, output = build(root)
+    statuses = {r.name: r.status for r in again.results}
+    assert statuses["raw.flowkit_backend_lists"] == "success", output  # asked again
+    assert statuses[check] == "success", output
+    assert {r.name: r.status for r in ctx.test(select=[check]).results}[check] == "success"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import socket
+import textwrap
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -390,3 +391,49 @@ def test_batched_graphql_document_and_field_errors(mock_env: Env, httpx_mock: HT
         ("a b/c", '"A"', None), ("presence", None, "no label"),
         ("residents", '{"text":"P"}', None)]
     assert "warning: api source raw.labels" in mock_env.err.getvalue()
+
+
+def test_stale_after_names_publications_whose_sends_outdate_the_answers(tmp_path: Path) -> None:
+    """What an endpoint lists can depend on what we publish (FlowKit lists an indicator once
+    its datasets are published): `stale_after:` adds those publications' acknowledgements to
+    what makes answers stale; an unknown name is an error naming the file, with a hint."""
+    from elt.context import Context
+    from elt.graph.discover import discover_graph
+    from elt.sources.fetch import published_inputs
+    from elt.sources.spec import parse_source
+
+    def graph(stale: str) -> Any:
+        files = {
+            "profiles.yml": "p: {target: dev, outputs: {dev: {type: duckdb, "
+                            "path: target/elt.duckdb, endpoints: {api: {sandbox: flowkit}}}}}\n",
+            "seeds/cats.csv": "category_id\nc1\n",
+            "models/sent.sql": "SELECT * FROM raw.cats",
+            "models/src.yml": f"""
+                api_sources:
+                  lists:
+                    endpoint: api
+                    kind: rest
+                    path: /indicators_for_category/{{category_id}}
+                    for_each: {{model: raw.cats, columns: [category_id]}}
+                    stale_after: {stale}
+                publications:
+                  sent_out: {{model: sent, key: [category_id], endpoint: api}}
+                  other: {{model: sent, key: [category_id], endpoint: api}}
+                """,
+        }
+        for rel, text in files.items():
+            (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / rel).write_text(textwrap.dedent(text))
+        return discover_graph(Context(tmp_path).project)
+
+    g = graph("[sent_out]")
+    assert published_inputs(g, g.nodes["raw.lists"]) == ['"published"."sent_out"']
+    g = graph("other")
+    assert published_inputs(g, g.nodes["raw.lists"]) == ['"published"."other"']
+    with pytest.raises(ConfigError, match=r"api source lists: stale_after names no publication "
+                                          r"'sent_ot' \(did you mean published.sent_out\?\)"):
+        graph("[sent_ot]")
+    with pytest.raises(ConfigError, match="stale_after:` must be a publication name or a list"):
+        node = graph("[sent_out]").nodes["raw.lists"]
+        parse_source("lists", {**node.config, "stale_after": {"x": 1}}, node.path,
+                     "models/src.yml")

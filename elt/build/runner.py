@@ -25,7 +25,13 @@ from elt.build.snapshot import Snapshot
 from elt.core import db, diskfull
 from elt.core.console import Console
 from elt.core.errors import EltError
-from elt.core.results import NodeResult, RunResults, summary_line, write_manifest
+from elt.core.results import (
+    NodeResult,
+    RunResults,
+    save_state,
+    summary_line,
+    write_manifest,
+)
 from elt.graph.dag import Graph, Node
 from elt.http.endpoints import Endpoints
 from elt.project.config import Project
@@ -61,7 +67,7 @@ def run_build(
 ) -> RunResults:
     """Build (or, for command="test", only test) the selected nodes; never raises per node.
     summary=False: no `Done:` line (a run inside a Spark build, which prints its own)."""
-    results = RunResults(command=command)
+    results = RunResults(command=command, project=graph.project_name)
     deferred: db.DeferredCheckpoint | None = None
     unwritten: EltError | None = None
     try:
@@ -82,6 +88,8 @@ def run_build(
             unwritten = _checkpoint(deferred, console, project.db_path)
         results.write(project.target_dir)
         write_manifest(project.target_dir, graph.manifest())
+        if command == "build" and unwritten is None:
+            save_state(project.target_dir, results)
     if summary:
         _summary(console, results)
     if unwritten is not None:  # the run's tables never reached the file: not a success

@@ -49,7 +49,7 @@ FRESH = ("success", "up_to_date", "warn")
 EXPIRY_MARGIN_S = 1.0  # an API answer this close to max_age counts as expired already
 _MANIFEST_HEAD = re.compile(
     r'\A\{\n  "schema_version": (\d+),\n  "invocation_id": "[^"\n]*",\n'
-    r'  "generated_at": "[^"\n]*",\n')
+    r'  "generated_at": "[^"\n]*",\n  "metadata": (\{[^\n]*\}),\n')
 
 
 def now() -> float:
@@ -352,7 +352,8 @@ def _rewrite_manifest(path: Path, body_digest: str) -> bool:
 
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(manifest_head(int(head.group(1))) + body, encoding="utf-8")
+        tmp.write_text(manifest_head(int(head.group(1)), json.loads(head.group(2))) + body,
+                       encoding="utf-8")
         tmp.replace(path)
     except OSError:
         return False

@@ -38,7 +38,8 @@ def _states(con: Any, target_dir: Path) -> dict[str, dict[str, Any]]:
     results = _read_json(target_dir / "run_results.json").get("results")
     for r in results if isinstance(results, list) else []:
         if isinstance(r, dict) and isinstance(r.get("name"), str):
-            out[r["name"]] = {"status": r.get("status"), "rows": r.get("rows"),
+            out[r["name"]] = {"status": r.get("elt_status", r.get("status")),  # 2: dbt's words
+                              "rows": r.get("rows"),
                               "message": r.get("message")}
     if con is not None and db.table_exists(con, db.STATE_SCHEMA, "nodes"):
         for name, status, rows, built, message in con.execute(

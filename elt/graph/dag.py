@@ -9,7 +9,6 @@ models by bare name, seeds and API sources as `raw.<name>`, publications as
 from __future__ import annotations
 
 import difflib
-import fnmatch
 import heapq
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -17,12 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from elt.core import db
-from elt.core.errors import ConfigError, ModelError
-from elt.project.modelfile import relative
+from elt.core.errors import ModelError
+from elt.graph.nodeselect import KINDS
 
 __all__ = ["KINDS", "Graph", "Node"]
 
-KINDS = ("seed", "api", "model", "published", "test")
 
 
 @dataclass
@@ -58,24 +56,16 @@ class Node:
     def qualified(self) -> str:
         return f"{db.quote(self.schema)}.{db.quote(self.identifier)}"
 
-    def manifest(self, root: Path) -> dict[str, Any]:
-        return {
-            "name": self.name, "kind": self.kind, "relation": self.relation,
-            "path": relative(self.path, root) if self.path else None,
-            "depends_on": self.depends_on, "config": self.config, "checksum": self.checksum,
-            "tags": self.tags, "materialized": self.materialized,
-            "unique_key": self.unique_key, "description": self.description,
-            "columns": {c: {"name": c, **{k: v for k, v in spec.items() if k != "tests"}}
-                        for c, spec in self.columns.items()},
-        }
-
 
 class Graph:
     """Nodes plus topological order, lineage queries and dbt-style selection."""
 
-    def __init__(self, nodes: dict[str, Node], root: Path | None = None) -> None:
+    def __init__(self, nodes: dict[str, Node], root: Path | None = None,
+                 project_name: str | None = None) -> None:
         self.nodes = nodes
         self.root = root or Path(".")
+        self.project_name = project_name or self.root.resolve().name  # dbt's package name
+        self.state_dir: Path | None = None  # `state:` selectors: --state DIR, else target/state
         self.children: dict[str, list[str]] = {n: [] for n in nodes}
         for node in nodes.values():
             for dep in node.depends_on:
@@ -159,10 +149,15 @@ class Graph:
 
     # -- selection -------------------------------------------------------------------
     def select(self, select: Sequence[str] = (), exclude: Sequence[str] = ()) -> list[str]:
-        """Node names matching --select minus --exclude, in topological order."""
-        chosen = set(self.nodes) if not select else self._union(select, "--select")
+        """Node names matching --select minus --exclude (dbt's syntax: elt/graph/selection.py),
+        in topological order."""
+        from elt.graph.nodeselect import NodeUniverse
+        from elt.graph.selection import evaluate
+
+        universe = NodeUniverse(self)
+        chosen = set(self.nodes) if not select else evaluate(universe, select, "--select")
         if exclude:
-            chosen -= self._union(exclude, "--exclude")
+            chosen -= evaluate(universe, exclude, "--exclude")
         return [n for n in self.order if n in chosen]
 
     def tests_for(self, names: Iterable[str]) -> list[str]:
@@ -171,64 +166,11 @@ class Graph:
         return [n for n in self.order
                 if self.nodes[n].kind == "test" and wanted & set(self.nodes[n].depends_on)]
 
-    def _union(self, selectors: Sequence[str], option: str) -> set[str]:
-        out: set[str] = set()
-        for selector in selectors:
-            for token in selector.split():
-                parts = [self._atom(a, option) for a in token.split(",") if a]
-                out |= set.intersection(*parts) if parts else set()
-        return out
+    def manifest(self) -> dict[str, Any]:
+        """target/manifest.json's sections, in dbt's shape (elt/graph/manifest.py)."""
+        from elt.graph.manifest import manifest_body
 
-    def _atom(self, atom: str, option: str) -> set[str]:
-        up, down = atom.startswith("+"), atom.endswith("+") and len(atom) > 1
-        core = atom.strip("+")
-        method, _, value = core.partition(":") if ":" in core else ("name", "", core)
-        if method == "name":
-            found = self._by_name(value, option)
-        elif method == "tag":
-            found = {n for n, node in self.nodes.items() if value in node.tags}
-        elif method == "kind":
-            if value not in KINDS:
-                raise ConfigError(f"{option} {atom}: unknown kind {value!r} "
-                                  f"(one of {', '.join(KINDS)})")
-            found = {n for n, node in self.nodes.items() if node.kind == value}
-        elif method == "path":
-            found = {n for n, node in self.nodes.items() if self._path_matches(node, value)}
-        else:
-            raise ConfigError(f"{option} {atom}: unknown method {method!r} "
-                              "(use name, tag:, path:, kind:)")
-        if not found:  # a typo in a tag or path must not quietly build (or publish) nothing
-            raise ConfigError(f"{option} {atom}: matches no node")
-        result = set(found)
-        for name in found:
-            if up:
-                result |= self.upstream(name)
-            if down:
-                result |= self.downstream(name)
-        return result
-
-    def _by_name(self, value: str, option: str) -> set[str]:
-        if any(ch in value for ch in "*?["):
-            found = {n for n in self.nodes if fnmatch.fnmatch(n, value.lower())}
-        else:
-            resolved = self.resolve(value)
-            found = {resolved} if resolved else set()
-        if not found:
-            raise ConfigError(f"{option} {value}: no such node{self.suggest(value)}")
-        return found
-
-    def _path_matches(self, node: Node, value: str) -> bool:
-        value = value.rstrip("/")
-        for path in [node.path, *node.paths]:
-            if path is None:
-                continue
-            rel = relative(path, self.root)
-            if rel == value or rel.startswith(value + "/") or fnmatch.fnmatch(rel, value):
-                return True
-        return False
-
-    def manifest(self) -> list[dict[str, Any]]:
-        return [self.nodes[n].manifest(self.root) for n in self.order]
+        return manifest_body(self)
 
 
 def _walk(start: list[str], step: Any) -> set[str]:

@@ -86,7 +86,7 @@ def discover_graph(project: Project) -> Graph:
                     raise ModelError(f"duplicate name {test.name!r}: test of model {name} and "
                                      f"{nodes[test.name].kind} {test.name}")
                 nodes[test.name] = test
-    return Graph(nodes, project.root)
+    return Graph(nodes, project.root, project.profile_name)
 
 
 def _hint(graph: Graph, ref: str) -> str:
@@ -175,3 +175,11 @@ def _link_yaml(graph: Graph, links: list[tuple[str, Node, str]], project: Projec
                               f"{_hint(graph, target)}", where=relative(node.path, project.root))
         if section == "api_sources":
             node.depends_on.append(resolved)
+    for node in [n for n in graph.nodes.values() if n.kind == "api"]:
+        stale = node.config.get("stale_after")
+        for pub in [stale] if isinstance(stale, str) else stale or []:
+            if f"published.{str(pub).lower()}" not in graph.nodes:
+                hint = graph.suggest(f"published.{pub}", ["published"])
+                raise ConfigError(f"api source {node.identifier}: stale_after names no "
+                                  f"publication {pub!r}{hint}",
+                                  where=relative(node.path, project.root))

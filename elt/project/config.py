@@ -13,6 +13,7 @@ folder or the nearest parent that has one, so commands work from any subfolder.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -26,9 +27,19 @@ from elt.core import secrets
 from elt.core.errors import ConfigError
 from elt.project import profile_schema
 
+
+def _sandbox_call(tag: str) -> str:
+    return rf"sandbox_url\(\s*(?:(?P<q{tag}>['\"])(?P<path{tag}>[^'\"]*)(?P=q{tag})\s*)?\)"
+
+
+# {{ env_var('X') }}, {{ env_var('X', 'default') }}, {{ env_var('X', sandbox_url('/v1')) }},
+# {{ sandbox_url('/v1') }}: the address `elt sandbox serve` listens on (sandbox_url)
 _ENV_VAR = re.compile(
-    r"\{\{\s*env_var\(\s*(['\"])(?P<name>[^'\"]+)\1\s*(?:,\s*(['\"])(?P<default>.*?)\3\s*)?\)\s*\}\}"
+    r"\{\{\s*(?:env_var\(\s*(?P<q>['\"])(?P<name>[^'\"]+)(?P=q)\s*"
+    r"(?:,\s*(?:(?P<qd>['\"])(?P<default>.*?)(?P=qd)|(?P<sd>" + _sandbox_call("a") + r"))\s*)?"
+    r"\)|(?P<sb>" + _sandbox_call("b") + r"))\s*\}\}"
 )
+SANDBOX_FILE = "sandbox.json"  # target/sandbox.json: written by `elt sandbox serve`
 _LEFTOVER = re.compile(r"\{\{.*?\}\}")
 # Values read into keys (or from variables) named like these are secrets: redacted from all
 # output. URLs, user names and client ids stay readable in messages.
@@ -74,16 +85,49 @@ class UnsetEndpoint(dict):
         self.error = error
 
 
-def render_env(value: Any, where: str) -> Any:
-    """Replace env_var() calls in every string of a nested structure."""
+def sandbox_url(root: Path | None, path: str = "") -> str:
+    """The address of the `elt sandbox serve` of this project (target/sandbox.json, which
+    it writes when it listens and removes when it stops) followed by `path`."""
+    file = (root or Path(".")) / "target" / SANDBOX_FILE
+    try:
+        doc = json.loads(file.read_text(encoding="utf-8"))
+        url, pid = str(doc["url"]), int(doc.get("pid") or 0)
+    except FileNotFoundError:
+        raise UnsetVariableError("sandbox_url(): no sandbox is serving this project (no "
+                                 f"target/{SANDBOX_FILE}); start `elt sandbox serve`, it "
+                                 "writes its address there") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UnsetVariableError(f"sandbox_url(): cannot read target/{SANDBOX_FILE}: "
+                                 f"{exc}") from None
+    if pid and not _alive(pid):
+        raise UnsetVariableError(f"sandbox_url(): the sandbox that wrote target/"
+                                 f"{SANDBOX_FILE} (pid {pid}) is not running; start `elt "
+                                 "sandbox serve` again")
+    return url.rstrip("/") + path
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # someone else's process: it exists
+        return True
+    return True
+
+
+def render_env(value: Any, where: str, root: Path | None = None) -> Any:
+    """Replace env_var() and sandbox_url() calls in every string of a nested structure."""
     if isinstance(value, dict):
-        return {k: render_env(v, f"{where}.{k}") for k, v in value.items()}
+        return {k: render_env(v, f"{where}.{k}", root) for k, v in value.items()}
     if isinstance(value, list):
-        return [render_env(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [render_env(v, f"{where}[{i}]", root) for i, v in enumerate(value)]
     if not isinstance(value, str):
         return value
 
     def substitute(match: re.Match[str]) -> str:
+        if match.group("sb") is not None:
+            return sandbox_url(root, match.group("pathb") or "")
         name, default = match.group("name"), match.group("default")
         if name in os.environ:
             resolved = os.environ[name]
@@ -92,6 +136,8 @@ def render_env(value: Any, where: str) -> Any:
             return resolved
         if default is not None:
             return default
+        if match.group("sd") is not None:
+            return sandbox_url(root, match.group("patha") or "")
         raise UnsetVariableError(f"environment variable {name} is not set (and has no "
                                  "default)", where=where)
 
@@ -100,7 +146,8 @@ def render_env(value: Any, where: str) -> Any:
     leftover = _LEFTOVER.search(_ENV_VAR.sub("", value))
     if leftover:
         raise ConfigError(f"unsupported template {leftover.group(0)!r}; only "
-                          "{{ env_var('NAME'[, 'default']) }} is supported", where=where)
+                          "{{ env_var('NAME'[, 'default']) }} and {{ sandbox_url('/path') }} "
+                          "are supported", where=where)
     rendered = _ENV_VAR.sub(substitute, value)
     if where.endswith("url") and "@" in rendered:  # https://user:password@host/...
         with contextlib.suppress(ValueError):
@@ -108,10 +155,11 @@ def render_env(value: Any, where: str) -> Any:
     return rendered  # a string: numbers only where the key wants one (profile_schema.coerce)
 
 
-def _endpoint(spec: Any, where: str, dotted: str, at: Any) -> Any:
-    """One endpoint's settings rendered and coerced; an unset variable defers its error."""
+def _endpoint(spec: Any, where: str, dotted: str, at: Any, root: Path) -> Any:
+    """One endpoint's settings rendered and coerced; an unset variable (or no running
+    sandbox for sandbox_url()) defers its error."""
     try:
-        rendered = render_env(spec, where)
+        rendered = render_env(spec, where, root)
     except UnsetVariableError as exc:
         return UnsetEndpoint(exc)
     return profile_schema.coerce(rendered, "endpoint", dotted, at) if isinstance(
@@ -255,11 +303,11 @@ def load_project(
     dotted = f"{profile_name}.outputs.{chosen}"
     output = profile_schema.coerce(
         render_env({k: v for k, v in given.items() if k != "endpoints"},
-                   f"{where}: outputs.{chosen}"), "output", dotted, at)
+                   f"{where}: outputs.{chosen}", root), "output", dotted, at)
     if isinstance(given.get("endpoints"), dict):
         output["endpoints"] = {
             name: _endpoint(spec, f"{where}: outputs.{chosen}.endpoints.{name}",
-                            f"{dotted}.endpoints.{name}", at)
+                            f"{dotted}.endpoints.{name}", at, root)
             for name, spec in given["endpoints"].items()}
     elif "endpoints" in given:
         output["endpoints"] = given["endpoints"]

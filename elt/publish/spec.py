@@ -7,7 +7,6 @@ a run. Selection (`name`, `name+`, `+name`) and ordering follow `depends_on`.
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from elt.core.errors import ConfigError
+from elt.graph.selection import ItemUniverse, evaluate
 from elt.project.config import Project
 from elt.project.modelfile import project_yaml
 from elt.publish import waits
@@ -230,37 +230,30 @@ def select(
     exclude: Sequence[str] = (),
     deps: dict[str, set[str]] | None = None,
 ) -> list[str]:
-    """Selected publication names in run order: names, globs or `tag:x`; `name+` adds
-    dependents, `+name` dependencies. A pattern that matches nothing is an error."""
+    """Selected publication names in run order, in dbt's selector syntax as nodes have it
+    (elt/graph/selection.py): names, globs, `tag:x`, `path:`, `config.<key>:`, `name+`,
+    `+name`, `n+name+n`, `@name`, `a,b`; a pattern that matches nothing is an error."""
     deps = deps if deps is not None else {n: set(p.depends_on) for n, p in pubs.items()}
-    chosen = set(pubs) if not include else set().union(*(_match(pubs, deps, s) for s in include))
-    for pattern in exclude:
-        chosen -= _match(pubs, deps, pattern)
+    universe = _universe(pubs, deps)
+    chosen = set(pubs) if not include else evaluate(universe, include, "--select")
+    if exclude:
+        chosen -= evaluate(universe, exclude, "--exclude")
     return [n for n in toposort(pubs, deps) if n in chosen]
 
 
 def exclude_names(pubs: dict[str, Publication], exclude: Sequence[str],
                   deps: dict[str, set[str]]) -> set[str]:
     """The publications --exclude names (never added back as followers)."""
-    return set().union(*(_match(pubs, deps, p) for p in exclude)) if exclude else set()
+    return evaluate(_universe(pubs, deps), exclude, "--exclude") if exclude else set()
 
 
-def _match(pubs: dict[str, Publication], deps: dict[str, set[str]], pattern: str) -> set[str]:
-    up, down = pattern.startswith("+"), pattern.endswith("+")
-    core = pattern.strip("+")
-    if core.startswith("tag:"):
-        names = {n for n, p in pubs.items() if core[4:] in p.tags}
-    else:
-        names = {n for n in pubs if fnmatch.fnmatchcase(n, core.removeprefix("name:"))}
-    if not names:
-        known = ", ".join(pubs) or "none"
-        raise ConfigError(f"--select/--exclude {pattern!r} matches no publication ({known})")
-    result = set(names)
-    if down:
-        result |= _closure(names, _reverse(deps))
-    if up:
-        result |= _closure(names, deps)
-    return result
+def _universe(pubs: dict[str, Publication], deps: dict[str, set[str]]) -> ItemUniverse:
+    def fields(p: Publication) -> dict[str, Any]:
+        return {**p.config, "model": p.model, "endpoint": p.endpoint, "kind": p.kind,
+                "mode": p.mode, "key": list(p.key), "batch_size": p.batch_size,
+                "wave": p.wave, "on_change": p.on_change, "tags": list(p.tags)}
+
+    return ItemUniverse(pubs, deps, "publication", fields)
 
 
 def _reverse(deps: dict[str, set[str]]) -> dict[str, set[str]]:

@@ -4,10 +4,15 @@ The handlers are installed explicitly: a process started in the background from 
 (`elt sandbox serve &`) inherits SIGINT as ignored, and SIGTERM would otherwise kill it
 without closing the store. Either signal stops the server, lets running requests finish
 and checkpoints the store, so no `.wal` file is left behind.
+
+While it listens, `address_file` (the project's target/sandbox.json) says where: profiles.yml
+reads it with `{{ sandbox_url('/v1') }}`, so `-t local` follows `--port` (0: any free one).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -22,7 +27,7 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 def serve(host: str, port: int, store_path: Path, fresh: bool, echo: Callable[[str], None],
           *, reveal: Callable[[str], None] | None = None, stop: threading.Event | None = None,
-          strict_tokens: bool = False) -> None:
+          strict_tokens: bool = False, address_file: Path | None = None) -> None:
     """Run until a stop signal (or `stop` is set), printing URLs and credentials. `reveal`
     prints the credential lines: shown, never logged (a project whose real secrets equal
     the sandbox's would otherwise find them in its log)."""
@@ -39,6 +44,8 @@ def serve(host: str, port: int, store_path: Path, fresh: bool, echo: Callable[[s
         for sig in STOP_SIGNALS:
             previous[sig] = signal.signal(sig, on_signal)
     try:
+        if address_file is not None:
+            _write_address(address_file, sandbox)
         for line, secret in _banner(sandbox, store_path, strict_tokens):
             (reveal or echo if secret else echo)(line)
         while not stop.wait(0.5):  # a timed wait lets the main thread run signal handlers
@@ -47,10 +54,29 @@ def serve(host: str, port: int, store_path: Path, fresh: bool, echo: Callable[[s
     except KeyboardInterrupt:
         echo("stopping sandbox")
     finally:
+        if address_file is not None:
+            _remove_address(address_file)
         sandbox.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     echo(f"sandbox stopped; store checkpointed: {store_path}")
+
+
+def _write_address(path: Path, sandbox: Sandbox) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(json.dumps({"url": sandbox.url, "port": sandbox.port, "pid": os.getpid()}),
+                   encoding="utf-8")
+    tmp.replace(path)
+
+
+def _remove_address(path: Path) -> None:
+    """The address file goes with the server, unless another serve wrote it since."""
+    try:
+        if json.loads(path.read_text(encoding="utf-8")).get("pid") == os.getpid():
+            path.unlink()
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def _banner(sandbox: Sandbox, store_path: Path,

@@ -9,7 +9,8 @@ only the rest. Requests go through the publisher's Transport (client.py).
 
 A publication can make answers stale whatever their age: registering an external id
 changes what the lookup of that id answers. An answer fetched before the last
-acknowledgement of a publication the source depends on (`published_inputs`) is asked again.
+acknowledgement of a publication the source depends on, or names in `stale_after:`
+(`published_inputs`), is asked again.
 """
 
 from __future__ import annotations
@@ -52,9 +53,15 @@ def published_inputs(graph: Graph, node: Any) -> list[str]:
     """The `published.<pub>` views whose acknowledgements make the source's answers stale:
     those of publications sending its for_each model's rows (the very rows it asks about,
     e.g. external ids it looks up and publish registers) or a model built on its answers (the
-    lookup-then-write pattern: uois_externalids_to_send), and any the for_each model reads."""
+    lookup-then-write pattern: uois_externalids_to_send), any the for_each model reads, and
+    those `stale_after:` names (what the endpoint answers depends on them: FlowKit lists an
+    indicator once its datasets and scope mappings are published)."""
     models = set(node.depends_on) | set(graph.downstream(node.name))
     found = {n for n in graph.upstream(node.name) if graph.nodes[n].kind == "published"}
+    stale_after = node.config.get("stale_after") or []
+    for pub in [stale_after] if isinstance(stale_after, str) else stale_after:
+        if f"published.{str(pub).lower()}" in graph.nodes:  # discover checked the names
+            found.add(f"published.{str(pub).lower()}")
     for name, pub in graph.nodes.items():
         target = str(pub.config.get("model") or "").lower() if pub.kind == "published" else ""
         schema, _, table = target.rpartition(".")

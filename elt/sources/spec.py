@@ -15,6 +15,7 @@ api_sources:
     batch_size: 50                       # graphql: aliased copies of the field per document
     result: result                       # dotted path into the field's data (REST: the body)
     max_age: 7d                          # re-ask answers older than this (s/m/h/d); default never
+    stale_after: [uois_externalids]      # re-ask answers older than these publications' sends
     concurrency: 4                       # requests in flight (default: the endpoint's)
   flowkit_indicators:
     endpoint: flowkit
@@ -46,8 +47,9 @@ JSON (the extracted value; paged: one row per item, or one row with page/item/re
 when there were none), `http_status` INTEGER, `error` VARCHAR (NULL when answered),
 `fetched_at` TIMESTAMP (UTC), `_elt_load_id` BIGINT (new answers get a new id).
 A build asks only tuples with no answer, an error, an answer older than max_age, or one
-fetched before a publication it depends on last acknowledged rows (fetch.published_inputs;
-`--full-refresh`: all); rows of tuples gone from for_each are deleted. A failed re-ask
+fetched before a publication it depends on (or one `stale_after:` names) last acknowledged
+rows (fetch.published_inputs; `--full-refresh`: all); rows of tuples gone from for_each are
+deleted. A failed re-ask
 keeps the older good answer. Changing the request settings (document, path, result, ...)
 recreates the table and asks everything again.
 """
@@ -76,7 +78,7 @@ _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _KEYS = {"endpoint", "kind", "document", "for_each", "batch_size", "result", "max_age",
          "concurrency", "method", "path", "params", "headers", "body", "paging", "variables",
-         "description", "tags", "max_pages"}
+         "description", "tags", "max_pages", "stale_after"}
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,7 @@ class SourceSpec:
     variables: list[tuple[str, str]] = field(default_factory=list)  # (variable, column)
     result: str | None = None
     max_age: float | None = None
+    stale_after: list[str] = field(default_factory=list)  # publications that outdate answers
     concurrency: int | None = None
     batch_size: int = 1
     paging: Paging | None = None
@@ -241,6 +244,12 @@ def parse_source(name: str, raw: Any, yaml_path: Path, where: str,
         spec.max_age = parse_max_age(raw.get("max_age"))
     except ValueError as exc:
         raise spec.error(str(exc)) from None
+    stale = raw.get("stale_after") or []
+    if isinstance(stale, str):
+        stale = [stale]
+    if not isinstance(stale, list) or not all(isinstance(x, str) for x in stale):
+        raise spec.error("`stale_after:` must be a publication name or a list of them")
+    spec.stale_after = list(stale)
     spec.concurrency = _positive(spec, raw, "concurrency", None)
     spec.batch_size = _positive(spec, raw, "batch_size", 1) or 1
     spec.max_pages = _positive(spec, raw, "max_pages", 10_000) or 10_000
@@ -253,7 +262,8 @@ def parse_source(name: str, raw: Any, yaml_path: Path, where: str,
     else:
         _graphql(spec, raw, yaml_path)
     spec.checksum = checksum({k: v for k, v in raw.items()
-                              if k not in ("description", "tags", "max_age", "concurrency")},
+                              if k not in ("description", "tags", "max_age", "concurrency",
+                                           "stale_after")},
                              spec.document_text)
     if check:
         spec.check_document()
