@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import httpx
 import pytest
 from helpers import E2E, CliRun, Watched, elt_argv, elt_process, find_leaks, write_files
