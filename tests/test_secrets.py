@@ -149,7 +149,7 @@ def test_a_heartbeat_leaking_secrets_leaves_no_trace(tmp_path: Path, sb: Sandbox
     E2E(root, sb, n=2, users=1)
     health = httpx.get(f"{sb.endpoint_config('flowkit')['url']}/heartbeat").json()
     leaked = list(flowkit.HEARTBEAT_SECRETS.values())
-    assert set(leaked) <= set(health["config"].values())  # the heartbeat does leak them
+    assert all(s in health["config"].values() for s in leaked)  # the heartbeat leaks them
     runs = [elt_process(root, "debug", env=ENV), elt_process(root, "build", env=ENV),
             elt_process(root, "publish", "-s", "flowkit_setup", env=ENV)]
     assert all(run.code == 0 for run in runs), [run.output for run in runs]
