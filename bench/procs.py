@@ -37,6 +37,7 @@ class Measured:
     receiver_cpu_s: float | None = None
     error: str | None = None
     report: dict[str, Any] = field(default_factory=dict)  # the stage's own result file
+    rss_mb: list[tuple[float, int]] = field(default_factory=list)  # (s, VmRSS) if sampled
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -50,10 +51,26 @@ def _tail(path: Path, limit: int = 1500) -> str:
     return text[-limit:].strip()
 
 
+def _sample_rss(pid: int, every: float, waiter: threading.Thread, start: float,
+                samples: list[tuple[float, int]]) -> None:
+    status = Path(f"/proc/{pid}/status")
+    while waiter.is_alive():
+        try:
+            line = next(x for x in status.read_text().splitlines() if x.startswith("VmRSS"))
+        except (OSError, StopIteration):
+            return
+        samples.append((round(time.perf_counter() - start, 2), int(line.split()[1]) // 1024))
+        time.sleep(every)
+
+
 def measure(name: str, cmd: list[str], *, cwd: Path, log_dir: Path,
             env: dict[str, str] | None = None, timeout: float = 3600.0,
-            result_file: Path | None = None, receiver: Receiver | None = None) -> Measured:
-    """Run `cmd` to completion and measure it; never raises for a failing or hung child."""
+            result_file: Path | None = None, receiver: Receiver | None = None,
+            rss_every: float | None = None) -> Measured:
+    """Run `cmd` to completion and measure it; never raises for a failing or hung child.
+
+    rss_every: also sample the child's VmRSS that often (`Measured.rss_mb`), to see which
+    phase makes the peak (ru_maxrss says only how high)."""
     log_dir.mkdir(parents=True, exist_ok=True)
     out_path, err_path = log_dir / f"{name}.out", log_dir / f"{name}.err"
     if result_file is not None:
@@ -73,7 +90,12 @@ def measure(name: str, cmd: list[str], *, cwd: Path, log_dir: Path,
             reaped.update(status=status, usage=usage, end=time.perf_counter())
 
         waiter = threading.Thread(target=reap, daemon=True)
+        samples: list[tuple[float, int]] = []
+        sampler = threading.Thread(target=_sample_rss, daemon=True,
+                                   args=(proc.pid, rss_every, waiter, start, samples))
         waiter.start()
+        if rss_every:
+            sampler.start()
         try:
             waiter.join(timeout)
         except KeyboardInterrupt:  # the child is in its own session: Ctrl-C does not reach it
@@ -91,7 +113,7 @@ def measure(name: str, cmd: list[str], *, cwd: Path, log_dir: Path,
     m = Measured(
         name=name, ok=proc.returncode == 0 and not timed_out, returncode=proc.returncode,
         wall_s=reaped["end"] - start, cpu_s=usage.ru_utime + usage.ru_stime,
-        peak_rss_mb=usage.ru_maxrss / 1024,
+        peak_rss_mb=usage.ru_maxrss / 1024, rss_mb=samples,
     )
     if receiver is not None and recv0 is not None:
         recv1 = receiver.cpu_seconds()
