@@ -131,8 +131,9 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
                           "elt_new_file")
               if all(k in r for r in runs)]
     for stage in stages:
-        for key in ("wall_s", "cpu_s", "peak_rss_mb"):
-            s[f"{stage}.{key}"] = round(med(stage, key), 3)
+        for key in ("wall_s", "cpu_s", "peak_rss_mb", "own_peak_rss_mb"):
+            if all(r[stage].get(key) is not None for r in runs):
+                s[f"{stage}.{key}"] = round(med(stage, key), 3)
     for key in ("noop", "import_duckdb", "noop_no_stamp"):
         for unit in ("wall_s", "cpu_s"):
             s[f"{key}_{unit}"] = round(statistics.median(
