@@ -37,6 +37,10 @@ class Measured:
     receiver_cpu_s: float | None = None
     error: str | None = None
     report: dict[str, Any] = field(default_factory=dict)  # the stage's own result file
+    rss_mb: list[tuple[float, int]] = field(default_factory=list)  # (s, VmRSS) if sampled
+    # the program's own peak (VmHWM, sampled): ru_maxrss also counts the parent's resident
+    # memory, which the fork copied before the exec (a 400 MB parent: `python -c pass` 369 MB)
+    own_peak_rss_mb: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -50,10 +54,31 @@ def _tail(path: Path, limit: int = 1500) -> str:
     return text[-limit:].strip()
 
 
+def _sample_rss(pid: int, every: float, waiter: threading.Thread, start: float,
+                samples: list[tuple[float, int]], hwm: list[int]) -> None:
+    """VmRSS every `every` s, and the highest VmHWM seen (kB). Popen returns after the exec,
+    so no sample sees the parent's copied pages; a rise in the last interval is missed."""
+    status = Path(f"/proc/{pid}/status")
+    while waiter.is_alive():
+        try:
+            fields = {k: v for k, _, v in (x.partition(":") for x in
+                                           status.read_text().splitlines())}
+            rss, peak = int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
+        except (OSError, KeyError, ValueError, IndexError):
+            return
+        samples.append((round(time.perf_counter() - start, 2), rss // 1024))
+        hwm[0] = max(hwm[0], peak)
+        time.sleep(every)
+
+
 def measure(name: str, cmd: list[str], *, cwd: Path, log_dir: Path,
             env: dict[str, str] | None = None, timeout: float = 3600.0,
-            result_file: Path | None = None, receiver: Receiver | None = None) -> Measured:
-    """Run `cmd` to completion and measure it; never raises for a failing or hung child."""
+            result_file: Path | None = None, receiver: Receiver | None = None,
+            rss_every: float = 0.05, keep_rss: bool = False) -> Measured:
+    """Run `cmd` to completion and measure it; never raises for a failing or hung child.
+
+    The child's VmHWM is sampled every `rss_every` s (`own_peak_rss_mb`: the program's own
+    peak); keep_rss: its VmRSS samples too (`rss_mb`: which phase makes the peak)."""
     log_dir.mkdir(parents=True, exist_ok=True)
     out_path, err_path = log_dir / f"{name}.out", log_dir / f"{name}.err"
     if result_file is not None:
@@ -73,7 +98,12 @@ def measure(name: str, cmd: list[str], *, cwd: Path, log_dir: Path,
             reaped.update(status=status, usage=usage, end=time.perf_counter())
 
         waiter = threading.Thread(target=reap, daemon=True)
+        samples: list[tuple[float, int]] = []
+        hwm = [0]
+        sampler = threading.Thread(target=_sample_rss, daemon=True,
+                                   args=(proc.pid, rss_every, waiter, start, samples, hwm))
         waiter.start()
+        sampler.start()
         try:
             waiter.join(timeout)
         except KeyboardInterrupt:  # the child is in its own session: Ctrl-C does not reach it
@@ -91,7 +121,8 @@ def measure(name: str, cmd: list[str], *, cwd: Path, log_dir: Path,
     m = Measured(
         name=name, ok=proc.returncode == 0 and not timed_out, returncode=proc.returncode,
         wall_s=reaped["end"] - start, cpu_s=usage.ru_utime + usage.ru_stime,
-        peak_rss_mb=usage.ru_maxrss / 1024,
+        peak_rss_mb=usage.ru_maxrss / 1024, rss_mb=samples if keep_rss else [],
+        own_peak_rss_mb=hwm[0] / 1024 if hwm[0] else None,
     )
     if receiver is not None and recv0 is not None:
         recv1 = receiver.cpu_seconds()

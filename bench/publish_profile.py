@@ -30,6 +30,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -168,13 +169,35 @@ def publish_process(work: Path, receiver: Receiver,
     m = measure("elt_publish", [elt, "publish", "--target", "bench", "--select", "flowkit_data",
                                 "--exclude", "flowkit_scope_mappings", "--concurrency",
                                 str(args.concurrency)],
-                cwd=work, log_dir=work.parent / "publish-logs", receiver=receiver)
+                cwd=work, log_dir=work.parent / "publish-logs", receiver=receiver,
+                keep_rss=True)
     with duckdb.connect(str(work / "target" / "elt.duckdb"), read_only=True) as con:
         sent = int((con.execute("SELECT sum(sent) FROM _elt.publish_runs").fetchone()
                     or [0])[0] or 0)
     return {"ok": m.ok, "wall_s": round(m.wall_s, 2), "cpu_s": round(m.cpu_s, 2), "sent": sent,
             "datasets_per_s": round(sent / m.wall_s, 1), "peak_rss_mb": round(m.peak_rss_mb),
-            "receiver_cpu_s": m.receiver_cpu_s, "load_average": load}
+            "own_peak_rss_mb": m.own_peak_rss_mb and round(m.own_peak_rss_mb),
+            "receiver_cpu_s": m.receiver_cpu_s, "load_average": load, **rss_phases(work, m)}
+
+
+def rss_phases(work: Path, m: Any) -> dict[str, Any]:
+    """Where the peak is: the highest sampled VmRSS before the first request (start-up,
+    classification, the bodies copy: the log's first `POST`) and while sending."""
+    log = work / "target" / "logs" / "elt.log"
+    text = log.read_text(errors="replace") if log.exists() else ""
+    first = None  # seconds from the start to the first data request, on the samples' clock
+    lines = [x for x in text.splitlines() if x[:4].isdigit()]
+    posts = [x for x in lines if " elt.http " in x and " POST " in x and "/oauth/" not in x]
+    if m.rss_mb and lines and posts:
+        def at(line: str) -> float:  # the log's clock is not the sampler's: scale its share
+            return datetime.fromisoformat(line.split()[0]).timestamp()
+        span = at(lines[-1]) - at(lines[0]) or 1.0
+        first = (at(posts[0]) - at(lines[0])) / span * m.rss_mb[-1][0]
+    before = [mb for t, mb in m.rss_mb if first is None or t <= first]
+    after = [mb for t, mb in m.rss_mb if first is not None and t > first]
+    return {"rss_peak_before_sending_mb": max(before, default=None),
+            "rss_peak_while_sending_mb": max(after, default=None),
+            "first_request_s": None if first is None else round(first, 1)}
 
 
 def replay_once(datasets: Path, receiver: Receiver, args: argparse.Namespace,
@@ -206,8 +229,13 @@ def main(argv: list[str] | None = None) -> int:
     project = args.project.resolve()
     work = project.parent / "publish-profile"
     datasets = project.parent / "replay-datasets.pickle"
-    if not datasets.exists():  # ~2 min at scale 1: made once
-        replay_pickle(project, datasets)
+    if not datasets.exists():  # ~2 min at scale 1: made once, in a child: it holds every
+        # payload as a dict, and a publish forked from a parent that did reported the
+        # parent's RSS as its own ru_maxrss (422 MB in session 15; its own peak: ~260 MB)
+        subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; "
+                        "from publish_profile import replay_pickle; "
+                        "replay_pickle(Path(sys.argv[1]), Path(sys.argv[2]))",
+                        str(project), str(datasets)], check=True, cwd=BENCH, env=child_env())
     pairs = []
     with Receiver(args.sandbox, child_env()) as receiver:
         for _ in range(args.pairs):

@@ -3,6 +3,9 @@ one changed row, and the no-op build against bare interpreter start-up.
 
 Per run, each as its own measured process on the same generated data:
   plain      `plain_duckdb.py` (the best a skilled user writes in an hour)
+  plain batched `plain_duckdb.py --batches N` under elt's memory limit (`--plain-batches N`):
+             the one statement runs out of memory under 2GB at scale 1; this is the same
+             job as a skilled user writes it to fit (clean rows in TEMP tables, N date ranges)
   plain keep `plain_duckdb.py --keep`: the same SQL keeping raw, clean and dataset tables
              in a DuckDB file, as elt does (a reference, not the issue's baseline)
   elt build  `elt build --select +flowkit_datasets` in a fresh project copy
@@ -82,6 +85,12 @@ def run_once(i: int, args: argparse.Namespace, seeds: Path, repo: Path = REPO) -
 
     out["plain"] = measure("plain", plain(plain_out), cwd=run_dir, log_dir=logs).to_dict()
     out["load_before"] = os.getloadavg()[0]
+    batched_out = run_dir / "plain-batched"
+    if args.plain_batches:
+        limit = ["--memory-limit", args.memory_limit] if args.memory_limit else []
+        out["plain_batched"] = measure("plain_batched", plain(
+            batched_out, "--batches", str(args.plain_batches), *limit), cwd=run_dir,
+            log_dir=logs).to_dict()
     if not args.no_keep:
         out["plain_keep"] = measure("plain_keep", plain(keep_db, "--keep"), cwd=run_dir,
                                     log_dir=logs).to_dict()
@@ -89,7 +98,9 @@ def run_once(i: int, args: argparse.Namespace, seeds: Path, repo: Path = REPO) -
     out["elt_build"] = measure("elt_build", build, cwd=project, log_dir=logs).to_dict()
     same = fingerprint(project / "target/elt.duckdb", "main.flowkit_datasets")
     out["same_payloads"] = same == fingerprint(":memory:", f"read_parquet('{plain_out}')") \
-        and (args.no_keep or same == fingerprint(keep_db, "datasets"))
+        and (args.no_keep or same == fingerprint(keep_db, "datasets")) and (
+            not args.plain_batches
+            or same == fingerprint(":memory:", f"read_parquet('{batched_out}/*.parquet')"))
     keep_db.unlink(missing_ok=True)  # 280 MB per run
     out["datasets"] = same[0] if same else None
     stamp = project / "target" / "build_stamp.json"
@@ -116,17 +127,26 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         return statistics.median(r[stage][key] for r in runs)
 
     s: dict[str, Any] = {}
-    stages = [k for k in ("plain", "plain_keep", "elt_build", "elt_changed", "elt_new_file")
+    stages = [k for k in ("plain", "plain_batched", "plain_keep", "elt_build", "elt_changed",
+                          "elt_new_file")
               if all(k in r for r in runs)]
     for stage in stages:
-        for key in ("wall_s", "cpu_s", "peak_rss_mb"):
-            s[f"{stage}.{key}"] = round(med(stage, key), 3)
+        for key in ("wall_s", "cpu_s", "peak_rss_mb", "own_peak_rss_mb"):
+            if all(r[stage].get(key) is not None for r in runs):
+                s[f"{stage}.{key}"] = round(med(stage, key), 3)
     for key in ("noop", "import_duckdb", "noop_no_stamp"):
         for unit in ("wall_s", "cpu_s"):
             s[f"{key}_{unit}"] = round(statistics.median(
                 w for r in runs for w in r[f"{key}_{unit}"]), 3)
     s["ratio.build_cpu_elt_over_plain"] = round(s["elt_build.cpu_s"] / s["plain.cpu_s"], 2)
     s["ratio.build_wall_elt_over_plain"] = round(s["elt_build.wall_s"] / s["plain.wall_s"], 2)
+    if "plain_batched" in stages:  # same memory limit for both
+        s["ratio.build_cpu_elt_over_plain_batched"] = round(
+            s["elt_build.cpu_s"] / s["plain_batched.cpu_s"], 2)
+        s["ratio.build_cpu_elt_over_plain_batched_per_run"] = [round(
+            r["elt_build"]["cpu_s"] / r["plain_batched"]["cpu_s"], 3) for r in runs]
+    s["ratio.build_cpu_elt_over_plain_per_run"] = [round(
+        r["elt_build"]["cpu_s"] / r["plain"]["cpu_s"], 3) for r in runs]
     if "plain_keep" in stages:
         s["ratio.build_cpu_elt_over_plain_keep"] = round(
             s["elt_build.cpu_s"] / s["plain_keep.cpu_s"], 2)
@@ -155,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=BENCH / "work")
     ap.add_argument("--out", type=Path, default=None, help="JSON results file")
     ap.add_argument("--no-keep", action="store_true", help="skip plain_duckdb.py --keep")
+    ap.add_argument("--plain-batches", type=int, default=0,
+                    help="also plain_duckdb.py --batches N under --memory-limit")
     ap.add_argument("--repo", type=Path, default=None,
                     help="another checkout (with its .venv) to run alternately with this one")
     args = ap.parse_args(argv)
