@@ -160,6 +160,7 @@ def test_long_stall_is_never_resent_while_the_first_copy_processes(tmp_path: Pat
     assert run.code == 1 and "timed out" in run.output  # the stalled rows' outcome is unknown
     assert stats(sb)["races"] == 0
     sb.set_faults()
+    p.relax_timeouts()  # the stall is over: healthy answers may be slow on a busy machine
     again = elt(p.root, "publish", "-s", "flowkit_data")  # at once: they may still process
     assert again.code == 1 and "held" in again.output, again.output
     let_settle(p, sb)  # the stalled copies finish; the next run resends them: 303 -> PATCH
