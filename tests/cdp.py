@@ -24,7 +24,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--remote-debugging-pipe"]
-WAIT = 60.0  # seconds: only a broken page takes that long
+WAIT = 180.0  # seconds: only a broken page takes that long (the machine is shared)
 
 
 class Browser:
