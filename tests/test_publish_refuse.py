@@ -73,7 +73,7 @@ def test_an_outer_id_registered_to_another_user_is_refused_never_sent(tmp_path: 
     status = dict(zip(columns, row, strict=True))
     assert status["refused"] == 1 and status["pending"] == 0, status
     assert status["acknowledged"] + status["already_there"] == status["total"] - 1, status
-    assert STATUS_COLUMNS[-1] == "refused"
+    assert {"refused", "waiting"} <= set(STATUS_COLUMNS)
     # a second publish sends nothing and still says it
     ctx, out = context(root)
     again = ctx.publish(select=["uois_externalids"])
