@@ -144,6 +144,7 @@ def test_outage_at_start_fails_fast_then_rerun_publishes(tmp_path: Path, sb: San
     assert p.sql("SELECT DISTINCT status FROM _elt.ledger") in ([], [("failed",)])
     while httpx.get(f"{sb.url}/_sandbox/faults").json()["outage_remaining"] > 0:
         time.sleep(0.05)
+    p.relax_timeouts()  # the outage is over: healthy answers may be slow on a busy machine
     run = elt(p.root, *SELECT)
     assert run.code == 0, run.output
     check_published(p, sb, complete=True)
