@@ -439,7 +439,7 @@ def test_status_and_dry_run_read_a_clean_mark_instead_of_classifying(
     proj.publish()
     dry_message = by_name(proj.publish(dry_run=True))["data"].message
     full = publication_status(proj.ctx())[1]
-    assert full[0] == ("data", "datasets", "api", 4, 3, 1, 0, 0, 0, 0, 0, 0)
+    assert full[0] == ("data", "datasets", "api", 4, 3, 1, 0, 0, 0, 0, 0, 0, 0)
     assert dry_message.startswith("dry run: 0 new, 0 changed, 4 unchanged, 0 to delete")
     with duckdb.connect(str(proj.root / "target" / "elt.duckdb")) as con:
         con.execute("DELETE FROM _elt.publish_marks")
