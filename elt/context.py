@@ -19,6 +19,7 @@ from elt.project.config import Project, load_project
 READ_WAIT = 600.0  # seconds `elt sql`/`show`/`status` wait for a build or publish to finish
 
 if TYPE_CHECKING:  # imported where used: a no-op build decided from its stamp needs neither
+    from elt.build.engine import Engine
     from elt.graph.dag import Graph
     from elt.http.endpoints import Endpoints, RunningSandbox
 
@@ -80,48 +81,37 @@ class Context:
         from it: the same node lines and artifacts, without opening the database."""
         from elt.build import upto
 
-        if self.project.target.type == "spark":
-            return self._build_spark(self.graph(), select, exclude, full_refresh)
-        if not full_refresh:
+        spark = self.project.target.type == "spark"  # never the fast path (DESIGN.md)
+        if not full_refresh and not spark:
             replayed = upto.replay(self.project, select, exclude, self.console,
                                    self._profiles_dir)
             if replayed is not None:
                 return replayed
-        from elt.build.runner import run_build
+        from elt.build.runner import run_build  # duckdb: not imported by a replayed no-op
 
-        watch = upto.Watch.start(self.project, select, exclude, self._profiles_dir)
+        watch = None if spark else upto.Watch.start(self.project, select, exclude,
+                                                     self._profiles_dir)
         graph = self.graph()
         with self.connect(wal=False) as con:
             results = run_build(con, self.project, graph, self.console, select=select,
                                 exclude=exclude, full_refresh=full_refresh, command="build",
-                                endpoints=self.endpoints)
-            settled = upto.settle(con, self.project, graph, results)
-        if settled is not None:
+                                endpoints=self.endpoints, engine=self.engine())
+            settled = None if watch is None else upto.settle(con, self.project, graph,
+                                                            results)
+        if watch is not None and settled is not None:
             watch.save(results, *settled)
         return results
 
-    def _build_spark(self, graph: Graph, select: Sequence[str], exclude: Sequence[str],
-                     full_refresh: bool) -> RunResults:
-        """A `type: spark` target: seeds loaded by DuckDB into the state file, models and
-        tests on Spark (elt/build/spark_build.py)."""
-        from elt.build.runner import plan, run_build
-        from elt.build.spark_build import run_spark_build
+    def engine(self, kind: str | None = None, work_dir: Path | None = None) -> Engine:
+        """The engine that builds, tests, compiles and computes pending sets for the target
+        (kind: another one, `elt compile --engine spark`); work_dir: publish's scratch."""
+        if (kind or self.project.target.type) == "spark":
+            from elt.engines.spark.engine import SparkEngine
 
-        def seeds(names: list[str]) -> RunResults:
-            with self.connect(wal=False) as con, self.console.nested_run():
-                return run_build(con, self.project, graph, self.console, select=names,
-                                 full_refresh=full_refresh, command="build",
-                                 endpoints=self.endpoints, summary=False)
+            return SparkEngine(self.project, self.console, self.graph, work_dir)
+        from elt.engines.duckdb import DuckDBEngine
 
-        results = run_spark_build(self.project, graph, self.console,
-                                  plan(graph, select, exclude, "build"), seeds, full_refresh)
-        results.write(self.project.target_dir)
-        counts: dict[str, int] = {}
-        for r in results.results:
-            counts[r.status] = counts.get(r.status, 0) + 1
-        self.console.info("spark build: " + ", ".join(f"{n} {s}" for s, n in
-                                                       sorted(counts.items())))
-        return results
+        return DuckDBEngine(self.project, self.endpoints)
 
     def compile(self, select: Sequence[str] = (), exclude: Sequence[str] = (),
                 engine: str | None = None) -> list[Path]:
@@ -129,27 +119,23 @@ class Context:
         rewrites included) to target/compiled/<node>.sql; returns the files written.
         engine="spark" (or a spark target): Spark SQL to target/compiled/spark/, each model
         checked by Spark's analyzer."""
-        from elt.build import compiled
         from elt.build.runner import plan
 
         graph = self.graph()
         names = plan(graph, select, exclude, "build")
-        if (engine or self.project.target.type) == "spark":
-            from elt.build.spark_build import compile_spark
-
-            return compile_spark(self.project, graph, names, self.console)
+        chosen = self.engine(engine)
         con = self.connect(read_only=True) if self.project.db_path.exists() else None
         written = []
         try:
             for name in names:
-                sql = compiled.compile_node(con, graph, graph.nodes[name])
-                if sql is not None:
-                    written.append(compiled.write(self.project.target_dir, name, sql))
+                path = chosen.compile(con, graph, graph.nodes[name])
+                if path is not None:
+                    written.append(path)
         finally:
             if con is not None:
                 con.close()
-        self.console.info(f"compiled {len(written)} node(s) into "
-                          f"{self.project.target_dir / compiled.COMPILED_DIR}")
+        where = written[0].parent if written else self.project.target_dir / "compiled"
+        self.console.info(f"compiled {len(written)} node(s) into {where}")
         return written
 
     def test(self, select: Sequence[str] = (), exclude: Sequence[str] = ()) -> RunResults:
@@ -160,7 +146,7 @@ class Context:
         with self.connect(wal=False) as con:
             return run_build(con, self.project, graph, self.console, select=select,
                              exclude=exclude, full_refresh=False, command="test",
-                             endpoints=self.endpoints)
+                             endpoints=self.endpoints, engine=self.engine())
 
     def sql(self, query: str, fmt: str = "table", limit: int | None = None,
             database: Path | None = None) -> None:
@@ -294,17 +280,6 @@ class Context:
         self.console.info(f"{'would clean' if dry_run else 'cleaned'} {len(lines)} "
                           "leftover(s)" if lines else "nothing to clean")
         return lines
-
-    def pending_engine(self, work_dir: Path):  # noqa: ANN201 - SparkPending | None
-        """A `type: spark` target computes publish's pending sets in Spark (the session
-        made when first needed, with the models' parquet tables registered)."""
-        if self.project.target.type != "spark":
-            return None
-        from elt.build.spark_build import publish_session
-        from elt.publish.spark_pending import SparkPending
-
-        return SparkPending(lambda: publish_session(self.project, self.graph(), self.console),
-                            work_dir)
 
     def status(self, fmt: str = "table") -> None:
         from elt.inspect import render

@@ -145,8 +145,8 @@ def test_publication_keys_and_body_hashes_equal(built: Any) -> None:
     publication: as publish computes them in Spark from Spark's table (spark_pending) and
     as it computes them in DuckDB from DuckDB's table. Equal, so a publish after switching
     engines finds nothing changed."""
+    from elt.engines.spark.pending import SparkPending
     from elt.publish import ledger, report
-    from elt.publish.spark_pending import SparkPending
     from elt.publish.spec import load_publications
 
     root, duck, _, _, spark = built
@@ -171,7 +171,7 @@ def test_publish_from_spark_tables_resends_nothing(built: Any) -> None:
     parquet tables and finds every row unchanged."""
     import duckdb
 
-    from elt.build.spark_build import record_in_state
+    from elt.engines.spark.state import record_in_state
 
     root, duck, _, results, _ = built
     state = root / "target" / "spark-state.duckdb"

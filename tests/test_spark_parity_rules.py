@@ -1,4 +1,4 @@
-"""The type and edge-value rules of elt/build/spark_parity.py on their own (no Spark): what
+"""The type and edge-value rules of elt/engines/spark/parity.py on their own (no Spark): what
 each rewrites a DuckDB construct to, and the refusals. tests/test_spark_corpus.py runs the
 same constructs on both engines and compares the rows."""
 
@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from elt.build.spark_rules import MissingRule
-from elt.build.spark_sql import to_spark
+from elt.engines.spark.rules import MissingRule
+from elt.engines.spark.sql import to_spark
 
 COLUMNS = [("id", "int"), ("d", "double"), ("day", "date"), ("l", "array<int>"),
            ("happened", "timestamp"), ("kind", "string")]

@@ -149,8 +149,8 @@ class _Run:
         self.sent_marks: dict[str, tuple] = {}  # name -> marks.after_send's arguments
         self.changed: dict[str, int] = {}  # name -> rows changed since sent, no update declared
         self.undeletable: dict[str, str] = {}  # name -> why rows gone from it are not deleted
-        # a Spark target: pending sets computed in Spark (None: DuckDB)
-        self.engine = ctx.pending_engine(self.run_dir)
+        # the target's engine computes the pending sets (DuckDB's: the ledger's SQL here)
+        self.engine = ctx.engine(work_dir=self.run_dir)
 
     # -- database phases --------------------------------------------------------------
     def _connect(self, wait: float = 10.0) -> Any:
@@ -166,8 +166,7 @@ class _Run:
         for stale in self.publish_dir.iterdir():
             if stale.is_dir():  # parquet of an earlier (maybe crashed) run: recomputed anyway
                 shutil.rmtree(stale, ignore_errors=True)
-        if self.engine is not None:
-            self.engine.start()  # before the database is opened: start-up holds no lock
+        self.engine.ready()  # before the database is opened: Spark's start-up holds no lock
         con = self._connect()
         try:
             recovered = jr.recover(con, self.publish_dir)
@@ -207,14 +206,10 @@ class _Run:
                 params=self.sinks[pub.name].template_params(pub.key),
                 full_refresh=pub.name in self.refresh)
             parquet = self.run_dir / f"{pub.name}.parquet"
-            on_spark = None
-            if self.engine is not None:
-                from elt.publish.spark_pending import pending_in_spark
-
-                on_spark = pending_in_spark(self.engine, con, query, parquet, count_only,
+            on_engine = self.engine.pending(con, query, parquet, count_only,
                                             self.console.info)
-            if on_spark is not None:
-                count, held = on_spark
+            if on_engine is not None:
+                count, held = on_engine
                 if count_only:
                     return ("count", count)
             else:

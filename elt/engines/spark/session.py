@@ -23,11 +23,12 @@ from typing import Any
 
 import duckdb
 
-from elt.build import datatests, spark_fs
-from elt.build.spark_rules import MissingRule
-from elt.build.spark_sql import to_spark
+from elt.build import datatests
 from elt.core.db import FAILURES_SCHEMA
 from elt.core.errors import ConfigError, ModelError
+from elt.engines.spark import fs as spark_fs
+from elt.engines.spark.rules import MissingRule
+from elt.engines.spark.sql import to_spark
 from elt.graph.dag import Graph, Node
 from elt.project.config import Project, Target
 from elt.project.modelfile import relative, strip_sql
@@ -77,12 +78,15 @@ def warehouse(target: Target) -> spark_fs.Location:
 
 
 # -- inputs: DuckDB's raw.* and published.* as parquet --------------------------------------------
-def stage_inputs(con: duckdb.DuckDBPyConnection, spark: Any, target: Target) -> list[str]:
+def stage_inputs(con: duckdb.DuckDBPyConnection, spark: Any, target: Target,
+                 skip: set[str] | frozenset[str] = frozenset()) -> list[str]:
     """Copy every raw.* table and published.* view of the state DuckDB to parquet and
-    register it in Spark under the same name; returns the names."""
-    rows = con.execute(
+    register it in Spark under the same name; returns the names. `skip`: raw tables the
+    run loads again (staged once loaded)."""
+    rows = [(schema, table) for schema, table in con.execute(
         "SELECT table_schema, table_name FROM information_schema.tables "
         "WHERE table_schema IN ('raw', 'published') ORDER BY 1, 2").fetchall()
+        if schema != "raw" or table not in skip]
     for schema, table in rows:
         stage_table(con, spark, target, schema, table)
     return [f"{schema}.{table}" for schema, table in rows]
