@@ -55,8 +55,9 @@ class SparkEngine:
     @property
     def spark(self) -> Any:
         if self._spark is None:
-            self.console.info(f"starting Spark ({self.project.target.master or 'local[*]'}) "
-                              "...")
+            target = self.project.target
+            self.console.info(f"starting Spark ({target.remote or target.master or 'local[*]'})"
+                              " ...")
             self._spark = se.session(self.project.target)
         return self._spark
 
