@@ -19,9 +19,9 @@ from elt.project.config import Project, load_project
 READ_WAIT = 600.0  # seconds `elt sql`/`show`/`status` wait for a build or publish to finish
 
 if TYPE_CHECKING:  # imported where used: a no-op build decided from its stamp needs neither
-    from elt.build.engine import Engine
     from elt.graph.dag import Graph
     from elt.http.endpoints import Endpoints, RunningSandbox
+    from elt.transform.engine import Engine
 
 
 def start_sandbox(store: Path) -> RunningSandbox:
@@ -77,9 +77,9 @@ class Context:
     ) -> RunResults:
         """Load changed seeds, fetch API sources, build models and run their tests, in DAG order.
 
-        Unless full_refresh, a build whose stamp (elt/build/upto.py) still holds is answered
+        Unless full_refresh, a build whose stamp (elt/transform/upto.py) still holds is answered
         from it: the same node lines and artifacts, without opening the database."""
-        from elt.build import upto
+        from elt.transform import upto
 
         spark = self.project.target.type == "spark"  # never the fast path (DESIGN.md)
         if not full_refresh and not spark:
@@ -87,7 +87,7 @@ class Context:
                                    self._profiles_dir)
             if replayed is not None:
                 return replayed
-        from elt.build.runner import run_build  # duckdb: not imported by a replayed no-op
+        from elt.transform.runner import run_build  # duckdb: not imported by a replayed no-op
 
         watch = None if spark else upto.Watch.start(self.project, select, exclude,
                                                      self._profiles_dir)
@@ -119,7 +119,7 @@ class Context:
         rewrites included) to target/compiled/<node>.sql; returns the files written.
         engine="spark" (or a spark target): Spark SQL to target/compiled/spark/, each model
         checked by Spark's analyzer."""
-        from elt.build.runner import plan
+        from elt.transform.runner import plan
 
         graph = self.graph()
         names = plan(graph, select, exclude, "build")
@@ -140,7 +140,7 @@ class Context:
 
     def test(self, select: Sequence[str] = (), exclude: Sequence[str] = ()) -> RunResults:
         """Run data tests only, against the tables as they are."""
-        from elt.build.runner import run_build
+        from elt.transform.runner import run_build
 
         graph = self.graph()
         with self.connect(wal=False) as con:
@@ -267,7 +267,7 @@ class Context:
 
     def clean(self, dry_run: bool = False) -> list[str]:
         """`elt clean`: drop relations and state rows of nodes the project no longer has."""
-        from elt.build import clean
+        from elt.transform import clean
 
         graph = self.graph()
         with self.connect(read_only=dry_run) as con:

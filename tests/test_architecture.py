@@ -14,9 +14,9 @@ import pytest
 
 ELT = Path(__file__).resolve().parents[1] / "elt"
 
-# engines (duckdb, spark) implement what build and publish ask of an engine (build/engine.py)
+# engines (duckdb, spark) implement what transform and publish ask of an engine
 # and may use both; the Context hands one down, so neither imports an engine
-LAYERS = ["core", "project", "load", "graph", "http", "sources", "build", "publish", "engines",
+LAYERS = ["core", "project", "load", "graph", "http", "sources", "transform", "publish", "engines",
           "lineage", "docs",
           "inspect", "context", "cli"]
 APART = {"sandbox", "devdata"}  # peers of the engine: only elt.core below them
@@ -147,7 +147,7 @@ def test_the_checks_catch_what_they_claim(tmp_path: Path, files: dict[str, str],
 
 
 def test_engine_code_lives_in_engines() -> None:
-    """One runner for both engines (build/runner.py over build/engine.py's Engine): what is
+    """One runner for both engines (transform/runner.py over transform/engine.py's Engine): what is
     engine-specific is under elt/engines/, so no other stage imports pyspark or an engine
     (the Context picks one and hands it down)."""
     pyspark_outside, engine_users = [], []
@@ -162,7 +162,7 @@ def test_engine_code_lives_in_engines() -> None:
                 n.startswith("elt.engines") for n in names):
             engine_users.append(module)
     assert pyspark_outside == [] and engine_users == []
-    assert not [p.name for p in (ELT / "build").glob("spark_*.py")]
+    assert not [p.name for p in (ELT / "transform").glob("spark_*.py")]
 
 
 def _modules(root: Path) -> dict[str, Path]:

@@ -14,18 +14,18 @@ from typing import Any
 
 import duckdb
 
-from elt.build import changes, compiled, datatests, materialize, schematest
-from elt.build.datatests import TestOutcome
-from elt.build.engine import Step
-from elt.build.materialize import Built
-from elt.build.nodestate import NodeState
 from elt.graph.dag import Graph, Node
 from elt.http.endpoints import Endpoints
 from elt.project.config import Project
+from elt.transform import changes, compiled, datatests, materialize, schematest
+from elt.transform.datatests import TestOutcome
+from elt.transform.engine import Step
+from elt.transform.materialize import Built
+from elt.transform.nodestate import NodeState
 
 
 class DuckDBEngine:
-    """elt.build.engine.Engine over the staging DuckDB."""
+    """elt.transform.engine.Engine over the staging DuckDB."""
 
     name = "duckdb"
     mark: str | None = None
@@ -59,7 +59,7 @@ class DuckDBEngine:
     def materialize(self, cur: duckdb.DuckDBPyConnection, step: Step) -> Built:
         partitioned = None
         if step.node.config.get("partition_by"):
-            from elt.build.partitioned import build_partitioned as partitioned
+            from elt.transform.partitioned import build_partitioned as partitioned
         return materialize.build_model(cur, self._graph(), step.node, stored=step.stored,
                                        inputs=step.inputs, full_refresh=step.full_refresh,
                                        lock=step.lock, started=step.started,

@@ -1,7 +1,7 @@
 """What publish needs of the project API, as a protocol (elt.context.Context satisfies it).
 
 Publish sits below the Context: it receives the project, console, database, graph, endpoints,
-a way to rebuild models and the target's engine (elt/build/engine.py), which computes the
+a way to rebuild models and the target's engine (elt/transform/engine.py), which computes the
 pending sets (in Spark for a Spark target), and never imports the Context itself.
 """
 
@@ -13,12 +13,12 @@ from typing import Protocol
 
 import duckdb
 
-from elt.build.engine import Engine
 from elt.core.console import Console
 from elt.core.results import RunResults
 from elt.graph.dag import Graph
 from elt.http.endpoints import Endpoints
 from elt.project.config import Project
+from elt.transform.engine import Engine
 
 
 class Workspace(Protocol):

@@ -1,5 +1,5 @@
 """The Spark engine (`type: spark` targets, `elt compile --engine spark`): DuckDB loads,
-Spark builds, the one DAG runner (elt/build/runner.py) schedules both.
+Spark builds, the one DAG runner (elt/transform/runner.py) schedules both.
 
 Seeds are loaded and API sources fetched by DuckDB into the target's state file (`path:`),
 exactly as for a DuckDB target; each raw.* and published.* relation goes to Spark as
@@ -19,10 +19,6 @@ from typing import Any
 
 import duckdb
 
-from elt.build.datatests import TestOutcome, key_columns
-from elt.build.engine import Step
-from elt.build.materialize import Built
-from elt.build.nodestate import NodeState
 from elt.core.console import Console
 from elt.core.db import FAILURES_SCHEMA
 from elt.core.errors import EltError, ModelError
@@ -31,10 +27,14 @@ from elt.engines.spark import session as se
 from elt.engines.spark import state
 from elt.graph.dag import Graph, Node
 from elt.project.config import Project
+from elt.transform.datatests import TestOutcome, key_columns
+from elt.transform.engine import Step
+from elt.transform.materialize import Built
+from elt.transform.nodestate import NodeState
 
 
 class SparkEngine:
-    """elt.build.engine.Engine on a Spark session (started when first needed)."""
+    """elt.transform.engine.Engine on a Spark session (started when first needed)."""
 
     name = "spark"
     mark: str | None = state.SPARK_MESSAGE

@@ -23,7 +23,6 @@ from typing import Any
 
 import duckdb
 
-from elt.build import datatests
 from elt.core.db import FAILURES_SCHEMA
 from elt.core.errors import ConfigError, ModelError
 from elt.engines.spark import fs as spark_fs
@@ -32,6 +31,7 @@ from elt.engines.spark.sql import to_spark
 from elt.graph.dag import Graph, Node
 from elt.project.config import Project, Target
 from elt.project.modelfile import relative, strip_sql
+from elt.transform import datatests
 
 COMPILED_DIR = Path("compiled") / "spark"
 _TEXT_TYPES = ("UUID", "JSON")

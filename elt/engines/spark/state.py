@@ -16,8 +16,6 @@ from typing import Any
 
 import duckdb
 
-from elt.build import nodestate
-from elt.build.engine import Step
 from elt.core import db
 from elt.core.db import FAILURES_SCHEMA
 from elt.core.results import RunResults
@@ -25,6 +23,8 @@ from elt.engines.spark import fs as spark_fs
 from elt.engines.spark import session as se
 from elt.graph.dag import Graph, Node
 from elt.project.config import Project
+from elt.transform import nodestate
+from elt.transform.engine import Step
 
 SPARK_MESSAGE = "built on Spark"  # what marks a model's state as Spark's (not DuckDB's)
 

@@ -19,10 +19,6 @@ from typing import Any
 
 import duckdb
 
-from elt.build import compiled, materialize, nodestate
-from elt.build.engine import Engine, Step
-from elt.build.nodestate import NodeState
-from elt.build.snapshot import Snapshot
 from elt.core import db, diskfull
 from elt.core.console import Console
 from elt.core.errors import EltError
@@ -31,6 +27,10 @@ from elt.graph.dag import Graph, Node
 from elt.http.endpoints import Endpoints
 from elt.project.config import Project
 from elt.project.modelfile import str_list
+from elt.transform import compiled, materialize, nodestate
+from elt.transform.engine import Engine, Step
+from elt.transform.nodestate import NodeState
+from elt.transform.snapshot import Snapshot
 
 FAILED = ("error", "skipped")
 

@@ -19,10 +19,10 @@ from typing import Any, Protocol
 
 import duckdb
 
-from elt.build.datatests import TestOutcome
-from elt.build.materialize import Built
-from elt.build.nodestate import NodeState
 from elt.graph.dag import Graph, Node
+from elt.transform.datatests import TestOutcome
+from elt.transform.materialize import Built
+from elt.transform.nodestate import NodeState
 
 
 @dataclass
