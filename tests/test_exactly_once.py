@@ -96,7 +96,7 @@ def test_selectors_matching_nothing_and_unknown_models_exit_non_zero(tmp_path: P
                                                                       sb: Sandbox) -> None:
     p = E2E(tmp_path, sb, n=2)
     p.build()
-    for command in ("transform", "publish"):
+    for command in ("build", "publish"):
         run = elt(p.root, command, "-t", "local", "-s", "tag:no_such_tag")
         assert run.code == 1, run.output
         assert "tag:no_such_tag" in run.error_lines()[0]
