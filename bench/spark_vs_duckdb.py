@@ -61,7 +61,7 @@ def main() -> None:
         duck = Context(root, target="duck", console=quiet).build(select=sel, exclude=exc)
         t_duck = time.perf_counter() - start
 
-        from elt.build.spark_engine import session
+        from elt.engines.spark.session import session
 
         spark_ctx = Context(root, target="spark", console=quiet)
         start = time.perf_counter()

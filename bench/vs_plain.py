@@ -11,7 +11,7 @@ Per run, each as its own measured process on the same generated data:
   elt build  `elt build --select +flowkit_datasets` in a fresh project copy
   no-op      the same command again, `--noop-runs` times, each next to
              `python -c "import duckdb"` (the floor of any Python tool using DuckDB);
-             answered from target/build_stamp.json (elt/build/upto.py)
+             answered from target/build_stamp.json (elt/transform/upto.py)
   no stamp   the same no-op with the stamp deleted first: the normal path, which a build
              takes after anything wrote the database (e.g. `elt publish`)
   changed    one value changed in one export row (run.change_one_row), then the build

@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # imported where used: a no-op build decided from its stamp n
     from elt.graph.dag import Graph
     from elt.http.endpoints import Endpoints, RunningSandbox
     from elt.publish.verify import Verified
+    from elt.transform.engine import Engine
 
 
 def start_sandbox(store: Path) -> RunningSandbox:
@@ -81,55 +82,43 @@ class Context:
     ) -> RunResults:
         """Load changed seeds, fetch API sources, build models and run their tests, in DAG order.
 
-        Unless full_refresh, a build whose stamp (elt/build/upto.py) still holds is answered
+        Unless full_refresh, a build whose stamp (elt/transform/upto.py) still holds is answered
         from it: the same node lines and artifacts, without opening the database."""
-        from elt.build import upto
-
-        if self.project.target.type == "spark":
-            return self._build_spark(self.graph(), select, exclude, full_refresh)
         from elt.graph.selection import uses_method
+        from elt.transform import upto
 
+        spark = self.project.target.type == "spark"  # never the fast path (DESIGN.md)
         stateful = uses_method(select, "state") or uses_method(exclude, "state", "--exclude")
-        if not full_refresh and not stateful:
+        if not full_refresh and not spark and not stateful:
             replayed = upto.replay(self.project, select, exclude, self.console,
                                    self._profiles_dir)
             if replayed is not None:
                 return replayed
-        from elt.build.runner import run_build
+        from elt.transform.runner import run_build  # duckdb: not imported by a replayed no-op
 
-        watch = upto.Watch.start(self.project, select, exclude, self._profiles_dir)
+        watch = None if spark else upto.Watch.start(self.project, select, exclude,
+                                                     self._profiles_dir)
         graph = self.graph()
         with self.connect(wal=False) as con:
             results = run_build(con, self.project, graph, self.console, select=select,
                                 exclude=exclude, full_refresh=full_refresh, command="build",
-                                endpoints=self.endpoints)
-            settled = upto.settle(con, self.project, graph, results)
-        if settled is not None:
+                                endpoints=self.endpoints, engine=self.engine())
+            settled = None if watch is None else upto.settle(con, self.project, graph,
+                                                            results)
+        if watch is not None and settled is not None:
             watch.save(results, *settled)
         return results
 
-    def _build_spark(self, graph: Graph, select: Sequence[str], exclude: Sequence[str],
-                     full_refresh: bool) -> RunResults:
-        """A `type: spark` target: seeds loaded by DuckDB into the state file, models and
-        tests on Spark (elt/build/spark_build.py)."""
-        from elt.build.runner import plan, run_build
-        from elt.build.spark_build import run_spark_build
+    def engine(self, kind: str | None = None, work_dir: Path | None = None) -> Engine:
+        """The engine that builds, tests, compiles and computes pending sets for the target
+        (kind: another one, `elt compile --engine spark`); work_dir: publish's scratch."""
+        if (kind or self.project.target.type) == "spark":
+            from elt.engines.spark.engine import SparkEngine
 
-        def seeds(names: list[str]) -> RunResults:
-            with self.connect(wal=False) as con, self.console.nested_run():
-                return run_build(con, self.project, graph, self.console, select=names,
-                                 full_refresh=full_refresh, command="build",
-                                 endpoints=self.endpoints, summary=False)
+            return SparkEngine(self.project, self.console, self.graph, work_dir)
+        from elt.engines.duckdb import DuckDBEngine
 
-        results = run_spark_build(self.project, graph, self.console,
-                                  plan(graph, select, exclude, "build"), seeds, full_refresh)
-        results.write(self.project.target_dir)
-        counts: dict[str, int] = {}
-        for r in results.results:
-            counts[r.status] = counts.get(r.status, 0) + 1
-        self.console.info("spark build: " + ", ".join(f"{n} {s}" for s, n in
-                                                       sorted(counts.items())))
-        return results
+        return DuckDBEngine(self.project, self.endpoints)
 
     def compile(self, select: Sequence[str] = (), exclude: Sequence[str] = (),
                 engine: str | None = None) -> list[Path]:
@@ -137,38 +126,34 @@ class Context:
         rewrites included) to target/compiled/<node>.sql; returns the files written.
         engine="spark" (or a spark target): Spark SQL to target/compiled/spark/, each model
         checked by Spark's analyzer."""
-        from elt.build import compiled
-        from elt.build.runner import plan
+        from elt.transform.runner import plan
 
         graph = self.graph()
         names = plan(graph, select, exclude, "build")
-        if (engine or self.project.target.type) == "spark":
-            from elt.build.spark_build import compile_spark
-
-            return compile_spark(self.project, graph, names, self.console)
+        chosen = self.engine(engine)
         con = self.connect(read_only=True) if self.project.db_path.exists() else None
         written = []
         try:
             for name in names:
-                sql = compiled.compile_node(con, graph, graph.nodes[name])
-                if sql is not None:
-                    written.append(compiled.write(self.project.target_dir, name, sql))
+                path = chosen.compile(con, graph, graph.nodes[name])
+                if path is not None:
+                    written.append(path)
         finally:
             if con is not None:
                 con.close()
-        self.console.info(f"compiled {len(written)} node(s) into "
-                          f"{self.project.target_dir / compiled.COMPILED_DIR}")
+        where = written[0].parent if written else self.project.target_dir / "compiled"
+        self.console.info(f"compiled {len(written)} node(s) into {where}")
         return written
 
     def test(self, select: Sequence[str] = (), exclude: Sequence[str] = ()) -> RunResults:
         """Run data tests only, against the tables as they are."""
-        from elt.build.runner import run_build
+        from elt.transform.runner import run_build
 
         graph = self.graph()
         with self.connect(wal=False) as con:
             return run_build(con, self.project, graph, self.console, select=select,
                              exclude=exclude, full_refresh=False, command="test",
-                             endpoints=self.endpoints)
+                             endpoints=self.endpoints, engine=self.engine())
 
     def sql(self, query: str, fmt: str = "table", limit: int | None = None,
             database: Path | None = None) -> None:
@@ -307,7 +292,7 @@ class Context:
 
     def clean(self, dry_run: bool = False) -> list[str]:
         """`elt clean`: drop relations and state rows of nodes the project no longer has."""
-        from elt.build import clean
+        from elt.transform import clean
 
         graph = self.graph()
         with self.connect(read_only=dry_run) as con:
@@ -320,17 +305,6 @@ class Context:
         self.console.info(f"{'would clean' if dry_run else 'cleaned'} {len(lines)} "
                           "leftover(s)" if lines else "nothing to clean")
         return lines
-
-    def pending_engine(self, work_dir: Path):  # noqa: ANN201 - SparkPending | None
-        """A `type: spark` target computes publish's pending sets in Spark (the session
-        made when first needed, with the models' parquet tables registered)."""
-        if self.project.target.type != "spark":
-            return None
-        from elt.build.spark_build import publish_session
-        from elt.publish.spark_pending import SparkPending
-
-        return SparkPending(lambda: publish_session(self.project, self.graph(), self.console),
-                            work_dir)
 
     def status(self, fmt: str = "table") -> None:
         from elt.inspect import render

@@ -15,11 +15,11 @@ from typing import Any
 
 import duckdb
 
-from elt.build import nodestate
 from elt.core.console import Console
 from elt.core.errors import EltError
 from elt.core.readonly import refuse_writes
 from elt.graph.dag import Graph, Node
+from elt.transform import nodestate
 
 LS_COLUMNS = ["name", "kind", "materialized", "rows", "last_build", "status"]
 _SHAPES = {"seed": "cylinder", "api": "cylinder", "model": "box", "published": "note",

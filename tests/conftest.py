@@ -93,7 +93,7 @@ def spark(spark_session: None, tmp_path: Path) -> Any:
     """The run's Spark session configured as elt configures it (UTC, TIMESTAMP_NTZ, the
     `main` database), for tests that use Spark directly: not a bare builder, whose settings
     would depend on which test made the session first."""
-    from elt.build.spark_engine import session
+    from elt.engines.spark.session import session
     from elt.project.config import Target
 
     return session(Target(name="spark", type="spark", path=tmp_path / "state.duckdb",

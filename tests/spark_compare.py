@@ -12,7 +12,7 @@ from sqlglot import exp
 # DuckDB types that reach Spark as text (the parquet hand-over writes them so)
 _AS_TEXT = {"JSON", "UUID"}
 # Spark has no 128-bit integer: DuckDB's HUGEINT results (sum / count_if of integers) are
-# DECIMAL(38,0) on Spark (elt/build/spark_parity.py), the same exact integers, no overflow
+# DECIMAL(38,0) on Spark (elt/engines/spark/parity.py), the same exact integers, no overflow
 _SPARK_SPELLING = {"HUGEINT": "decimal(38,0)"}
 
 

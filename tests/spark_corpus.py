@@ -188,6 +188,12 @@ MODELS: dict[str, str] = {
     # -- casts, arithmetic, NULL / NaN / -0.0 edge rows ------------------------------------
     "neg_zero": "SELECT id, d * 0 AS z, -d AS neg FROM base",
     "neg_zero_lit": "SELECT -0.0::DOUBLE AS z, 0.0::DOUBLE AS p",
+    # Spark normalises grouping keys (-0.0 -> 0.0): a group of -0.0 keeps it on both
+    "neg_zero_group": "SELECT d, count(*) AS n FROM base WHERE id IN (1, 5) GROUP BY ALL",
+    "neg_zero_group_star": ("SELECT * EXCLUDE (id, s, m, day, ts, j, l), count(*) AS n "
+                            "FROM base GROUP BY ALL"),
+    "neg_zero_group_expr": ("SELECT d * 1 AS k, g, max(id) AS top FROM base "
+                            "GROUP BY d * 1, g"),
     "nan_compare": "SELECT id, d > 0 AS pos, d = d AS self_eq FROM base",
     "nan_isnan": "SELECT id, isnan(d) AS n, isfinite(d) AS f FROM base",
     "nan_order": "SELECT id, d FROM base ORDER BY d NULLS FIRST",

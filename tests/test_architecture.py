@@ -14,8 +14,10 @@ import pytest
 
 ELT = Path(__file__).resolve().parents[1] / "elt"
 
-LAYERS = ["core", "project", "load", "graph", "http", "sources", "build", "publish", "lineage",
-          "docs",
+# engines (duckdb, spark) implement what transform and publish ask of an engine
+# and may use both; the Context hands one down, so neither imports an engine
+LAYERS = ["core", "project", "load", "graph", "http", "sources", "transform", "publish", "engines",
+          "lineage", "docs",
           "inspect", "context", "cli"]
 APART = {"sandbox", "devdata"}  # peers of the engine: only elt.core below them
 
@@ -142,3 +144,27 @@ def test_the_checks_catch_what_they_claim(tmp_path: Path, files: dict[str, str],
     edges = module_edges(root)
     assert bool(cycles(edges)) is expect_cycle
     assert upward_imports(edges) == expect_upward
+
+
+def test_engine_code_lives_in_engines() -> None:
+    """One runner for both engines (transform/runner.py over transform/engine.py's Engine): what is
+    engine-specific is under elt/engines/, so no other stage imports pyspark or an engine
+    (the Context picks one and hands it down)."""
+    pyspark_outside, engine_users = [], []
+    for module, path in sorted(_modules(ELT).items()):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        names = [alias.name for n in ast.walk(tree) if isinstance(n, ast.Import)
+                 for alias in n.names]
+        names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        if stage(module) != "engines" and any(n.split(".")[0] == "pyspark" for n in names):
+            pyspark_outside.append(module)
+        if stage(module) not in ("engines", "context", "cli") and any(
+                n.startswith("elt.engines") for n in names):
+            engine_users.append(module)
+    assert pyspark_outside == [] and engine_users == []
+    assert not [p.name for p in (ELT / "transform").glob("spark_*.py")]
+
+
+def _modules(root: Path) -> dict[str, Path]:
+    return {".".join(p.relative_to(root.parent).with_suffix("").parts): p
+            for p in root.rglob("*.py")}

@@ -16,11 +16,11 @@ from typing import Any
 import duckdb
 import pytest
 
-from elt.build import materialize, nodestate
 from elt.context import Context
 from elt.core.console import Console
 from elt.core.errors import ConfigError
 from elt.core.results import RunResults
+from elt.transform import materialize, nodestate
 
 PROFILE = "p: {target: dev, outputs: {dev: {type: duckdb, path: target/elt.duckdb, threads: 2}}}\n"
 

@@ -1,4 +1,4 @@
-"""`elt clean` (elt/build/clean.py) on a real project: after a seed and a model are deleted,
+"""`elt clean` (elt/transform/clean.py) on a real project: after a seed and a model are deleted,
 their relations and `_elt.nodes` rows go, and nothing of what still exists."""
 
 from __future__ import annotations

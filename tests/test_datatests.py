@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from test_build import Proj, by_name, make_ctx, output, query, statuses, write
 
-from elt.build.runner import plan
 from elt.core.errors import ConfigError
 from elt.graph.discover import discover_graph as load_graph
+from elt.transform.runner import plan
 
 CLEAN = ("id,customer_id,day,status,amount\n"
          "1,1,2024-01-01,new,10\n2,2,2024-01-01,paid,5\n3,1,2024-01-02,paid,0\n")

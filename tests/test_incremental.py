@@ -268,7 +268,7 @@ def test_project_incremental_models_equal_full_refresh(tmp_path: Path) -> None:
 def test_which_inputs_allow_a_delta(sql: str, row_level: bool, unsafe: dict[str, str]) -> None:
     from types import SimpleNamespace
 
-    from elt.build.incremental import analyse
+    from elt.transform.incremental import analyse
 
     node = SimpleNamespace(sql=sql, name="m", path=Path("m.sql"), unique_key=["k"])
     shape = analyse(node, {"raw.f", "raw.d"}, {"histogram", "my_agg"})  # type: ignore[arg-type]

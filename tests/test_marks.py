@@ -5,9 +5,9 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from elt.build import nodestate
 from elt.core.state import ensure_ledger
 from elt.publish import ledger, marks
+from elt.transform import nodestate
 
 
 @pytest.fixture

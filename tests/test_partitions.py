@@ -65,11 +65,11 @@ def test_partition_by_config_errors(tmp_path: Path) -> None:
 
 def test_a_full_build_runs_in_batches_of_partitions(tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    import elt.build.partitioned
+    import elt.transform.partitioned
 
     ctx, _ = make_ctx(tmp_path, {**FILES, "seeds/sales/d2.csv": HEAD + "3,2024-01-03,4\n"
                                                                        "4,2024-01-01,1\n"})
-    monkeypatch.setattr(elt.build.partitioned, "BATCH", 2)  # 3 partitions: 2 batches
+    monkeypatch.setattr(elt.transform.partitioned, "BATCH", 2)  # 3 partitions: 2 batches
     run = ctx.build()
     assert by_name(run, "daily").message == "full build (first build, 2 batches)"
     assert sorted(query(tmp_path, "SELECT CAST(day AS VARCHAR), total FROM daily")) == [
@@ -83,7 +83,7 @@ def test_an_input_rebuilt_to_the_same_rows_takes_no_part(tmp_path: Path,
     """`kinds` is rebuilt when its seed gains a duplicate line, to the same rows: the keys
     pass leaves it out (else it would run the model over every row of `sales` for no
     partition); a real change to it still redoes the partitions it reaches."""
-    import elt.build.partitions as partitions
+    import elt.transform.partitions as partitions
 
     passes: list[list[str]] = []
     keys_sql = partitions._keys_sql
@@ -122,7 +122,7 @@ def test_batch_sql_prints_the_model_once_per_shape_of_bounds(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from sqlglot import parse_one
 
-    from elt.build import partitions
+    from elt.transform import partitions
 
     tree = parse_one("SELECT day, shop, sum(amount) AS total FROM raw.sales GROUP BY day, shop",
                      read="duckdb")

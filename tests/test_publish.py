@@ -14,9 +14,9 @@ import pytest
 from fake_api import TOKEN, FakeApi, Project, by_name, payload
 from pytest_httpx import HTTPXMock
 
-from elt.build import nodestate
 from elt.core.errors import ConfigError, PublishError
 from elt.publish import journal, runner
+from elt.transform import nodestate
 
 
 @pytest.fixture

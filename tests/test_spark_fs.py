@@ -1,4 +1,4 @@
-"""Warehouse file operations through Hadoop's FileSystem (elt/build/spark_fs.py), on the
+"""Warehouse file operations through Hadoop's FileSystem (elt/engines/spark/fs.py), on the
 run's Spark session, with file:// URIs and plain paths."""
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
     pytest.skip("no Java runtime (java on PATH or JAVA_HOME): Spark cannot start",
                 allow_module_level=True)
 
-from elt.build import spark_fs  # noqa: E402
 from elt.context import Console, Context  # noqa: E402
 from elt.core.errors import EltError  # noqa: E402
+from elt.engines.spark import fs as spark_fs  # noqa: E402
 
 
 def test_uri_keeps_a_uri_and_makes_a_path_file_uri(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The type and edge-value rules of elt/build/spark_parity.py on their own (no Spark): what
+"""The type and edge-value rules of elt/engines/spark/parity.py on their own (no Spark): what
 each rewrites a DuckDB construct to, and the refusals. tests/test_spark_corpus.py runs the
 same constructs on both engines and compares the rows."""
 
@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from elt.build.spark_rules import MissingRule
-from elt.build.spark_sql import to_spark
+from elt.engines.spark.rules import MissingRule
+from elt.engines.spark.sql import to_spark
 
 COLUMNS = [("id", "int"), ("d", "double"), ("day", "date"), ("l", "array<int>"),
            ("happened", "timestamp"), ("kind", "string")]
@@ -64,3 +64,22 @@ def test_refused_with_what_to_write(sql: str, construct: str) -> None:
     with pytest.raises(MissingRule) as err:
         spark(sql)
     assert construct in err.value.construct and err.value.instead
+
+
+def test_a_double_grouping_key_keeps_a_group_of_negative_zero() -> None:
+    """Spark normalises grouping keys (-0.0 -> 0.0); the key comes back as -0.0 when its
+    whole group holds -0.0 (bool_and over the rows, which are not normalised). A star is
+    listed and GROUP BY ALL spelled out: the key is then output through an aggregate."""
+    sql, fired = spark("SELECT * EXCLUDE (l, happened), count(*) AS n FROM t GROUP BY ALL")
+    assert "grouped_negative_zero" in fired
+    assert ("CASE WHEN BOOL_AND(CAST(`d` AS STRING) = '-0.0') THEN CAST('-0.0' AS DOUBLE) "
+            "ELSE `d` END AS `d`") in sql
+    assert sql.endswith("GROUP BY `id`, `d`, `day`, `kind`"), sql
+    out = [*COLUMNS, ("k", "double")]  # what Spark's analyzer says of the SELECT
+    sql, fired = to_spark("SELECT d * 2 AS k, kind, max(id) AS top FROM t GROUP BY d * 2, kind",
+                          lambda _sql: out, lambda name: True)
+    assert ("CASE WHEN BOOL_AND(CAST(d * 2 AS STRING) = '-0.0') THEN CAST('-0.0' AS DOUBLE) "
+            "ELSE d * 2 END AS `k`") in sql
+    assert "kind, MAX(id) AS top" in sql and sql.endswith("GROUP BY d * 2, kind"), sql
+    _, fired = spark("SELECT kind, count(*) AS n FROM t GROUP BY kind")
+    assert "grouped_negative_zero" not in fired  # no DOUBLE key: left as it is

@@ -133,8 +133,8 @@ def test_switching_to_spark_resends_nothing_and_a_changed_row_goes_once(
 def _assert_same_text_for_every_row(root: Path, spark_ctx: Context) -> None:
     """Key text, key object and body md5 of every model row: Spark's spelling over Spark's
     table equals DuckDB's (ledger._model_cte) over DuckDB's table."""
+    from elt.engines.spark.pending import SparkPending
     from elt.publish import ledger, report
-    from elt.publish.spark_pending import SparkPending
     from elt.publish.spec import load_publications
 
     engine = SparkPending(lambda: _session(spark_ctx), root / "target" / "scratch")
@@ -152,9 +152,8 @@ def _assert_same_text_for_every_row(root: Path, spark_ctx: Context) -> None:
 
 
 def _session(ctx: Context) -> Any:
-    from elt.build.spark_build import publish_session
-
-    return publish_session(ctx.project, ctx.graph(), ctx.console)
+    """The session publish computes in: the last build's tables registered."""
+    return ctx.engine()._publish_session()
 
 
 def test_json_text_of_every_supported_type_equals_duckdb(tmp_path: Path,
@@ -162,8 +161,8 @@ def test_json_text_of_every_supported_type_equals_duckdb(tmp_path: Path,
     """A row-object body (no `body:` column) and a key over every type Spark spells: each
     ASCII character, non-ASCII text, NULLs, negative and large integers, booleans, dates,
     timestamps with and without fractions, lists and structs of them."""
+    from elt.engines.spark.pending import SparkPending
     from elt.publish import ledger
-    from elt.publish.spark_pending import SparkPending
 
     text = "".join(chr(i) for i in range(128)) + "é€😀\u2028"
     path = tmp_path / "m.parquet"
@@ -203,8 +202,8 @@ def test_a_double_column_leaves_the_pending_set_to_duckdb(tmp_path: Path,
                                                          spark: Any) -> None:
     """DuckDB and Java print doubles differently (1e20: 100000000000000000000.0 vs 1.0E20):
     a publication hashing a DOUBLE is not spelled in Spark (NotExact names it)."""
+    from elt.engines.spark.pending import NotExact, SparkPending
     from elt.publish import ledger
-    from elt.publish.spark_pending import NotExact, SparkPending
 
     spark.sql("CREATE DATABASE IF NOT EXISTS main")
     spark.sql("CREATE OR REPLACE TEMP VIEW dbl AS SELECT 1 AS id, 1e20D AS x")
@@ -217,8 +216,8 @@ def test_a_double_column_leaves_the_pending_set_to_duckdb(tmp_path: Path,
 def test_spark_checks_keys_as_duckdb_does(tmp_path: Path, spark: Any) -> None:
     """A duplicate or NULL key, or a missing column: the same one-line error either way."""
     from elt.core.errors import PublishError
+    from elt.engines.spark.pending import SparkPending
     from elt.publish import ledger
-    from elt.publish.spark_pending import SparkPending
 
     engine = SparkPending(lambda: spark, tmp_path)
     cases = {"dup": "SELECT 'a' AS k, 1 AS v UNION ALL SELECT 'a', 2",

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from elt.build.spark_rules import MissingRule
-from elt.build.spark_sql import to_spark
+from elt.engines.spark.rules import MissingRule
+from elt.engines.spark.sql import to_spark
 
 SCHEMAS = {
     "SELECT * FROM `raw`.`presence`": [("date", "string"), ("pcod", "string"),

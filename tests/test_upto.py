@@ -1,4 +1,4 @@
-"""The up-to-date fast path (elt/build/upto.py): a no-op build answered from the stamp, and
+"""The up-to-date fast path (elt/transform/upto.py): a no-op build answered from the stamp, and
 every reason the stamp no longer holds making a real build run, with real files."""
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from click.testing import CliRunner
 from test_build import BASE, Proj, by_name, make_ctx, output, query, statuses, write
 from test_sources import IDS, TYPE_ID, Env, requests_seen, sb, seeded  # noqa: F401 - fixtures
 
-from elt.build import runner, upto
 from elt.cli import cli
 from elt.context import Context
 from elt.core.log import INVOCATION_ID
 from elt.sandbox.server import Sandbox
 from elt.sources import fetch
+from elt.transform import runner, upto
 
 
 @pytest.fixture

@@ -18,8 +18,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from typing import Any, TextIO
 
 from elt.core import secrets
@@ -197,16 +196,6 @@ class Console:
     def plan(self, total: int) -> None:
         """Announce how many nodes follow, so their lines read `N of M` like dbt's."""
         self._planned, self._numbers = total, {}
-
-    @contextmanager
-    def nested_run(self) -> Iterator[None]:
-        """A run inside another (a Spark build's DuckDB seed loads and API fetches): it
-        numbers its own lines, then the outer run's `N of M` resumes where it was."""
-        saved = self._planned, self._numbers
-        try:
-            yield
-        finally:
-            self._planned, self._numbers = saved
 
     def node_start(self, kind: str, name: str) -> None:
         """`N of M START kind name` as a node begins (only after plan())."""

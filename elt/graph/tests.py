@@ -1,6 +1,6 @@
 """Generic data tests from model config, compiled to test nodes of the graph.
 
-Every test compiles to a SELECT returning the failing rows (see elt/build/datatests.py for
+Every test compiles to a SELECT returning the failing rows (see elt/transform/datatests.py for
 running them). Names are deterministic (`unique_<model>_<cols>`) so results stay comparable.
 """
 
@@ -100,7 +100,7 @@ def _compile(entry: Any, column: str | None, model: Node, graph: Graph, where: s
         sql = f"SELECT * FROM {rel} AS child WHERE {condition}"
         deps.append(target)
         cols, parts = [col], [col, parent.identifier, field_name]
-    elif kind == "payload_matches_schema":  # run in Python: elt/build/schematest.py
+    elif kind == "payload_matches_schema":  # run in Python: elt/transform/schematest.py
         publication = args if isinstance(args, str) else opts.get("publication")
         if not isinstance(publication, str) or not publication:
             raise ConfigError(f"{what}: needs the publication (`payload_matches_schema: "

@@ -215,6 +215,7 @@ class Target:
     # type: spark only. `path` is then the DuckDB file that keeps raw seeds, `_elt` state
     # and the ledger; models are parquet tables under `warehouse`.
     master: str | None = None
+    remote: str | None = None  # a Spark Connect server (sc://host:port), instead of master
     warehouse: Path | str | None = None  # a local folder, or a URI (kept as text)
     spark_conf: dict[str, str] = field(default_factory=dict)
 
@@ -340,7 +341,19 @@ def load_project(
     if db_type == "spark":
         text = str(output.get("warehouse", "target/spark-warehouse"))
         warehouse = Path(text)
-        target.master = str(output.get("master", "local[*]"))
+        remote = output.get("remote")
+        if remote is not None and output.get("master") is not None:
+            raise ConfigError(f"output {chosen!r} sets `master` (a Spark elt drives) and "
+                              "`remote` (a Spark Connect server): keep one",
+                              where=at(f"{dotted}.remote"))
+        if remote is not None and "://" in text and not text.startswith("file://"):
+            raise ConfigError(
+                f"output {chosen!r}: warehouse {text} over Spark Connect: elt replaces a "
+                "table's folder through Hadoop's FileSystem, which a Connect client cannot "
+                "reach; use a local path or file:// URI the server shares, or `master:`",
+                where=at(f"{dotted}.warehouse"))
+        target.remote = None if remote is None else str(remote)
+        target.master = None if target.remote else str(output.get("master", "local[*]"))
         # a URI (file://, hdfs://, s3a://) stays a URI: Hadoop's FileSystem reads it
         target.warehouse = text if "://" in text else (
             warehouse if warehouse.is_absolute() else root / warehouse)

@@ -20,7 +20,8 @@ OUTPUT: dict[str, str] = {"type": "str", "path": "str", "threads": "int",
                           "memory_limit": "str", "row_group_size": "int",
                           "checkpoint_every": "number",
                           "endpoints": "endpoints",
-                          "master": "str", "warehouse": "str", "conf": "conf"}
+                          "master": "str", "remote": "str", "warehouse": "str",
+                          "conf": "conf"}
 ENDPOINT: dict[str, str] = {
     "sandbox": "str", "url": "str", "heartbeat": "str", "graphql_path": "str",
     "timeout": "number", "concurrency": "int", "rate_limit": "number", "max_attempts": "int",
@@ -51,6 +52,7 @@ _DESCRIPTIONS = {
     "type": "output: duckdb (default) | spark; auth: the auth scheme",
     "path": "the DuckDB file (spark: holds raw seeds, _elt state and the ledger)",
     "master": "spark: local[*] or a cluster URL (spark://host:7077, yarn, k8s://...)",
+    "remote": "spark: a Spark Connect server, sc://host:port (instead of master)",
     "warehouse": "spark: directory (or URI) of the models' parquet tables",
     "conf": "spark: extra Spark settings, e.g. spark.executor.memory: 4g",
 }

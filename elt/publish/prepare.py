@@ -64,8 +64,7 @@ class Preparing:
         for stale in self.publish_dir.iterdir():
             if stale.is_dir():  # parquet of an earlier (maybe crashed) run: recomputed anyway
                 shutil.rmtree(stale, ignore_errors=True)
-        if self.engine is not None:
-            self.engine.start()  # before the database is opened: start-up holds no lock
+        self.engine.ready()  # before the database is opened: Spark's start-up holds no lock
         con = self._connect()
         try:
             recovered = jr.recover(con, self.publish_dir)
@@ -105,14 +104,10 @@ class Preparing:
                 params=self.sinks[pub.name].template_params(pub.key),
                 full_refresh=pub.name in self.refresh)
             parquet = self.run_dir / f"{pub.name}.parquet"
-            on_spark = None
-            if self.engine is not None:
-                from elt.publish.spark_pending import pending_in_spark
-
-                on_spark = pending_in_spark(self.engine, con, query, parquet, count_only,
+            on_engine = self.engine.pending(con, query, parquet, count_only,
                                             self.console.info)
-            if on_spark is not None:
-                count, held = on_spark
+            if on_engine is not None:
+                count, held = on_engine
                 if count_only:
                     return ("count", count)
             else:

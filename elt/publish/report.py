@@ -77,7 +77,7 @@ def stale_readers(ctx: Workspace, pubs: dict[str, Publication], order: list[str]
         model = model_name(pubs[name])
         if model in graph.nodes:
             wanted |= ({model} | graph.upstream(model)) & reading
-    from elt.build import nodestate
+    from elt.transform import nodestate
 
     con = ctx.connect(read_only=True)
     try:

@@ -152,8 +152,8 @@ class _Run(Preparing):
         self.sent_marks: dict[str, tuple] = {}  # name -> marks.after_send's arguments
         self.changed: dict[str, int] = {}  # name -> rows changed since sent, no update declared
         self.undeletable: dict[str, str] = {}  # name -> why rows gone from it are not deleted
-        # a Spark target: pending sets computed in Spark (None: DuckDB)
-        self.engine = ctx.pending_engine(self.run_dir)
+        # the target's engine computes the pending sets (DuckDB's: the ledger's SQL here)
+        self.engine = ctx.engine(work_dir=self.run_dir)
 
     # -- database phases --------------------------------------------------------------
     def _connect(self, wait: float = 10.0) -> Any:

@@ -1,15 +1,15 @@
 """What publish needs of the project API, as a protocol (elt.context.Context satisfies it).
 
 Publish sits below the Context: it receives the project, console, database, graph, endpoints,
-a way to rebuild models and, for a Spark target, the engine that computes pending sets in
-Spark (elt/publish/spark_pending.py), and never imports the Context itself.
+a way to rebuild models and the target's engine (elt/transform/engine.py), which computes the
+pending sets (in Spark for a Spark target), and never imports the Context itself.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import duckdb
 
@@ -18,6 +18,7 @@ from elt.core.results import RunResults
 from elt.graph.dag import Graph
 from elt.http.endpoints import Endpoints
 from elt.project.config import Project
+from elt.transform.engine import Engine
 
 
 class Workspace(Protocol):
@@ -36,7 +37,6 @@ class Workspace(Protocol):
     def build(self, select: Sequence[str] = (), exclude: Sequence[str] = (),
               full_refresh: bool = False) -> RunResults: ...
 
-    def pending_engine(self, work_dir: Path) -> Any | None:
-        """A spark_pending.SparkPending for a `type: spark` target (pending sets computed in
-        Spark, scratch files under work_dir), None for DuckDB."""
+    def engine(self, kind: str | None = None, work_dir: Path | None = None) -> Engine:
+        """The target's engine (scratch files under work_dir)."""
         ...

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import duckdb
 
-from elt.build import materialize, nodestate
-from elt.build.nodestate import NodeState
 from elt.core import db
 from elt.graph.dag import Node
+from elt.transform import materialize, nodestate
+from elt.transform.nodestate import NodeState
 
 
 class Snapshot:

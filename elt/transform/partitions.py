@@ -30,11 +30,11 @@ from typing import Any
 import duckdb
 from sqlglot import exp
 
-from elt.build import changes, nodestate
-from elt.build.incremental import LOAD_ID, _unsafe
 from elt.core.db import literal, quote
 from elt.graph.dag import Graph, Node
 from elt.project.modelfile import parse_select
+from elt.transform import changes, nodestate
+from elt.transform.incremental import LOAD_ID, _unsafe
 
 _ORDER_BOUND = (exp.Window, exp.Limit, exp.Offset, exp.Fetch, exp.Qualify)
 

@@ -9,10 +9,10 @@ from collections.abc import Callable
 import sqlglot
 from sqlglot import exp
 
-from elt.build.spark_exprs import NODE_RULES
-from elt.build.spark_idioms import IDIOM_RULES
-from elt.build.spark_parity import PARITY_RULES
-from elt.build.spark_rules import SELECT_RULES, Columns, MissingRule, Rewrite
+from elt.engines.spark.exprs import NODE_RULES
+from elt.engines.spark.idioms import IDIOM_RULES
+from elt.engines.spark.parity import PARITY_RULES
+from elt.engines.spark.rules import SELECT_RULES, Columns, MissingRule, Rewrite
 
 # DuckDB-only spellings sqlglot passes through unchanged and no rule rewrote
 _UNSUPPORTED = (exp.Columns, exp.JSONObject)

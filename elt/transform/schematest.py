@@ -12,12 +12,12 @@ from typing import Any
 
 import duckdb
 
-from elt.build.datatests import TestOutcome
 from elt.core.db import FAILURES_SCHEMA, quote
 from elt.core.errors import ConfigError, EltError
 from elt.graph.dag import Graph, Node
 from elt.http import apischema, bodycheck, schemacache
 from elt.http.endpoints import Endpoints
+from elt.transform.datatests import TestOutcome
 
 KIND = "payload_matches_schema"
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import duckdb
 
-from elt.build.nodestate import NodeState, read
 from elt.core.db import quote
 from elt.graph.dag import Graph, Node
+from elt.transform.nodestate import NodeState, read
 
 # tests whose failing rows each lie in one partition: they may check the rebuilt ones only
 _ROW_TESTS = ("not_null", "accepted_values", "expression", "relationships")

@@ -19,9 +19,6 @@ from typing import Any
 
 import duckdb
 
-from elt.build import changes, compiled, datatests, materialize, nodestate, schematest
-from elt.build.nodestate import NodeState
-from elt.build.snapshot import Snapshot
 from elt.core import db, diskfull
 from elt.core.console import Console
 from elt.core.errors import EltError
@@ -36,6 +33,10 @@ from elt.graph.dag import Graph, Node
 from elt.http.endpoints import Endpoints
 from elt.project.config import Project
 from elt.project.modelfile import str_list
+from elt.transform import compiled, materialize, nodestate
+from elt.transform.engine import Engine, Step
+from elt.transform.nodestate import NodeState
+from elt.transform.snapshot import Snapshot
 
 FAILED = ("error", "skipped")
 
@@ -63,10 +64,10 @@ def run_build(
     full_refresh: bool = False,
     command: str = "build",
     endpoints: Endpoints | None = None,
-    summary: bool = True,
+    engine: Engine,
 ) -> RunResults:
-    """Build (or, for command="test", only test) the selected nodes; never raises per node.
-    summary=False: no `Done:` line (a run inside a Spark build, which prints its own)."""
+    """Build (or, for command="test", only test) the selected nodes with `engine` (DuckDB
+    or Spark, elt/engines/); never raises per node."""
     results = RunResults(command=command, project=graph.project_name)
     deferred: db.DeferredCheckpoint | None = None
     unwritten: EltError | None = None
@@ -80,8 +81,9 @@ def run_build(
             endpoints = endpoints or Endpoints(project, console)
             endpoints.offline = bool(exclude) and ("kind:api" in exclude or any(
                 graph.nodes[n].kind == "api" for n in graph.select(exclude)))  # no API calls
+            engine.start(con, graph, names)
             _Runner(con, project, graph, console, results, full_refresh, command,
-                    endpoints, deferred).run(names)
+                    endpoints, engine, deferred).run(names)
     finally:
         console.plan(0)  # later lines (publish) are not part of this run's `N of M`
         if deferred is not None:  # the tables first: run_results.json may find no space
@@ -90,8 +92,7 @@ def run_build(
         write_manifest(project.target_dir, graph.manifest())
         if command == "build" and unwritten is None:
             save_state(project.target_dir, results)
-    if summary:
-        _summary(console, results)
+    _summary(console, results)
     if unwritten is not None:  # the run's tables never reached the file: not a success
         raise unwritten
     return results
@@ -160,22 +161,21 @@ class _Runner:
 
     def __init__(self, con: duckdb.DuckDBPyConnection, project: Project, graph: Graph,
                  console: Console, results: RunResults, full_refresh: bool,
-                 command: str, endpoints: Endpoints,
+                 command: str, endpoints: Endpoints, engine: Engine,
                  deferred: db.DeferredCheckpoint | None = None) -> None:
         self.con, self.project, self.graph, self.console = con, project, graph, console
         self.results, self.full_refresh, self.command = results, full_refresh, command
-        self.endpoints, self.deferred = endpoints, deferred
+        self.endpoints, self.engine, self.deferred = endpoints, engine, deferred
         self.lock = threading.Lock()
-        self.workers = max(1, int(project.target.threads or 1))
+        self.workers = max(1, min(int(project.target.threads or 1),
+                                  engine.workers or int(project.target.threads or 1)))
         self.test_status: dict[str, dict[str, str]] = {}
         self.in_run: set[str] = set()
         self.snapshot = Snapshot(con)
-        self.fused = datatests.FusedCounts(graph, [])
 
     # -- scheduling ----------------------------------------------------------------------
     def run(self, names: list[str]) -> None:
         in_run = self.in_run = set(names)
-        self.fused = datatests.FusedCounts(self.graph, names)
         deps = {n: [d for d in self.graph.run_after(n) if d in in_run] for n in names}
         done: dict[str, str] = {}
         blame: dict[str, str] = {}
@@ -287,11 +287,7 @@ class _Runner:
                           "test": self._test}[node.kind]
                 out = runner(cur, node, started)
             if node.kind in ("model", "test"):
-                ran = compiled.selects_run(cur.statements)
-                if node.kind == "test" and any(  # the test ran, wrapped (count, LIMIT 0)
-                        q.startswith("CREATE OR REPLACE TABLE") for q in cur.statements):
-                    ran = [compiled.compile_node(None, self.graph, node) or ""]
-                for sql in ran:
+                for sql in self.engine.ran(cur, node):
                     compiled.write(self.project.target_dir, name, sql)
                     db.sql_log.info("%s ran:\n%s", name, sql.rstrip(), extra={"node": name})
         except EltError as exc:
@@ -323,6 +319,7 @@ class _Runner:
                     version=load.seed_version(cur, node.spec.name), inputs={},
                     rows=loaded.rows, seconds=round(time.monotonic() - started, 3),
                     message=loaded.message)
+        self.engine.handed(cur, node)
         return Outcome(loaded.status, rows=loaded.rows, message=loaded.message)
 
     def _api(self, cur: duckdb.DuckDBPyConnection, node: Node, started: float) -> Outcome:
@@ -330,6 +327,7 @@ class _Runner:
         from elt.sources.fetch import fetch_source, published_inputs
 
         inputs = self._inputs(cur, node)
+        self.engine.before_fetch(cur, node)
         # Not under the lock: fetching is network-bound; sources write their own raw table.
         fetched = fetch_source(cur, self.project, node, self.console, self.endpoints,
                                full_refresh=self.full_refresh,
@@ -342,41 +340,31 @@ class _Runner:
                     version=(stored.version or 0) + 1 if stored else 1, inputs=inputs,
                     rows=fetched.rows, seconds=round(time.monotonic() - started, 3),
                     message=fetched.message)
+        self.engine.handed(cur, node)
         return Outcome(fetched.status, rows=fetched.rows, message=fetched.message)
 
     def _model(self, cur: duckdb.DuckDBPyConnection, node: Node, started: float) -> Outcome:
         stored = self.snapshot.state(cur, node.name)
         inputs = self._inputs(cur, node)
         if self._fresh(cur, node, stored, inputs):
+            self.engine.keep(cur, node)
             return Outcome("up_to_date", rows=stored.rows if stored else None)
-        partitioned = None
-        if node.config.get("partition_by"):
-            from elt.build.partitioned import build_partitioned as partitioned
-        built = materialize.build_model(cur, self.graph, node, stored=stored, inputs=inputs,
-                                        full_refresh=self.full_refresh, lock=self.lock,
-                                        started=started, partitioned=partitioned)
+        built = self.engine.materialize(cur, self._step(node, stored, inputs, started))
         return Outcome("success", rows=built.rows, message=built.message)
+
+    def _step(self, node: Node, stored: NodeState | None, inputs: dict[str, int | None],
+              started: float) -> Step:
+        return Step(node, stored, inputs, self.full_refresh, self.lock, started, self.command)
 
     def _test(self, cur: duckdb.DuckDBPyConnection, node: Node, started: float) -> Outcome:
         stored = self.snapshot.state(cur, node.name)
         inputs = self._inputs(cur, node)
         if self.command == "build" and self._fresh(cur, node, stored, inputs):
             return Outcome("up_to_date", rows=stored.rows if stored else None, display=None)
-        only = None
-        if node.config.get("test") == schematest.KIND:  # bodies against an API's schema
-            tested = schematest.run(cur, node, self.graph, self.endpoints, self.project.root)
-        else:
-            rebuilt = changes.restricted_relation(cur, self.graph, node, stored, inputs) \
-                if self.command == "build" else None
-            only = changes.restricted_test_sql(cur, self.graph, node, stored, inputs) \
-                if rebuilt else None
-            owner = self.graph.nodes.get(node.owner or "")
-            failing = self.fused.failing(cur, node, rebuilt or owner.qualified) \
-                if owner else None
-            tested = datatests.passed(cur, node, only) if failing == 0 else \
-                datatests.run_test(cur, node, self.graph, only)
-        if only and tested.status == "pass":
-            tested.message = "tested the rebuilt partitions only"
+        tested = self.engine.run_test(cur, self._step(node, stored, inputs, started))
+        # the engine's mark on a pass (a warning is run again where the engine has a mark)
+        note = self.engine.mark if self.engine.mark and tested.status == "pass" \
+            else tested.message
         seconds = round(time.monotonic() - started, 3)
         with self.lock:
             if tested.status == "fail":
@@ -386,7 +374,7 @@ class _Runner:
                 nodestate.record_success(
                     cur, name=node.name, kind="test", checksum=node.checksum,
                     version=(stored.version or 0) + 1 if stored else 1, inputs=inputs,
-                    rows=tested.failures, seconds=seconds, message=tested.message)
+                    rows=tested.failures, seconds=seconds, message=note)
         status = {"fail": "error", "warn": "warn"}.get(tested.status, "success")
         return Outcome(status, rows=tested.failures,
                        message=tested.message, display=tested.status, details=tested.samples)
@@ -398,7 +386,7 @@ class _Runner:
             up = self.graph.nodes[dep]
             if dep in self.in_run or up.kind == "published":
                 continue
-            if not self.snapshot.exists(cur, up):
+            if not self._exists(cur, up):
                 return f"{up.kind} {dep}"
         return None
 
@@ -415,4 +403,9 @@ class _Runner:
             return False
         if stored.checksum != node.checksum or (stored.inputs or {}) != inputs:
             return False
-        return node.kind == "test" or self.snapshot.exists(cur, node)
+        if not self.engine.fresh(node, stored):
+            return False  # e.g. built by another engine on a shared state file
+        return node.kind == "test" or self._exists(cur, node)
+
+    def _exists(self, cur: duckdb.DuckDBPyConnection, node: Node) -> bool:
+        return self.engine.exists(cur, node, lambda n: self.snapshot.exists(cur, n))

@@ -8,7 +8,7 @@ import json
 
 from sqlglot import exp
 
-from elt.build.spark_rules import MissingRule, Rewrite, column_type
+from elt.engines.spark.rules import MissingRule, Rewrite, column_type
 
 
 # -- rules on single expressions (no schema needed) ---------------------------------------------

@@ -14,8 +14,11 @@ from typing import Any
 
 import duckdb
 
-from elt.build import changes, partitions
-from elt.build.materialize import (
+from elt.core.db import quote
+from elt.core.errors import ModelError
+from elt.graph.dag import Graph, Node
+from elt.transform import changes, partitions
+from elt.transform.materialize import (
     TMP_PREFIX,
     Built,
     check_keys,
@@ -25,9 +28,6 @@ from elt.build.materialize import (
     relation_type,
     transaction,
 )
-from elt.core.db import quote
-from elt.core.errors import ModelError
-from elt.graph.dag import Graph, Node
 
 BATCH = 1000  # partitions per batch of a full build
 

@@ -9,7 +9,7 @@ import re
 
 from sqlglot import exp
 
-from elt.build.spark_rules import MissingRule, Rewrite, column_type
+from elt.engines.spark.rules import MissingRule, Rewrite, column_type
 
 
 def _fn(name: str, *args: exp.Expression) -> exp.Anonymous:

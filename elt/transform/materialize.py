@@ -17,15 +17,15 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from elt.build import changes, nodestate
-from elt.build.nodestate import NodeState
 from elt.core.db import quote
 from elt.core.errors import ModelError
 from elt.graph.dag import Graph, Node
 from elt.project.modelfile import strip_sql
+from elt.transform import changes, nodestate
+from elt.transform.nodestate import NodeState
 
 if TYPE_CHECKING:  # incremental.py needs sqlglot: imported only to plan an incremental build
-    from elt.build import incremental
+    from elt.transform import incremental
 
 TMP_PREFIX = "__elt_tmp_"
 LOAD_ID = "_elt_load_id"
@@ -135,7 +135,7 @@ class IncrementalPlan:
 
     def select(self, node: Node) -> str:
         """The last SELECT the build runs (what `elt compile` shows)."""
-        from elt.build import incremental
+        from elt.transform import incremental
 
         if self.reason is not None:
             return strip_sql(node.sql)
@@ -150,7 +150,7 @@ def recompute_sql(node: Node, shape: incremental.Shape, keys: str,
     """The model's rows of the keys in `keys`, from all input rows, the keys' filter
     pushed down to the deepest SELECT that computes them (partitions.py), so that the
     input rows of other keys are dropped before the model's expensive part."""
-    from elt.build import partitions
+    from elt.transform import partitions
 
     return partitions.recompute_sql(shape.tree, list(node.unique_key), keys, ranges)
 
@@ -159,7 +159,7 @@ def plan_incremental(cur: duckdb.DuckDBPyConnection, graph: Graph, node: Node,
                      stored: NodeState | None, inputs: dict[str, Any],
                      full_refresh: bool) -> IncrementalPlan:
     """Decide full or incremental (shared by the build and `elt compile`)."""
-    from elt.build import incremental
+    from elt.transform import incremental
 
     marks = watermarks(cur, graph, node)
     aggregates = {r[0] for r in cur.execute("SELECT DISTINCT function_name FROM "
@@ -215,7 +215,7 @@ def _incremental(cur: duckdb.DuckDBPyConnection, node: Node, plan: IncrementalPl
     are replaced in one transaction; `diff`: the rows that differ are kept (changes.py).
     The keys are kept too, with the versions they lie between (`partial`), so that the
     model's tests whose failing rows lie in one key may check these keys only."""
-    from elt.build import incremental, partitions
+    from elt.transform import incremental, partitions
 
     shape, old = plan.shape, plan.old
     # "/" cannot be in a model name (a file stem): no other model's temp table is called so

@@ -23,14 +23,15 @@ from typing import Any
 
 import duckdb
 
-from elt.build import datatests, spark_fs
-from elt.build.spark_rules import MissingRule
-from elt.build.spark_sql import to_spark
 from elt.core.db import FAILURES_SCHEMA
 from elt.core.errors import ConfigError, ModelError
+from elt.engines.spark import fs as spark_fs
+from elt.engines.spark.rules import MissingRule
+from elt.engines.spark.sql import to_spark
 from elt.graph.dag import Graph, Node
 from elt.project.config import Project, Target
 from elt.project.modelfile import relative, strip_sql
+from elt.transform import datatests
 
 COMPILED_DIR = Path("compiled") / "spark"
 _TEXT_TYPES = ("UUID", "JSON")
@@ -49,24 +50,53 @@ def session(target: Target) -> Any:
     except ImportError:
         raise ConfigError(f"{_why(target)} but pyspark is not installed (pip install -e "
                           "'.[spark]')") from None
+    # pyspark logs every analysis error with its Java stack; elt reports one line instead
+    logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
+    if target.remote:  # the server runs Spark: no Java needed here
+        return _connect(target)
     if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
         raise ConfigError(f"{_why(target)} but no Java runtime was found (install Java 17 "
                           "or set JAVA_HOME)")
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    # pyspark logs every analysis error with its Java stack; elt reports one line instead
-    logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
     builder = (SparkSession.builder.appName("elt").master(target.master or "local[*]")
                .config("spark.ui.enabled", "false")
                .config("spark.ui.showConsoleProgress", "false")  # elt prints its own lines
-               .config("spark.sql.session.timeZone", "UTC")
-               .config("spark.sql.timestampType", "TIMESTAMP_NTZ")
-               .config("spark.sql.shuffle.partitions", "2")
                .config("spark.sql.warehouse.dir",
                        spark_fs.uri(spark_fs.join(warehouse(target), "_catalog"))))
-    for key, value in target.spark_conf.items():
+    for key, value in {**SESSION_CONF, **target.spark_conf}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("OFF")  # errors reach the user as one line, not a log dump
+    return _current_main(spark)
+
+
+# what the rules and the parity of results assume; runtime settings, so a Connect session
+# can set them too (the server's static ones, the UI and warehouse dir, are its own)
+SESSION_CONF = {"spark.sql.session.timeZone": "UTC",
+                "spark.sql.timestampType": "TIMESTAMP_NTZ",
+                "spark.sql.shuffle.partitions": "2"}
+
+
+def _connect(target: Target) -> Any:
+    """A Spark Connect session (`remote: sc://host:port`): no JVM on this side, so no
+    SparkContext; file operations are local (spark_fs.connected), the settings runtime."""
+    try:
+        from pyspark.sql.connect.session import SparkSession as ConnectSession
+    except ImportError as exc:  # grpcio, pandas, pyarrow: the `spark` extra brings them
+        raise ConfigError(f"{_why(target)} with remote: {target.remote}, but the Spark "
+                          f"Connect client cannot load ({exc}); pip install -e '.[spark]'"
+                          ) from None
+    try:
+        spark = ConnectSession.builder.remote(target.remote).getOrCreate()
+        for key, value in {**SESSION_CONF, **target.spark_conf}.items():
+            spark.conf.set(key, value)
+        return _current_main(spark)
+    except Exception as exc:  # noqa: BLE001 - gRPC unavailable, a static setting, ...
+        raise ConfigError(f"Spark Connect server {target.remote}: {_first_line(exc)}",
+                          where=f"target {target.name}") from None
+
+
+def _current_main(spark: Any) -> Any:
     spark.sql("CREATE DATABASE IF NOT EXISTS main")
     spark.catalog.setCurrentDatabase("main")  # models are read by bare name
     return spark
@@ -77,12 +107,15 @@ def warehouse(target: Target) -> spark_fs.Location:
 
 
 # -- inputs: DuckDB's raw.* and published.* as parquet --------------------------------------------
-def stage_inputs(con: duckdb.DuckDBPyConnection, spark: Any, target: Target) -> list[str]:
+def stage_inputs(con: duckdb.DuckDBPyConnection, spark: Any, target: Target,
+                 skip: set[str] | frozenset[str] = frozenset()) -> list[str]:
     """Copy every raw.* table and published.* view of the state DuckDB to parquet and
-    register it in Spark under the same name; returns the names."""
-    rows = con.execute(
+    register it in Spark under the same name; returns the names. `skip`: raw tables the
+    run loads again (staged once loaded)."""
+    rows = [(schema, table) for schema, table in con.execute(
         "SELECT table_schema, table_name FROM information_schema.tables "
         "WHERE table_schema IN ('raw', 'published') ORDER BY 1, 2").fetchall()
+        if schema != "raw" or table not in skip]
     for schema, table in rows:
         stage_table(con, spark, target, schema, table)
     return [f"{schema}.{table}" for schema, table in rows]

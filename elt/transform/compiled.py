@@ -16,9 +16,9 @@ from pathlib import Path
 
 import duckdb
 
-from elt.build import materialize, nodestate
 from elt.graph.dag import Graph, Node
 from elt.project.modelfile import relative, strip_sql
+from elt.transform import materialize, nodestate
 
 COMPILED_DIR = "compiled"
 _CREATE_AS = re.compile(r"\ACREATE (?:OR REPLACE )?(?:TABLE|VIEW) \S+ AS\n", re.IGNORECASE)
@@ -55,7 +55,7 @@ def compile_node(cur: duckdb.DuckDBPyConnection | None, graph: Graph, node: Node
         return _normal(strip_sql(node.sql))
     stored = nodestate.read(cur, node.name)
     if node.config.get("partition_by"):
-        from elt.build import partitions
+        from elt.transform import partitions
 
         exists = materialize.relation_type(cur, node.schema, node.identifier) == "BASE TABLE"
         pplan = partitions.plan(cur, graph, node, stored, full_refresh, exists)

@@ -1,10 +1,13 @@
 """File operations on a Spark warehouse through Hadoop's FileSystem (over the JVM gateway),
 so the same code replaces a table's directory on a local disk, HDFS or an object store:
 Python's shutil and Path.rename only see the driver's local disk, and on a cluster would
-leave the old files where the executors read them."""
+leave the old files where the executors read them. A Spark Connect session has no JVM
+gateway: its warehouse is a local folder the server shares (config.py refuses any other)
+and the same calls go to the local disk (_LocalFS)."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -61,7 +64,39 @@ def uri(location: Path | str) -> str:
     return location if "://" in location else Path(location).absolute().as_uri()
 
 
+def connected(spark: Any) -> bool:
+    """A Spark Connect session: no JVM gateway on this side, so no Hadoop FileSystem."""
+    return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+class _LocalFS:
+    """Hadoop FileSystem's calls used here, on the local disk: a Spark Connect session,
+    whose server shares the warehouse folder (config.py refuses any other URI there)."""
+
+    def exists(self, path: Path) -> bool:
+        return path.exists()
+
+    def delete(self, path: Path, recursive: bool) -> bool:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+        return True
+
+    def rename(self, src: Path, dst: Path) -> bool:
+        src.rename(dst)
+        return True
+
+    def copyFromLocalFile(self, delete: bool, overwrite: bool, src: Path,  # noqa: N802
+                          dst: Path) -> None:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+
+
 def _fs_path(spark: Any, location: Path | str) -> tuple[Any, Any]:
+    if connected(spark):
+        path = local(location)
+        if path is None:
+            raise EltError(f"warehouse {location}: a Spark Connect session cannot reach "
+                           "Hadoop's FileSystem; use a local path or file:// URI")
+        return _LocalFS(), path
     jvm = spark._jvm  # noqa: SLF001 - the JVM gateway: Hadoop's FileSystem has no Python API
     path = jvm.org.apache.hadoop.fs.Path(uri(location))
     return path.getFileSystem(spark._jsc.hadoopConfiguration()), path  # noqa: SLF001
@@ -70,7 +105,8 @@ def _fs_path(spark: Any, location: Path | str) -> tuple[Any, Any]:
 def put(spark: Any, local_file: Path, location: Location) -> None:
     """Copy a file of the driver's disk to a warehouse location (replacing it)."""
     fs, dst = _fs_path(spark, location)
-    src = spark._jvm.org.apache.hadoop.fs.Path(local_file.as_uri())  # noqa: SLF001
+    src = local_file if connected(spark) else \
+        spark._jvm.org.apache.hadoop.fs.Path(local_file.as_uri())  # noqa: SLF001
     fs.copyFromLocalFile(False, True, src, dst)
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from elt.build.spark_idioms import _fraction_kind
-from elt.build.spark_rules import MissingRule, Rewrite, column_type
+from elt.engines.spark.idioms import _fraction_kind
+from elt.engines.spark.rules import MissingRule, Rewrite, column_type
 
 _INT_TYPES = {exp.DataType.Type.TINYINT, exp.DataType.Type.SMALLINT, exp.DataType.Type.INT,
               exp.DataType.Type.BIGINT}

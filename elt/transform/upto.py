@@ -213,7 +213,7 @@ def settle(con: Any, project: Project, graph: Any, results: RunResults
     expires = sources_due(con, project, graph, results)
     if expires == 0.0:
         return None
-    from elt.build import nodestate
+    from elt.transform import nodestate
 
     states = nodestate.read_all(con)
     rows = {r.name: states[r.name].rows if r.name in states else None

@@ -276,6 +276,63 @@ def rule_star_replace(rw: Rewrite, select: exp.Select) -> None:
         rw.fired.append("star_replace")
 
 
+def _grouping_keys(select: exp.Select, items: list[exp.Expression]) -> list[int]:
+    """Indexes of the projections that are grouping keys (GROUP BY ALL: every one without
+    an aggregate; else those equal to a GROUP BY expression or naming one's column)."""
+    group = select.args["group"]
+    if group.args.get("all"):
+        return [i for i, p in enumerate(items) if not p.find(exp.AggFunc)]
+    keys = {g.sql("spark").lower() for g in group.expressions}
+    return [i for i, p in enumerate(items)
+            if (p.unalias() if isinstance(p, exp.Alias) else p).sql("spark").lower() in keys
+            or p.alias_or_name.lower() in keys]
+
+
+def rule_grouped_negative_zero(rw: Rewrite, select: exp.Select) -> None:
+    """A DOUBLE grouping key keeps -0.0 in DuckDB (the group shows the value it read) where
+    Spark normalises grouping keys to 0.0: the key is output as -0.0 when every row of its
+    group holds -0.0 (an aggregate's argument is not normalised), itself otherwise. The
+    stars of the projection are listed and GROUP BY ALL spelled out, since a key output
+    through an aggregate is no key for GROUP BY ALL any more."""
+    if select.args.get("group") is None or select.args.get("distinct"):
+        return
+    try:
+        out = rw.columns(_with_prefix(rw, select) + rw.spark(select))
+    except Exception:  # noqa: BLE001 - not analyzable here: Spark's analyzer says it later
+        return
+    doubles = {n.lower() for n, t in out if t in ("double", "float")}
+    items: list[exp.Expression] = []
+    for proj in select.expressions:
+        if isinstance(proj, exp.Star) and not proj.args.get("replace"):
+            source = _from_source(select)
+            drop = {c.name.lower() for c in proj.args.get("except_") or []}
+            if source is None:
+                return
+            items += [exp.column(n, quoted=True) for n, _ in relation_columns(rw, source)
+                      if n.lower() not in drop]
+        else:
+            items.append(proj)
+    keys = [i for i in _grouping_keys(select, items)
+            if items[i].alias_or_name.lower() in doubles]
+    if not keys:
+        return
+    if select.args["group"].args.get("all"):
+        select.set("group", exp.Group(expressions=[
+            (items[i].unalias() if isinstance(items[i], exp.Alias) else items[i]).copy()
+            for i in _grouping_keys(select, items)]))
+    for i in keys:
+        name = items[i].alias_or_name
+        key = items[i].unalias() if isinstance(items[i], exp.Alias) else items[i]
+        negative = exp.EQ(this=exp.cast(key.copy(), "STRING"),
+                          expression=exp.Literal.string("-0.0"))
+        items[i] = exp.alias_(exp.Case(ifs=[exp.If(
+            this=exp.Anonymous(this="bool_and", expressions=[negative]),
+            true=exp.cast(exp.Literal.string("-0.0"), "DOUBLE"))], default=key.copy()),
+            name, quoted=True)
+    select.set("expressions", items)
+    rw.fired.append("grouped_negative_zero")
+
+
 SELECT_RULES = [rule_star_replace, rule_unpivot_columns,
                 rule_columns_exclude, rule_json_keys_row, rule_len_list,
-                rule_unnest_in_expression]
+                rule_unnest_in_expression, rule_grouped_negative_zero]
