@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import E2E, PUBLICATIONS, elt, statuses
+from helpers import DEMO_GROUPTYPES, E2E, PUBLICATIONS, elt, statuses
 
 from elt.core.errors import ConfigError
 from elt.sandbox.server import Sandbox
@@ -19,9 +19,9 @@ ROW_LEVEL = PUBLICATIONS.replace(
     "depends_on: {uois_users: {user_id: id}, uois_groups: {group_id: id}}")
 GROUP = "md5('group' || {i})::UUID::VARCHAR"
 # group 1 has no name: groupInsert refuses it ($name: String!), alone (one group a request)
-BAD_GROUP = """SELECT md5('group' || i)::UUID::VARCHAR AS id,
+BAD_GROUP = f"""SELECT md5('group' || i)::UUID::VARCHAR AS id,
   CASE WHEN i = 1 THEN NULL ELSE 'Group ' || i END AS name,
-  md5('grouptype')::UUID::VARCHAR AS grouptype_id FROM range(3) t(i)"""
+  '{DEMO_GROUPTYPES[0][0]}' AS grouptype_id FROM range(3) t(i)"""  # a type UOIS has
 
 
 @pytest.fixture
