@@ -13,9 +13,10 @@ import pytest
 from helpers import E2E, db_query, elt, sandbox_endpoints, stats, write_files, write_profile
 
 from elt.sandbox.server import Sandbox
+from elt.sandbox.uois_types import DEMO_EXTERNALIDTYPES
 
 DOCS = Path(__file__).resolve().parents[1] / "models" / "uois"
-TYPE = "10000000-0000-0000-0000-000000000001"
+TYPE = DEMO_EXTERNALIDTYPES[0][0]  # a type a fresh UOIS has (foreign key)
 USERS = "id,name,surname,email\n" + "".join(
     f"00000000-0000-0000-0000-00000000000{i},N{i},S{i},u{i}@x.org\n" for i in range(1, 6))
 EXTERNAL = "inner_id,outer_id,type_id\n" + "".join(

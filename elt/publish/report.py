@@ -198,11 +198,13 @@ def unpublishable(con: Any, pub: Publication) -> str | None:
 
 
 def summary(tally: Tally, seconds: float) -> str:
-    pct = 100.0 * tally.acknowledged / tally.sent if tally.sent else 100.0
     there = getattr(tally, "already_there", 0)
-    text = (f"{tally.acknowledged:,}/{tally.sent:,} acknowledged ({pct:.0f}%)"
-            + (f", {there:,} already there" if there else "")
-            + f" in {seconds:.1f} s, {tally.failed - getattr(tally, 'unknown', 0):,} failed")
+    done = tally.acknowledged + there  # a row found at the endpoint is as done as a sent one
+    pct = 100.0 * done / tally.sent if tally.sent else 100.0
+    text = (f"{tally.acknowledged:,}/{tally.sent:,} acknowledged ({pct:.0f}%)" if not there
+            else f"{tally.acknowledged:,}/{tally.sent:,} acknowledged, {there:,} already there "
+                 f"({pct:.0f}% done)")
+    text += f" in {seconds:.1f} s, {tally.failed - getattr(tally, 'unknown', 0):,} failed"
     if getattr(tally, "unknown", 0):  # may have arrived: held until they settle, resent
         text += f", {tally.unknown:,} unanswered (held until they settle)"
     first = getattr(tally, "first_failure", None)
