@@ -1,5 +1,5 @@
 /* elt
-materialized: view
+materialized: table
 tags: [uois]
 description: >
   The external id types of the export (UČO, Moodle, ORCID...), to create with
