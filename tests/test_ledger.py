@@ -9,7 +9,7 @@ import duckdb
 import pytest
 
 from elt.core.errors import PublishError
-from elt.publish import ledger
+from elt.publish import ledger, ledger_merge
 
 KEYS = ("cat", "srid")
 
@@ -70,7 +70,7 @@ def ack_all(con: duckdb.DuckDBPyConnection, tmp_path: Path, mode: str = "upsert"
     for key, _kj, op, h, *_ in rows:
         j.line(key, "unknown", op=op, h=h).line(key, "acknowledged", op=op, h=h,
                                                  answer=f"id{key}")
-    ledger.merge_journal(con, j.write())
+    ledger_merge.merge_journal(con, j.write())
 
 
 def test_views_empty_and_varchar_before_any_publish(con: duckdb.DuckDBPyConnection) -> None:
@@ -111,7 +111,7 @@ def test_append_never_updates_and_retries_failed(con: duckdb.DuckDBPyConnection,
     con.execute("""INSERT INTO m VALUES ('d', 4, '{"x": 4}', 4)""")
     Journal(tmp_path / "f.ndjson", "r2").line('["d",4]', "failed", http=400,
                                               answer="bad").write()
-    ledger.merge_journal(con, tmp_path / "f.ndjson")
+    ledger_merge.merge_journal(con, tmp_path / "f.ndjson")
     assert pending(con, "append") == {'["d",4]': ("insert", "failed", False, '{"x": 4}')}
 
 
@@ -123,7 +123,7 @@ def test_upsert_changed_unchanged_failed(con: duckdb.DuckDBPyConnection, tmp_pat
     assert pending(con, "upsert") == {'["b",2]': ("update", "changed", False, '{"x": 20}')}
     j = Journal(tmp_path / "u.ndjson", "r2").line('["b",2]', "failed", op="update", http=500,
                                                   answer="Something went wrong")
-    ledger.merge_journal(con, j.write())
+    ledger_merge.merge_journal(con, j.write())
     assert pending(con, "upsert")['["b",2]'][:2] == ("update", "failed")
     counts = ledger.pending_counts(con, query("upsert"))
     assert (counts["failed"], counts["unchanged"], counts["pending"]) == (1, 1, 1)
@@ -137,7 +137,7 @@ def test_mirror_deletes_and_reinserts(con: duckdb.DuckDBPyConnection, tmp_path: 
     assert pending(con, "upsert") == {}  # upsert never deletes
     Journal(tmp_path / "d.ndjson", "r2").line('["a",1]', "acknowledged", op="delete",
                                               http=204).write()
-    ledger.merge_journal(con, tmp_path / "d.ndjson")
+    ledger_merge.merge_journal(con, tmp_path / "d.ndjson")
     assert con.execute("SELECT deleted FROM _elt.ledger WHERE key = '[\"a\",1]'"
                        ).fetchall() == [(True,)]
     assert con.execute("SELECT cat FROM published.p ORDER BY cat").fetchall() == [("b",), ("c",)]
@@ -153,7 +153,7 @@ def test_unknown_rows_are_resent_flagged(con: duckdb.DuckDBPyConnection, tmp_pat
     # a crashed run: both rows went out, no answer recorded
     j = Journal(tmp_path / "crash.ndjson", "r2")
     j.line('["b",2]', "unknown", op="update").line('["d",4]', "unknown", op="insert")
-    ledger.merge_journal(con, j.write())
+    ledger_merge.merge_journal(con, j.write())
     got = pending(con, "upsert")
     assert got['["b",2]'][:3] == ("update", "unknown", True)
     assert got['["d",4]'][:3] == ("insert", "unknown", True)
@@ -167,13 +167,13 @@ def test_merge_is_idempotent_and_attempts_accumulate(con: duckdb.DuckDBPyConnect
     j = Journal(tmp_path / "j1.ndjson", "r1")
     j.line('["a",1]', "unknown").line('["a",1]', "failed", http=500, attempts=3, answer="x")
     path = j.write()
-    assert ledger.merge_journal(con, path) == 1
+    assert ledger_merge.merge_journal(con, path) == 1
     before = con.execute("SELECT * FROM _elt.ledger").fetchall()
-    assert ledger.merge_journal(con, path) == 0
+    assert ledger_merge.merge_journal(con, path) == 0
     assert con.execute("SELECT * FROM _elt.ledger").fetchall() == before
     j2 = Journal(tmp_path / "j2.ndjson", "r2")
     j2.line('["a",1]', "unknown").line('["a",1]', "acknowledged", attempts=2, answer="17")
-    ledger.merge_journal(con, j2.write())
+    ledger_merge.merge_journal(con, j2.write())
     status, attempts, answer, first, last, seq = con.execute(
         "SELECT status, attempts, answer, first_sent, last_sent, seq FROM _elt.ledger"
     ).fetchall()[0]
@@ -185,7 +185,7 @@ def test_merge_ignores_a_torn_last_line(con: duckdb.DuckDBPyConnection, tmp_path
     path = Journal(tmp_path / "t.ndjson").line('["a",1]', "acknowledged", answer="1").write()
     with open(path, "a") as f:
         f.write('{"run":"r1","n":2,"pub":"p","key":"[\\"b\\",2]","st')
-    assert ledger.merge_journal(con, path) == 1
+    assert ledger_merge.merge_journal(con, path) == 1
     assert con.execute("SELECT key FROM _elt.ledger").fetchall() == [('["a",1]',)]
 
 
@@ -202,9 +202,9 @@ def test_check_model_rejects_bad_keys(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def test_runs_table(con: duckdb.DuckDBPyConnection) -> None:
-    ledger.start_run(con, "r1", "2024-01-01T00:00:00", ["p"])
-    ledger.start_run(con, "r2", "2024-01-02T00:00:00", ["p"])  # r1 never finished: crashed
-    ledger.finish_run(con, "r2", "2024-01-02T00:01:00", 3, 2, 1, "error")
+    ledger_merge.start_run(con, "r1", "2024-01-01T00:00:00", ["p"])
+    ledger_merge.start_run(con, "r2", "2024-01-02T00:00:00", ["p"])  # r1 never finished: crashed
+    ledger_merge.finish_run(con, "r2", "2024-01-02T00:01:00", 3, 2, 1, "error")
     assert con.execute("SELECT run_id, status, sent, acknowledged, failed FROM "
                        "_elt.publish_runs ORDER BY run_id").fetchall() == [
         ("r1", "crashed", 0, 0, 0), ("r2", "error", 3, 2, 1)]

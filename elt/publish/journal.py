@@ -34,7 +34,7 @@ from typing import Any
 
 from elt.core import db
 from elt.core.errors import DatabaseLockedError
-from elt.publish import ledger
+from elt.publish.ledger_merge import merge_journal
 
 CURRENT = "journal.ndjson"
 _ROTATED = re.compile(r"^journal\.(\d+)\.ndjson$")
@@ -88,7 +88,7 @@ def merge_files(con: Any, directory: Path) -> int:
     """Merge every rotated journal into the ledger, oldest first, deleting each after."""
     changed = 0
     for path in rotated_files(directory):
-        changed += ledger.merge_journal(con, path)
+        changed += merge_journal(con, path)
         path.unlink()
     return changed
 

@@ -21,7 +21,7 @@ from elt.core.errors import EltError
 from elt.core.results import RunResults
 from elt.core.state import ensure_published_views
 from elt.publish import journal as jr
-from elt.publish import ledger, marks, report, waits
+from elt.publish import ledger, ledger_merge, marks, report, waits
 from elt.publish.spec import Publication
 
 
@@ -73,7 +73,7 @@ class Preparing:
                                   "interrupted run")
             self.journal = jr.Journal(self.publish_dir, self.run_id)
             ledger.ensure_ledger(con, {})
-            ledger.start_run(con, self.run_id, jr.utc_now(), self.order)
+            ledger_merge.start_run(con, self.run_id, jr.utc_now(), self.order)
             active: set[str] = set()
             accepted: list[str] = []
             for name in self.order:
@@ -187,7 +187,7 @@ class Preparing:
             return
         try:
             jr.merge_files(con, self.publish_dir)
-            ledger.finish_run(con, self.run_id, jr.utc_now(), self.totals["sent"],
+            ledger_merge.finish_run(con, self.run_id, jr.utc_now(), self.totals["sent"],
                               self.totals["acknowledged"], self.totals["failed"], status)
             for result in self.results.results:
                 if result.status == "success" and result.name in self.sent_marks:
